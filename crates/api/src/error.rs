@@ -1,0 +1,108 @@
+//! Every error the api answers with, and the one place where each becomes an
+//! HTTP status and the body `{"error": {"code", "message", "field"}}`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header::RETRY_AFTER};
+use axum::response::{IntoResponse, Response};
+use gateway_domain::FieldError;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// The client may not use what it named (a sender).
+    #[error("{message}")]
+    Forbidden {
+        field: &'static str,
+        message: String,
+    },
+    /// The body is not JSON, or not a JSON object.
+    #[error("{0}")]
+    MalformedJson(String),
+    /// The body is JSON but breaks a rule.
+    #[error("{0}")]
+    Invalid(#[from] FieldError),
+    #[error("the body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("no such message")]
+    NotFound,
+    #[error("idempotency key already used for another payload, by message {first_id}")]
+    IdempotencyConflict { first_id: String },
+    /// Redis did not take or give the data; the caller should retry.
+    #[error("the queue is unavailable; retry shortly")]
+    Unavailable,
+}
+
+/// Seconds a client should wait before retrying after a 503.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::IdempotencyConflict { .. } => StatusCode::CONFLICT,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The stable machine-readable code of the body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden { .. } => "forbidden",
+            Self::MalformedJson(_) => "malformed_json",
+            Self::Invalid(e) => e.code,
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::NotFound => "not_found",
+            Self::IdempotencyConflict { .. } => "idempotency_conflict",
+            Self::Unavailable => "unavailable",
+        }
+    }
+
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::Forbidden { field, .. } => Some(field),
+            Self::Invalid(e) => Some(&e.field),
+            Self::IdempotencyConflict { .. } => Some("idempotency_key"),
+            _ => None,
+        }
+    }
+
+    /// The `{"code", "message", "field"}` object (also used per item in batches).
+    pub fn body(&self) -> serde_json::Value {
+        let message = match self {
+            Self::Invalid(e) => e.message.clone(),
+            other => other.to_string(),
+        };
+        let mut error = json!({ "code": self.code(), "message": message });
+        if let (Some(field), Some(map)) = (self.field(), error.as_object_mut()) {
+            map.insert("field".into(), field.into());
+        }
+        error
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status(), Json(json!({ "error": self.body() }))).into_response();
+        if matches!(self, Self::Unavailable) {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        }
+        response
+    }
+}
+
+impl From<gateway_queue::QueueError> for ApiError {
+    fn from(error: gateway_queue::QueueError) -> Self {
+        tracing::warn!(%error, "redis operation failed");
+        Self::Unavailable
+    }
+}

@@ -1,0 +1,70 @@
+//! The HTTP API internal services call: `POST /send`, `POST /send/batch`,
+//! `GET /messages/{id}`, plus `/healthz`, `/readyz` and `/metrics`.
+//!
+//! Guarantees: a `202` is answered only after Redis has stored the message
+//! (stream entry, record and idempotency key in one script); bad input is
+//! answered `4xx` with the field named and stores nothing; when Redis cannot
+//! take a message the answer is `503` with `Retry-After`. Errors become HTTP
+//! answers in one place, [`error::ApiError`].
+
+mod auth;
+mod error;
+mod health;
+mod messages;
+mod send;
+mod send_request;
+mod state;
+
+pub use error::ApiError;
+pub use state::AppState;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use tokio_util::sync::CancellationToken;
+
+/// All routes of the api process.
+pub fn router(state: AppState) -> Router {
+    let metrics = state.metrics.clone();
+    Router::new()
+        .route("/send", post(send::send_one))
+        .route("/send/batch", post(send::send_batch))
+        .route("/messages/{id}", get(messages::show))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .layer(DefaultBodyLimit::max(state.settings.api.max_body_bytes))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_responses,
+        ))
+        .with_state(state)
+        .merge(gateway_telemetry::metrics_routes(metrics))
+}
+
+/// Serves the api on `listener` until `shutdown` is cancelled, then finishes
+/// the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+async fn count_responses(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    state
+        .metrics
+        .http_responses
+        .with_label_values(&[route.as_str(), response.status().as_str()])
+        .inc();
+    response
+}

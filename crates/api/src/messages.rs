@@ -1,0 +1,77 @@
+//! `GET /messages/{id}`: a message's current state and its history, for the
+//! client that sent it (or any client allowed the same sender).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use gateway_domain::MessageId;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::auth::Client;
+use crate::{ApiError, AppState};
+
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    client: Client,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    // An id the client may not see answers exactly like an unknown one.
+    let id = MessageId::parse(&id).ok_or(ApiError::NotFound)?;
+    if !client.may_use(id.phone_number_id()) {
+        return Err(ApiError::NotFound);
+    }
+    let record = state.queue.message(&id).await?.ok_or(ApiError::NotFound)?;
+    let history: Vec<Value> = serde_json::from_str::<Vec<Value>>(&record.history)
+        .unwrap_or_default()
+        .into_iter()
+        .map(with_rfc3339_time)
+        .collect();
+    let mut body = json!({
+        "id": record.id.as_str(),
+        "status": record.status.as_str(),
+        "from": record.sender,
+        "to": record.recipient,
+        "type": record.kind,
+        "attempts": record.attempts,
+        "fallback_used": record.fallback_used,
+        "created_at": rfc3339(record.created_ms),
+        "updated_at": rfc3339(record.updated_ms),
+        "history": history,
+    });
+    if let Some(map) = body.as_object_mut() {
+        if let Some(wamid) = record.wamid {
+            map.insert("wamid".into(), wamid.into());
+        }
+        if let Some(code) = record.error_code {
+            map.insert(
+                "error".into(),
+                json!({ "code": code, "title": record.error_title }),
+            );
+        }
+        if let Some(metadata) = record
+            .metadata
+            .and_then(|m| serde_json::from_str::<Value>(&m).ok())
+        {
+            map.insert("metadata".into(), metadata);
+        }
+    }
+    Ok(Json(body))
+}
+
+/// History events are stored with `at_ms`; callers get RFC 3339 `at`.
+fn with_rfc3339_time(mut event: Value) -> Value {
+    if let Some(map) = event.as_object_mut()
+        && let Some(ms) = map.remove("at_ms").and_then(|v| v.as_i64())
+    {
+        map.insert("at".into(), rfc3339(ms).into());
+    }
+    event
+}
+
+fn rfc3339(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}

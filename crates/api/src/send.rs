@@ -1,0 +1,215 @@
+//! `POST /send` and `POST /send/batch`: parse, prepare, store, answer.
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use bytes::Bytes;
+use gateway_domain::FieldError;
+use gateway_queue::{EnqueueOutcome, Idempotency, NewMessage};
+use serde_json::{Map, Value, json};
+
+use crate::auth::Client;
+use crate::send_request::{PreparedMessage, SendRequest};
+use crate::{ApiError, AppState};
+
+pub(crate) async fn send_one(
+    State(state): State<AppState>,
+    client: Client,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = json_object(&state, body)?;
+    let request = SendRequest::parse(&body, &state, &client)?;
+    let prepared = request.prepare();
+    let outcome = state
+        .queue
+        .enqueue(&new_message(&request, &prepared, &client, now_ms()))
+        .await
+        .inspect_err(|_| {
+            state
+                .metrics
+                .redis_errors
+                .with_label_values(&["enqueue"])
+                .inc()
+        })?;
+    answer(&state, &request, &prepared, outcome).map(|(status, body)| (status, Json(body)))
+}
+
+pub(crate) async fn send_batch(
+    State(state): State<AppState>,
+    client: Client,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = json_object(&state, body)?;
+    let items = match body.get("messages") {
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            return Err(
+                FieldError::new("messages", "invalid_type", "messages must be an array").into(),
+            );
+        }
+        None => return Err(FieldError::missing("messages").into()),
+    };
+    let limit = state.settings.api.max_batch_items;
+    if items.is_empty() || items.len() > limit {
+        return Err(FieldError::new(
+            "messages",
+            "invalid_length",
+            format!(
+                "a batch holds 1 to {limit} messages; this one has {}",
+                items.len()
+            ),
+        )
+        .into());
+    }
+
+    // Parse every item first; only the valid ones go to Redis, in one pipeline.
+    let parsed: Vec<Result<(SendRequest, PreparedMessage), ApiError>> = items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let object = item.as_object().ok_or_else(|| {
+                ApiError::from(FieldError::new(
+                    format!("messages[{index}]"),
+                    "invalid_type",
+                    "each message must be an object",
+                ))
+            })?;
+            let request = SendRequest::parse(object, &state, &client).map_err(|e| match e {
+                ApiError::Invalid(field) => {
+                    ApiError::Invalid(field.within(&format!("messages[{index}]")))
+                }
+                other => other,
+            })?;
+            let prepared = request.prepare();
+            Ok((request, prepared))
+        })
+        .collect();
+    let now = now_ms();
+    let to_store: Vec<NewMessage<'_>> = parsed
+        .iter()
+        .filter_map(|item| item.as_ref().ok())
+        .map(|(request, prepared)| new_message(request, prepared, &client, now))
+        .collect();
+    let mut stored = state
+        .queue
+        .enqueue_batch(&to_store)
+        .await
+        .inspect_err(|_| {
+            state
+                .metrics
+                .redis_errors
+                .with_label_values(&["enqueue_batch"])
+                .inc()
+        })?
+        .into_iter();
+
+    let results: Vec<Value> = parsed
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let result = match item {
+                Err(error) => Err(error.body()),
+                Ok((request, prepared)) => match stored.next() {
+                    Some(Ok(outcome)) => answer(&state, request, prepared, outcome)
+                        .map(|(_, body)| body)
+                        .map_err(|e| e.body()),
+                    Some(Err(error)) => Err(ApiError::from(error).body()),
+                    None => Err(ApiError::Unavailable.body()),
+                },
+            };
+            let mut entry = match result {
+                Ok(body) => body,
+                Err(error) => json!({ "error": error }),
+            };
+            if let Some(map) = entry.as_object_mut() {
+                map.insert("index".into(), index.into());
+            }
+            entry
+        })
+        .collect();
+    Ok(Json(json!({ "results": results })))
+}
+
+fn new_message<'a>(
+    request: &'a SendRequest,
+    prepared: &'a PreparedMessage,
+    client: &'a Client,
+    now_ms: i64,
+) -> NewMessage<'a> {
+    NewMessage {
+        id: &prepared.id,
+        sender_name: &request.sender.name,
+        phone_number_id: &request.sender.phone_number_id,
+        client: &client.name,
+        recipient: request.recipient.key(),
+        kind: request.message.kind().as_str(),
+        graph_body: &prepared.graph_body,
+        fallback_body: prepared.fallback_body.as_deref(),
+        metadata: request.metadata.as_deref(),
+        idempotency: request.idempotency_key.as_deref().map(|key| Idempotency {
+            key,
+            fingerprint: &prepared.fingerprint,
+        }),
+        accepted_at_ms: now_ms,
+    }
+}
+
+fn answer(
+    state: &AppState,
+    request: &SendRequest,
+    prepared: &PreparedMessage,
+    outcome: EnqueueOutcome,
+) -> Result<(StatusCode, Value), ApiError> {
+    match outcome {
+        EnqueueOutcome::Queued => {
+            state
+                .metrics
+                .accepted
+                .with_label_values(&[request.sender.name.as_str()])
+                .inc();
+            Ok((
+                StatusCode::ACCEPTED,
+                json!({ "id": prepared.id.as_str(), "status": "queued" }),
+            ))
+        }
+        EnqueueOutcome::Duplicate(first) => Ok((
+            StatusCode::OK,
+            json!({ "id": first.as_str(), "duplicate": true }),
+        )),
+        EnqueueOutcome::Conflict(first) => Err(ApiError::IdempotencyConflict {
+            first_id: first.to_string(),
+        }),
+    }
+}
+
+/// The body as a JSON object, or the error that says why not.
+fn json_object(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Map<String, Value>, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge {
+                limit: state.settings.api.max_body_bytes,
+            }
+        } else {
+            ApiError::MalformedJson(rejection.body_text())
+        }
+    })?;
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::MalformedJson(
+            "the body must be a JSON object".into(),
+        )),
+        Err(e) => Err(ApiError::MalformedJson(format!(
+            "the body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,249 @@
+//! A `/send` body parsed once into what the gateway stores: the sender, the
+//! recipient, the message within Meta's limits, the fallback template and the
+//! gateway's own fields. Everything after this trusts these types.
+
+use std::sync::Arc;
+
+use gateway_config::SenderSettings;
+use gateway_domain::{FieldError, MessageId, OutboundMessage, Recipient};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::auth::Client;
+use crate::{ApiError, AppState};
+
+/// The gateway's own fields, beside the Cloud API message object.
+const GATEWAY_FIELDS: &[&str] = &[
+    "from",
+    "to",
+    "recipient",
+    "fallback_template",
+    "idempotency_key",
+    "metadata",
+];
+
+/// Documented fields whose behaviour is not built yet: refused rather than
+/// silently ignored, so no caller believes a message was scheduled.
+const NOT_YET_SUPPORTED: &[&str] = &["priority", "send_after", "expires_at", "callback_url"];
+
+/// Fields of Meta's message object that are not the content itself.
+const ENVELOPE_FIELDS: &[&str] = &["messaging_product", "recipient_type", "type", "context"];
+
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
+const MAX_METADATA_BYTES: usize = 4_096;
+
+pub(crate) struct SendRequest {
+    pub sender: Arc<SenderSettings>,
+    pub recipient: Recipient,
+    pub message: OutboundMessage,
+    pub fallback: Option<OutboundMessage>,
+    pub idempotency_key: Option<String>,
+    /// The caller's metadata object, serialised.
+    pub metadata: Option<String>,
+}
+
+/// A request turned into what Redis stores.
+pub(crate) struct PreparedMessage {
+    pub id: MessageId,
+    pub graph_body: String,
+    pub fallback_body: Option<String>,
+    /// Identifies the payload for idempotency, without the id.
+    pub fingerprint: String,
+}
+
+impl SendRequest {
+    pub fn parse(
+        body: &Map<String, Value>,
+        state: &AppState,
+        client: &Client,
+    ) -> Result<Self, ApiError> {
+        let message_type = body.get("type").and_then(Value::as_str);
+        for key in body.keys() {
+            let known = GATEWAY_FIELDS.contains(&key.as_str())
+                || ENVELOPE_FIELDS.contains(&key.as_str())
+                || Some(key.as_str()) == message_type;
+            if NOT_YET_SUPPORTED.contains(&key.as_str()) {
+                return Err(FieldError::new(
+                    key.clone(),
+                    "not_supported",
+                    format!("{key} is not supported by this version of the gateway"),
+                )
+                .into());
+            }
+            if !known {
+                return Err(FieldError::new(
+                    key.clone(),
+                    "unknown_field",
+                    format!("unknown field {key}"),
+                )
+                .into());
+            }
+        }
+        expect_constant(body, "messaging_product", "whatsapp")?;
+        expect_constant(body, "recipient_type", "individual")?;
+
+        let from = optional_str(body, "from")?.ok_or_else(|| FieldError::missing("from"))?;
+        let sender = state
+            .sender(from)
+            .ok_or_else(|| {
+                FieldError::new(
+                    "from",
+                    "unknown_sender",
+                    format!("no sender is named {from:?}"),
+                )
+            })?
+            .clone();
+        if !client.may_use(&sender.phone_number_id) {
+            return Err(ApiError::Forbidden {
+                field: "from",
+                message: format!("client {} may not send from {}", client.name, sender.name),
+            });
+        }
+        let recipient =
+            Recipient::from_fields(optional_str(body, "to")?, optional_str(body, "recipient")?)?;
+        let message = OutboundMessage::parse(body)?;
+        let fallback = body
+            .get("fallback_template")
+            .map(|t| OutboundMessage::template(t).map_err(|e| e.within("fallback_template")))
+            .transpose()?;
+        let idempotency_key = optional_str(body, "idempotency_key")?
+            .map(|key| {
+                let valid = !key.is_empty()
+                    && key.len() <= MAX_IDEMPOTENCY_KEY_LEN
+                    && key.chars().all(|c| c.is_ascii_graphic());
+                if valid {
+                    Ok(key.to_owned())
+                } else {
+                    Err(FieldError::invalid(
+                        "idempotency_key",
+                        format!("use 1 to {MAX_IDEMPOTENCY_KEY_LEN} printable ASCII characters"),
+                    ))
+                }
+            })
+            .transpose()?;
+        let metadata = match body.get("metadata") {
+            None | Some(Value::Null) => None,
+            Some(value @ Value::Object(_)) => {
+                let text = value.to_string();
+                if text.len() > MAX_METADATA_BYTES {
+                    return Err(FieldError::new(
+                        "metadata",
+                        "too_long",
+                        format!(
+                            "metadata is {} bytes as JSON; the limit is {MAX_METADATA_BYTES}",
+                            text.len()
+                        ),
+                    )
+                    .into());
+                }
+                Some(text)
+            }
+            Some(_) => {
+                return Err(FieldError::new(
+                    "metadata",
+                    "invalid_type",
+                    "metadata must be an object",
+                )
+                .into());
+            }
+        };
+        Ok(Self {
+            sender,
+            recipient,
+            message,
+            fallback,
+            idempotency_key,
+            metadata,
+        })
+    }
+
+    /// Gives the message its id and renders the Graph API bodies the worker
+    /// will POST as they are.
+    pub fn prepare(&self) -> PreparedMessage {
+        let id = MessageId::generate(&self.sender.phone_number_id);
+        let fingerprint = if self.idempotency_key.is_some() {
+            self.fingerprint()
+        } else {
+            String::new()
+        };
+        PreparedMessage {
+            graph_body: graph_body(&self.recipient, &self.message, Some(id.as_str())),
+            fallback_body: self
+                .fallback
+                .as_ref()
+                .map(|t| graph_body(&self.recipient, t, Some(id.as_str()))),
+            fingerprint,
+            id,
+        }
+    }
+
+    fn fingerprint(&self) -> String {
+        let mut hash = Sha256::new();
+        let fallback = self
+            .fallback
+            .as_ref()
+            .map(|t| graph_body(&self.recipient, t, None));
+        for part in [
+            Some(self.sender.phone_number_id.as_str()),
+            Some(graph_body(&self.recipient, &self.message, None).as_str()),
+            fallback.as_deref(),
+            self.metadata.as_deref(),
+        ] {
+            let part = part.unwrap_or("");
+            // Length-prefixed, so moving bytes from one part to the next changes the hash.
+            hash.update((part.len() as u64).to_le_bytes());
+            hash.update(part.as_bytes());
+        }
+        hex::encode(&hash.finalize()[..16])
+    }
+}
+
+/// The Graph API send body for `message` to `recipient`; the gateway's id
+/// rides in `biz_opaque_callback_data` so status webhooks can be matched even
+/// before the wamid is recorded.
+pub(crate) fn graph_body(
+    recipient: &Recipient,
+    message: &OutboundMessage,
+    id: Option<&str>,
+) -> String {
+    let mut body = Map::with_capacity(7);
+    body.insert("messaging_product".into(), "whatsapp".into());
+    body.insert("recipient_type".into(), "individual".into());
+    let (field, value) = recipient.graph_field();
+    body.insert(field.into(), value.into());
+    message.write_graph_fields(&mut body);
+    if let Some(id) = id {
+        body.insert("biz_opaque_callback_data".into(), id.into());
+    }
+    Value::Object(body).to_string()
+}
+
+fn optional_str<'a>(
+    body: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<&'a str>, FieldError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(FieldError::new(
+            field,
+            "invalid_type",
+            format!("{field} must be a string"),
+        )),
+    }
+}
+
+fn expect_constant(
+    body: &Map<String, Value>,
+    field: &'static str,
+    expected: &str,
+) -> Result<(), FieldError> {
+    match optional_str(body, field)? {
+        None => Ok(()),
+        Some(value) if value == expected => Ok(()),
+        Some(_) => Err(FieldError::invalid(
+            field,
+            format!("{field} must be {expected:?}"),
+        )),
+    }
+}

@@ -1,0 +1,42 @@
+//! What every request handler shares: the settings, the senders by name and
+//! by phone_number_id, the client keys, the queue and the metrics.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use gateway_config::{SenderSettings, Settings};
+use gateway_queue::Queue;
+use gateway_telemetry::Metrics;
+
+use crate::auth::ClientKeys;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) senders: Arc<HashMap<String, Arc<SenderSettings>>>,
+    pub(crate) clients: Arc<ClientKeys>,
+    pub(crate) queue: Queue,
+    pub(crate) metrics: Metrics,
+}
+
+impl AppState {
+    pub fn new(settings: Arc<Settings>, queue: Queue, metrics: Metrics) -> Self {
+        let mut senders = HashMap::new();
+        for sender in &settings.senders {
+            senders.insert(sender.name.clone(), sender.clone());
+            senders.insert(sender.phone_number_id.clone(), sender.clone());
+        }
+        Self {
+            clients: Arc::new(ClientKeys::new(&settings.clients)),
+            senders: Arc::new(senders),
+            settings,
+            queue,
+            metrics,
+        }
+    }
+
+    /// The sender a request names by name or phone_number_id.
+    pub(crate) fn sender(&self, name_or_id: &str) -> Option<&Arc<SenderSettings>> {
+        self.senders.get(name_or_id)
+    }
+}

@@ -1,0 +1,157 @@
+//! The file as written: the serde shape of `gateway.toml`. Unknown keys are
+//! errors so a typo stops start-up instead of being ignored. Checks that need
+//! more than one field, and secret resolution, happen in `settings`.
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    #[serde(default)]
+    pub api: ApiSection,
+    #[serde(default)]
+    pub worker: WorkerSection,
+    #[serde(default)]
+    pub redis: RedisSection,
+    #[serde(default)]
+    pub graph: GraphSection,
+    #[serde(default)]
+    pub webhook: WebhookSection,
+    #[serde(default)]
+    pub sandbox: SandboxSection,
+    #[serde(default)]
+    pub senders: Vec<SenderSection>,
+    #[serde(default)]
+    pub clients: Vec<ClientSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ApiSection {
+    pub listen: String,
+    pub max_body_bytes: usize,
+    pub max_batch_items: usize,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8080".into(),
+            max_body_bytes: 262_144,
+            max_batch_items: 1_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct WorkerSection {
+    pub listen: String,
+    pub batch_size: usize,
+    pub max_in_flight_per_sender: usize,
+}
+
+impl Default for WorkerSection {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:9090".into(),
+            batch_size: 256,
+            max_in_flight_per_sender: 64,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RedisSection {
+    pub url: String,
+    pub connect_timeout_ms: u64,
+    pub response_timeout_ms: u64,
+    pub record_ttl_seconds: u64,
+}
+
+impl Default for RedisSection {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            connect_timeout_ms: 1_000,
+            response_timeout_ms: 5_000,
+            record_ttl_seconds: 7 * 24 * 3600,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct GraphSection {
+    pub base_url: String,
+    pub version: String,
+    pub timeout_ms: u64,
+}
+
+impl Default for GraphSection {
+    fn default() -> Self {
+        Self {
+            base_url: "https://graph.facebook.com".into(),
+            version: "v25.0".into(),
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct WebhookSection {
+    pub verify_token_env: String,
+    pub app_secret_env: String,
+}
+
+impl Default for WebhookSection {
+    fn default() -> Self {
+        Self {
+            verify_token_env: "WA_VERIFY_TOKEN".into(),
+            app_secret_env: "WA_APP_SECRET".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SandboxSection {
+    pub listen: String,
+    pub webhook_url: Option<String>,
+}
+
+impl Default for SandboxSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8090".into(),
+            webhook_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SenderSection {
+    pub name: String,
+    pub phone_number_id: String,
+    pub waba_id: String,
+    pub access_token_env: String,
+    #[serde(default = "default_rate")]
+    pub rate_per_second: u32,
+    #[serde(default)]
+    pub fallback_template: Option<serde_json::Value>,
+}
+
+fn default_rate() -> u32 {
+    70
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClientSection {
+    pub name: String,
+    pub key_env: String,
+    pub senders: Vec<String>,
+}

@@ -1,0 +1,544 @@
+//! The checked configuration every process runs on, and how it is loaded:
+//! file → environment overrides → serde shape → cross-field checks →
+//! secrets from the environment.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_domain::OutboundMessage;
+use secrecy::SecretString;
+
+use crate::env::Environment;
+use crate::error::ConfigError;
+use crate::file::{ClientSection, FileConfig, SenderSection};
+
+/// Which process is starting: each needs a different set of secrets, so an
+/// api pod is not handed the senders' access tokens it never uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Api,
+    Worker,
+    Sandbox,
+    /// Everything in one process (`gateway dev`).
+    Dev,
+    /// Command-line tools that only talk to Redis.
+    Ops,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub api: ApiSettings,
+    pub worker: WorkerSettings,
+    pub redis: RedisSettings,
+    pub graph: GraphSettings,
+    pub webhook: WebhookSettings,
+    pub sandbox: SandboxSettings,
+    pub senders: Vec<Arc<SenderSettings>>,
+    pub clients: Vec<ClientSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub max_batch_items: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub listen: SocketAddr,
+    /// Stream entries read per XREADGROUP.
+    pub batch_size: usize,
+    /// Graph API calls one sender may have open at once.
+    pub max_in_flight_per_sender: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub url: String,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    /// How long a message record (and its status history) is kept.
+    pub record_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct GraphSettings {
+    /// Without a trailing slash.
+    pub base_url: String,
+    pub version: String,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub verify_token_env: String,
+    pub app_secret_env: String,
+    pub verify_token: Option<SecretString>,
+    pub app_secret: Option<SecretString>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SandboxSettings {
+    pub listen: SocketAddr,
+    pub webhook_url: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct SenderSettings {
+    pub name: String,
+    pub phone_number_id: String,
+    pub waba_id: String,
+    /// The variable the token is read from, for messages that name it.
+    pub access_token_env: String,
+    /// Present whenever the role needs it (checked at load).
+    pub access_token: Option<SecretString>,
+    pub rate_per_second: u32,
+    /// The template sent when a free-form message meets a closed window.
+    pub fallback_template: Option<OutboundMessage>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub name: String,
+    /// The variable the key is read from.
+    pub key_env: String,
+    pub key: Option<SecretString>,
+    /// phone_number_ids of the senders this client may use.
+    pub senders: Vec<String>,
+}
+
+/// The throughput Meta allows at most (the top tier); more is a typo.
+const MAX_RATE_PER_SECOND: u32 = 1_000;
+
+impl Settings {
+    /// Reads the file at `path`, applies overrides from `env`, and checks
+    /// everything `role` needs.
+    pub fn load(path: &str, env: &Environment, role: Role) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, path, env, role)
+    }
+
+    /// As [`Settings::load`], from the file's text (`origin` names it in errors).
+    pub fn from_toml(
+        text: &str,
+        origin: &str,
+        env: &Environment,
+        role: Role,
+    ) -> Result<Self, ConfigError> {
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: origin.to_owned(),
+                    message: e.to_string(),
+                })?;
+        apply_overrides(&mut table, env)?;
+        let file: FileConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::invalid(e.path().to_string(), e.inner().to_string()))?;
+        Self::check(file, env, role)
+    }
+
+    /// Every environment variable the file names for a secret.
+    pub fn secret_variables(&self) -> Vec<&str> {
+        let mut names = vec![
+            self.webhook.verify_token_env.as_str(),
+            self.webhook.app_secret_env.as_str(),
+        ];
+        names.extend(self.senders.iter().map(|s| s.access_token_env.as_str()));
+        names.extend(self.clients.iter().map(|c| c.key_env.as_str()));
+        names
+    }
+
+    /// The sender with this name or phone_number_id.
+    pub fn sender(&self, name_or_id: &str) -> Option<&Arc<SenderSettings>> {
+        self.senders
+            .iter()
+            .find(|s| s.name == name_or_id || s.phone_number_id == name_or_id)
+    }
+
+    fn check(file: FileConfig, env: &Environment, role: Role) -> Result<Self, ConfigError> {
+        let needs_tokens = matches!(role, Role::Worker | Role::Sandbox | Role::Dev);
+        let needs_client_keys = matches!(role, Role::Api | Role::Dev);
+
+        let api = ApiSettings {
+            listen: socket_addr("api.listen", &file.api.listen)?,
+            max_body_bytes: at_least("api.max_body_bytes", file.api.max_body_bytes, 1_024)?,
+            max_batch_items: at_least("api.max_batch_items", file.api.max_batch_items, 1)?,
+        };
+        let worker = WorkerSettings {
+            listen: socket_addr("worker.listen", &file.worker.listen)?,
+            batch_size: at_least("worker.batch_size", file.worker.batch_size, 1)?,
+            max_in_flight_per_sender: at_least(
+                "worker.max_in_flight_per_sender",
+                file.worker.max_in_flight_per_sender,
+                1,
+            )?,
+        };
+        let redis = RedisSettings {
+            url: redis_url(&file.redis.url)?,
+            connect_timeout: millis("redis.connect_timeout_ms", file.redis.connect_timeout_ms)?,
+            response_timeout: millis("redis.response_timeout_ms", file.redis.response_timeout_ms)?,
+            record_ttl: Duration::from_secs(at_least(
+                "redis.record_ttl_seconds",
+                file.redis.record_ttl_seconds,
+                60,
+            )?),
+        };
+        let graph = GraphSettings {
+            base_url: http_url("graph.base_url", &file.graph.base_url)?,
+            version: graph_version(&file.graph.version)?,
+            timeout: millis("graph.timeout_ms", file.graph.timeout_ms)?,
+        };
+        let webhook = WebhookSettings {
+            verify_token_env: file.webhook.verify_token_env.clone(),
+            app_secret_env: file.webhook.app_secret_env.clone(),
+            verify_token: secret(
+                env,
+                "webhook.verify_token_env",
+                &file.webhook.verify_token_env,
+                false,
+            )?,
+            app_secret: secret(
+                env,
+                "webhook.app_secret_env",
+                &file.webhook.app_secret_env,
+                false,
+            )?,
+        };
+        let sandbox = SandboxSettings {
+            listen: socket_addr("sandbox.listen", &file.sandbox.listen)?,
+            webhook_url: file
+                .sandbox
+                .webhook_url
+                .as_deref()
+                .map(|url| http_url("sandbox.webhook_url", url))
+                .transpose()?,
+        };
+        if file.senders.is_empty() {
+            return Err(ConfigError::invalid(
+                "senders",
+                "at least one [[senders]] entry is needed",
+            ));
+        }
+        let senders = file
+            .senders
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| sender(i, s, env, needs_tokens).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        unique("senders", "name", senders.iter().map(|s| s.name.as_str()))?;
+        unique(
+            "senders",
+            "phone_number_id",
+            senders.iter().map(|s| s.phone_number_id.as_str()),
+        )?;
+
+        let clients = file
+            .clients
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| client(i, c, &senders, env, needs_client_keys))
+            .collect::<Result<Vec<_>, _>>()?;
+        unique("clients", "name", clients.iter().map(|c| c.name.as_str()))?;
+        if needs_client_keys && clients.is_empty() {
+            return Err(ConfigError::invalid(
+                "clients",
+                "at least one [[clients]] entry is needed",
+            ));
+        }
+
+        Ok(Self {
+            api,
+            worker,
+            redis,
+            graph,
+            webhook,
+            sandbox,
+            senders,
+            clients,
+        })
+    }
+}
+
+fn sender(
+    index: usize,
+    s: SenderSection,
+    env: &Environment,
+    needs_token: bool,
+) -> Result<SenderSettings, ConfigError> {
+    let key = |field: &str| format!("senders[{index}].{field}");
+    if !is_name(&s.name) {
+        return Err(ConfigError::invalid(
+            key("name"),
+            "use 1 to 64 characters of a-z, 0-9, '-' and '_'",
+        ));
+    }
+    if s.phone_number_id.is_empty()
+        || s.phone_number_id.len() > 32
+        || !s.phone_number_id.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(ConfigError::invalid(
+            key("phone_number_id"),
+            "must be digits, as Meta shows it",
+        ));
+    }
+    if s.waba_id.is_empty() || !s.waba_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ConfigError::invalid(
+            key("waba_id"),
+            "must be digits, as Meta shows it",
+        ));
+    }
+    if !(1..=MAX_RATE_PER_SECOND).contains(&s.rate_per_second) {
+        return Err(ConfigError::invalid(
+            key("rate_per_second"),
+            format!("must be between 1 and {MAX_RATE_PER_SECOND}"),
+        ));
+    }
+    let fallback_template = s
+        .fallback_template
+        .as_ref()
+        .map(|t| {
+            OutboundMessage::template(t)
+                .map_err(|e| ConfigError::invalid(key("fallback_template"), e.to_string()))
+        })
+        .transpose()?;
+    let access_token = secret(
+        env,
+        &key("access_token_env"),
+        &s.access_token_env,
+        needs_token,
+    )?;
+    Ok(SenderSettings {
+        name: s.name,
+        phone_number_id: s.phone_number_id,
+        waba_id: s.waba_id,
+        access_token_env: s.access_token_env,
+        access_token,
+        rate_per_second: s.rate_per_second,
+        fallback_template,
+    })
+}
+
+fn client(
+    index: usize,
+    c: ClientSection,
+    senders: &[Arc<SenderSettings>],
+    env: &Environment,
+    needs_key: bool,
+) -> Result<ClientSettings, ConfigError> {
+    let key = |field: &str| format!("clients[{index}].{field}");
+    if !is_name(&c.name) {
+        return Err(ConfigError::invalid(
+            key("name"),
+            "use 1 to 64 characters of a-z, 0-9, '-' and '_'",
+        ));
+    }
+    let allowed = c
+        .senders
+        .iter()
+        .map(|wanted| {
+            senders
+                .iter()
+                .find(|s| &s.name == wanted || &s.phone_number_id == wanted)
+                .map(|s| s.phone_number_id.clone())
+                .ok_or_else(|| {
+                    ConfigError::invalid(key("senders"), format!("no sender is named {wanted:?}"))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ClientSettings {
+        name: c.name,
+        key: secret(env, &key("key_env"), &c.key_env, needs_key)?,
+        key_env: c.key_env,
+        senders: allowed,
+    })
+}
+
+/// Applies `GATEWAY_SECTION__KEY=value` (and `GATEWAY_SENDERS__0__KEY`) on top
+/// of the file. Values are read as TOML when they parse as such (numbers,
+/// booleans, inline tables), else as strings, so `GATEWAY_REDIS__URL` needs no quotes.
+fn apply_overrides(table: &mut toml::Table, env: &Environment) -> Result<(), ConfigError> {
+    for (path, raw) in env.overrides() {
+        let key = path.join(".");
+        let value = parse_override(raw);
+        let Some((last, parents)) = path.split_last() else {
+            continue;
+        };
+        let mut node = &mut *table;
+        for (depth, segment) in parents.iter().enumerate() {
+            let child = node
+                .entry(segment.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            node = match child {
+                toml::Value::Table(t) => t,
+                toml::Value::Array(items) => {
+                    // Arrays of tables are addressed by index: SENDERS__0__RATE_PER_SECOND.
+                    return set_in_array(items, &path[depth + 1..], value, &key);
+                }
+                _ => {
+                    return Err(ConfigError::invalid(
+                        key,
+                        "overrides a value that is not a section",
+                    ));
+                }
+            };
+        }
+        node.insert(last.clone(), value);
+    }
+    Ok(())
+}
+
+fn set_in_array(
+    items: &mut [toml::Value],
+    rest: &[String],
+    value: toml::Value,
+    key: &str,
+) -> Result<(), ConfigError> {
+    let bad = || {
+        ConfigError::invalid(
+            key,
+            "expected GATEWAY_<ARRAY>__<INDEX>__<KEY> with an existing index",
+        )
+    };
+    let [index, field] = rest else {
+        return Err(bad());
+    };
+    let index: usize = index.parse().map_err(|_| bad())?;
+    match items.get_mut(index) {
+        Some(toml::Value::Table(t)) => {
+            t.insert(field.clone(), value);
+            Ok(())
+        }
+        _ => Err(bad()),
+    }
+}
+
+fn parse_override(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+fn secret(
+    env: &Environment,
+    key: &str,
+    variable: &str,
+    required: bool,
+) -> Result<Option<SecretString>, ConfigError> {
+    match env.get(variable).filter(|v| !v.is_empty()) {
+        Some(value) => Ok(Some(SecretString::from(value.to_owned()))),
+        None if required => Err(ConfigError::MissingSecret {
+            key: key.to_owned(),
+            variable: variable.to_owned(),
+        }),
+        None => Ok(None),
+    }
+}
+
+fn is_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn unique<'a>(
+    section: &str,
+    field: &str,
+    values: impl Iterator<Item = &'a str>,
+) -> Result<(), ConfigError> {
+    let mut seen = HashSet::new();
+    for (i, value) in values.enumerate() {
+        if !seen.insert(value) {
+            return Err(ConfigError::invalid(
+                format!("{section}[{i}].{field}"),
+                format!("{value:?} is used twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| {
+        ConfigError::invalid(
+            key,
+            format!("{value:?} is not an address like 0.0.0.0:8080"),
+        )
+    })
+}
+
+fn at_least<T: PartialOrd + std::fmt::Display + Copy>(
+    key: &str,
+    value: T,
+    min: T,
+) -> Result<T, ConfigError> {
+    if value < min {
+        return Err(ConfigError::invalid(key, format!("must be at least {min}")));
+    }
+    Ok(value)
+}
+
+fn millis(key: &str, value: u64) -> Result<Duration, ConfigError> {
+    at_least(key, value, 1).map(Duration::from_millis)
+}
+
+fn http_url(key: &str, value: &str) -> Result<String, ConfigError> {
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => {
+            Ok(value.trim_end_matches('/').to_owned())
+        }
+        _ => Err(ConfigError::invalid(
+            key,
+            format!("{value:?} is not an http(s) URL"),
+        )),
+    }
+}
+
+fn redis_url(value: &str) -> Result<String, ConfigError> {
+    let known = ["redis://", "rediss://", "unix://", "redis+unix://"];
+    if known.iter().any(|scheme| value.starts_with(scheme)) {
+        Ok(value.to_owned())
+    } else {
+        Err(ConfigError::invalid(
+            "redis.url",
+            "must start with redis://, rediss:// or unix://",
+        ))
+    }
+}
+
+fn graph_version(value: &str) -> Result<String, ConfigError> {
+    let valid = value
+        .strip_prefix('v')
+        .and_then(|v| v.split_once('.'))
+        .is_some_and(|(major, minor)| {
+            !major.is_empty()
+                && !minor.is_empty()
+                && major
+                    .bytes()
+                    .chain(minor.bytes())
+                    .all(|b| b.is_ascii_digit())
+        });
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(ConfigError::invalid(
+            "graph.version",
+            format!("{value:?} is not a version like v25.0"),
+        ))
+    }
+}
+
+#[cfg(test)]
+#[path = "settings/tests.rs"]
+mod tests;

@@ -1,0 +1,158 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+[[senders]]
+name = "support"
+phone_number_id = "106540352242922"
+waba_id = "102290129340398"
+access_token_env = "WA_TOKEN_SUPPORT"
+fallback_template = { name = "hello_world", language = { code = "en_US" } }
+
+[[clients]]
+name = "billing"
+key_env = "GATEWAY_KEY_BILLING"
+senders = ["support"]
+"#;
+
+fn env() -> Environment {
+    Environment::from_pairs([
+        ("WA_TOKEN_SUPPORT", "token-1"),
+        ("GATEWAY_KEY_BILLING", "key-1"),
+    ])
+}
+
+fn load(text: &str, env: &Environment, role: Role) -> Result<Settings, ConfigError> {
+    Settings::from_toml(text, "test.toml", env, role)
+}
+
+fn error_key(result: Result<Settings, ConfigError>) -> String {
+    match result {
+        Err(ConfigError::Invalid { key, .. }) | Err(ConfigError::MissingSecret { key, .. }) => key,
+        other => panic!("expected a keyed error, got {other:?}"),
+    }
+}
+
+#[test]
+fn minimal_file_gets_documented_defaults() {
+    let settings = load(MINIMAL, &env(), Role::Dev).expect("valid");
+    assert_eq!(settings.api.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(settings.api.max_body_bytes, 262_144);
+    assert_eq!(settings.graph.version, "v25.0");
+    assert_eq!(settings.senders[0].rate_per_second, 70);
+    assert!(settings.senders[0].fallback_template.is_some());
+    assert_eq!(
+        settings.clients[0].senders,
+        vec!["106540352242922".to_owned()]
+    );
+    assert!(settings.sender("support").is_some());
+    assert!(settings.sender("106540352242922").is_some());
+}
+
+#[test]
+fn environment_overrides_file_keys() {
+    let mut env = env();
+    env.set("GATEWAY_REDIS__URL", "redis://10.0.0.1:6380");
+    env.set("GATEWAY_GRAPH__TIMEOUT_MS", "2500");
+    env.set("GATEWAY_SENDERS__0__RATE_PER_SECOND", "20");
+    let settings = load(MINIMAL, &env, Role::Dev).expect("valid");
+    assert_eq!(settings.redis.url, "redis://10.0.0.1:6380");
+    assert_eq!(settings.graph.timeout, Duration::from_millis(2500));
+    assert_eq!(settings.senders[0].rate_per_second, 20);
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let text = format!("{MINIMAL}\n[redis]\nurll = \"redis://x\"\n");
+    let err = load(&text, &env(), Role::Dev).unwrap_err().to_string();
+    assert!(err.contains("urll"), "{err}");
+
+    let mut env = env();
+    env.set("GATEWAY_API__LISTN", "1.2.3.4:1");
+    let err = load(MINIMAL, &env, Role::Dev).unwrap_err().to_string();
+    assert!(err.contains("listn"), "{err}");
+}
+
+#[test]
+fn bad_values_name_their_key() {
+    let cases = [
+        ("GATEWAY_API__LISTEN", "not-an-address", "api.listen"),
+        (
+            "GATEWAY_SENDERS__0__RATE_PER_SECOND",
+            "0",
+            "senders[0].rate_per_second",
+        ),
+        (
+            "GATEWAY_SENDERS__0__RATE_PER_SECOND",
+            "\"fast\"",
+            "senders[0].rate_per_second",
+        ),
+        ("GATEWAY_GRAPH__VERSION", "25", "graph.version"),
+        ("GATEWAY_GRAPH__BASE_URL", "ftp://x", "graph.base_url"),
+        ("GATEWAY_REDIS__URL", "localhost", "redis.url"),
+    ];
+    for (variable, value, key) in cases {
+        let mut env = env();
+        env.set(variable, value);
+        assert_eq!(
+            error_key(load(MINIMAL, &env, Role::Dev)),
+            key,
+            "{variable}={value}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_fallback_template_is_named() {
+    let text = MINIMAL.replace(r#"language = { code = "en_US" }"#, "language = {}");
+    assert_eq!(
+        error_key(load(&text, &env(), Role::Dev)),
+        "senders[0].fallback_template"
+    );
+}
+
+#[test]
+fn clients_may_only_name_configured_senders() {
+    let text = MINIMAL.replace(r#"senders = ["support"]"#, r#"senders = ["marketing"]"#);
+    assert_eq!(
+        error_key(load(&text, &env(), Role::Dev)),
+        "clients[0].senders"
+    );
+}
+
+#[test]
+fn duplicate_senders_are_rejected() {
+    let second = MINIMAL.split("[[clients]]").next().unwrap_or_default();
+    let text = format!("{second}{MINIMAL}");
+    assert_eq!(error_key(load(&text, &env(), Role::Dev)), "senders[1].name");
+}
+
+#[test]
+fn each_role_needs_only_its_secrets() {
+    let only_key = Environment::from_pairs([("GATEWAY_KEY_BILLING", "key-1")]);
+    assert!(load(MINIMAL, &only_key, Role::Api).is_ok());
+    assert_eq!(
+        error_key(load(MINIMAL, &only_key, Role::Worker)),
+        "senders[0].access_token_env"
+    );
+    let only_token = Environment::from_pairs([("WA_TOKEN_SUPPORT", "t")]);
+    assert!(load(MINIMAL, &only_token, Role::Worker).is_ok());
+    assert_eq!(
+        error_key(load(MINIMAL, &only_token, Role::Api)),
+        "clients[0].key_env"
+    );
+    assert!(load(MINIMAL, &Environment::default(), Role::Ops).is_ok());
+}
+
+#[test]
+fn secrets_never_show_in_debug_output() {
+    let settings = load(MINIMAL, &env(), Role::Dev).expect("valid");
+    let printed = format!("{settings:?}");
+    assert!(!printed.contains("token-1"));
+    assert!(!printed.contains("key-1"));
+}
+
+#[test]
+fn syntax_errors_name_the_file() {
+    let err = load("[api", &env(), Role::Dev).unwrap_err().to_string();
+    assert!(err.contains("test.toml"), "{err}");
+}

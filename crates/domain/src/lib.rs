@@ -1,0 +1,16 @@
+//! The gateway's domain: what a message is, who it goes to, and the rules
+//! that decide what happens to it. No I/O lives here: every type is parsed
+//! once at the edge (HTTP, Redis) and is valid from then on, and every rule is
+//! a plain function with unit tests.
+
+pub mod field_error;
+pub mod ids;
+pub mod message;
+pub mod recipient;
+pub mod status;
+
+pub use field_error::FieldError;
+pub use ids::MessageId;
+pub use message::{MessageKind, OutboundMessage};
+pub use recipient::Recipient;
+pub use status::MessageStatus;

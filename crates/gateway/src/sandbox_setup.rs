@@ -1,0 +1,73 @@
+//! How the sandbox is set up from the gateway's own configuration: one
+//! simulated number per configured sender (same phone_number_id, WABA and
+//! token), every configured fallback template registered as approved, and
+//! status webhooks signed with the gateway's app secret.
+
+use gateway_config::Settings;
+use gateway_sandbox::{NumberConfig, SandboxConfig, TemplateConfig, WebhookTarget};
+use secrecy::ExposeSecret;
+use serde_json::{Map, Value};
+
+pub fn sandbox_config(settings: &Settings) -> anyhow::Result<SandboxConfig> {
+    let mut config = SandboxConfig::default();
+    for sender in &settings.senders {
+        let token = sender.access_token.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "the sandbox needs {} to check the sender's token",
+                sender.access_token_env
+            )
+        })?;
+        let mut number = NumberConfig::new(
+            &sender.phone_number_id,
+            &sender.waba_id,
+            token.expose_secret(),
+        );
+        // Meta's limit is 80; the gateway keeps under its configured rate.
+        number.rate_per_second = number.rate_per_second.max(sender.rate_per_second);
+        config.numbers.push(number);
+        if let Some(template) = sender.fallback_template.as_ref().and_then(|t| {
+            let mut fields = Map::new();
+            t.write_graph_fields(&mut fields);
+            template_config(fields.get("template")?)
+        }) {
+            let known = config
+                .templates
+                .iter()
+                .any(|t| t.name == template.name && t.language == template.language);
+            if !known {
+                config.templates.push(template);
+            }
+        }
+    }
+    if let Some(url) = &settings.sandbox.webhook_url {
+        let secret = settings.webhook.app_secret.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "sandbox.webhook_url needs the app secret in {}",
+                settings.webhook.app_secret_env
+            )
+        })?;
+        config.webhook = Some(WebhookTarget::new(url, secret.expose_secret()));
+    }
+    Ok(config)
+}
+
+/// A registry entry matching a template object: its name, language and the
+/// number of body parameters it is sent with.
+fn template_config(template: &Value) -> Option<TemplateConfig> {
+    let name = template.get("name")?.as_str()?;
+    let language = template.get("language")?.get("code")?.as_str()?;
+    let body_parameters = template
+        .get("components")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            c.get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.eq_ignore_ascii_case("body"))
+        })
+        .filter_map(|c| c.get("parameters").and_then(Value::as_array))
+        .map(Vec::len)
+        .sum();
+    Some(TemplateConfig::new(name, language, body_parameters))
+}

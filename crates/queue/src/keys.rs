@@ -1,0 +1,67 @@
+//! The Redis key layout, in one place. Every key of a sender carries the
+//! sender's phone_number_id as a hash tag (`{106540352242922}`), so all of a
+//! sender's keys live in one Redis Cluster slot: a script may touch several
+//! of them atomically, and a cluster spreads senders over its masters.
+//!
+//! | key | type | holds |
+//! | --- | --- | --- |
+//! | `gw:{pnid}:queue` | stream | messages waiting to be sent, one entry each, read by the `workers` group |
+//! | `gw:{pnid}:msg:<id>` | hash | a message's record: status, wamid, attempts, error, history; expires after `redis.record_ttl_seconds` |
+//! | `gw:{pnid}:wamid:<wamid>` | string | the message id a wamid belongs to, for status webhooks |
+//! | `gw:{pnid}:idem:<client>:<key>` | string | `<message id> <payload fingerprint>` for 24 h |
+//! | `gw:{pnid}:dlq` | stream | failed messages with reason, code and attempts, for replay |
+
+/// The consumer group every worker reads a sender's queue through.
+pub const CONSUMER_GROUP: &str = "workers";
+
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_TTL_MS: u64 = 24 * 3600 * 1000;
+
+/// Dead letters kept per sender before the oldest are trimmed.
+pub const DEAD_LETTER_MAX_LEN: u64 = 100_000;
+
+pub fn queue(phone_number_id: &str) -> String {
+    format!("gw:{{{phone_number_id}}}:queue")
+}
+
+pub fn record(phone_number_id: &str, message_id: &str) -> String {
+    format!("gw:{{{phone_number_id}}}:msg:{message_id}")
+}
+
+pub fn wamid(phone_number_id: &str, wamid: &str) -> String {
+    format!("gw:{{{phone_number_id}}}:wamid:{wamid}")
+}
+
+pub fn idempotency(phone_number_id: &str, client: &str, key: &str) -> String {
+    format!("gw:{{{phone_number_id}}}:idem:{client}:{key}")
+}
+
+pub fn dead_letters(phone_number_id: &str) -> String {
+    format!("gw:{{{phone_number_id}}}:dlq")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Redis Cluster hashes only what is inside the first `{...}`.
+    fn hash_tag(key: &str) -> &str {
+        let open = key.find('{').expect("tag opens");
+        let close = key[open..].find('}').expect("tag closes") + open;
+        &key[open + 1..close]
+    }
+
+    #[test]
+    fn every_key_of_a_sender_shares_its_hash_tag() {
+        let pnid = "106540352242922";
+        for key in [
+            queue(pnid),
+            record(pnid, "106540352242922-01JD3F6Q8Z1XK9V7M2T4R5N6PA"),
+            wamid(pnid, "wamid.HBgL"),
+            idempotency(pnid, "billing", "order-{7}"),
+            dead_letters(pnid),
+        ] {
+            assert_eq!(hash_tag(&key), pnid, "{key}");
+        }
+    }
+}

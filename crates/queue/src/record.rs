@@ -1,0 +1,68 @@
+//! A message's record as stored in its hash (see `keys::record`), read back
+//! for `GET /messages/{id}`.
+
+use std::collections::HashMap;
+
+use gateway_domain::{MessageId, MessageStatus};
+
+use crate::QueueError;
+
+#[derive(Debug, Clone)]
+pub struct MessageRecord {
+    pub id: MessageId,
+    pub status: MessageStatus,
+    pub sender: String,
+    pub client: String,
+    pub recipient: String,
+    pub kind: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub attempts: u32,
+    pub wamid: Option<String>,
+    pub error_code: Option<i64>,
+    pub error_title: Option<String>,
+    pub fallback_used: bool,
+    /// JSON object, as the caller gave it.
+    pub metadata: Option<String>,
+    /// JSON array of `{"status", "at_ms", ...}` events, oldest first.
+    pub history: String,
+}
+
+impl MessageRecord {
+    pub(crate) fn from_fields(
+        id: &MessageId,
+        mut fields: HashMap<String, String>,
+    ) -> Result<Option<Self>, QueueError> {
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let mut take = |name: &str| fields.remove(name).filter(|v| !v.is_empty());
+        let bad = |name: &str| QueueError::Protocol(format!("record {id} has a bad {name}"));
+        let status = take("status")
+            .and_then(|s| MessageStatus::parse(&s))
+            .ok_or_else(|| bad("status"))?;
+        let number = |value: Option<String>, name: &str| -> Result<i64, QueueError> {
+            value.map_or(Ok(0), |v| v.parse().map_err(|_| bad(name)))
+        };
+        Ok(Some(Self {
+            id: id.clone(),
+            status,
+            created_ms: number(take("created_ms"), "created_ms")?,
+            updated_ms: number(take("updated_ms"), "updated_ms")?,
+            attempts: u32::try_from(number(take("attempts"), "attempts")?)
+                .map_err(|_| bad("attempts"))?,
+            error_code: take("error_code")
+                .map(|v| v.parse().map_err(|_| bad("error_code")))
+                .transpose()?,
+            sender: take("sender").unwrap_or_default(),
+            client: take("client").unwrap_or_default(),
+            recipient: take("to").unwrap_or_default(),
+            kind: take("kind").unwrap_or_default(),
+            wamid: take("wamid"),
+            error_title: take("error_title"),
+            fallback_used: take("fallback_used").is_some_and(|v| v == "1"),
+            metadata: take("metadata"),
+            history: take("history").unwrap_or_else(|| "[]".into()),
+        }))
+    }
+}

@@ -1,0 +1,114 @@
+//! The `/admin` routes: the same controls as the Rust API, for tests and
+//! demos that run the sandbox as a separate process. JSON in and out, no
+//! authentication (the sandbox is a local tool).
+//!
+//! - `POST /admin/inbound` `{phone_number_id, from, text}` → `{wamid}`
+//! - `GET|PUT /admin/rules`, `GET|PUT /admin/faults` (periods as
+//!   `throttle_for_ms` / `maintenance_for_ms` from now),
+//!   `GET|PUT /admin/statuses`
+//! - `PUT /admin/webhook` `{url, app_secret, …}`, `DELETE /admin/webhook`
+//! - `GET /admin/messages[?phone_number_id=…]` → accepted sends in order
+//! - `GET /admin/stats`, `POST /admin/reset`
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::config::{Rules, StatusConfig, WebhookTarget};
+use crate::engine::Engine;
+use crate::errors::SandboxError;
+use crate::faults::Faults;
+
+pub(crate) fn routes() -> Router<Arc<Engine>> {
+    Router::new()
+        .route("/admin/inbound", post(inbound))
+        .route("/admin/rules", get(rules).put(set_rules))
+        .route("/admin/faults", get(faults).put(set_faults))
+        .route("/admin/statuses", get(statuses).put(set_statuses))
+        .route("/admin/webhook", put(set_webhook).delete(remove_webhook))
+        .route("/admin/messages", get(messages))
+        .route("/admin/stats", get(stats))
+        .route("/admin/reset", post(reset))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Inbound {
+    phone_number_id: String,
+    from: String,
+    text: String,
+}
+
+async fn inbound(State(engine): State<Arc<Engine>>, Json(message): Json<Inbound>) -> Response {
+    match engine.receive(&message.phone_number_id, &message.from, &message.text) {
+        Ok(wamid) => Json(json!({ "wamid": wamid })).into_response(),
+        Err(error) => {
+            let status = match error {
+                SandboxError::UnknownNumber(_) => StatusCode::NOT_FOUND,
+                SandboxError::InvalidUser(_) | SandboxError::InvalidText => StatusCode::BAD_REQUEST,
+            };
+            (status, Json(json!({"error": {"message": error.to_string()}}))).into_response()
+        }
+    }
+}
+
+async fn rules(State(engine): State<Arc<Engine>>) -> Json<Rules> {
+    Json(engine.rules())
+}
+
+async fn set_rules(State(engine): State<Arc<Engine>>, Json(rules): Json<Rules>) -> Json<Rules> {
+    engine.set_rules(rules);
+    Json(rules)
+}
+
+async fn faults(State(engine): State<Arc<Engine>>) -> Json<Faults> {
+    Json(engine.faults())
+}
+
+async fn set_faults(State(engine): State<Arc<Engine>>, Json(faults): Json<Faults>) -> Json<Faults> {
+    engine.set_faults(faults);
+    Json(faults)
+}
+
+async fn statuses(State(engine): State<Arc<Engine>>) -> Json<StatusConfig> {
+    Json(engine.webhooks.statuses())
+}
+
+async fn set_statuses(State(engine): State<Arc<Engine>>, Json(statuses): Json<StatusConfig>) -> Json<StatusConfig> {
+    engine.webhooks.set_statuses(statuses);
+    Json(statuses)
+}
+
+async fn set_webhook(State(engine): State<Arc<Engine>>, Json(target): Json<WebhookTarget>) -> StatusCode {
+    engine.webhooks.set_target(Some(target));
+    StatusCode::NO_CONTENT
+}
+
+async fn remove_webhook(State(engine): State<Arc<Engine>>) -> StatusCode {
+    engine.webhooks.set_target(None);
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct MessagesQuery {
+    phone_number_id: Option<String>,
+}
+
+async fn messages(State(engine): State<Arc<Engine>>, Query(query): Query<MessagesQuery>) -> Response {
+    Json(engine.accepted(query.phone_number_id.as_deref())).into_response()
+}
+
+async fn stats(State(engine): State<Arc<Engine>>) -> Response {
+    Json(engine.stats()).into_response()
+}
+
+async fn reset(State(engine): State<Arc<Engine>>) -> StatusCode {
+    engine.reset();
+    StatusCode::NO_CONTENT
+}

@@ -1,0 +1,434 @@
+//! The simulated Cloud API without HTTP: the numbers, the template registry
+//! and the user directory, the switchable rules and faults, and the two
+//! things that happen to them: a business sends a message (`send`), a user
+//! writes (`receive`).
+//!
+//! A send is decided in Meta's order, and anything refused before it is
+//! accepted uses no quota: token (190) → number (100) → request validation
+//! (100, 131008, 131009) → template registry (132xxx) → forced maintenance
+//! (131057) and throttling (130429) → window when synchronous (131047) →
+//! throughput (130429) → pair limit (131056). An accepted send is recorded,
+//! answered with a wamid, and followed by status webhooks, or by a `failed`
+//! status when the user directory or an asynchronous window says so.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::config::{FailureMode, Rules, SandboxConfig, TemplateConfig, UserConfig};
+use crate::errors::{MetaError, SandboxError};
+use crate::faults::{ActiveFaults, Faults};
+use crate::ids::{Direction, Ids};
+use crate::locks::{read, write};
+use crate::number::NumberState;
+use crate::random::Random;
+use crate::records::{AcceptedMessage, Record, Records};
+use crate::stats::{Counters, Event, SandboxStats};
+use crate::templates::TemplateRegistry;
+use crate::user_id::UserId;
+use crate::validation::{self, Outbound};
+use crate::webhooks::Webhooks;
+use crate::webhooks::payload::{InboundMessage, Pricing, SentMessage};
+
+/// Longest simulated user message, as for text sends.
+const INBOUND_TEXT_MAX: usize = 4096;
+
+#[derive(Debug)]
+pub(crate) struct Engine {
+    numbers: HashMap<String, NumberState>,
+    /// Every configured token, to tell an unknown token (190) from a known
+    /// token used on an unknown number (100).
+    tokens: HashSet<String>,
+    templates: TemplateRegistry,
+    users: HashMap<String, UserConfig>,
+    rules: RwLock<Rules>,
+    faults: RwLock<ActiveFaults>,
+    records: Records,
+    counters: Arc<Counters>,
+    pub(crate) webhooks: Arc<Webhooks>,
+    ids: Ids,
+    pub(crate) random: Random,
+}
+
+impl Engine {
+    pub(crate) fn new(config: SandboxConfig) -> Self {
+        let now = Instant::now();
+        let random = Random::from_entropy();
+        let counters = Arc::new(Counters::default());
+        let users = config
+            .users
+            .into_iter()
+            .map(|user| {
+                // Keyed as sends are keyed; an id that is neither form is
+                // kept as written and simply never matches.
+                let key = UserId::parse(&user.id).map_or_else(|| user.id.clone(), |id| id.key().to_owned());
+                (key, user)
+            })
+            .collect();
+        Self {
+            tokens: config.numbers.iter().map(|n| n.access_token.clone()).collect(),
+            numbers: config
+                .numbers
+                .into_iter()
+                .map(|n| (n.phone_number_id.clone(), NumberState::new(n, now)))
+                .collect(),
+            templates: TemplateRegistry::new(&config.templates),
+            users,
+            rules: RwLock::new(config.rules),
+            faults: RwLock::new(ActiveFaults::new(config.faults, now)),
+            records: Records::new(config.record_limit),
+            webhooks: Arc::new(Webhooks::new(config.webhook, config.statuses, Arc::clone(&counters))),
+            counters,
+            ids: Ids::new(&random),
+            random,
+        }
+    }
+
+    pub(crate) fn rules(&self) -> Rules {
+        *read(&self.rules)
+    }
+
+    pub(crate) fn set_rules(&self, rules: Rules) {
+        *write(&self.rules) = rules;
+    }
+
+    pub(crate) fn active_faults(&self) -> ActiveFaults {
+        *read(&self.faults)
+    }
+
+    pub(crate) fn faults(&self) -> Faults {
+        self.active_faults().remaining(Instant::now())
+    }
+
+    pub(crate) fn set_faults(&self, faults: Faults) {
+        *write(&self.faults) = ActiveFaults::new(faults, Instant::now());
+    }
+
+    pub(crate) fn count(&self, event: Event) {
+        self.counters.count(event);
+    }
+
+    pub(crate) fn stats(&self) -> SandboxStats {
+        self.counters.snapshot()
+    }
+
+    pub(crate) fn accepted(&self, phone_number_id: Option<&str>) -> Vec<AcceptedMessage> {
+        self.records.list(phone_number_id, &self.ids)
+    }
+
+    pub(crate) fn reset(&self) {
+        let now = Instant::now();
+        self.records.clear();
+        self.counters.reset();
+        self.webhooks.clear();
+        for number in self.numbers.values() {
+            number.reset(now);
+        }
+    }
+
+    /// Handles `POST /{version}/{phone_number_id}/messages`: the success
+    /// body, or the error Meta would answer with (counted as a rejection).
+    pub(crate) fn send(&self, phone_number_id: &str, authorization: Option<&str>, body: Bytes) -> Result<Value, MetaError> {
+        let result = self.try_send(phone_number_id, authorization, body);
+        if let Err(error) = &result {
+            self.counters.count(Event::Rejected(error.code));
+        }
+        result
+    }
+
+    fn try_send(&self, phone_number_id: &str, authorization: Option<&str>, body: Bytes) -> Result<Value, MetaError> {
+        let now = Instant::now();
+        let rules = self.rules();
+        let number = self.authorize(phone_number_id, authorization, rules.tokens)?;
+        let request: Value = serde_json::from_slice(&body)
+            .map_err(|_| MetaError::invalid_parameter("The request body is not valid JSON"))?;
+        let outbound = validation::parse(&request, rules.validation)?;
+        let template = self.template(&outbound, rules.templates)?;
+
+        let faults = self.active_faults();
+        if faults.in_maintenance(now) {
+            return Err(MetaError::maintenance());
+        }
+        if faults.throttled(now) {
+            return Err(MetaError::throttled(rules.throughput_http_429));
+        }
+        let user = outbound.user.key();
+        let admitted = number.admit(user, outbound.is_template(), &rules, now)?;
+
+        let failure = self.failure(&outbound, template, admitted.window_open, &rules);
+        let sequence = self.ids.next_sequence();
+        let wamid = self.ids.wamid(user, sequence, Direction::Outbound);
+        let wall = SystemTime::now();
+        self.records.push(Record {
+            at: wall,
+            phone_number_id: Arc::clone(&number.id),
+            recipient: user.into(),
+            sequence,
+            body,
+        });
+        self.counters.count(Event::Accepted);
+        if let Some(failure) = &failure {
+            self.counters.count(Event::FailedStatus(failure.code));
+        }
+        if self.webhooks.is_enabled() {
+            let message = SentMessage {
+                number: Arc::clone(&number.config),
+                wamid: wamid.clone(),
+                user: outbound.user.clone(),
+                biz_opaque_callback_data: request
+                    .get("biz_opaque_callback_data")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                // A template missing from the registry (rule off) bills as utility.
+                pricing: Pricing::for_message(
+                    outbound.is_template().then(|| template.map_or("UTILITY", |t| t.category.as_str())),
+                ),
+                failure,
+            };
+            self.webhooks.report(message, now, wall, &self.random);
+        }
+        Ok(success(&outbound, wamid))
+    }
+
+    fn authorize(&self, phone_number_id: &str, authorization: Option<&str>, check_token: bool) -> Result<&NumberState, MetaError> {
+        let token = authorization.and_then(bearer);
+        if check_token && !token.is_some_and(|token| self.tokens.contains(token)) {
+            return Err(MetaError::invalid_token());
+        }
+        let number = self
+            .numbers
+            .get(phone_number_id)
+            .ok_or_else(|| MetaError::unknown_object(phone_number_id))?;
+        if check_token && token != Some(number.config.access_token.as_str()) {
+            return Err(MetaError::invalid_token());
+        }
+        Ok(number)
+    }
+
+    /// The registered template a send uses: checked when the rule is on,
+    /// looked up only (for its category) when it is off.
+    fn template(&self, outbound: &Outbound<'_>, check: bool) -> Result<Option<&TemplateConfig>, MetaError> {
+        let Some(used) = &outbound.template else { return Ok(None) };
+        if check {
+            self.templates.check(used).map(Some)
+        } else {
+            Ok(self.templates.find(used.name, used.language))
+        }
+    }
+
+    /// Why an accepted send will end in a `failed` status, if it will.
+    fn failure(&self, outbound: &Outbound<'_>, template: Option<&TemplateConfig>, window_open: bool, rules: &Rules) -> Option<MetaError> {
+        let user = rules.users.then(|| self.users.get(outbound.user.key())).flatten();
+        if user.is_some_and(|u| u.not_on_whatsapp) {
+            return Some(MetaError::undeliverable());
+        }
+        if rules.window && rules.window_failure == FailureMode::Async && !outbound.is_template() && !window_open {
+            return Some(MetaError::window_closed());
+        }
+        let user = user.filter(|_| template.is_some_and(TemplateConfig::is_marketing))?;
+        if user.marketing_opt_out {
+            Some(MetaError::marketing_opt_out())
+        } else if user.marketing_capped {
+            Some(MetaError::marketing_capped())
+        } else {
+            None
+        }
+    }
+
+    /// A simulated user message: opens the window, uses throughput quota and
+    /// sends a `messages` webhook. Returns the message's wamid.
+    pub(crate) fn receive(&self, phone_number_id: &str, from: &str, text: &str) -> Result<String, SandboxError> {
+        let number = self
+            .numbers
+            .get(phone_number_id)
+            .ok_or_else(|| SandboxError::UnknownNumber(phone_number_id.to_owned()))?;
+        let user = UserId::parse(from).ok_or_else(|| SandboxError::InvalidUser(from.to_owned()))?;
+        if !(1..=INBOUND_TEXT_MAX).contains(&text.chars().count()) {
+            return Err(SandboxError::InvalidText);
+        }
+        let now = Instant::now();
+        number.receive(user.key(), self.rules().throughput, now);
+        let wamid = self.ids.wamid(user.key(), self.ids.next_sequence(), Direction::Inbound);
+        self.counters.count(Event::Inbound);
+        let message = InboundMessage {
+            number: Arc::clone(&number.config),
+            wamid: wamid.clone(),
+            user,
+            text: text.to_owned(),
+            at: SystemTime::now(),
+        };
+        self.webhooks.inbound(message, now);
+        Ok(wamid)
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header.
+fn bearer(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Meta's answer to an accepted send.
+fn success(outbound: &Outbound<'_>, wamid: String) -> Value {
+    let contact = match &outbound.user {
+        UserId::Phone(digits) => json!({"input": outbound.input, "wa_id": digits}),
+        UserId::Scoped(id) => json!({"input": outbound.input, "user_id": id}),
+    };
+    let message = if outbound.is_template() {
+        json!({"id": wamid, "message_status": "accepted"})
+    } else {
+        json!({"id": wamid})
+    };
+    json!({"messaging_product": "whatsapp", "contacts": [contact], "messages": [message]})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{NumberConfig, TemplateStatus};
+
+    const NUMBER: &str = "106540352242922";
+    const TOKEN: &str = "token-a";
+
+    fn engine(configure: impl FnOnce(&mut SandboxConfig)) -> Engine {
+        let mut config = SandboxConfig::default();
+        config.numbers = vec![NumberConfig::new(NUMBER, "waba", TOKEN), NumberConfig::new("2", "waba", "token-b")];
+        configure(&mut config);
+        Engine::new(config)
+    }
+
+    fn send(engine: &Engine, body: Value) -> Result<Value, i64> {
+        engine
+            .send(NUMBER, Some(&format!("Bearer {TOKEN}")), Bytes::from(body.to_string()))
+            .map_err(|e| e.code)
+    }
+
+    fn text(to: &str) -> Value {
+        json!({"messaging_product": "whatsapp", "to": to, "type": "text", "text": {"body": "hi"}})
+    }
+
+    fn template(name: &str, to: &str) -> Value {
+        json!({"messaging_product": "whatsapp", "to": to, "type": "template",
+               "template": {"name": name, "language": {"code": "en_US"}}})
+    }
+
+    #[test]
+    fn tokens_and_numbers_are_checked_first() {
+        let engine = engine(|_| {});
+        let body = || Bytes::from(text("+16505551234").to_string());
+        let code = |number: &str, auth: Option<&str>| engine.send(number, auth, body()).err().map(|e| e.code);
+        assert_eq!(code(NUMBER, None), Some(190));
+        assert_eq!(code(NUMBER, Some("Bearer nope")), Some(190));
+        assert_eq!(code(NUMBER, Some("Bearer token-b")), Some(190), "another number's token");
+        assert_eq!(code("999", Some("Bearer token-a")), Some(100));
+        assert_eq!(code(NUMBER, Some("bearer  token-a ")), Some(131_047), "authorized; the window is closed");
+        engine.set_rules(Rules { tokens: false, ..Rules::default() });
+        assert_eq!(code(NUMBER, None), Some(131_047));
+        assert_eq!(engine.stats().rejections.get(&190), Some(&3));
+    }
+
+    #[test]
+    fn an_accepted_send_is_answered_recorded_and_counted() {
+        let engine = engine(|_| {});
+        engine.receive(NUMBER, "16505551234", "hello").expect("inbound");
+        let answer = send(&engine, text("+1 650-555-1234")).expect("accepted");
+        assert_eq!(answer["messaging_product"], "whatsapp");
+        assert_eq!(answer["contacts"], json!([{"input": "+1 650-555-1234", "wa_id": "16505551234"}]));
+        let wamid = answer["messages"][0]["id"].as_str().expect("wamid");
+        let records = engine.accepted(None);
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].wamid, wamid);
+        assert_eq!(records[0].recipient, "16505551234");
+        assert_eq!(engine.stats().accepted, 1);
+        assert_eq!(engine.stats().inbound, 1);
+
+        let bsuid = json!({"messaging_product": "whatsapp", "recipient": "US.1349120865530274", "type": "template",
+                           "template": {"name": "hello_world", "language": {"code": "en_US"}}});
+        let answer = send(&engine, bsuid).expect("accepted");
+        assert_eq!(answer["contacts"][0]["user_id"], "US.1349120865530274");
+        assert_eq!(answer["messages"][0]["message_status"], "accepted");
+    }
+
+    #[test]
+    fn the_registry_and_forced_faults_refuse_before_any_quota_is_used() {
+        let engine = engine(|config| {
+            let mut paused = TemplateConfig::new("paused", "en_US", 0);
+            paused.status = TemplateStatus::Paused;
+            config.templates.push(paused);
+            config.numbers[0].rate_per_second = 1;
+        });
+        assert_eq!(send(&engine, template("nope", "16505551234")).err(), Some(132_001));
+        assert_eq!(send(&engine, template("order_update", "16505551234")).err(), Some(132_000));
+        assert_eq!(send(&engine, template("paused", "16505551234")).err(), Some(132_015));
+        engine.set_faults(Faults { maintenance_for_ms: 60_000, ..Faults::default() });
+        assert_eq!(send(&engine, template("hello_world", "16505551234")).err(), Some(131_057));
+        engine.set_faults(Faults { throttle_for_ms: 60_000, ..Faults::default() });
+        assert_eq!(send(&engine, template("hello_world", "16505551234")).err(), Some(130_429));
+        engine.set_faults(Faults::default());
+        assert!(send(&engine, template("hello_world", "16505551234")).is_ok(), "the one token is still there");
+        assert_eq!(send(&engine, template("hello_world", "16505551235")).err(), Some(130_429));
+    }
+
+    #[test]
+    fn user_flags_and_async_windows_end_in_failed_statuses() {
+        let engine = engine(|config| {
+            let mut promo = TemplateConfig::new("promo", "en_US", 0);
+            promo.category = "MARKETING".into();
+            config.templates.push(promo);
+            config.users = vec![
+                UserConfig { id: "+1 650 555 0001".into(), not_on_whatsapp: true, ..UserConfig::default() },
+                UserConfig { id: "16505550002".into(), marketing_opt_out: true, ..UserConfig::default() },
+                UserConfig { id: "16505550003".into(), marketing_capped: true, ..UserConfig::default() },
+            ];
+            config.rules.window_failure = FailureMode::Async;
+        });
+        let failure = |body: Value| {
+            let outbound = validation::parse(&body, true).expect("valid");
+            let template = engine.template(&outbound, true).expect("registered");
+            engine.failure(&outbound, template, false, &engine.rules()).map(|e| e.code)
+        };
+        assert_eq!(failure(template("hello_world", "16505550001")), Some(131_026));
+        assert_eq!(failure(template("promo", "16505550002")), Some(131_050));
+        assert_eq!(failure(template("promo", "16505550003")), Some(131_049));
+        assert_eq!(failure(template("hello_world", "16505550002")), None, "not a marketing template");
+        assert_eq!(failure(text("16505550009")), Some(131_047));
+        assert_eq!(failure(template("promo", "16505550009")), None);
+
+        assert!(send(&engine, text("16505550009")).is_ok(), "async: answered 200");
+        assert_eq!(engine.stats().failed_statuses.get(&131_047), Some(&1));
+    }
+
+    #[test]
+    fn inbound_checks_its_inputs() {
+        let engine = engine(|_| {});
+        assert_eq!(engine.receive("999", "16505551234", "x"), Err(SandboxError::UnknownNumber("999".into())));
+        assert!(matches!(engine.receive(NUMBER, "nobody", "x"), Err(SandboxError::InvalidUser(_))));
+        assert_eq!(engine.receive(NUMBER, "16505551234", ""), Err(SandboxError::InvalidText));
+        let wamid = engine.receive(NUMBER, "US.77", "hi").expect("a BSUID may write");
+        assert!(wamid.starts_with("wamid."));
+    }
+
+    #[test]
+    fn reset_clears_records_counters_and_state() {
+        let engine = engine(|_| {});
+        engine.receive(NUMBER, "16505551234", "hello").expect("inbound");
+        assert!(send(&engine, text("16505551234")).is_ok());
+        engine.reset();
+        assert!(engine.accepted(None).is_empty());
+        assert_eq!(engine.stats(), SandboxStats::default());
+        assert_eq!(send(&engine, text("16505551234")).err(), Some(131_047), "the window is closed again");
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer   abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer"), None);
+        assert_eq!(bearer("Bearer "), None);
+    }
+}

@@ -1,0 +1,160 @@
+//! The sandbox: a local simulator of Meta's WhatsApp Cloud API that the
+//! gateway's tests and local demo send to instead of graph.facebook.com.
+//!
+//! It owns the Graph send route (`POST /{version}/{phone_number_id}/messages`)
+//! and the `/admin` routes that control it, and it guarantees Meta's
+//! behaviour as `shared/cloud-api.md` ("The sandbox's rules") states it:
+//! bearer tokens per number (190), request validation before any limit
+//! (100, 131008, 131009), a per-number token bucket shared with inbound
+//! messages (130429), the per-recipient pair limit (131056), the 24-hour
+//! window (131047, synchronous or as a `failed` status), the template
+//! registry (132000, 132001, 132015, 132016), user flags ending sends as
+//! `failed` (131026, 131049, 131050), Meta's success and error shapes, and
+//! signed status and inbound webhooks, retried until the receiver answers
+//! 200. Every rule can be switched off (`Rules`) and faults injected
+//! (`Faults`). A rejected send uses no quota; memory stays bounded (records,
+//! per-user state and queued webhooks all have limits); with the rules off
+//! the send path takes no lock but the record's.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use gateway_sandbox::{NumberConfig, Sandbox, SandboxConfig};
+//! let mut config = SandboxConfig::default();
+//! config.numbers.push(NumberConfig::new("106540352242922", "102290129340398", "token"));
+//! let sandbox = Sandbox::new(config);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! tokio::spawn({
+//!     let sandbox = sandbox.clone();
+//!     let shutdown = shutdown.clone();
+//!     async move { sandbox.serve(listener, shutdown).await }
+//! });
+//! sandbox.inbound("106540352242922", "+16505551234", "hi")
+//!     .expect("the number is configured");
+//! # Ok(()) }
+//! ```
+
+mod admin_routes;
+mod config;
+mod connection;
+mod engine;
+mod errors;
+mod faults;
+mod graph_routes;
+mod ids;
+mod locks;
+mod number;
+mod random;
+mod records;
+mod rules;
+mod stats;
+mod templates;
+mod user_id;
+mod validation;
+mod webhooks;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{
+    DEFAULT_RATE_PER_SECOND, FailureMode, NumberConfig, Rules, SandboxConfig, StatusConfig, TemplateConfig,
+    TemplateStatus, UserConfig, WebhookTarget,
+};
+pub use errors::SandboxError;
+pub use faults::Faults;
+pub use records::AcceptedMessage;
+pub use stats::SandboxStats;
+/// The header that carries a webhook's signature.
+pub use webhooks::delivery::SIGNATURE_HEADER;
+
+use connection::{ConnectionCut, CuttableListener};
+use engine::Engine;
+
+/// A running simulator; cheap to clone, every clone is the same sandbox.
+#[derive(Clone, Debug)]
+pub struct Sandbox {
+    engine: Arc<Engine>,
+}
+
+impl Sandbox {
+    pub fn new(config: SandboxConfig) -> Self {
+        Self { engine: Arc::new(Engine::new(config)) }
+    }
+
+    /// The Graph API and `/admin` routes. Served by `serve`, dropped
+    /// connections are real; served by another server they become a 500
+    /// with `Connection: close`, and webhooks are sent only while `serve`
+    /// runs.
+    pub fn router(&self) -> axum::Router {
+        graph_routes::routes().merge(admin_routes::routes()).with_state(Arc::clone(&self.engine))
+    }
+
+    /// Serves the routes on `listener` and delivers webhooks, until
+    /// `shutdown` is cancelled; then stops accepting, lets requests in flight
+    /// finish and abandons webhooks not yet delivered.
+    pub async fn serve(&self, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
+        let client = webhooks::delivery::client()?;
+        let stop = shutdown.child_token();
+        let delivery = tokio::spawn(webhooks::delivery::run(Arc::clone(&self.engine.webhooks), client, stop.clone()));
+        let app = self.router().into_make_service_with_connect_info::<ConnectionCut>();
+        let served = axum::serve(CuttableListener(listener), app)
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
+            .await;
+        stop.cancel();
+        if let Err(error) = delivery.await {
+            tracing::warn!(%error, "webhook delivery task ended abnormally");
+        }
+        served
+    }
+
+    /// Every accepted send, oldest first (up to `record_limit`).
+    pub fn accepted(&self) -> Vec<AcceptedMessage> {
+        self.engine.accepted(None)
+    }
+
+    pub fn stats(&self) -> SandboxStats {
+        self.engine.stats()
+    }
+
+    pub fn rules(&self) -> Rules {
+        self.engine.rules()
+    }
+
+    pub fn set_rules(&self, rules: Rules) {
+        self.engine.set_rules(rules);
+    }
+
+    /// The faults in force, with the periods that are left.
+    pub fn faults(&self) -> Faults {
+        self.engine.faults()
+    }
+
+    /// Replaces the faults; throttle and maintenance periods start now.
+    pub fn set_faults(&self, faults: Faults) {
+        self.engine.set_faults(faults);
+    }
+
+    pub fn set_statuses(&self, statuses: StatusConfig) {
+        self.engine.webhooks.set_statuses(statuses);
+    }
+
+    /// Where webhooks go from now on; `None` stops them.
+    pub fn set_webhook(&self, target: Option<WebhookTarget>) {
+        self.engine.webhooks.set_target(target);
+    }
+
+    /// A simulated user message: opens the user's window, uses the number's
+    /// throughput quota and sends a signed `messages` webhook.
+    pub fn inbound(&self, phone_number_id: &str, from: &str, text: &str) -> Result<String, SandboxError> {
+        self.engine.receive(phone_number_id, from, text)
+    }
+
+    /// Forgets accepted records, counters, windows, pair state and queued
+    /// webhooks, and refills the buckets; rules, faults and the webhook
+    /// target stay.
+    pub fn reset(&self) {
+        self.engine.reset();
+    }
+}

@@ -1,0 +1,216 @@
+//! The live state of one business number: its throughput bucket and, per
+//! user, the pair limit and the customer-service window.
+//!
+//! Each number has its own locks, so numbers never contend with each other.
+//! The send path takes the users lock, then the bucket lock; inbound
+//! messages take them one after the other, never both, so there is no
+//! deadlock. Users whose state no longer matters (pair limit idle, window
+//! closed) are swept out when the map has doubled since the last sweep,
+//! which keeps memory bounded by the users active in the last 24 hours.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::config::{FailureMode, NumberConfig, Rules};
+use crate::errors::MetaError;
+use crate::locks::lock;
+use crate::rules::pair::PairLimit;
+use crate::rules::throughput::TokenBucket;
+use crate::rules::window::Window;
+
+const MIN_SWEEP_SIZE: usize = 1_024;
+
+#[derive(Clone, Copy, Debug, Default)]
+struct UserState {
+    pair: PairLimit,
+    window: Window,
+}
+
+impl UserState {
+    fn is_idle(&self, now: Instant) -> bool {
+        self.pair.is_idle(now) && !self.window.is_open(now)
+    }
+}
+
+#[derive(Debug)]
+struct Users {
+    states: HashMap<Box<str>, UserState>,
+    sweep_at: usize,
+}
+
+impl Users {
+    fn new() -> Self {
+        Self { states: HashMap::new(), sweep_at: MIN_SWEEP_SIZE }
+    }
+
+    /// Runs `f` on the user's state, creating it (after a sweep, when due)
+    /// if the user is new.
+    fn with<R>(&mut self, user: &str, now: Instant, f: impl FnOnce(&mut UserState) -> R) -> R {
+        if let Some(state) = self.states.get_mut(user) {
+            return f(state);
+        }
+        if self.states.len() >= self.sweep_at {
+            self.states.retain(|_, state| !state.is_idle(now));
+            self.sweep_at = (self.states.len() * 2).max(MIN_SWEEP_SIZE);
+        }
+        f(self.states.entry(user.into()).or_default())
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct NumberState {
+    pub(crate) config: Arc<NumberConfig>,
+    /// The id as records share it, so a record costs a reference count.
+    pub(crate) id: Arc<str>,
+    bucket: Mutex<TokenBucket>,
+    users: Mutex<Users>,
+}
+
+/// What the per-user rules decided about a send they let through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Admitted {
+    /// The window was open (or the window rule is off).
+    pub(crate) window_open: bool,
+}
+
+impl NumberState {
+    pub(crate) fn new(config: NumberConfig, now: Instant) -> Self {
+        Self {
+            id: Arc::from(config.phone_number_id.as_str()),
+            bucket: Mutex::new(TokenBucket::new(config.rate_per_second, now)),
+            users: Mutex::new(Users::new()),
+            config: Arc::new(config),
+        }
+    }
+
+    /// Applies the window (when it fails synchronously), throughput and pair
+    /// rules to one send, in that order; a send they refuse uses no quota.
+    pub(crate) fn admit(&self, user: &str, is_template: bool, rules: &Rules, now: Instant) -> Result<Admitted, MetaError> {
+        if !rules.window && !rules.pair {
+            self.take_token(rules, now)?;
+            return Ok(Admitted { window_open: true });
+        }
+        let mut users = lock(&self.users);
+        let window = users.states.get(user).map(|state| state.window).unwrap_or_default();
+        if rules.window && rules.window_failure == FailureMode::Sync && !window.allows(is_template, now) {
+            return Err(MetaError::window_closed());
+        }
+        let window_open = !rules.window || window.is_open(now);
+        self.take_token(rules, now)?;
+        if rules.pair && !users.with(user, now, |state| state.pair.try_accept(now)) {
+            if rules.throughput {
+                lock(&self.bucket).refund();
+            }
+            return Err(MetaError::pair_limited());
+        }
+        Ok(Admitted { window_open })
+    }
+
+    fn take_token(&self, rules: &Rules, now: Instant) -> Result<(), MetaError> {
+        if rules.throughput && !lock(&self.bucket).try_take(now) {
+            return Err(MetaError::throttled(rules.throughput_http_429));
+        }
+        Ok(())
+    }
+
+    /// A user's message: counts against throughput (when that rule is on) and
+    /// opens the window.
+    pub(crate) fn receive(&self, user: &str, count_throughput: bool, now: Instant) {
+        if count_throughput {
+            lock(&self.bucket).take_inbound(now);
+        }
+        lock(&self.users).with(user, now, |state| state.window.open(now));
+    }
+
+    pub(crate) fn reset(&self, now: Instant) {
+        *lock(&self.bucket) = TokenBucket::new(self.config.rate_per_second, now);
+        *lock(&self.users) = Users::new();
+    }
+
+    #[cfg(test)]
+    fn tracked_users(&self) -> usize {
+        lock(&self.users).states.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn number(rate: u32) -> (NumberState, Instant) {
+        let now = Instant::now();
+        let mut config = NumberConfig::new("1", "2", "t");
+        config.rate_per_second = rate;
+        (NumberState::new(config, now), now)
+    }
+
+    fn code(result: Result<Admitted, MetaError>) -> Option<i64> {
+        result.err().map(|e| e.code)
+    }
+
+    #[test]
+    fn free_form_needs_an_open_window_and_templates_do_not() {
+        let (number, now) = number(80);
+        let rules = Rules { pair: false, ..Rules::default() };
+        assert_eq!(code(number.admit("u", false, &rules, now)), Some(131_047));
+        assert_eq!(number.admit("u", true, &rules, now).ok(), Some(Admitted { window_open: false }));
+        number.receive("u", true, now);
+        assert_eq!(number.admit("u", false, &rules, now).ok(), Some(Admitted { window_open: true }));
+        assert_eq!(code(number.admit("other", false, &rules, now)), Some(131_047), "windows are per user");
+    }
+
+    #[test]
+    fn async_window_failure_admits_and_reports_the_closed_window() {
+        let (number, now) = number(80);
+        let rules = Rules { window_failure: FailureMode::Async, ..Rules::default() };
+        assert_eq!(number.admit("u", false, &rules, now).ok(), Some(Admitted { window_open: false }));
+    }
+
+    #[test]
+    fn rejected_sends_use_no_quota() {
+        let (number, now) = number(2);
+        let rules = Rules::default();
+        // Window refusals come first and take nothing.
+        for _ in 0..10 {
+            assert_eq!(code(number.admit("closed", false, &rules, now)), Some(131_047));
+        }
+        // A pair refusal gives its token back.
+        assert!(number.admit("a", true, &rules, now).is_ok());
+        assert!(number.admit("a", true, &rules, now).is_ok());
+        let burst_over = now + Duration::from_secs(7);
+        assert!(number.admit("b", true, &rules, burst_over).is_ok());
+        assert_eq!(code(number.admit("a", true, &rules, burst_over)), Some(131_056));
+        assert!(number.admit("c", true, &rules, burst_over).is_ok(), "the refused send's token came back");
+        assert_eq!(code(number.admit("d", true, &rules, burst_over)), Some(130_429));
+    }
+
+    #[test]
+    fn inbound_messages_use_the_senders_quota() {
+        let (number, now) = number(3);
+        let rules = Rules::off();
+        let throughput = Rules { throughput: true, ..rules };
+        number.receive("u", true, now);
+        number.receive("u", true, now);
+        assert!(number.admit("u", false, &throughput, now).is_ok());
+        assert_eq!(code(number.admit("u", false, &throughput, now)), Some(130_429));
+        assert!(number.admit("u", false, &rules, now).is_ok(), "rule off");
+    }
+
+    #[test]
+    fn idle_users_are_swept_when_the_map_grows() {
+        let (number, now) = number(80);
+        let rules = Rules { throughput: false, ..Rules::default() };
+        for i in 0..MIN_SWEEP_SIZE - 1 {
+            assert!(number.admit(&format!("u{i}"), true, &rules, now).is_ok());
+        }
+        number.receive("keep", false, now);
+        let later = now + Duration::from_secs(60);
+        assert!(number.admit("new", true, &rules, later).is_ok());
+        assert_eq!(number.tracked_users(), 2, "only the open window and the new user remain");
+        assert_eq!(code(number.admit("new", true, &rules, later)), None, "burst still allows it");
+        number.reset(later);
+        assert_eq!(number.tracked_users(), 0);
+    }
+}

@@ -1,0 +1,229 @@
+//! The whole gateway for one test: its own Redis, the sandbox on a free port
+//! (configured from the gateway's settings, as `gateway dev` does), the api
+//! and optionally a worker, all over real HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_config::{Environment, Role, Settings};
+use gateway_sandbox::{Rules, Sandbox, SandboxConfig};
+use gateway_telemetry::Metrics;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::RedisServer;
+
+pub struct GatewayOptions {
+    /// Senders `s0`, `s1`, ... with phone_number_ids `1000000000`, `1000000001`, ...
+    pub senders: usize,
+    pub start_worker: bool,
+    /// Sandbox rules; Meta's limits are on by default.
+    pub rules: Rules,
+    pub max_body_bytes: usize,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            senders: 1,
+            start_worker: true,
+            rules: Rules::default(),
+            max_body_bytes: 262_144,
+        }
+    }
+}
+
+/// Client key allowed every sender.
+pub const KEY_ALL: &str = "test-key-all";
+/// Client key allowed only sender `s0`.
+pub const KEY_ONE: &str = "test-key-one";
+
+pub struct TestGateway {
+    pub redis: RedisServer,
+    pub sandbox: Sandbox,
+    pub settings: Arc<Settings>,
+    pub api_url: String,
+    pub http: reqwest::Client,
+    pub metrics: Metrics,
+    shutdown: CancellationToken,
+    worker_shutdown: Option<CancellationToken>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl TestGateway {
+    pub async fn start(options: GatewayOptions) -> Self {
+        let redis = RedisServer::start();
+        let shutdown = CancellationToken::new();
+
+        let sandbox_listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind sandbox");
+        let sandbox_url = format!("http://{}", sandbox_listener.local_addr().expect("addr"));
+        let settings = Arc::new(settings(&options, &redis.url(), &sandbox_url));
+        let mut sandbox_config: SandboxConfig =
+            gateway::sandbox_setup::sandbox_config(&settings).expect("sandbox config");
+        sandbox_config.rules = options.rules.clone();
+        let sandbox = Sandbox::new(sandbox_config);
+        let mut tasks = vec![tokio::spawn({
+            let (sandbox, shutdown) = (sandbox.clone(), shutdown.clone());
+            async move {
+                let _ = sandbox.serve(sandbox_listener, shutdown).await;
+            }
+        })];
+
+        let api_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind api");
+        let api_url = format!("http://{}", api_listener.local_addr().expect("addr"));
+        let metrics = Metrics::new();
+        tasks.push(tokio::spawn({
+            let (settings, metrics, shutdown) =
+                (settings.clone(), metrics.clone(), shutdown.clone());
+            async move {
+                gateway::commands::api::serve(settings, api_listener, metrics, shutdown)
+                    .await
+                    .expect("api runs");
+            }
+        }));
+        let mut gateway = Self {
+            redis,
+            sandbox,
+            settings,
+            api_url,
+            http: reqwest::Client::new(),
+            metrics,
+            shutdown,
+            worker_shutdown: None,
+            tasks,
+        };
+        if options.start_worker {
+            gateway.start_worker().await;
+        }
+        gateway
+    }
+
+    /// Starts a worker in this process (one per gateway).
+    pub async fn start_worker(&mut self) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind worker");
+        let shutdown = self.shutdown.child_token();
+        self.worker_shutdown = Some(shutdown.clone());
+        let (settings, metrics) = (self.settings.clone(), self.metrics.clone());
+        self.tasks.push(tokio::spawn(async move {
+            gateway::commands::worker::serve(settings, listener, metrics, shutdown)
+                .await
+                .expect("worker runs");
+        }));
+    }
+
+    /// `POST /send` as the client allowed every sender.
+    pub async fn send(&self, body: &Value) -> (u16, Value) {
+        self.post("/send", Some(KEY_ALL), body.to_string().into_bytes())
+            .await
+    }
+
+    /// `POST path` with raw bytes and an optional client key.
+    pub async fn post(&self, path: &str, key: Option<&str>, body: Vec<u8>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.api_url))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.expect("api answers");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// `GET /messages/{id}` as the client allowed every sender.
+    pub async fn message(&self, id: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}/messages/{id}", self.api_url))
+            .bearer_auth(KEY_ALL)
+            .send()
+            .await
+            .expect("api answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits until the message reaches `status`, and returns its record.
+    pub async fn wait_for_status(&self, id: &str, status: &str, deadline: Duration) -> Value {
+        crate::wait_until(
+            &format!("message {id} to be {status}"),
+            deadline,
+            || async {
+                let (code, body) = self.message(id).await;
+                (code == 200 && body["status"] == status).then_some(body)
+            },
+        )
+        .await
+    }
+
+    /// A fresh connection to this gateway's Redis.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.redis.url())
+            .expect("url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis answers")
+    }
+
+    /// Entries in the queue stream of sender `index`.
+    pub async fn queue_len(&self, index: usize) -> u64 {
+        let key = gateway_queue::keys::queue(&phone_number_id(index));
+        redis::cmd("XLEN")
+            .arg(key)
+            .query_async(&mut self.redis().await)
+            .await
+            .expect("XLEN")
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+pub fn phone_number_id(index: usize) -> String {
+    format!("{}", 1_000_000_000 + index)
+}
+
+fn settings(options: &GatewayOptions, redis_url: &str, graph_url: &str) -> Settings {
+    let mut toml = format!(
+        "[api]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = {}\n\
+         [worker]\nlisten = \"127.0.0.1:0\"\n\
+         [redis]\nurl = \"{redis_url}\"\nresponse_timeout_ms = 1000\n\
+         [graph]\nbase_url = \"{graph_url}\"\ntimeout_ms = 5000\n",
+        options.max_body_bytes
+    );
+    let mut env = vec![
+        ("KEY_ALL".to_owned(), KEY_ALL.to_owned()),
+        ("KEY_ONE".to_owned(), KEY_ONE.to_owned()),
+    ];
+    let mut names = Vec::new();
+    for i in 0..options.senders {
+        toml.push_str(&format!(
+            "[[senders]]\nname = \"s{i}\"\nphone_number_id = \"{}\"\nwaba_id = \"2000\"\n\
+             access_token_env = \"TOKEN_{i}\"\n\
+             fallback_template = {{ name = \"hello_world\", language = {{ code = \"en_US\" }} }}\n",
+            phone_number_id(i)
+        ));
+        env.push((format!("TOKEN_{i}"), format!("token-{i}")));
+        names.push(format!("\"s{i}\""));
+    }
+    toml.push_str(&format!(
+        "[[clients]]\nname = \"all\"\nkey_env = \"KEY_ALL\"\nsenders = [{}]\n\
+         [[clients]]\nname = \"one\"\nkey_env = \"KEY_ONE\"\nsenders = [\"s0\"]\n",
+        names.join(", ")
+    ));
+    Settings::from_toml(&toml, "test", &Environment::from_pairs(env), Role::Dev)
+        .expect("test settings")
+}

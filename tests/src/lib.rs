@@ -1,0 +1,12 @@
+//! The harness every end-to-end test uses: a private `redis-server` on a free
+//! port in a temporary directory (stopped, restarted or killed on purpose),
+//! the sandbox over real HTTP, and the api and a worker in-process, behind
+//! one [`TestGateway`] with `send`, `message` and `wait_until`.
+
+mod gateway;
+mod redis_server;
+mod wait;
+
+pub use gateway::{GatewayOptions, KEY_ALL, KEY_ONE, TestGateway, phone_number_id};
+pub use redis_server::RedisServer;
+pub use wait::wait_until;
