@@ -64,7 +64,7 @@ impl TestGateway {
         let settings = Arc::new(settings(&options, &redis.url(), &sandbox_url));
         let mut sandbox_config: SandboxConfig =
             gateway::sandbox_setup::sandbox_config(&settings).expect("sandbox config");
-        sandbox_config.rules = options.rules.clone();
+        sandbox_config.rules = options.rules;
         let sandbox = Sandbox::new(sandbox_config);
         let mut tasks = vec![tokio::spawn({
             let (sandbox, shutdown) = (sandbox.clone(), shutdown.clone());

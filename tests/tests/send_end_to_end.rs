@@ -27,7 +27,7 @@ fn payload(i: usize, senders: usize) -> Value {
         4 => json!({"type": "audio", "audio": {"id": "1013859600285441"}}),
         5 => json!({"type": "video", "video": {"link": "https://example.com/clip.mp4"}}),
         _ => {
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 json!({"type": "interactive", "interactive": {
                     "type": "button",
                     "body": {"text": "Confirm your order?"},

@@ -23,7 +23,7 @@ pub(crate) async fn send_one(
     let prepared = request.prepare();
     let outcome = state
         .queue
-        .enqueue(&new_message(&request, &prepared, &client, now_ms()))
+        .enqueue(&new_message(&request, &prepared, &client))
         .await
         .inspect_err(|_| {
             state
@@ -32,7 +32,7 @@ pub(crate) async fn send_one(
                 .with_label_values(&["enqueue"])
                 .inc()
         })?;
-    answer(&state, &request, &prepared, outcome).map(|(status, body)| (status, Json(body)))
+    answer(&state, &request, outcome).map(|(status, body)| (status, Json(body)))
 }
 
 pub(crate) async fn send_batch(
@@ -85,11 +85,10 @@ pub(crate) async fn send_batch(
             Ok((request, prepared))
         })
         .collect();
-    let now = now_ms();
     let to_store: Vec<NewMessage<'_>> = parsed
         .iter()
         .filter_map(|item| item.as_ref().ok())
-        .map(|(request, prepared)| new_message(request, prepared, &client, now))
+        .map(|(request, prepared)| new_message(request, prepared, &client))
         .collect();
     let mut stored = state
         .queue
@@ -110,8 +109,8 @@ pub(crate) async fn send_batch(
         .map(|(index, item)| {
             let result = match item {
                 Err(error) => Err(error.body()),
-                Ok((request, prepared)) => match stored.next() {
-                    Some(Ok(outcome)) => answer(&state, request, prepared, outcome)
+                Ok((request, _)) => match stored.next() {
+                    Some(Ok(outcome)) => answer(&state, request, outcome)
                         .map(|(_, body)| body)
                         .map_err(|e| e.body()),
                     Some(Err(error)) => Err(ApiError::from(error).body()),
@@ -135,10 +134,8 @@ fn new_message<'a>(
     request: &'a SendRequest,
     prepared: &'a PreparedMessage,
     client: &'a Client,
-    now_ms: i64,
 ) -> NewMessage<'a> {
     NewMessage {
-        id: &prepared.id,
         sender_name: &request.sender.name,
         phone_number_id: &request.sender.phone_number_id,
         client: &client.name,
@@ -151,18 +148,16 @@ fn new_message<'a>(
             key,
             fingerprint: &prepared.fingerprint,
         }),
-        accepted_at_ms: now_ms,
     }
 }
 
 fn answer(
     state: &AppState,
     request: &SendRequest,
-    prepared: &PreparedMessage,
     outcome: EnqueueOutcome,
 ) -> Result<(StatusCode, Value), ApiError> {
     match outcome {
-        EnqueueOutcome::Queued => {
+        EnqueueOutcome::Queued(id) => {
             state
                 .metrics
                 .accepted
@@ -170,7 +165,7 @@ fn answer(
                 .inc();
             Ok((
                 StatusCode::ACCEPTED,
-                json!({ "id": prepared.id.as_str(), "status": "queued" }),
+                json!({ "id": id.as_str(), "status": "queued" }),
             ))
         }
         EnqueueOutcome::Duplicate(first) => Ok((
@@ -206,10 +201,4 @@ fn json_object(
             "the body is not valid JSON: {e}"
         ))),
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

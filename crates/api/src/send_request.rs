@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use gateway_config::SenderSettings;
-use gateway_domain::{FieldError, MessageId, OutboundMessage, Recipient};
+use gateway_domain::{FieldError, OutboundMessage, Recipient};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -44,10 +44,10 @@ pub(crate) struct SendRequest {
 
 /// A request turned into what Redis stores.
 pub(crate) struct PreparedMessage {
-    pub id: MessageId,
+    /// The Graph API body; the worker adds the message id to it.
     pub graph_body: String,
     pub fallback_body: Option<String>,
-    /// Identifies the payload for idempotency, without the id.
+    /// Identifies the payload for idempotency (empty without a key).
     pub fingerprint: String,
 }
 
@@ -157,64 +157,53 @@ impl SendRequest {
         })
     }
 
-    /// Gives the message its id and renders the Graph API bodies the worker
-    /// will POST as they are.
+    /// Renders the Graph API bodies the worker will POST.
     pub fn prepare(&self) -> PreparedMessage {
-        let id = MessageId::generate(&self.sender.phone_number_id);
+        let body = graph_body(&self.recipient, &self.message);
+        let fallback_body = self
+            .fallback
+            .as_ref()
+            .map(|t| graph_body(&self.recipient, t));
         let fingerprint = if self.idempotency_key.is_some() {
-            self.fingerprint()
+            fingerprint(&[
+                &self.sender.phone_number_id,
+                &body,
+                fallback_body.as_deref().unwrap_or(""),
+                self.metadata.as_deref().unwrap_or(""),
+            ])
         } else {
             String::new()
         };
         PreparedMessage {
-            graph_body: graph_body(&self.recipient, &self.message, Some(id.as_str())),
-            fallback_body: self
-                .fallback
-                .as_ref()
-                .map(|t| graph_body(&self.recipient, t, Some(id.as_str()))),
+            graph_body: body,
+            fallback_body,
             fingerprint,
-            id,
         }
-    }
-
-    fn fingerprint(&self) -> String {
-        let mut hash = Sha256::new();
-        let fallback = self
-            .fallback
-            .as_ref()
-            .map(|t| graph_body(&self.recipient, t, None));
-        for part in [
-            Some(self.sender.phone_number_id.as_str()),
-            Some(graph_body(&self.recipient, &self.message, None).as_str()),
-            fallback.as_deref(),
-            self.metadata.as_deref(),
-        ] {
-            let part = part.unwrap_or("");
-            // Length-prefixed, so moving bytes from one part to the next changes the hash.
-            hash.update((part.len() as u64).to_le_bytes());
-            hash.update(part.as_bytes());
-        }
-        hex::encode(&hash.finalize()[..16])
     }
 }
 
-/// The Graph API send body for `message` to `recipient`; the gateway's id
-/// rides in `biz_opaque_callback_data` so status webhooks can be matched even
-/// before the wamid is recorded.
-pub(crate) fn graph_body(
-    recipient: &Recipient,
-    message: &OutboundMessage,
-    id: Option<&str>,
-) -> String {
+/// Identifies a payload: the same idempotency key with the same fingerprint
+/// is a repeat, with another a conflict.
+fn fingerprint(parts: &[&str]) -> String {
+    let mut hash = Sha256::new();
+    for part in parts {
+        // Length-prefixed, so moving bytes from one part to the next changes the hash.
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part.as_bytes());
+    }
+    hex::encode(&hash.finalize()[..16])
+}
+
+/// The Graph API send body for `message` to `recipient`. The worker adds the
+/// message id as `biz_opaque_callback_data`, so status webhooks can be
+/// matched even before the wamid is recorded.
+fn graph_body(recipient: &Recipient, message: &OutboundMessage) -> String {
     let mut body = Map::with_capacity(7);
     body.insert("messaging_product".into(), "whatsapp".into());
     body.insert("recipient_type".into(), "individual".into());
     let (field, value) = recipient.graph_field();
     body.insert(field.into(), value.into());
     message.write_graph_fields(&mut body);
-    if let Some(id) = id {
-        body.insert("biz_opaque_callback_data".into(), id.into());
-    }
     Value::Object(body).to_string()
 }
 

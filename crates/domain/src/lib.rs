@@ -7,6 +7,7 @@ pub mod field_error;
 pub mod ids;
 pub mod message;
 pub mod recipient;
+pub mod rules;
 pub mod status;
 
 pub use field_error::FieldError;

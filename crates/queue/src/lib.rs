@@ -8,6 +8,7 @@
 //! queue only in the same step that records the message's outcome.
 
 mod connection;
+mod entry;
 mod error;
 pub mod keys;
 mod record;
@@ -19,28 +20,28 @@ pub use error::QueueError;
 pub use record::MessageRecord;
 pub use stream::{Delivery, QueueDepth};
 
+use std::collections::HashMap;
+
 use gateway_domain::MessageId;
 use redis::aio::ConnectionManager;
 
 /// A message the api has accepted and wants stored.
 #[derive(Debug)]
 pub struct NewMessage<'a> {
-    pub id: &'a MessageId,
     pub sender_name: &'a str,
     pub phone_number_id: &'a str,
     pub client: &'a str,
     /// `Recipient::key()`: E.164 number or BSUID.
     pub recipient: &'a str,
     pub kind: &'a str,
-    /// The Graph API request body, ready to POST.
+    /// The Graph API request body, ready to POST once the worker adds the
+    /// message id as `biz_opaque_callback_data`.
     pub graph_body: &'a str,
-    /// The Graph API body of the caller's fallback template, if any.
+    /// The same for the caller's fallback template, if any.
     pub fallback_body: Option<&'a str>,
     pub metadata: Option<&'a str>,
-    /// The caller's idempotency key and a fingerprint of the payload it
-    /// covers (without the message id, which differs on every request).
+    /// The caller's idempotency key and a fingerprint of the payload it covers.
     pub idempotency: Option<Idempotency<'a>>,
-    pub accepted_at_ms: i64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -52,7 +53,7 @@ pub struct Idempotency<'a> {
 /// What storing a message came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnqueueOutcome {
-    Queued,
+    Queued(MessageId),
     /// The idempotency key was seen with the same payload: this is the first id.
     Duplicate(MessageId),
     /// The idempotency key was seen with another payload.
@@ -83,11 +84,22 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Stores one message. One round trip: a script does it all.
+    /// Stores one message in one round trip: a plain XADD, or with an
+    /// idempotency key a script that checks and sets the key with it.
     pub async fn enqueue(&self, message: &NewMessage<'_>) -> Result<EnqueueOutcome, QueueError> {
-        let invocation = self.enqueue_invocation(message);
-        let reply: (String, String) = invocation.invoke_async(&mut self.conn.clone()).await?;
-        EnqueueOutcome::from_reply(reply)
+        let mut conn = self.conn.clone();
+        match message.idempotency {
+            None => {
+                let entry_id: String = entry::xadd(message).query_async(&mut conn).await?;
+                queued(message.phone_number_id, &entry_id)
+            }
+            Some(idempotency) => {
+                let reply: (String, String) = idempotent_invocation(message, idempotency)
+                    .invoke_async(&mut conn)
+                    .await?;
+                EnqueueOutcome::from_reply(reply)
+            }
+        }
     }
 
     /// Stores many messages in one pipeline; one result per message, in order.
@@ -102,9 +114,16 @@ impl Queue {
         pipe.ignore_errors();
         // EVALSHA in a pipeline is not retried on NOSCRIPT (after a Redis
         // restart), so the script is loaded first in the same round trip.
-        pipe.cmd("SCRIPT").arg("LOAD").arg(scripts::ENQUEUE_SOURCE);
+        pipe.cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(scripts::ENQUEUE_IDEMPOTENT_SOURCE);
         for message in messages {
-            pipe.invoke_script(&self.enqueue_invocation(message));
+            match message.idempotency {
+                None => pipe.add_command(entry::xadd(message)),
+                Some(idempotency) => {
+                    pipe.invoke_script(&idempotent_invocation(message, idempotency))
+                }
+            };
         }
         let mut replies: Vec<redis::RedisResult<redis::Value>> =
             pipe.query_async(&mut self.conn.clone()).await?;
@@ -114,52 +133,48 @@ impl Queue {
         replies.remove(0)?;
         Ok(replies
             .into_iter()
-            .map(|reply| {
-                let reply: (String, String) = redis::from_redis_value(reply?)
-                    .map_err(|e| QueueError::Protocol(e.to_string()))?;
-                EnqueueOutcome::from_reply(reply)
+            .zip(messages)
+            .map(|(reply, message)| {
+                let reply = reply?;
+                let protocol = |e: redis::ParsingError| QueueError::Protocol(e.to_string());
+                match message.idempotency {
+                    None => queued(
+                        message.phone_number_id,
+                        &redis::from_redis_value::<String>(reply).map_err(protocol)?,
+                    ),
+                    Some(_) => EnqueueOutcome::from_reply(
+                        redis::from_redis_value(reply).map_err(protocol)?,
+                    ),
+                }
             })
             .collect())
     }
 
-    fn enqueue_invocation<'s>(&'s self, m: &NewMessage<'_>) -> redis::ScriptInvocation<'s> {
-        let pnid = m.phone_number_id;
-        let mut invocation = scripts::enqueue().prepare_invoke();
-        invocation
-            .key(keys::queue(pnid))
-            .key(keys::record(pnid, m.id.as_str()));
-        let fingerprint = match m.idempotency {
-            Some(idempotency) => {
-                invocation.key(keys::idempotency(pnid, m.client, idempotency.key));
-                idempotency.fingerprint
-            }
-            None => "",
-        };
-        invocation
-            .arg(m.id.as_str())
-            .arg(fingerprint)
-            .arg(self.record_ttl_ms)
-            .arg(keys::IDEMPOTENCY_TTL_MS)
-            .arg(m.accepted_at_ms)
-            .arg(m.recipient)
-            .arg(m.kind)
-            .arg(m.graph_body)
-            .arg(m.fallback_body.unwrap_or(""))
-            .arg(m.sender_name)
-            .arg(m.client)
-            .arg(m.metadata.unwrap_or(""))
-            .arg(history_event("queued", m.accepted_at_ms, None));
-        invocation
-    }
-
-    /// The record of a message, or `None` if it is unknown or expired.
+    /// The record of a message, or `None` if it is unknown or expired. A
+    /// message no worker has touched yet has no record: it is read from its
+    /// stream entry.
     pub async fn message(&self, id: &MessageId) -> Result<Option<MessageRecord>, QueueError> {
-        let key = keys::record(id.phone_number_id(), id.as_str());
-        let fields: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(key)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        MessageRecord::from_fields(id, fields)
+        let pnid = id.phone_number_id();
+        let (fields, entries): (HashMap<String, String>, redis::streams::StreamRangeReply) =
+            redis::pipe()
+                .cmd("HGETALL")
+                .arg(keys::record(pnid, id.as_str()))
+                .cmd("XRANGE")
+                .arg(keys::queue(pnid))
+                .arg(id.entry_id())
+                .arg(id.entry_id())
+                .query_async(&mut self.conn.clone())
+                .await?;
+        if !fields.is_empty() {
+            return MessageRecord::from_fields(id, fields);
+        }
+        Ok(entries
+            .ids
+            .into_iter()
+            .next()
+            .and_then(|entry| Delivery::from_entry(pnid, entry).ok())
+            .filter(|delivery| &delivery.message_id == id)
+            .map(|delivery| MessageRecord::queued(&delivery)))
     }
 
     /// Records what became of a delivered message and removes it from the
@@ -173,6 +188,7 @@ impl Queue {
         now_ms: i64,
     ) -> Result<(), QueueError> {
         let id = delivery.message_id.as_str();
+        let queued_event = history_event("queued", delivery.message_id.accepted_at_ms(), None);
         let mut invocation;
         match outcome {
             Outcome::Sent { wamid } => {
@@ -188,7 +204,8 @@ impl Queue {
                     .arg(now_ms)
                     .arg(attempts)
                     .arg(self.record_ttl_ms)
-                    .arg(history_event("sent", now_ms, Some(("wamid", wamid))));
+                    .arg(history_event("sent", now_ms, Some(("wamid", wamid))))
+                    .arg(queued_event);
             }
             Outcome::Failed {
                 code,
@@ -201,6 +218,7 @@ impl Queue {
                     "error_title": title, "reason": reason,
                 })
                 .to_string();
+                let entry_fields = delivery.entry_fields();
                 invocation
                     .key(keys::queue(phone_number_id))
                     .key(keys::record(phone_number_id, id))
@@ -213,12 +231,18 @@ impl Queue {
                     .arg(now_ms)
                     .arg(attempts)
                     .arg(event)
+                    .arg(queued_event)
+                    .arg(self.record_ttl_ms)
                     .arg(keys::DEAD_LETTER_MAX_LEN)
-                    .arg(&delivery.recipient)
-                    .arg(&delivery.kind)
-                    .arg(&delivery.body)
-                    .arg(reason);
+                    .arg(reason)
+                    .arg(entry_fields.len() * 2);
+                for (field, value) in entry_fields {
+                    invocation.arg(field).arg(value);
+                }
             }
+        }
+        for (field, value) in delivery.record_fields() {
+            invocation.arg(field).arg(value);
         }
         let _: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
         Ok(())
@@ -240,12 +264,36 @@ impl EnqueueOutcome {
                 .ok_or_else(|| QueueError::Protocol(format!("bad stored id {id:?}")))
         };
         match outcome.as_str() {
-            "queued" => Ok(Self::Queued),
+            "queued" => Ok(Self::Queued(parse_id()?)),
             "duplicate" => Ok(Self::Duplicate(parse_id()?)),
             "conflict" => Ok(Self::Conflict(parse_id()?)),
             other => Err(QueueError::Protocol(format!("enqueue answered {other:?}"))),
         }
     }
+}
+
+fn queued(phone_number_id: &str, entry_id: &str) -> Result<EnqueueOutcome, QueueError> {
+    MessageId::new(phone_number_id, entry_id)
+        .map(EnqueueOutcome::Queued)
+        .ok_or_else(|| QueueError::Protocol(format!("XADD answered {entry_id:?}")))
+}
+
+fn idempotent_invocation(
+    message: &NewMessage<'_>,
+    idempotency: Idempotency<'_>,
+) -> redis::ScriptInvocation<'static> {
+    let pnid = message.phone_number_id;
+    let mut invocation = scripts::enqueue_idempotent().prepare_invoke();
+    invocation
+        .key(keys::queue(pnid))
+        .key(keys::idempotency(pnid, message.client, idempotency.key))
+        .arg(pnid)
+        .arg(idempotency.fingerprint)
+        .arg(keys::IDEMPOTENCY_TTL_MS);
+    for (field, value) in entry::fields(message) {
+        invocation.arg(field).arg(value);
+    }
+    invocation
 }
 
 /// One entry of a record's history, as JSON.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use gateway_domain::{MessageId, MessageStatus};
 
-use crate::QueueError;
+use crate::{Delivery, QueueError};
 
 #[derive(Debug, Clone)]
 pub struct MessageRecord {
@@ -29,6 +29,28 @@ pub struct MessageRecord {
 }
 
 impl MessageRecord {
+    /// The view of a message still waiting in its queue, before any record exists.
+    pub(crate) fn queued(delivery: &Delivery) -> Self {
+        let accepted = delivery.message_id.accepted_at_ms();
+        Self {
+            id: delivery.message_id.clone(),
+            status: MessageStatus::Queued,
+            sender: delivery.sender.clone(),
+            client: delivery.client.clone(),
+            recipient: delivery.recipient.clone(),
+            kind: delivery.kind.clone(),
+            created_ms: accepted,
+            updated_ms: accepted,
+            attempts: 0,
+            wamid: None,
+            error_code: None,
+            error_title: None,
+            fallback_used: false,
+            metadata: delivery.metadata.clone(),
+            history: format!(r#"[{{"status":"queued","at_ms":{accepted}}}]"#),
+        }
+    }
+
     pub(crate) fn from_fields(
         id: &MessageId,
         mut fields: HashMap<String, String>,

@@ -6,16 +6,17 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-pub(crate) const ENQUEUE_SOURCE: &str = include_str!("scripts/enqueue.lua");
+pub(crate) const ENQUEUE_IDEMPOTENT_SOURCE: &str = include_str!("scripts/enqueue_idempotent.lua");
 
-static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(ENQUEUE_SOURCE));
+static ENQUEUE_IDEMPOTENT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(ENQUEUE_IDEMPOTENT_SOURCE));
 static RECORD_SENT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/record_sent.lua")));
 static RECORD_FAILED: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/record_failed.lua")));
 
-pub(crate) fn enqueue() -> &'static Script {
-    &ENQUEUE
+pub(crate) fn enqueue_idempotent() -> &'static Script {
+    &ENQUEUE_IDEMPOTENT
 }
 
 pub(crate) fn record_sent() -> &'static Script {

@@ -8,7 +8,7 @@ use redis::Value;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamReadReply};
 
-use crate::{Queue, QueueError, keys};
+use crate::{Queue, QueueError, entry, keys};
 
 /// One message handed to a worker: what it needs to call the Graph API and
 /// to record the outcome.
@@ -17,13 +17,15 @@ pub struct Delivery {
     /// The stream entry id, to acknowledge.
     pub entry_id: String,
     pub message_id: MessageId,
+    pub sender: String,
+    pub client: String,
     pub recipient: String,
     pub kind: String,
-    /// The Graph API request body, ready to POST.
-    pub body: String,
-    /// The Graph API body of the caller's fallback template.
-    pub fallback: Option<String>,
-    pub accepted_at_ms: i64,
+    /// The Graph API body without `biz_opaque_callback_data`.
+    body: String,
+    /// The same for the caller's fallback template.
+    fallback: Option<String>,
+    pub metadata: Option<String>,
 }
 
 /// How far behind a sender is.
@@ -82,7 +84,7 @@ impl Queue {
             .into_iter()
             .flat_map(|r| r.keys)
             .flat_map(|k| k.ids)
-            .map(|entry| Delivery::from_entry(entry))
+            .map(|entry| Delivery::from_entry(phone_number_id, entry))
             .collect())
     }
 
@@ -128,7 +130,7 @@ impl Queue {
 }
 
 impl Delivery {
-    fn from_entry(entry: StreamId) -> Result<Self, String> {
+    pub(crate) fn from_entry(phone_number_id: &str, entry: StreamId) -> Result<Self, String> {
         let text = |name: &str| -> Option<String> {
             match entry.map.get(name)? {
                 Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
@@ -137,16 +139,98 @@ impl Delivery {
             }
         };
         let parsed = (|| {
+            let message_id = match text(entry::ID) {
+                Some(id) => MessageId::parse(&id)?,
+                None => MessageId::new(phone_number_id, &entry.id)?,
+            };
+            let body = text(entry::BODY)?;
+            // The body is a JSON object the api rendered; anything else was not written by us.
+            body.ends_with('}').then_some(())?;
             Some(Self {
                 entry_id: entry.id.clone(),
-                message_id: MessageId::parse(&text("id")?)?,
-                recipient: text("rcpt")?,
-                kind: text("kind")?,
-                body: text("body")?,
-                fallback: text("fb"),
-                accepted_at_ms: text("at")?.parse().ok()?,
+                message_id,
+                sender: text(entry::SENDER)?,
+                client: text(entry::CLIENT)?,
+                recipient: text(entry::RECIPIENT)?,
+                kind: text(entry::KIND)?,
+                body,
+                fallback: text(entry::FALLBACK).filter(|b| b.ends_with('}')),
+                metadata: text(entry::METADATA),
             })
         })();
         parsed.ok_or_else(|| entry.id.clone())
+    }
+
+    /// The Graph API body to POST, carrying the message id in
+    /// `biz_opaque_callback_data` so status webhooks find the message.
+    pub fn graph_body(&self) -> String {
+        with_callback_data(&self.body, &self.message_id)
+    }
+
+    /// The fallback template's body to POST, if the caller gave one.
+    pub fn fallback_body(&self) -> Option<String> {
+        self.fallback
+            .as_deref()
+            .map(|b| with_callback_data(b, &self.message_id))
+    }
+
+    /// The entry's fields, to keep a copy (dead letters) that can be queued again.
+    pub(crate) fn entry_fields(&self) -> Vec<(&'static str, &str)> {
+        let mut fields = vec![
+            (entry::SENDER, self.sender.as_str()),
+            (entry::CLIENT, self.client.as_str()),
+            (entry::RECIPIENT, self.recipient.as_str()),
+            (entry::KIND, self.kind.as_str()),
+            (entry::BODY, self.body.as_str()),
+        ];
+        if let Some(fallback) = &self.fallback {
+            fields.push((entry::FALLBACK, fallback));
+        }
+        if let Some(metadata) = &self.metadata {
+            fields.push((entry::METADATA, metadata));
+        }
+        fields
+    }
+
+    /// The fields a message's record is created with.
+    pub(crate) fn record_fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("sender", self.sender.clone()),
+            ("client", self.client.clone()),
+            ("to", self.recipient.clone()),
+            ("kind", self.kind.clone()),
+            ("created_ms", self.message_id.accepted_at_ms().to_string()),
+            ("metadata", self.metadata.clone().unwrap_or_default()),
+        ]
+    }
+}
+
+/// `{...}` + the id: the body is an object we rendered and the id holds only
+/// digits and dashes, so no JSON escaping is needed.
+fn with_callback_data(body: &str, id: &MessageId) -> String {
+    let open = body.strip_suffix('}').unwrap_or(body);
+    let separator = if open.trim_end().ends_with('{') {
+        ""
+    } else {
+        ","
+    };
+    format!("{open}{separator}\"biz_opaque_callback_data\":\"{id}\"}}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_message_id_rides_in_the_callback_data() {
+        let id = MessageId::new("1", "2-3").expect("id");
+        let body: serde_json::Value =
+            serde_json::from_str(&with_callback_data(r#"{"to":"+1","type":"text"}"#, &id))
+                .expect("json");
+        assert_eq!(body["biz_opaque_callback_data"], "1-2-3");
+        assert_eq!(body["to"], "+1");
+        let empty: serde_json::Value =
+            serde_json::from_str(&with_callback_data("{}", &id)).expect("json");
+        assert_eq!(empty["biz_opaque_callback_data"], "1-2-3");
     }
 }

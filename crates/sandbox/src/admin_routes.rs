@@ -9,15 +9,20 @@
 //! - `PUT /admin/webhook` `{url, app_secret, …}`, `DELETE /admin/webhook`
 //! - `GET /admin/messages[?phone_number_id=…]` → accepted sends in order
 //! - `GET /admin/stats`, `POST /admin/reset`
+//!
+//! A `PUT` replaces the whole setting; fields it leaves out take their
+//! defaults (rules on, faults off). A body that does not parse, or names an
+//! unknown field, gets `{"error": {"message"}}` with a 4xx status.
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::config::{Rules, StatusConfig, WebhookTarget};
@@ -37,6 +42,25 @@ pub(crate) fn routes() -> Router<Arc<Engine>> {
         .route("/admin/reset", post(reset))
 }
 
+/// A JSON body whose rejection (bad JSON, unknown key, wrong type) is
+/// answered in JSON too, so scripts can always parse the answer.
+struct Body<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(error(rejection.status(), &rejection.body_text())),
+        }
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({"error": {"message": message}}))).into_response()
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Inbound {
@@ -45,15 +69,15 @@ struct Inbound {
     text: String,
 }
 
-async fn inbound(State(engine): State<Arc<Engine>>, Json(message): Json<Inbound>) -> Response {
+async fn inbound(State(engine): State<Arc<Engine>>, Body(message): Body<Inbound>) -> Response {
     match engine.receive(&message.phone_number_id, &message.from, &message.text) {
         Ok(wamid) => Json(json!({ "wamid": wamid })).into_response(),
-        Err(error) => {
-            let status = match error {
+        Err(refused) => {
+            let status = match refused {
                 SandboxError::UnknownNumber(_) => StatusCode::NOT_FOUND,
                 SandboxError::InvalidUser(_) | SandboxError::InvalidText => StatusCode::BAD_REQUEST,
             };
-            (status, Json(json!({"error": {"message": error.to_string()}}))).into_response()
+            error(status, &refused.to_string())
         }
     }
 }
@@ -62,7 +86,7 @@ async fn rules(State(engine): State<Arc<Engine>>) -> Json<Rules> {
     Json(engine.rules())
 }
 
-async fn set_rules(State(engine): State<Arc<Engine>>, Json(rules): Json<Rules>) -> Json<Rules> {
+async fn set_rules(State(engine): State<Arc<Engine>>, Body(rules): Body<Rules>) -> Json<Rules> {
     engine.set_rules(rules);
     Json(rules)
 }
@@ -71,7 +95,7 @@ async fn faults(State(engine): State<Arc<Engine>>) -> Json<Faults> {
     Json(engine.faults())
 }
 
-async fn set_faults(State(engine): State<Arc<Engine>>, Json(faults): Json<Faults>) -> Json<Faults> {
+async fn set_faults(State(engine): State<Arc<Engine>>, Body(faults): Body<Faults>) -> Json<Faults> {
     engine.set_faults(faults);
     Json(faults)
 }
@@ -80,12 +104,18 @@ async fn statuses(State(engine): State<Arc<Engine>>) -> Json<StatusConfig> {
     Json(engine.webhooks.statuses())
 }
 
-async fn set_statuses(State(engine): State<Arc<Engine>>, Json(statuses): Json<StatusConfig>) -> Json<StatusConfig> {
+async fn set_statuses(
+    State(engine): State<Arc<Engine>>,
+    Body(statuses): Body<StatusConfig>,
+) -> Json<StatusConfig> {
     engine.webhooks.set_statuses(statuses);
     Json(statuses)
 }
 
-async fn set_webhook(State(engine): State<Arc<Engine>>, Json(target): Json<WebhookTarget>) -> StatusCode {
+async fn set_webhook(
+    State(engine): State<Arc<Engine>>,
+    Body(target): Body<WebhookTarget>,
+) -> StatusCode {
     engine.webhooks.set_target(Some(target));
     StatusCode::NO_CONTENT
 }
@@ -100,7 +130,10 @@ struct MessagesQuery {
     phone_number_id: Option<String>,
 }
 
-async fn messages(State(engine): State<Arc<Engine>>, Query(query): Query<MessagesQuery>) -> Response {
+async fn messages(
+    State(engine): State<Arc<Engine>>,
+    Query(query): Query<MessagesQuery>,
+) -> Response {
     Json(engine.accepted(query.phone_number_id.as_deref())).into_response()
 }
 

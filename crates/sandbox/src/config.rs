@@ -106,7 +106,11 @@ pub struct TemplateConfig {
 }
 
 impl TemplateConfig {
-    pub fn new(name: impl Into<String>, language: impl Into<String>, body_parameters: usize) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        language: impl Into<String>,
+        body_parameters: usize,
+    ) -> Self {
         Self {
             name: name.into(),
             language: language.into(),
@@ -314,7 +318,14 @@ mod tests {
         let names: Vec<_> = config
             .templates
             .iter()
-            .map(|t| (t.name.as_str(), t.language.as_str(), t.body_parameters, t.status))
+            .map(|t| {
+                (
+                    t.name.as_str(),
+                    t.language.as_str(),
+                    t.body_parameters,
+                    t.status,
+                )
+            })
             .collect();
         assert_eq!(
             names,

@@ -54,13 +54,21 @@ impl Listener for CuttableListener {
                 Ok((stream, addr)) => {
                     // Small answers must not wait for Nagle's algorithm.
                     let _ = stream.set_nodelay(true);
-                    return (CuttableStream { stream, cut: ConnectionCut::default() }, addr);
+                    return (
+                        CuttableStream {
+                            stream,
+                            cut: ConnectionCut::default(),
+                        },
+                        addr,
+                    );
                 }
                 Err(error) => {
                     tracing::debug!(%error, "accept failed");
                     if !matches!(
                         error.kind(),
-                        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionRefused
+                        io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::ConnectionRefused
                     ) {
                         tokio::time::sleep(ACCEPT_BACKOFF).await;
                     }
@@ -83,7 +91,10 @@ pub(crate) struct CuttableStream {
 impl CuttableStream {
     fn check(&self) -> io::Result<()> {
         if self.cut.is_cut() {
-            Err(io::Error::new(io::ErrorKind::ConnectionAborted, "connection cut by fault injection"))
+            Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "connection cut by fault injection",
+            ))
         } else {
             Ok(())
         }
@@ -91,7 +102,11 @@ impl CuttableStream {
 }
 
 impl AsyncRead for CuttableStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         if self.cut.is_cut() {
             // End of stream: nothing more is read from a cut connection.
             return Poll::Ready(Ok(()));
@@ -101,7 +116,11 @@ impl AsyncRead for CuttableStream {
 }
 
 impl AsyncWrite for CuttableStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.check()?;
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }

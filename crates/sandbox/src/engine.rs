@@ -3,8 +3,7 @@
 //! things that happen to them: a business sends a message (`send`), a user
 //! writes (`receive`).
 //!
-//! A send is decided in Meta's order, and anything refused before it is
-//! accepted uses no quota: token (190) → number (100) → request validation
+//! A send is decided in this order, and a refused send uses no quota: token (190) → number (100) → request validation
 //! (100, 131008, 131009) → template registry (132xxx) → forced maintenance
 //! (131057) and throttling (130429) → window when synchronous (131047) →
 //! throughput (130429) → pair limit (131056). An accepted send is recorded,
@@ -64,12 +63,17 @@ impl Engine {
             .map(|user| {
                 // Keyed as sends are keyed; an id that is neither form is
                 // kept as written and simply never matches.
-                let key = UserId::parse(&user.id).map_or_else(|| user.id.clone(), |id| id.key().to_owned());
+                let key = UserId::parse(&user.id)
+                    .map_or_else(|| user.id.clone(), |id| id.key().to_owned());
                 (key, user)
             })
             .collect();
         Self {
-            tokens: config.numbers.iter().map(|n| n.access_token.clone()).collect(),
+            tokens: config
+                .numbers
+                .iter()
+                .map(|n| n.access_token.clone())
+                .collect(),
             numbers: config
                 .numbers
                 .into_iter()
@@ -80,7 +84,11 @@ impl Engine {
             rules: RwLock::new(config.rules),
             faults: RwLock::new(ActiveFaults::new(config.faults, now)),
             records: Records::new(config.record_limit),
-            webhooks: Arc::new(Webhooks::new(config.webhook, config.statuses, Arc::clone(&counters))),
+            webhooks: Arc::new(Webhooks::new(
+                config.webhook,
+                config.statuses,
+                Arc::clone(&counters),
+            )),
             counters,
             ids: Ids::new(&random),
             random,
@@ -131,7 +139,12 @@ impl Engine {
 
     /// Handles `POST /{version}/{phone_number_id}/messages`: the success
     /// body, or the error Meta would answer with (counted as a rejection).
-    pub(crate) fn send(&self, phone_number_id: &str, authorization: Option<&str>, body: Bytes) -> Result<Value, MetaError> {
+    pub(crate) fn send(
+        &self,
+        phone_number_id: &str,
+        authorization: Option<&str>,
+        body: Bytes,
+    ) -> Result<Value, MetaError> {
         let result = self.try_send(phone_number_id, authorization, body);
         if let Err(error) = &result {
             self.counters.count(Event::Rejected(error.code));
@@ -139,7 +152,12 @@ impl Engine {
         result
     }
 
-    fn try_send(&self, phone_number_id: &str, authorization: Option<&str>, body: Bytes) -> Result<Value, MetaError> {
+    fn try_send(
+        &self,
+        phone_number_id: &str,
+        authorization: Option<&str>,
+        body: Bytes,
+    ) -> Result<Value, MetaError> {
         let now = Instant::now();
         let rules = self.rules();
         let number = self.authorize(phone_number_id, authorization, rules.tokens)?;
@@ -167,7 +185,9 @@ impl Engine {
             phone_number_id: Arc::clone(&number.id),
             recipient: user.into(),
             sequence,
-            body,
+            // A copy: the request's bytes share the connection's read buffer,
+            // which a kept slice would pin whole (kilobytes per record).
+            body: Bytes::copy_from_slice(&body),
         });
         self.counters.count(Event::Accepted);
         if let Some(failure) = &failure {
@@ -184,7 +204,9 @@ impl Engine {
                     .map(str::to_owned),
                 // A template missing from the registry (rule off) bills as utility.
                 pricing: Pricing::for_message(
-                    outbound.is_template().then(|| template.map_or("UTILITY", |t| t.category.as_str())),
+                    outbound
+                        .is_template()
+                        .then(|| template.map_or("UTILITY", |t| t.category.as_str())),
                 ),
                 failure,
             };
@@ -193,7 +215,12 @@ impl Engine {
         Ok(success(&outbound, wamid))
     }
 
-    fn authorize(&self, phone_number_id: &str, authorization: Option<&str>, check_token: bool) -> Result<&NumberState, MetaError> {
+    fn authorize(
+        &self,
+        phone_number_id: &str,
+        authorization: Option<&str>,
+        check_token: bool,
+    ) -> Result<&NumberState, MetaError> {
         let token = authorization.and_then(bearer);
         if check_token && !token.is_some_and(|token| self.tokens.contains(token)) {
             return Err(MetaError::invalid_token());
@@ -210,8 +237,14 @@ impl Engine {
 
     /// The registered template a send uses: checked when the rule is on,
     /// looked up only (for its category) when it is off.
-    fn template(&self, outbound: &Outbound<'_>, check: bool) -> Result<Option<&TemplateConfig>, MetaError> {
-        let Some(used) = &outbound.template else { return Ok(None) };
+    fn template(
+        &self,
+        outbound: &Outbound<'_>,
+        check: bool,
+    ) -> Result<Option<&TemplateConfig>, MetaError> {
+        let Some(used) = &outbound.template else {
+            return Ok(None);
+        };
         if check {
             self.templates.check(used).map(Some)
         } else {
@@ -220,12 +253,25 @@ impl Engine {
     }
 
     /// Why an accepted send will end in a `failed` status, if it will.
-    fn failure(&self, outbound: &Outbound<'_>, template: Option<&TemplateConfig>, window_open: bool, rules: &Rules) -> Option<MetaError> {
-        let user = rules.users.then(|| self.users.get(outbound.user.key())).flatten();
+    fn failure(
+        &self,
+        outbound: &Outbound<'_>,
+        template: Option<&TemplateConfig>,
+        window_open: bool,
+        rules: &Rules,
+    ) -> Option<MetaError> {
+        let user = rules
+            .users
+            .then(|| self.users.get(outbound.user.key()))
+            .flatten();
         if user.is_some_and(|u| u.not_on_whatsapp) {
             return Some(MetaError::undeliverable());
         }
-        if rules.window && rules.window_failure == FailureMode::Async && !outbound.is_template() && !window_open {
+        if rules.window
+            && rules.window_failure == FailureMode::Async
+            && !outbound.is_template()
+            && !window_open
+        {
             return Some(MetaError::window_closed());
         }
         let user = user.filter(|_| template.is_some_and(TemplateConfig::is_marketing))?;
@@ -240,7 +286,12 @@ impl Engine {
 
     /// A simulated user message: opens the window, uses throughput quota and
     /// sends a `messages` webhook. Returns the message's wamid.
-    pub(crate) fn receive(&self, phone_number_id: &str, from: &str, text: &str) -> Result<String, SandboxError> {
+    pub(crate) fn receive(
+        &self,
+        phone_number_id: &str,
+        from: &str,
+        text: &str,
+    ) -> Result<String, SandboxError> {
         let number = self
             .numbers
             .get(phone_number_id)
@@ -251,7 +302,9 @@ impl Engine {
         }
         let now = Instant::now();
         number.receive(user.key(), self.rules().throughput, now);
-        let wamid = self.ids.wamid(user.key(), self.ids.next_sequence(), Direction::Inbound);
+        let wamid = self
+            .ids
+            .wamid(user.key(), self.ids.next_sequence(), Direction::Inbound);
         self.counters.count(Event::Inbound);
         let message = InboundMessage {
             number: Arc::clone(&number.config),
@@ -295,15 +348,24 @@ mod tests {
     const TOKEN: &str = "token-a";
 
     fn engine(configure: impl FnOnce(&mut SandboxConfig)) -> Engine {
-        let mut config = SandboxConfig::default();
-        config.numbers = vec![NumberConfig::new(NUMBER, "waba", TOKEN), NumberConfig::new("2", "waba", "token-b")];
+        let mut config = SandboxConfig {
+            numbers: vec![
+                NumberConfig::new(NUMBER, "waba", TOKEN),
+                NumberConfig::new("2", "waba", "token-b"),
+            ],
+            ..SandboxConfig::default()
+        };
         configure(&mut config);
         Engine::new(config)
     }
 
     fn send(engine: &Engine, body: Value) -> Result<Value, i64> {
         engine
-            .send(NUMBER, Some(&format!("Bearer {TOKEN}")), Bytes::from(body.to_string()))
+            .send(
+                NUMBER,
+                Some(&format!("Bearer {TOKEN}")),
+                Bytes::from(body.to_string()),
+            )
             .map_err(|e| e.code)
     }
 
@@ -320,13 +382,26 @@ mod tests {
     fn tokens_and_numbers_are_checked_first() {
         let engine = engine(|_| {});
         let body = || Bytes::from(text("+16505551234").to_string());
-        let code = |number: &str, auth: Option<&str>| engine.send(number, auth, body()).err().map(|e| e.code);
+        let code = |number: &str, auth: Option<&str>| {
+            engine.send(number, auth, body()).err().map(|e| e.code)
+        };
         assert_eq!(code(NUMBER, None), Some(190));
         assert_eq!(code(NUMBER, Some("Bearer nope")), Some(190));
-        assert_eq!(code(NUMBER, Some("Bearer token-b")), Some(190), "another number's token");
+        assert_eq!(
+            code(NUMBER, Some("Bearer token-b")),
+            Some(190),
+            "another number's token"
+        );
         assert_eq!(code("999", Some("Bearer token-a")), Some(100));
-        assert_eq!(code(NUMBER, Some("bearer  token-a ")), Some(131_047), "authorized; the window is closed");
-        engine.set_rules(Rules { tokens: false, ..Rules::default() });
+        assert_eq!(
+            code(NUMBER, Some("bearer  token-a ")),
+            Some(131_047),
+            "authorized; the window is closed"
+        );
+        engine.set_rules(Rules {
+            tokens: false,
+            ..Rules::default()
+        });
         assert_eq!(code(NUMBER, None), Some(131_047));
         assert_eq!(engine.stats().rejections.get(&190), Some(&3));
     }
@@ -334,10 +409,15 @@ mod tests {
     #[test]
     fn an_accepted_send_is_answered_recorded_and_counted() {
         let engine = engine(|_| {});
-        engine.receive(NUMBER, "16505551234", "hello").expect("inbound");
+        engine
+            .receive(NUMBER, "16505551234", "hello")
+            .expect("inbound");
         let answer = send(&engine, text("+1 650-555-1234")).expect("accepted");
         assert_eq!(answer["messaging_product"], "whatsapp");
-        assert_eq!(answer["contacts"], json!([{"input": "+1 650-555-1234", "wa_id": "16505551234"}]));
+        assert_eq!(
+            answer["contacts"],
+            json!([{"input": "+1 650-555-1234", "wa_id": "16505551234"}])
+        );
         let wamid = answer["messages"][0]["id"].as_str().expect("wamid");
         let records = engine.accepted(None);
         assert_eq!(records.len(), 1);
@@ -361,16 +441,43 @@ mod tests {
             config.templates.push(paused);
             config.numbers[0].rate_per_second = 1;
         });
-        assert_eq!(send(&engine, template("nope", "16505551234")).err(), Some(132_001));
-        assert_eq!(send(&engine, template("order_update", "16505551234")).err(), Some(132_000));
-        assert_eq!(send(&engine, template("paused", "16505551234")).err(), Some(132_015));
-        engine.set_faults(Faults { maintenance_for_ms: 60_000, ..Faults::default() });
-        assert_eq!(send(&engine, template("hello_world", "16505551234")).err(), Some(131_057));
-        engine.set_faults(Faults { throttle_for_ms: 60_000, ..Faults::default() });
-        assert_eq!(send(&engine, template("hello_world", "16505551234")).err(), Some(130_429));
+        assert_eq!(
+            send(&engine, template("nope", "16505551234")).err(),
+            Some(132_001)
+        );
+        assert_eq!(
+            send(&engine, template("order_update", "16505551234")).err(),
+            Some(132_000)
+        );
+        assert_eq!(
+            send(&engine, template("paused", "16505551234")).err(),
+            Some(132_015)
+        );
+        engine.set_faults(Faults {
+            maintenance_for_ms: 60_000,
+            ..Faults::default()
+        });
+        assert_eq!(
+            send(&engine, template("hello_world", "16505551234")).err(),
+            Some(131_057)
+        );
+        engine.set_faults(Faults {
+            throttle_for_ms: 60_000,
+            ..Faults::default()
+        });
+        assert_eq!(
+            send(&engine, template("hello_world", "16505551234")).err(),
+            Some(130_429)
+        );
         engine.set_faults(Faults::default());
-        assert!(send(&engine, template("hello_world", "16505551234")).is_ok(), "the one token is still there");
-        assert_eq!(send(&engine, template("hello_world", "16505551235")).err(), Some(130_429));
+        assert!(
+            send(&engine, template("hello_world", "16505551234")).is_ok(),
+            "the one token is still there"
+        );
+        assert_eq!(
+            send(&engine, template("hello_world", "16505551235")).err(),
+            Some(130_429)
+        );
     }
 
     #[test]
@@ -380,47 +487,88 @@ mod tests {
             promo.category = "MARKETING".into();
             config.templates.push(promo);
             config.users = vec![
-                UserConfig { id: "+1 650 555 0001".into(), not_on_whatsapp: true, ..UserConfig::default() },
-                UserConfig { id: "16505550002".into(), marketing_opt_out: true, ..UserConfig::default() },
-                UserConfig { id: "16505550003".into(), marketing_capped: true, ..UserConfig::default() },
+                UserConfig {
+                    id: "+1 650 555 0001".into(),
+                    not_on_whatsapp: true,
+                    ..UserConfig::default()
+                },
+                UserConfig {
+                    id: "16505550002".into(),
+                    marketing_opt_out: true,
+                    ..UserConfig::default()
+                },
+                UserConfig {
+                    id: "16505550003".into(),
+                    marketing_capped: true,
+                    ..UserConfig::default()
+                },
             ];
             config.rules.window_failure = FailureMode::Async;
         });
         let failure = |body: Value| {
             let outbound = validation::parse(&body, true).expect("valid");
             let template = engine.template(&outbound, true).expect("registered");
-            engine.failure(&outbound, template, false, &engine.rules()).map(|e| e.code)
+            engine
+                .failure(&outbound, template, false, &engine.rules())
+                .map(|e| e.code)
         };
-        assert_eq!(failure(template("hello_world", "16505550001")), Some(131_026));
+        assert_eq!(
+            failure(template("hello_world", "16505550001")),
+            Some(131_026)
+        );
         assert_eq!(failure(template("promo", "16505550002")), Some(131_050));
         assert_eq!(failure(template("promo", "16505550003")), Some(131_049));
-        assert_eq!(failure(template("hello_world", "16505550002")), None, "not a marketing template");
+        assert_eq!(
+            failure(template("hello_world", "16505550002")),
+            None,
+            "not a marketing template"
+        );
         assert_eq!(failure(text("16505550009")), Some(131_047));
         assert_eq!(failure(template("promo", "16505550009")), None);
 
-        assert!(send(&engine, text("16505550009")).is_ok(), "async: answered 200");
+        assert!(
+            send(&engine, text("16505550009")).is_ok(),
+            "async: answered 200"
+        );
         assert_eq!(engine.stats().failed_statuses.get(&131_047), Some(&1));
     }
 
     #[test]
     fn inbound_checks_its_inputs() {
         let engine = engine(|_| {});
-        assert_eq!(engine.receive("999", "16505551234", "x"), Err(SandboxError::UnknownNumber("999".into())));
-        assert!(matches!(engine.receive(NUMBER, "nobody", "x"), Err(SandboxError::InvalidUser(_))));
-        assert_eq!(engine.receive(NUMBER, "16505551234", ""), Err(SandboxError::InvalidText));
-        let wamid = engine.receive(NUMBER, "US.77", "hi").expect("a BSUID may write");
+        assert_eq!(
+            engine.receive("999", "16505551234", "x"),
+            Err(SandboxError::UnknownNumber("999".into()))
+        );
+        assert!(matches!(
+            engine.receive(NUMBER, "nobody", "x"),
+            Err(SandboxError::InvalidUser(_))
+        ));
+        assert_eq!(
+            engine.receive(NUMBER, "16505551234", ""),
+            Err(SandboxError::InvalidText)
+        );
+        let wamid = engine
+            .receive(NUMBER, "US.77", "hi")
+            .expect("a BSUID may write");
         assert!(wamid.starts_with("wamid."));
     }
 
     #[test]
     fn reset_clears_records_counters_and_state() {
         let engine = engine(|_| {});
-        engine.receive(NUMBER, "16505551234", "hello").expect("inbound");
+        engine
+            .receive(NUMBER, "16505551234", "hello")
+            .expect("inbound");
         assert!(send(&engine, text("16505551234")).is_ok());
         engine.reset();
         assert!(engine.accepted(None).is_empty());
         assert_eq!(engine.stats(), SandboxStats::default());
-        assert_eq!(send(&engine, text("16505551234")).err(), Some(131_047), "the window is closed again");
+        assert_eq!(
+            send(&engine, text("16505551234")).err(),
+            Some(131_047),
+            "the window is closed again"
+        );
     }
 
     #[test]

@@ -22,7 +22,13 @@ pub(crate) struct MetaError {
 
 impl MetaError {
     fn new(status: StatusCode, code: i64, details: impl Into<Cow<'static, str>>) -> Self {
-        Self { status, code, message: None, details: details.into(), kind: "OAuthException" }
+        Self {
+            status,
+            code,
+            message: None,
+            details: details.into(),
+            kind: "OAuthException",
+        }
     }
 
     pub(crate) fn invalid_token() -> Self {
@@ -60,8 +66,16 @@ impl MetaError {
     }
 
     pub(crate) fn throttled(http_429: bool) -> Self {
-        let status = if http_429 { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::BAD_REQUEST };
-        Self::new(status, 130_429, "Cloud API message throughput has been reached.")
+        let status = if http_429 {
+            StatusCode::TOO_MANY_REQUESTS
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        Self::new(
+            status,
+            130_429,
+            "Cloud API message throughput has been reached.",
+        )
     }
 
     pub(crate) fn pair_limited() -> Self {
@@ -73,7 +87,11 @@ impl MetaError {
     }
 
     pub(crate) fn maintenance() -> Self {
-        Self::new(StatusCode::BAD_REQUEST, 131_057, "Business account is in maintenance mode.")
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            131_057,
+            "Business account is in maintenance mode.",
+        )
     }
 
     pub(crate) fn window_closed() -> Self {
@@ -96,16 +114,26 @@ impl MetaError {
         Self::new(
             StatusCode::BAD_REQUEST,
             132_000,
-            format!("body: number of localizable_params ({got}) does not match the expected number of params ({expected})"),
+            format!(
+                "body: number of localizable_params ({got}) does not match the expected number of params ({expected})"
+            ),
         )
     }
 
     pub(crate) fn template_paused(name: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, 132_015, format!("Template {name} is paused due to low quality."))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            132_015,
+            format!("Template {name} is paused due to low quality."),
+        )
     }
 
     pub(crate) fn template_disabled(name: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, 132_016, format!("Template {name} has been disabled."))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            132_016,
+            format!("Template {name} has been disabled."),
+        )
     }
 
     pub(crate) fn undeliverable() -> Self {
@@ -188,7 +216,9 @@ fn title(code: i64) -> &'static str {
         131_026 => "Message undeliverable",
         131_047 => "Re-engagement message",
         131_049 => "This message was not delivered to maintain healthy ecosystem engagement.",
-        131_050 => "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business.",
+        131_050 => {
+            "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business."
+        }
         131_056 => "(Business Account, Consumer Account) pair rate limit hit",
         131_057 => "Account in maintenance mode",
         132_000 => "Number of parameters does not match the expected number of params",
@@ -227,14 +257,23 @@ mod tests {
                 "fbtrace_id": "Abc"
             }})
         );
-        assert_eq!(MetaError::throttled(true).status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            MetaError::throttled(true).status,
+            StatusCode::TOO_MANY_REQUESTS
+        );
     }
 
     #[test]
     fn statuses_per_code_follow_meta() {
         assert_eq!(MetaError::invalid_token().status, StatusCode::UNAUTHORIZED);
-        assert_eq!(MetaError::template_missing("x", "en").status, StatusCode::NOT_FOUND);
-        assert_eq!(MetaError::unknown_object("1").status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            MetaError::template_missing("x", "en").status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            MetaError::unknown_object("1").status,
+            StatusCode::BAD_REQUEST
+        );
         let token = MetaError::invalid_token().body("t");
         assert_eq!(token["error"]["code"], 190);
         assert!(token["error"].get("error_data").is_none());

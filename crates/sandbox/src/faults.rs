@@ -57,7 +57,9 @@ impl ActiveFaults {
     /// The faults as a caller would set them now: periods show what is left.
     pub(crate) fn remaining(&self, now: Instant) -> Faults {
         let left = |until: Option<Instant>| {
-            until.map_or(0, |u| u64::try_from(u.saturating_duration_since(now).as_millis()).unwrap_or(u64::MAX))
+            until.map_or(0, |u| {
+                u64::try_from(u.saturating_duration_since(now).as_millis()).unwrap_or(u64::MAX)
+            })
         };
         Faults {
             throttle_for_ms: left(self.throttle_until),
@@ -85,7 +87,11 @@ impl ActiveFaults {
         }
         if random.chance(self.faults.error_5xx_rate) {
             // Meta answers both; a client must treat them alike.
-            let error = if random.chance(0.5) { MetaError::unknown() } else { MetaError::service_unavailable() };
+            let error = if random.chance(0.5) {
+                MetaError::unknown()
+            } else {
+                MetaError::service_unavailable()
+            };
             return Some(Injected::ServerError(error));
         }
         None
@@ -106,21 +112,41 @@ mod tests {
     #[test]
     fn periods_start_when_set_and_end_after_their_duration() {
         let t0 = Instant::now();
-        let faults = Faults { throttle_for_ms: 1_000, maintenance_for_ms: 500, ..Faults::default() };
+        let faults = Faults {
+            throttle_for_ms: 1_000,
+            maintenance_for_ms: 500,
+            ..Faults::default()
+        };
         let active = ActiveFaults::new(faults, t0);
         assert!(active.throttled(t0));
         assert!(active.in_maintenance(t0 + Duration::from_millis(499)));
         assert!(!active.in_maintenance(t0 + Duration::from_millis(500)));
         assert!(active.throttled(t0 + Duration::from_millis(999)));
         assert!(!active.throttled(t0 + Duration::from_millis(1_000)));
-        assert_eq!(active.remaining(t0 + Duration::from_millis(400)).throttle_for_ms, 600);
-        assert_eq!(active.remaining(t0 + Duration::from_secs(5)).maintenance_for_ms, 0);
+        assert_eq!(
+            active
+                .remaining(t0 + Duration::from_millis(400))
+                .throttle_for_ms,
+            600
+        );
+        assert_eq!(
+            active
+                .remaining(t0 + Duration::from_secs(5))
+                .maintenance_for_ms,
+            0
+        );
     }
 
     #[test]
     fn huge_periods_do_not_overflow() {
         let t0 = Instant::now();
-        let active = ActiveFaults::new(Faults { throttle_for_ms: u64::MAX, ..Faults::default() }, t0);
+        let active = ActiveFaults::new(
+            Faults {
+                throttle_for_ms: u64::MAX,
+                ..Faults::default()
+            },
+            t0,
+        );
         assert!(active.throttled(t0 + Duration::from_secs(3600 * 24 * 365)));
     }
 
@@ -130,15 +156,32 @@ mod tests {
         let none = ActiveFaults::new(Faults::default(), Instant::now());
         assert!((0..1_000).all(|_| none.roll(&random).is_none()));
 
-        let all_5xx = ActiveFaults::new(Faults { error_5xx_rate: 1.0, ..Faults::default() }, Instant::now());
+        let all_5xx = ActiveFaults::new(
+            Faults {
+                error_5xx_rate: 1.0,
+                ..Faults::default()
+            },
+            Instant::now(),
+        );
         for _ in 0..100 {
             match all_5xx.roll(&random) {
-                Some(Injected::ServerError(e)) => assert!(e.status.is_server_error() && (e.code == 1 || e.code == 2)),
+                Some(Injected::ServerError(e)) => {
+                    assert!(e.status.is_server_error() && (e.code == 1 || e.code == 2))
+                }
                 other => panic!("expected a server error, got {other:?}"),
             }
         }
 
-        let all_dropped = ActiveFaults::new(Faults { drop_connection_rate: 1.0, ..Faults::default() }, Instant::now());
-        assert!(matches!(all_dropped.roll(&random), Some(Injected::DropConnection)));
+        let all_dropped = ActiveFaults::new(
+            Faults {
+                drop_connection_rate: 1.0,
+                ..Faults::default()
+            },
+            Instant::now(),
+        );
+        assert!(matches!(
+            all_dropped.roll(&random),
+            Some(Injected::DropConnection)
+        ));
     }
 }

@@ -45,9 +45,16 @@ async fn send_message(
         None => {}
     }
     let Ok(body) = to_bytes(body, MAX_BODY_BYTES).await else {
-        return reject(&engine, &MetaError::invalid_parameter("The request body is too large"), true);
+        return reject(
+            &engine,
+            &MetaError::invalid_parameter("The request body is too large"),
+            true,
+        );
     };
-    let authorization = parts.headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok());
+    let authorization = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
     match engine.send(&phone_number_id, authorization, body) {
         Ok(answer) => axum::Json(answer).into_response(),
         Err(error) => reject(&engine, &error, false),
@@ -75,7 +82,9 @@ fn drop_connection(engine: &Engine, parts: &Parts) -> Response {
             // Served by someone else's server (`Sandbox::router`), the
             // connection cannot be cut; the closest is an error that closes it.
             let mut response = MetaError::unknown().response(&fbtrace_id(&engine.random));
-            response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
             response
         }
     }

@@ -25,7 +25,10 @@ pub(crate) struct Ids {
 
 impl Ids {
     pub(crate) fn new(random: &Random) -> Self {
-        Self { prefix: random.next_u64(), next: AtomicU64::new(1) }
+        Self {
+            prefix: random.next_u64(),
+            next: AtomicU64::new(1),
+        }
     }
 
     pub(crate) fn next_sequence(&self) -> u64 {
@@ -70,7 +73,11 @@ pub(crate) fn fbtrace_id(random: &Random) -> String {
 fn base64_into(bytes: &[u8], out: &mut String) {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
         let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
         for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
             if i <= chunk.len() {
@@ -109,9 +116,15 @@ mod tests {
         assert!(a.starts_with("wamid.HBgLMTY1MDU1NTEyMzQVAgAR"), "{a}");
         assert_ne!(a, b);
         let inbound = ids.wamid("16505551234", 7, Direction::Inbound);
-        assert!(inbound.starts_with("wamid.HBgLMTY1MDU1NTEyMzQVAgAS"), "{inbound}");
+        assert!(
+            inbound.starts_with("wamid.HBgLMTY1MDU1NTEyMzQVAgAS"),
+            "{inbound}"
+        );
         let other_sandbox = Ids::new(&Random::new(2));
-        assert_ne!(other_sandbox.wamid("16505551234", 1, Direction::Outbound), ids.wamid("16505551234", 1, Direction::Outbound));
+        assert_ne!(
+            other_sandbox.wamid("16505551234", 1, Direction::Outbound),
+            ids.wamid("16505551234", 1, Direction::Outbound)
+        );
     }
 
     #[test]
@@ -119,7 +132,10 @@ mod tests {
         let random = Random::new(3);
         let id = fbtrace_id(&random);
         assert_eq!(id.len(), 23);
-        assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(
+            id.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
         assert_ne!(id, fbtrace_id(&random));
     }
 }

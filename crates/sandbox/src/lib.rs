@@ -59,8 +59,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
-    DEFAULT_RATE_PER_SECOND, FailureMode, NumberConfig, Rules, SandboxConfig, StatusConfig, TemplateConfig,
-    TemplateStatus, UserConfig, WebhookTarget,
+    DEFAULT_RATE_PER_SECOND, FailureMode, NumberConfig, Rules, SandboxConfig, StatusConfig,
+    TemplateConfig, TemplateStatus, UserConfig, WebhookTarget,
 };
 pub use errors::SandboxError;
 pub use faults::Faults;
@@ -80,7 +80,9 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new(config: SandboxConfig) -> Self {
-        Self { engine: Arc::new(Engine::new(config)) }
+        Self {
+            engine: Arc::new(Engine::new(config)),
+        }
     }
 
     /// The Graph API and `/admin` routes. Served by `serve`, dropped
@@ -88,17 +90,29 @@ impl Sandbox {
     /// with `Connection: close`, and webhooks are sent only while `serve`
     /// runs.
     pub fn router(&self) -> axum::Router {
-        graph_routes::routes().merge(admin_routes::routes()).with_state(Arc::clone(&self.engine))
+        graph_routes::routes()
+            .merge(admin_routes::routes())
+            .with_state(Arc::clone(&self.engine))
     }
 
     /// Serves the routes on `listener` and delivers webhooks, until
     /// `shutdown` is cancelled; then stops accepting, lets requests in flight
     /// finish and abandons webhooks not yet delivered.
-    pub async fn serve(&self, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
         let client = webhooks::delivery::client()?;
         let stop = shutdown.child_token();
-        let delivery = tokio::spawn(webhooks::delivery::run(Arc::clone(&self.engine.webhooks), client, stop.clone()));
-        let app = self.router().into_make_service_with_connect_info::<ConnectionCut>();
+        let delivery = tokio::spawn(webhooks::delivery::run(
+            Arc::clone(&self.engine.webhooks),
+            client,
+            stop.clone(),
+        ));
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<ConnectionCut>();
         let served = axum::serve(CuttableListener(listener), app)
             .with_graceful_shutdown(stop.clone().cancelled_owned())
             .await;
@@ -147,7 +161,12 @@ impl Sandbox {
 
     /// A simulated user message: opens the user's window, uses the number's
     /// throughput quota and sends a signed `messages` webhook.
-    pub fn inbound(&self, phone_number_id: &str, from: &str, text: &str) -> Result<String, SandboxError> {
+    pub fn inbound(
+        &self,
+        phone_number_id: &str,
+        from: &str,
+        text: &str,
+    ) -> Result<String, SandboxError> {
         self.engine.receive(phone_number_id, from, text)
     }
 

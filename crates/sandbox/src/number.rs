@@ -41,7 +41,10 @@ struct Users {
 
 impl Users {
     fn new() -> Self {
-        Self { states: HashMap::new(), sweep_at: MIN_SWEEP_SIZE }
+        Self {
+            states: HashMap::new(),
+            sweep_at: MIN_SWEEP_SIZE,
+        }
     }
 
     /// Runs `f` on the user's state, creating it (after a sweep, when due)
@@ -86,14 +89,27 @@ impl NumberState {
 
     /// Applies the window (when it fails synchronously), throughput and pair
     /// rules to one send, in that order; a send they refuse uses no quota.
-    pub(crate) fn admit(&self, user: &str, is_template: bool, rules: &Rules, now: Instant) -> Result<Admitted, MetaError> {
+    pub(crate) fn admit(
+        &self,
+        user: &str,
+        is_template: bool,
+        rules: &Rules,
+        now: Instant,
+    ) -> Result<Admitted, MetaError> {
         if !rules.window && !rules.pair {
             self.take_token(rules, now)?;
             return Ok(Admitted { window_open: true });
         }
         let mut users = lock(&self.users);
-        let window = users.states.get(user).map(|state| state.window).unwrap_or_default();
-        if rules.window && rules.window_failure == FailureMode::Sync && !window.allows(is_template, now) {
+        let window = users
+            .states
+            .get(user)
+            .map(|state| state.window)
+            .unwrap_or_default();
+        if rules.window
+            && rules.window_failure == FailureMode::Sync
+            && !window.allows(is_template, now)
+        {
             return Err(MetaError::window_closed());
         }
         let window_open = !rules.window || window.is_open(now);
@@ -153,19 +169,38 @@ mod tests {
     #[test]
     fn free_form_needs_an_open_window_and_templates_do_not() {
         let (number, now) = number(80);
-        let rules = Rules { pair: false, ..Rules::default() };
+        let rules = Rules {
+            pair: false,
+            ..Rules::default()
+        };
         assert_eq!(code(number.admit("u", false, &rules, now)), Some(131_047));
-        assert_eq!(number.admit("u", true, &rules, now).ok(), Some(Admitted { window_open: false }));
+        assert_eq!(
+            number.admit("u", true, &rules, now).ok(),
+            Some(Admitted { window_open: false })
+        );
         number.receive("u", true, now);
-        assert_eq!(number.admit("u", false, &rules, now).ok(), Some(Admitted { window_open: true }));
-        assert_eq!(code(number.admit("other", false, &rules, now)), Some(131_047), "windows are per user");
+        assert_eq!(
+            number.admit("u", false, &rules, now).ok(),
+            Some(Admitted { window_open: true })
+        );
+        assert_eq!(
+            code(number.admit("other", false, &rules, now)),
+            Some(131_047),
+            "windows are per user"
+        );
     }
 
     #[test]
     fn async_window_failure_admits_and_reports_the_closed_window() {
         let (number, now) = number(80);
-        let rules = Rules { window_failure: FailureMode::Async, ..Rules::default() };
-        assert_eq!(number.admit("u", false, &rules, now).ok(), Some(Admitted { window_open: false }));
+        let rules = Rules {
+            window_failure: FailureMode::Async,
+            ..Rules::default()
+        };
+        assert_eq!(
+            number.admit("u", false, &rules, now).ok(),
+            Some(Admitted { window_open: false })
+        );
     }
 
     #[test]
@@ -174,42 +209,71 @@ mod tests {
         let rules = Rules::default();
         // Window refusals come first and take nothing.
         for _ in 0..10 {
-            assert_eq!(code(number.admit("closed", false, &rules, now)), Some(131_047));
+            assert_eq!(
+                code(number.admit("closed", false, &rules, now)),
+                Some(131_047)
+            );
         }
         // A pair refusal gives its token back.
         assert!(number.admit("a", true, &rules, now).is_ok());
         assert!(number.admit("a", true, &rules, now).is_ok());
         let burst_over = now + Duration::from_secs(7);
         assert!(number.admit("b", true, &rules, burst_over).is_ok());
-        assert_eq!(code(number.admit("a", true, &rules, burst_over)), Some(131_056));
-        assert!(number.admit("c", true, &rules, burst_over).is_ok(), "the refused send's token came back");
-        assert_eq!(code(number.admit("d", true, &rules, burst_over)), Some(130_429));
+        assert_eq!(
+            code(number.admit("a", true, &rules, burst_over)),
+            Some(131_056)
+        );
+        assert!(
+            number.admit("c", true, &rules, burst_over).is_ok(),
+            "the refused send's token came back"
+        );
+        assert_eq!(
+            code(number.admit("d", true, &rules, burst_over)),
+            Some(130_429)
+        );
     }
 
     #[test]
     fn inbound_messages_use_the_senders_quota() {
         let (number, now) = number(3);
         let rules = Rules::off();
-        let throughput = Rules { throughput: true, ..rules };
+        let throughput = Rules {
+            throughput: true,
+            ..rules
+        };
         number.receive("u", true, now);
         number.receive("u", true, now);
         assert!(number.admit("u", false, &throughput, now).is_ok());
-        assert_eq!(code(number.admit("u", false, &throughput, now)), Some(130_429));
+        assert_eq!(
+            code(number.admit("u", false, &throughput, now)),
+            Some(130_429)
+        );
         assert!(number.admit("u", false, &rules, now).is_ok(), "rule off");
     }
 
     #[test]
     fn idle_users_are_swept_when_the_map_grows() {
         let (number, now) = number(80);
-        let rules = Rules { throughput: false, ..Rules::default() };
+        let rules = Rules {
+            throughput: false,
+            ..Rules::default()
+        };
         for i in 0..MIN_SWEEP_SIZE - 1 {
             assert!(number.admit(&format!("u{i}"), true, &rules, now).is_ok());
         }
         number.receive("keep", false, now);
         let later = now + Duration::from_secs(60);
         assert!(number.admit("new", true, &rules, later).is_ok());
-        assert_eq!(number.tracked_users(), 2, "only the open window and the new user remain");
-        assert_eq!(code(number.admit("new", true, &rules, later)), None, "burst still allows it");
+        assert_eq!(
+            number.tracked_users(),
+            2,
+            "only the open window and the new user remain"
+        );
+        assert_eq!(
+            code(number.admit("new", true, &rules, later)),
+            None,
+            "burst still allows it"
+        );
         number.reset(later);
         assert_eq!(number.tracked_users(), 0);
     }

@@ -69,7 +69,10 @@ pub(crate) struct Records {
 
 impl Records {
     pub(crate) fn new(limit: usize) -> Self {
-        Self { limit, items: Mutex::new(VecDeque::new()) }
+        Self {
+            limit,
+            items: Mutex::new(VecDeque::new()),
+        }
     }
 
     pub(crate) fn push(&self, record: Record) {
@@ -107,12 +110,19 @@ mod unix_millis {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
-        let millis = at.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    pub(super) fn serialize<S: Serializer>(
+        at: &SystemTime,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let millis = at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         serializer.serialize_u64(millis)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SystemTime, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<SystemTime, D::Error> {
         let millis = u64::deserialize(deserializer)?;
         Ok(UNIX_EPOCH + Duration::from_millis(millis))
     }
@@ -144,14 +154,21 @@ mod tests {
         let list = records.list(None, &ids);
         let ns: Vec<_> = list.iter().map(|m| m.body["n"].clone()).collect();
         assert_eq!(ns, [json!(2), json!(3), json!(4)]);
-        assert_eq!(list[0].wamid, ids.wamid("16505551234", 2, Direction::Outbound));
+        assert_eq!(
+            list[0].wamid,
+            ids.wamid("16505551234", 2, Direction::Outbound)
+        );
     }
 
     #[test]
     fn derives_type_and_callback_data_from_the_body_and_filters_by_number() {
         let ids = Ids::new(&Random::new(1));
         let records = Records::new(10);
-        records.push(record("1", 1, json!({"text": {"body": "x"}, "biz_opaque_callback_data": "cb"})));
+        records.push(record(
+            "1",
+            1,
+            json!({"text": {"body": "x"}, "biz_opaque_callback_data": "cb"}),
+        ));
         records.push(record("2", 2, json!({"type": "template"})));
         let one = records.list(Some("1"), &ids);
         assert_eq!(one.len(), 1);
@@ -182,6 +199,9 @@ mod tests {
         };
         let value = serde_json::to_value(&message).expect("serializes");
         assert_eq!(value["at"], 1_749_416_383_123u64);
-        assert_eq!(serde_json::from_value::<AcceptedMessage>(value).expect("deserializes"), message);
+        assert_eq!(
+            serde_json::from_value::<AcceptedMessage>(value).expect("deserializes"),
+            message
+        );
     }
 }

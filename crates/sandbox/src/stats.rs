@@ -67,7 +67,9 @@ impl Counters {
             Event::Accepted => &self.accepted,
             Event::Inbound => &self.inbound,
             Event::Rejected(code) => return *lock(&self.rejections).entry(code).or_default() += 1,
-            Event::FailedStatus(code) => return *lock(&self.failed_statuses).entry(code).or_default() += 1,
+            Event::FailedStatus(code) => {
+                return *lock(&self.failed_statuses).entry(code).or_default() += 1;
+            }
             Event::ConnectionDropped => &self.connections_dropped,
             Event::WebhookDelivered => &self.webhooks_delivered,
             Event::WebhookAttemptFailed => &self.webhook_failed_attempts,
@@ -134,9 +136,15 @@ mod tests {
 
     #[test]
     fn json_round_trip_keeps_integer_codes() {
-        let stats = SandboxStats { rejections: BTreeMap::from([(131_056, 3)]), ..SandboxStats::default() };
+        let stats = SandboxStats {
+            rejections: BTreeMap::from([(131_056, 3)]),
+            ..SandboxStats::default()
+        };
         let json = serde_json::to_string(&stats).expect("serializes");
         assert!(json.contains("\"131056\":3"), "{json}");
-        assert_eq!(serde_json::from_str::<SandboxStats>(&json).expect("deserializes"), stats);
+        assert_eq!(
+            serde_json::from_str::<SandboxStats>(&json).expect("deserializes"),
+            stats
+        );
     }
 }

@@ -44,7 +44,10 @@ impl TemplateRegistry {
             TemplateStatus::Disabled => return Err(MetaError::template_disabled(used.name)),
         }
         if template.body_parameters != used.body_parameters {
-            return Err(MetaError::template_parameters(template.body_parameters, used.body_parameters));
+            return Err(MetaError::template_parameters(
+                template.body_parameters,
+                used.body_parameters,
+            ));
         }
         Ok(template)
     }
@@ -73,7 +76,9 @@ impl<'a> TemplateRef<'a> {
             .and_then(|language| language.get("code"))
             .and_then(Value::as_str)
             .filter(|code| !code.is_empty())
-            .ok_or_else(|| MetaError::missing_parameter("template['language']['code'] is required"))?;
+            .ok_or_else(|| {
+                MetaError::missing_parameter("template['language']['code'] is required")
+            })?;
         let body_parameters = template
             .get("components")
             .and_then(Value::as_array)
@@ -88,7 +93,11 @@ impl<'a> TemplateRef<'a> {
             .filter_map(|body| body.get("parameters").and_then(Value::as_array))
             .map(Vec::len)
             .sum();
-        Ok(Self { name, language, body_parameters })
+        Ok(Self {
+            name,
+            language,
+            body_parameters,
+        })
     }
 }
 
@@ -113,12 +122,18 @@ mod tests {
 
     fn check(template: Value) -> Result<String, i64> {
         let used = TemplateRef::parse(&template).map_err(|e| e.code)?;
-        registry().check(&used).map(|t| t.name.clone()).map_err(|e| e.code)
+        registry()
+            .check(&used)
+            .map(|t| t.name.clone())
+            .map_err(|e| e.code)
     }
 
     #[test]
     fn a_registered_template_with_the_right_parameters_passes() {
-        assert_eq!(check(json!({"name": "hello_world", "language": {"code": "en_US"}})), Ok("hello_world".into()));
+        assert_eq!(
+            check(json!({"name": "hello_world", "language": {"code": "en_US"}})),
+            Ok("hello_world".into())
+        );
         let order = json!({"name": "order_update", "language": {"code": "pt_BR"}, "components": [
             {"type": "header", "parameters": [{"type": "text", "text": "not counted"}]},
             {"type": "body", "parameters": [{"type": "text", "text": "A"}, {"type": "text", "parameter_name": "b", "text": "B"}]}
@@ -128,17 +143,30 @@ mod tests {
 
     #[test]
     fn unknown_name_or_language_is_132001_with_http_404() {
-        assert_eq!(check(json!({"name": "nope", "language": {"code": "en_US"}})), Err(132_001));
-        assert_eq!(check(json!({"name": "hello_world", "language": {"code": "de"}})), Err(132_001));
+        assert_eq!(
+            check(json!({"name": "nope", "language": {"code": "en_US"}})),
+            Err(132_001)
+        );
+        assert_eq!(
+            check(json!({"name": "hello_world", "language": {"code": "de"}})),
+            Err(132_001)
+        );
         let error = registry()
-            .check(&TemplateRef { name: "nope", language: "en_US", body_parameters: 0 })
+            .check(&TemplateRef {
+                name: "nope",
+                language: "en_US",
+                body_parameters: 0,
+            })
             .expect_err("unknown");
         assert_eq!(error.status, axum::http::StatusCode::NOT_FOUND);
     }
 
     #[test]
     fn wrong_parameter_count_is_132000() {
-        assert_eq!(check(json!({"name": "order_update", "language": {"code": "en_US"}})), Err(132_000));
+        assert_eq!(
+            check(json!({"name": "order_update", "language": {"code": "en_US"}})),
+            Err(132_000)
+        );
         let three = json!({"name": "hello_world", "language": {"code": "en_US"}, "components": [
             {"type": "BODY", "parameters": [{"type": "text", "text": "x"}]}
         ]});
@@ -147,13 +175,22 @@ mod tests {
 
     #[test]
     fn paused_and_disabled_templates_are_refused() {
-        assert_eq!(check(json!({"name": "promo", "language": {"code": "en_US"}})), Err(132_015));
-        assert_eq!(check(json!({"name": "old", "language": {"code": "en_US"}})), Err(132_016));
+        assert_eq!(
+            check(json!({"name": "promo", "language": {"code": "en_US"}})),
+            Err(132_015)
+        );
+        assert_eq!(
+            check(json!({"name": "old", "language": {"code": "en_US"}})),
+            Err(132_016)
+        );
     }
 
     #[test]
     fn name_and_language_are_required() {
         assert_eq!(check(json!({"language": {"code": "en_US"}})), Err(131_008));
-        assert_eq!(check(json!({"name": "hello_world", "language": "en_US"})), Err(131_008));
+        assert_eq!(
+            check(json!({"name": "hello_world", "language": "en_US"})),
+            Err(131_008)
+        );
     }
 }

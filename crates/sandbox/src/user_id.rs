@@ -25,7 +25,9 @@ impl UserId {
                 _ => return None,
             }
         }
-        PHONE_DIGITS.contains(&digits.len()).then_some(Self::Phone(digits))
+        PHONE_DIGITS
+            .contains(&digits.len())
+            .then_some(Self::Phone(digits))
     }
 
     /// A BSUID such as `US.13491208655302741918`: a two-letter country code,
@@ -62,10 +64,26 @@ mod tests {
 
     #[test]
     fn phone_numbers_are_keyed_by_their_digits() {
-        for input in ["+16505551234", "+1 (650) 555-1234", "16505551234", "1-650-555-1234"] {
-            assert_eq!(UserId::parse_phone(input), Some(UserId::Phone("16505551234".into())), "{input}");
+        for input in [
+            "+16505551234",
+            "+1 (650) 555-1234",
+            "16505551234",
+            "1-650-555-1234",
+        ] {
+            assert_eq!(
+                UserId::parse_phone(input),
+                Some(UserId::Phone("16505551234".into())),
+                "{input}"
+            );
         }
-        for input in ["", "+", "12345", "1234567890123456", "+1 650 555 1234 x9", "１６５０５５５１２３４"] {
+        for input in [
+            "",
+            "+",
+            "12345",
+            "1234567890123456",
+            "+1 650 555 1234 x9",
+            "１６５０５５５１２３４",
+        ] {
             assert_eq!(UserId::parse_phone(input), None, "{input}");
         }
     }
@@ -75,10 +93,20 @@ mod tests {
         let id = UserId::parse_scoped("US.13491208655302741918").expect("a BSUID");
         assert_eq!(id.key(), "US.13491208655302741918");
         assert!(id.is_scoped());
-        for input in ["US13491208655302741918", "us.1349", "USA.1", "US.", "US.12-3", "16505551234"] {
+        for input in [
+            "US13491208655302741918",
+            "us.1349",
+            "USA.1",
+            "US.",
+            "US.12-3",
+            "16505551234",
+        ] {
             assert_eq!(UserId::parse_scoped(input), None, "{input}");
         }
-        assert_eq!(UserId::parse("+1 650 555 1234").map(|u| u.key().to_owned()), Some("16505551234".into()));
+        assert_eq!(
+            UserId::parse("+1 650 555 1234").map(|u| u.key().to_owned()),
+            Some("16505551234".into())
+        );
         assert!(UserId::parse("BR.99").is_some_and(|u| u.is_scoped()));
     }
 }

@@ -57,18 +57,30 @@ impl Outbound<'_> {
 
 pub(crate) fn parse(body: &Value, deep: bool) -> Checked<Outbound<'_>> {
     if !body.is_object() {
-        return Err(MetaError::invalid_parameter("The request body must be a JSON object"));
+        return Err(MetaError::invalid_parameter(
+            "The request body must be a JSON object",
+        ));
     }
     let request = body;
     match request.get("messaging_product") {
         Some(Value::String(product)) if product == "whatsapp" => {}
-        Some(_) => return Err(MetaError::invalid_parameter("Param messaging_product must be \"whatsapp\"")),
-        None => return Err(MetaError::invalid_parameter("The parameter messaging_product is required.")),
+        Some(_) => {
+            return Err(MetaError::invalid_parameter(
+                "Param messaging_product must be \"whatsapp\"",
+            ));
+        }
+        None => {
+            return Err(MetaError::invalid_parameter(
+                "The parameter messaging_product is required.",
+            ));
+        }
     }
     if let Some(kind) = request.get("recipient_type")
         && kind.as_str() != Some("individual")
     {
-        return Err(MetaError::invalid_parameter("Param recipient_type must be \"individual\""));
+        return Err(MetaError::invalid_parameter(
+            "Param recipient_type must be \"individual\"",
+        ));
     }
     let (user, input) = recipient(request)?;
     let message_type = match request.get("type") {
@@ -86,7 +98,9 @@ pub(crate) fn parse(body: &Value, deep: bool) -> Checked<Outbound<'_>> {
         }
     }
     let template = if message_type == "template" {
-        Some(TemplateRef::parse(required(request, "template", "template")?)?)
+        Some(TemplateRef::parse(required(
+            request, "template", "template",
+        )?)?)
     } else {
         None
     };
@@ -94,7 +108,11 @@ pub(crate) fn parse(body: &Value, deep: bool) -> Checked<Outbound<'_>> {
         context(request)?;
         message(request, message_type)?;
     }
-    Ok(Outbound { user, input, template })
+    Ok(Outbound {
+        user,
+        input,
+        template,
+    })
 }
 
 /// `to` is a phone number; `recipient` a business-scoped user id. When both
@@ -103,7 +121,9 @@ fn recipient(request: &Value) -> Checked<(UserId, &str)> {
     let field = |name: &str| match request.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(value)) => Ok(Some(value.as_str())),
-        Some(_) => Err(MetaError::invalid_parameter(format!("Param {name} must be a string"))),
+        Some(_) => Err(MetaError::invalid_parameter(format!(
+            "Param {name} must be a string"
+        ))),
     };
     if let Some(to) = field("to")? {
         let user = UserId::parse_phone(to)
@@ -111,32 +131,47 @@ fn recipient(request: &Value) -> Checked<(UserId, &str)> {
         return Ok((user, to));
     }
     if let Some(id) = field("recipient")? {
-        let user = UserId::parse_scoped(id)
-            .ok_or_else(|| MetaError::invalid_parameter("Param recipient must be a business-scoped user id"))?;
+        let user = UserId::parse_scoped(id).ok_or_else(|| {
+            MetaError::invalid_parameter("Param recipient must be a business-scoped user id")
+        })?;
         return Ok((user, id));
     }
-    Err(MetaError::invalid_parameter("The parameter to is required."))
+    Err(MetaError::invalid_parameter(
+        "The parameter to is required.",
+    ))
 }
 
 fn context(request: &Value) -> Checked {
     match request.get("context") {
         None => Ok(()),
         Some(context) if context.get("message_id").and_then(Value::as_str).is_some() => Ok(()),
-        Some(_) => Err(MetaError::invalid_parameter("Param context['message_id'] must be a string")),
+        Some(_) => Err(MetaError::invalid_parameter(
+            "Param context['message_id'] must be a string",
+        )),
     }
 }
 
 fn message(request: &Value, message_type: &str) -> Checked {
     match message_type {
         "text" => text(request),
-        "image" | "video" | "document" => media(required(request, message_type, message_type)?, message_type, true),
-        "audio" | "sticker" => media(required(request, message_type, message_type)?, message_type, false),
+        "image" | "video" | "document" => media(
+            required(request, message_type, message_type)?,
+            message_type,
+            true,
+        ),
+        "audio" | "sticker" => media(
+            required(request, message_type, message_type)?,
+            message_type,
+            false,
+        ),
         "interactive" => interactive(required(request, "interactive", "interactive")?),
         "template" => template(required(request, "template", "template")?),
         "location" => location(required(request, "location", "location")?),
         "contacts" => contacts(request),
         "reaction" => reaction(required(request, "reaction", "reaction")?),
-        other => Err(MetaError::invalid_parameter(format!("Unsupported message type: {other}"))),
+        other => Err(MetaError::invalid_parameter(format!(
+            "Unsupported message type: {other}"
+        ))),
     }
 }
 
@@ -150,25 +185,40 @@ fn text(request: &Value) -> Checked {
         .map(|body| body.chars().count())
         .ok_or_else(|| MetaError::invalid_parameter("Param text['body'] must be a string"))?;
     if length < *TEXT_BODY.start() {
-        return Err(MetaError::invalid_parameter("Param text['body'] must be at least 1 character long."));
+        return Err(MetaError::invalid_parameter(
+            "Param text['body'] must be at least 1 character long.",
+        ));
     }
     if length > *TEXT_BODY.end() {
-        return Err(MetaError::invalid_parameter("Param text['body'] must be at most 4096 characters long."));
+        return Err(MetaError::invalid_parameter(
+            "Param text['body'] must be at most 4096 characters long.",
+        ));
     }
     match text.and_then(|text| text.get("preview_url")) {
         None | Some(Value::Bool(_)) => Ok(()),
-        Some(_) => Err(MetaError::invalid_parameter("Param text['preview_url'] must be a boolean")),
+        Some(_) => Err(MetaError::invalid_parameter(
+            "Param text['preview_url'] must be a boolean",
+        )),
     }
 }
 
 /// A media object: an uploaded media `id` or an https `link`.
 fn media(object: &Value, path: &str, has_caption: bool) -> Checked {
-    let id = object.get("id").and_then(Value::as_str).filter(|id| !id.is_empty());
+    let id = object
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty());
     let link = object.get("link").and_then(Value::as_str);
     match (id, link) {
-        (None, None) => return Err(MetaError::missing_parameter(format!("{path}['id'] or {path}['link'] is required"))),
+        (None, None) => {
+            return Err(MetaError::missing_parameter(format!(
+                "{path}['id'] or {path}['link'] is required"
+            )));
+        }
         (_, Some(link)) if !is_https_url(link) => {
-            return Err(MetaError::invalid_value(format!("{path}['link'] must be an https URL")));
+            return Err(MetaError::invalid_value(format!(
+                "{path}['link'] must be an https URL"
+            )));
         }
         _ => {}
     }
@@ -186,7 +236,10 @@ fn is_https_url(link: &str) -> bool {
 
 fn interactive(interactive: &Value) -> Checked {
     let kind = required_str(interactive, "type", "interactive")?;
-    let needs_body = matches!(kind, "button" | "list" | "cta_url" | "flow" | "product_list");
+    let needs_body = matches!(
+        kind,
+        "button" | "list" | "cta_url" | "flow" | "product_list"
+    );
     match interactive.get("body") {
         Some(body) => {
             text_in(body, "text", "interactive['body']", INTERACTIVE_BODY)?;
@@ -205,24 +258,39 @@ fn interactive(interactive: &Value) -> Checked {
         "button" => reply_buttons(action),
         "list" => list(action),
         "cta_url" => cta_url(action),
-        "flow" | "product" | "product_list" | "catalog_message" | "location_request_message"
-        | "address_message" | "call_permission_request" => Ok(()),
-        other => Err(MetaError::invalid_value(format!("Unsupported interactive type: {other}"))),
+        "flow"
+        | "product"
+        | "product_list"
+        | "catalog_message"
+        | "location_request_message"
+        | "address_message"
+        | "call_permission_request" => Ok(()),
+        other => Err(MetaError::invalid_value(format!(
+            "Unsupported interactive type: {other}"
+        ))),
     }
 }
 
 fn interactive_header(header: &Value) -> Checked {
     match required_str(header, "type", "interactive['header']")? {
         "text" => text_in(header, "text", "interactive['header']", 1..=HEADER_TEXT_MAX).map(|_| ()),
-        kind @ ("image" | "video" | "document") => media(required(header, kind, "interactive['header']")?, kind, false),
-        other => Err(MetaError::invalid_value(format!("Unsupported header type: {other}"))),
+        kind @ ("image" | "video" | "document") => media(
+            required(header, kind, "interactive['header']")?,
+            kind,
+            false,
+        ),
+        other => Err(MetaError::invalid_value(format!(
+            "Unsupported header type: {other}"
+        ))),
     }
 }
 
 fn reply_buttons(action: &Value) -> Checked {
     let buttons = required_array(action, "buttons", "interactive['action']")?;
     if !REPLY_BUTTONS.contains(&buttons.len()) {
-        return Err(MetaError::invalid_value("Buttons count is invalid. Min: 1, Max: 3"));
+        return Err(MetaError::invalid_value(
+            "Buttons count is invalid. Min: 1, Max: 3",
+        ));
     }
     let mut titles = HashSet::with_capacity(buttons.len());
     for button in buttons {
@@ -230,8 +298,12 @@ fn reply_buttons(action: &Value) -> Checked {
             return Err(MetaError::invalid_value("Button type must be \"reply\""));
         }
         let reply = required(button, "reply", "button")?;
-        let title = text_in(reply, "title", "button['reply']", BUTTON_TITLE)
-            .map_err(|e| relabel(e, "Button title length invalid. Min length: 1, Max length: 20"))?;
+        let title = text_in(reply, "title", "button['reply']", BUTTON_TITLE).map_err(|e| {
+            relabel(
+                e,
+                "Button title length invalid. Min length: 1, Max length: 20",
+            )
+        })?;
         text_in(reply, "id", "button['reply']", BUTTON_ID)?;
         if !titles.insert(title) {
             return Err(MetaError::invalid_value("Button titles must be unique"));
@@ -244,7 +316,9 @@ fn list(action: &Value) -> Checked {
     text_in(action, "button", "interactive['action']", LIST_BUTTON)?;
     let sections = required_array(action, "sections", "interactive['action']")?;
     if !LIST_SECTIONS.contains(&sections.len()) {
-        return Err(MetaError::invalid_value("Sections count is invalid. Min: 1, Max: 10"));
+        return Err(MetaError::invalid_value(
+            "Sections count is invalid. Min: 1, Max: 10",
+        ));
     }
     let mut row_ids = HashSet::new();
     for section in sections {
@@ -263,16 +337,29 @@ fn list(action: &Value) -> Checked {
         }
     }
     if !LIST_ROWS.contains(&row_ids.len()) {
-        return Err(MetaError::invalid_value("Rows count is invalid. Min: 1, Max: 10 in total"));
+        return Err(MetaError::invalid_value(
+            "Rows count is invalid. Min: 1, Max: 10 in total",
+        ));
     }
     Ok(())
 }
 
 fn cta_url(action: &Value) -> Checked {
     let parameters = required(action, "parameters", "interactive['action']")?;
-    text_in(parameters, "display_text", "interactive['action']['parameters']", BUTTON_TITLE)?;
-    if !is_https_url(required_str(parameters, "url", "interactive['action']['parameters']")?) {
-        return Err(MetaError::invalid_value("interactive['action']['parameters']['url'] must be an https URL"));
+    text_in(
+        parameters,
+        "display_text",
+        "interactive['action']['parameters']",
+        BUTTON_TITLE,
+    )?;
+    if !is_https_url(required_str(
+        parameters,
+        "url",
+        "interactive['action']['parameters']",
+    )?) {
+        return Err(MetaError::invalid_value(
+            "interactive['action']['parameters']['url'] must be an https URL",
+        ));
     }
     Ok(())
 }
@@ -291,12 +378,20 @@ fn template(template: &Value) -> Checked {
         match kind.as_str() {
             "header" | "body" | "footer" | "carousel" | "limited_time_offer" => {}
             "button" => template_button(component)?,
-            other => return Err(MetaError::invalid_value(format!("Unsupported component type: {other}"))),
+            other => {
+                return Err(MetaError::invalid_value(format!(
+                    "Unsupported component type: {other}"
+                )));
+            }
         }
         match component.get("parameters") {
             None => {}
             Some(Value::Array(parameters)) => parameters.iter().try_for_each(template_parameter)?,
-            Some(_) => return Err(MetaError::invalid_value("component['parameters'] must be an array")),
+            Some(_) => {
+                return Err(MetaError::invalid_value(
+                    "component['parameters'] must be an array",
+                ));
+            }
         }
     }
     Ok(())
@@ -304,7 +399,9 @@ fn template(template: &Value) -> Checked {
 
 fn template_button(component: &Value) -> Checked {
     required_str(component, "sub_type", "button component")?;
-    let index = component.get("index").ok_or_else(|| missing("button component['index']"))?;
+    let index = component
+        .get("index")
+        .ok_or_else(|| missing("button component['index']"))?;
     let index = match index {
         Value::Number(n) => n.as_u64(),
         Value::String(s) => s.parse().ok(),
@@ -312,7 +409,9 @@ fn template_button(component: &Value) -> Checked {
     };
     match index {
         Some(i) if TEMPLATE_BUTTON_INDEX.contains(&i) => Ok(()),
-        _ => Err(MetaError::invalid_value("button component['index'] must be 0 to 9")),
+        _ => Err(MetaError::invalid_value(
+            "button component['index'] must be 0 to 9",
+        )),
     }
 }
 
@@ -326,25 +425,42 @@ fn template_parameter(parameter: &Value) -> Checked {
             let currency = required(parameter, "currency", "parameter")?;
             required_str(currency, "fallback_value", "parameter['currency']")?;
             required_str(currency, "code", "parameter['currency']")?;
-            if currency.get("amount_1000").and_then(Value::as_i64).is_none() {
+            if currency
+                .get("amount_1000")
+                .and_then(Value::as_i64)
+                .is_none()
+            {
                 return Err(missing("parameter['currency']['amount_1000']"));
             }
         }
         "date_time" => {
-            required_str(required(parameter, "date_time", "parameter")?, "fallback_value", "parameter['date_time']")?;
+            required_str(
+                required(parameter, "date_time", "parameter")?,
+                "fallback_value",
+                "parameter['date_time']",
+            )?;
         }
-        "image" | "video" | "document" => media(required(parameter, kind, "parameter")?, kind, false)?,
+        "image" | "video" | "document" => {
+            media(required(parameter, kind, "parameter")?, kind, false)?
+        }
         "location" | "action" | "product" | "order_status" => {
             required(parameter, kind, "parameter")?;
         }
-        other => return Err(MetaError::invalid_value(format!("Unsupported parameter type: {other}"))),
+        other => {
+            return Err(MetaError::invalid_value(format!(
+                "Unsupported parameter type: {other}"
+            )));
+        }
     }
     Ok(())
 }
 
 fn location(location: &Value) -> Checked {
     for coordinate in ["latitude", "longitude"] {
-        if !location.get(coordinate).is_some_and(|v| v.is_number() || v.is_string()) {
+        if !location
+            .get(coordinate)
+            .is_some_and(|v| v.is_number() || v.is_string())
+        {
             return Err(missing(&format!("location['{coordinate}']")));
         }
     }
@@ -361,7 +477,11 @@ fn contacts(request: &Value) -> Checked {
 fn reaction(reaction: &Value) -> Checked {
     required_str(reaction, "message_id", "reaction")?;
     // An empty emoji removes a reaction, so only its presence is required.
-    reaction.get("emoji").and_then(Value::as_str).map(|_| ()).ok_or_else(|| missing("reaction['emoji']"))
+    reaction
+        .get("emoji")
+        .and_then(Value::as_str)
+        .map(|_| ())
+        .ok_or_else(|| missing("reaction['emoji']"))
 }
 
 fn missing(path: &str) -> MetaError {
@@ -369,11 +489,17 @@ fn missing(path: &str) -> MetaError {
 }
 
 fn relabel(error: MetaError, details: &'static str) -> MetaError {
-    if error.code == 131_009 { MetaError::invalid_value(details) } else { error }
+    if error.code == 131_009 {
+        MetaError::invalid_value(details)
+    } else {
+        error
+    }
 }
 
 fn required<'a>(parent: &'a Value, key: &str, path: &str) -> Checked<&'a Value> {
-    parent.get(key).ok_or_else(|| missing(&format!("{path}['{key}']")))
+    parent
+        .get(key)
+        .ok_or_else(|| missing(&format!("{path}['{key}']")))
 }
 
 fn required_str<'a>(parent: &'a Value, key: &str, path: &str) -> Checked<&'a str> {
@@ -389,7 +515,12 @@ fn required_array<'a>(parent: &'a Value, key: &str, path: &str) -> Checked<&'a V
 }
 
 /// A required string whose length in characters lies in `range`.
-fn text_in<'a>(parent: &'a Value, key: &str, path: &str, range: RangeInclusive<usize>) -> Checked<&'a str> {
+fn text_in<'a>(
+    parent: &'a Value,
+    key: &str,
+    path: &str,
+    range: RangeInclusive<usize>,
+) -> Checked<&'a str> {
     let text = required_str(parent, key, path)?;
     if range.contains(&text.chars().count()) {
         Ok(text)
@@ -441,7 +572,9 @@ mod tests {
     }
 
     fn rows(n: usize, prefix: &str) -> Value {
-        (0..n).map(|i| json!({"id": format!("{prefix}{i}"), "title": format!("Row {i}")})).collect()
+        (0..n)
+            .map(|i| json!({"id": format!("{prefix}{i}"), "title": format!("Row {i}")}))
+            .collect()
     }
 
     #[test]
@@ -454,7 +587,10 @@ mod tests {
 
         let bsuid = json!({"messaging_product": "whatsapp", "recipient": "US.13491208655302741918",
                            "type": "text", "text": {"body": "hi"}});
-        assert_eq!(parse(&bsuid, true).expect("valid").user.key(), "US.13491208655302741918");
+        assert_eq!(
+            parse(&bsuid, true).expect("valid").user.key(),
+            "US.13491208655302741918"
+        );
     }
 
     #[test]
@@ -474,18 +610,32 @@ mod tests {
             json!({"messaging_product": "whatsapp", "to": "16505551234", "text": {"body": "x"}, "context": {}}),
         ];
         for case in cases {
-            assert_eq!(parse(&case, true).err().map(|e| e.code), Some(100), "{case}");
+            assert_eq!(
+                parse(&case, true).err().map(|e| e.code),
+                Some(100),
+                "{case}"
+            );
         }
     }
 
     #[test]
     fn text_body_is_1_to_4096_characters() {
-        assert_eq!(code(json!({"text": {"body": "é".repeat(4096)}})), None, "characters, not bytes");
+        assert_eq!(
+            code(json!({"text": {"body": "é".repeat(4096)}})),
+            None,
+            "characters, not bytes"
+        );
         assert_eq!(code(json!({"text": {"body": "a".repeat(4097)}})), Some(100));
         assert_eq!(code(json!({"text": {"body": ""}})), Some(100));
         assert_eq!(code(json!({"text": {}})), Some(100));
-        assert_eq!(code(json!({"text": {"body": "x", "preview_url": "yes"}})), Some(100));
-        assert_eq!(code(json!({"text": {"body": "x", "preview_url": true}})), None);
+        assert_eq!(
+            code(json!({"text": {"body": "x", "preview_url": "yes"}})),
+            Some(100)
+        );
+        assert_eq!(
+            code(json!({"text": {"body": "x", "preview_url": true}})),
+            None
+        );
     }
 
     #[test]
@@ -497,15 +647,48 @@ mod tests {
 
     #[test]
     fn reply_buttons_follow_metas_limits() {
-        assert_eq!(code(buttons(vec![reply_button("a", "Yes"), reply_button("b", "No")])), None);
+        assert_eq!(
+            code(buttons(vec![
+                reply_button("a", "Yes"),
+                reply_button("b", "No")
+            ])),
+            None
+        );
         assert_eq!(code(buttons(vec![])), Some(131_009));
-        assert_eq!(code(buttons((0..4).map(|i| reply_button(&i.to_string(), &format!("B{i}"))).collect())), Some(131_009));
-        assert_eq!(code(buttons(vec![reply_button("a", &"t".repeat(20))])), None);
-        assert_eq!(code(buttons(vec![reply_button("a", &"t".repeat(21))])), Some(131_009));
+        assert_eq!(
+            code(buttons(
+                (0..4)
+                    .map(|i| reply_button(&i.to_string(), &format!("B{i}")))
+                    .collect()
+            )),
+            Some(131_009)
+        );
+        assert_eq!(
+            code(buttons(vec![reply_button("a", &"t".repeat(20))])),
+            None
+        );
+        assert_eq!(
+            code(buttons(vec![reply_button("a", &"t".repeat(21))])),
+            Some(131_009)
+        );
         assert_eq!(code(buttons(vec![reply_button("a", "")])), Some(131_009));
-        assert_eq!(code(buttons(vec![reply_button("a", "Same"), reply_button("b", "Same")])), Some(131_009));
-        assert_eq!(code(buttons(vec![reply_button(&"i".repeat(257), "Yes")])), Some(131_009));
-        assert_eq!(code(buttons(vec![json!({"type": "reply", "reply": {"id": "a"}})])), Some(131_008));
+        assert_eq!(
+            code(buttons(vec![
+                reply_button("a", "Same"),
+                reply_button("b", "Same")
+            ])),
+            Some(131_009)
+        );
+        assert_eq!(
+            code(buttons(vec![reply_button(&"i".repeat(257), "Yes")])),
+            Some(131_009)
+        );
+        assert_eq!(
+            code(buttons(vec![
+                json!({"type": "reply", "reply": {"id": "a"}})
+            ])),
+            Some(131_008)
+        );
     }
 
     #[test]
@@ -518,9 +701,11 @@ mod tests {
         message["interactive"]["footer"] = json!({"text": "f".repeat(61)});
         assert_eq!(code(message.clone()), Some(131_009));
         message["interactive"]["footer"] = json!({"text": "f".repeat(60)});
-        message["interactive"]["header"] = json!({"type": "image", "image": {"link": "http://x.example/a.png"}});
+        message["interactive"]["header"] =
+            json!({"type": "image", "image": {"link": "http://x.example/a.png"}});
         assert_eq!(code(message.clone()), Some(131_009));
-        message["interactive"]["header"] = json!({"type": "image", "image": {"link": "https://x.example/a.png"}});
+        message["interactive"]["header"] =
+            json!({"type": "image", "image": {"link": "https://x.example/a.png"}});
         assert_eq!(code(message.clone()), None);
         if let Some(interactive) = message["interactive"].as_object_mut() {
             interactive.remove("body");
@@ -531,22 +716,68 @@ mod tests {
 
     #[test]
     fn lists_follow_metas_limits() {
-        assert_eq!(code(list_with(json!([{"rows": rows(10, "r")}]))), None, "one untitled section");
-        assert_eq!(code(list_with(json!([{"rows": rows(11, "r")}]))), Some(131_009));
-        assert_eq!(code(list_with(json!([{"title": "A", "rows": rows(5, "a")}, {"title": "B", "rows": rows(5, "b")}]))), None);
         assert_eq!(
-            code(list_with(json!([{"title": "A", "rows": rows(6, "a")}, {"title": "B", "rows": rows(5, "b")}]))),
+            code(list_with(json!([{"rows": rows(10, "r")}]))),
+            None,
+            "one untitled section"
+        );
+        assert_eq!(
+            code(list_with(json!([{"rows": rows(11, "r")}]))),
+            Some(131_009)
+        );
+        assert_eq!(
+            code(list_with(
+                json!([{"title": "A", "rows": rows(5, "a")}, {"title": "B", "rows": rows(5, "b")}])
+            )),
+            None
+        );
+        assert_eq!(
+            code(list_with(
+                json!([{"title": "A", "rows": rows(6, "a")}, {"title": "B", "rows": rows(5, "b")}])
+            )),
             Some(131_009),
             "ten rows in total"
         );
-        assert_eq!(code(list_with(json!([{"rows": rows(1, "a")}, {"title": "B", "rows": rows(1, "b")}]))), Some(131_008));
-        let eleven: Vec<Value> = (0..11).map(|i| json!({"title": format!("S{i}"), "rows": rows(0, "x")})).collect();
+        assert_eq!(
+            code(list_with(
+                json!([{"rows": rows(1, "a")}, {"title": "B", "rows": rows(1, "b")}])
+            )),
+            Some(131_008)
+        );
+        let eleven: Vec<Value> = (0..11)
+            .map(|i| json!({"title": format!("S{i}"), "rows": rows(0, "x")}))
+            .collect();
         assert_eq!(code(list_with(json!(eleven))), Some(131_009));
-        assert_eq!(code(list_with(json!([{"title": "s".repeat(25), "rows": rows(1, "a")}]))), Some(131_009));
-        assert_eq!(code(list_with(json!([{"rows": [{"id": "a", "title": "t".repeat(25)}]}]))), Some(131_009));
-        assert_eq!(code(list_with(json!([{"rows": [{"id": "a", "title": "t", "description": "d".repeat(73)}]}]))), Some(131_009));
-        assert_eq!(code(list_with(json!([{"rows": [{"id": "i".repeat(201), "title": "t"}]}]))), Some(131_009));
-        assert_eq!(code(list_with(json!([{"rows": [{"id": "a", "title": "t"}, {"id": "a", "title": "u"}]}]))), Some(131_009));
+        assert_eq!(
+            code(list_with(
+                json!([{"title": "s".repeat(25), "rows": rows(1, "a")}])
+            )),
+            Some(131_009)
+        );
+        assert_eq!(
+            code(list_with(
+                json!([{"rows": [{"id": "a", "title": "t".repeat(25)}]}])
+            )),
+            Some(131_009)
+        );
+        assert_eq!(
+            code(list_with(
+                json!([{"rows": [{"id": "a", "title": "t", "description": "d".repeat(73)}]}])
+            )),
+            Some(131_009)
+        );
+        assert_eq!(
+            code(list_with(
+                json!([{"rows": [{"id": "i".repeat(201), "title": "t"}]}])
+            )),
+            Some(131_009)
+        );
+        assert_eq!(
+            code(list_with(
+                json!([{"rows": [{"id": "a", "title": "t"}, {"id": "a", "title": "u"}]}])
+            )),
+            Some(131_009)
+        );
         let mut long_button = list_with(json!([{"rows": rows(1, "a")}]));
         long_button["interactive"]["action"]["button"] = json!("b".repeat(21));
         assert_eq!(code(long_button), Some(131_009));
@@ -554,13 +785,30 @@ mod tests {
 
     #[test]
     fn media_needs_an_id_or_an_https_link() {
-        assert_eq!(code(json!({"type": "image", "image": {"id": "1234"}})), None);
-        assert_eq!(code(json!({"type": "document", "document": {"link": "https://x.example/a.pdf", "filename": "a.pdf"}})), None);
-        assert_eq!(code(json!({"type": "image", "image": {"link": "http://x.example/a.png"}})), Some(131_009));
-        assert_eq!(code(json!({"type": "image", "image": {"link": "https:///a.png"}})), Some(131_009));
+        assert_eq!(
+            code(json!({"type": "image", "image": {"id": "1234"}})),
+            None
+        );
+        assert_eq!(
+            code(
+                json!({"type": "document", "document": {"link": "https://x.example/a.pdf", "filename": "a.pdf"}})
+            ),
+            None
+        );
+        assert_eq!(
+            code(json!({"type": "image", "image": {"link": "http://x.example/a.png"}})),
+            Some(131_009)
+        );
+        assert_eq!(
+            code(json!({"type": "image", "image": {"link": "https:///a.png"}})),
+            Some(131_009)
+        );
         assert_eq!(code(json!({"type": "audio", "audio": {}})), Some(131_008));
         assert_eq!(code(json!({"type": "video"})), Some(131_008));
-        assert_eq!(code(json!({"type": "image", "image": {"id": "1", "caption": "c".repeat(1025)}})), Some(131_009));
+        assert_eq!(
+            code(json!({"type": "image", "image": {"id": "1", "caption": "c".repeat(1025)}})),
+            Some(131_009)
+        );
     }
 
     #[test]
@@ -572,25 +820,77 @@ mod tests {
         ]}});
         assert_eq!(code(good), None);
         let with = |component: Value| json!({"type": "template", "template": {"name": "t", "language": {"code": "en"}, "components": [component]}});
-        assert_eq!(code(with(json!({"type": "button", "index": 0}))), Some(131_008), "sub_type");
-        assert_eq!(code(with(json!({"type": "button", "sub_type": "url"}))), Some(131_008), "index");
-        assert_eq!(code(with(json!({"type": "button", "sub_type": "url", "index": 10}))), Some(131_009));
-        assert_eq!(code(with(json!({"type": "body", "parameters": [{"type": "text"}]}))), Some(131_008));
-        assert_eq!(code(with(json!({"type": "body", "parameters": [{"text": "x"}]}))), Some(131_008));
-        assert_eq!(code(with(json!({"type": "body", "parameters": [{"type": "hologram"}]}))), Some(131_009));
+        assert_eq!(
+            code(with(json!({"type": "button", "index": 0}))),
+            Some(131_008),
+            "sub_type"
+        );
+        assert_eq!(
+            code(with(json!({"type": "button", "sub_type": "url"}))),
+            Some(131_008),
+            "index"
+        );
+        assert_eq!(
+            code(with(
+                json!({"type": "button", "sub_type": "url", "index": 10})
+            )),
+            Some(131_009)
+        );
+        assert_eq!(
+            code(with(
+                json!({"type": "body", "parameters": [{"type": "text"}]})
+            )),
+            Some(131_008)
+        );
+        assert_eq!(
+            code(with(json!({"type": "body", "parameters": [{"text": "x"}]}))),
+            Some(131_008)
+        );
+        assert_eq!(
+            code(with(
+                json!({"type": "body", "parameters": [{"type": "hologram"}]})
+            )),
+            Some(131_009)
+        );
         assert_eq!(code(with(json!({"type": "sidebar"}))), Some(131_009));
-        assert_eq!(code(with(json!({"type": "header", "parameters": [{"type": "image", "image": {"link": "ftp://x"}}]}))), Some(131_009));
+        assert_eq!(
+            code(with(
+                json!({"type": "header", "parameters": [{"type": "image", "image": {"link": "ftp://x"}}]})
+            )),
+            Some(131_009)
+        );
         assert_eq!(code(json!({"type": "template"})), Some(131_008));
-        assert_eq!(code(json!({"type": "template", "template": {"name": "t"}})), Some(131_008));
+        assert_eq!(
+            code(json!({"type": "template", "template": {"name": "t"}})),
+            Some(131_008)
+        );
     }
 
     #[test]
     fn other_message_types_need_their_required_fields() {
-        assert_eq!(code(json!({"type": "location", "location": {"latitude": 1.0, "longitude": 2.0}})), None);
-        assert_eq!(code(json!({"type": "location", "location": {"latitude": 1.0}})), Some(131_008));
-        assert_eq!(code(json!({"type": "contacts", "contacts": [{"name": {"formatted_name": "A"}}]})), None);
-        assert_eq!(code(json!({"type": "contacts", "contacts": []})), Some(131_008));
-        assert_eq!(code(json!({"type": "reaction", "reaction": {"message_id": "wamid.x", "emoji": ""}})), None);
-        assert_eq!(code(json!({"type": "reaction", "reaction": {"emoji": "x"}})), Some(131_008));
+        assert_eq!(
+            code(json!({"type": "location", "location": {"latitude": 1.0, "longitude": 2.0}})),
+            None
+        );
+        assert_eq!(
+            code(json!({"type": "location", "location": {"latitude": 1.0}})),
+            Some(131_008)
+        );
+        assert_eq!(
+            code(json!({"type": "contacts", "contacts": [{"name": {"formatted_name": "A"}}]})),
+            None
+        );
+        assert_eq!(
+            code(json!({"type": "contacts", "contacts": []})),
+            Some(131_008)
+        );
+        assert_eq!(
+            code(json!({"type": "reaction", "reaction": {"message_id": "wamid.x", "emoji": ""}})),
+            None
+        );
+        assert_eq!(
+            code(json!({"type": "reaction", "reaction": {"emoji": "x"}})),
+            Some(131_008)
+        );
     }
 }

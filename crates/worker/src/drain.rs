@@ -99,7 +99,7 @@ async fn deliver(worker: &Worker, sender: &SenderSettings, delivery: Delivery) {
     let started = Instant::now();
     let result = worker
         .graph
-        .send_message(&sender.phone_number_id, token, delivery.body.clone())
+        .send_message(&sender.phone_number_id, token, delivery.graph_body())
         .await;
     let outcome_label = if result.is_ok() { "ok" } else { "error" };
     metrics
@@ -115,7 +115,7 @@ async fn deliver(worker: &Worker, sender: &SenderSettings, delivery: Delivery) {
                 .sent
                 .with_label_values(&[sender.name.as_str()])
                 .inc();
-            let waited = (now - delivery.accepted_at_ms).max(0) as f64 / 1000.0;
+            let waited = (now - delivery.message_id.accepted_at_ms()).max(0) as f64 / 1000.0;
             metrics
                 .accept_to_send
                 .with_label_values(&[sender.name.as_str()])

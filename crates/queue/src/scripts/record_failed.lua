@@ -1,26 +1,28 @@
--- A message failed for good: record why, move it to the dead-letter stream,
--- and take it off the queue, in one step.
+-- A message failed for good: write its record (status failed, Meta's code
+-- and title, history), move it to the dead-letter stream, and take it off
+-- the queue, in one step.
 -- KEYS[1] queue stream, KEYS[2] record, KEYS[3] dead-letter stream
 -- ARGV[1] consumer group  ARGV[2] stream entry id  ARGV[3] message id
 -- ARGV[4] error code      ARGV[5] error title      ARGV[6] now ms
--- ARGV[7] attempts        ARGV[8] history event JSON
--- ARGV[9] dead-letter max length
--- ARGV[10] recipient key  ARGV[11] message type  ARGV[12] Graph API body  ARGV[13] reason
+-- ARGV[7] attempts        ARGV[8] history event JSON  ARGV[9] 'queued' event JSON
+-- ARGV[10] record ttl ms  ARGV[11] dead-letter max length  ARGV[12] reason
+-- ARGV[13] number of entry field/value arguments that follow (2n)
+-- ARGV[14 .. 13+2n] the stream entry's fields (copied to the dead letter, for replay)
+-- ARGV[14+2n ..] the record's static field/value pairs
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', 'id', ARGV[3], 'rcpt', ARGV[10],
-  'kind', ARGV[11], 'body', ARGV[12], 'code', ARGV[4], 'title', ARGV[5],
-  'reason', ARGV[13], 'attempts', ARGV[7], 'at', ARGV[6])
-local status = redis.call('HGET', KEYS[2], 'status')
-if not status then
-  return 0
-end
-local history = redis.call('HGET', KEYS[2], 'history') or '[]'
-if #history > 2 then
+local entry_end = 13 + tonumber(ARGV[13])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[11], '*', 'id', ARGV[3], 'code', ARGV[4],
+  'title', ARGV[5], 'reason', ARGV[12], 'attempts', ARGV[7], 'failed_ms', ARGV[6],
+  unpack(ARGV, 14, entry_end))
+local history = redis.call('HGET', KEYS[2], 'history')
+if history and #history > 2 then
   history = string.sub(history, 1, -2) .. ',' .. ARGV[8] .. ']'
 else
-  history = '[' .. ARGV[8] .. ']'
+  history = '[' .. ARGV[9] .. ',' .. ARGV[8] .. ']'
 end
 redis.call('HSET', KEYS[2], 'status', 'failed', 'error_code', ARGV[4], 'error_title', ARGV[5],
-  'updated_ms', ARGV[6], 'attempts', ARGV[7], 'history', history)
+  'updated_ms', ARGV[6], 'attempts', ARGV[7], 'history', history,
+  unpack(ARGV, entry_end + 1))
+redis.call('PEXPIRE', KEYS[2], ARGV[10])
 return 1

@@ -1,26 +1,27 @@
--- Meta accepted a message: record its wamid, index the wamid, and take the
--- entry off the queue, in one step so a crash leaves either all or nothing.
+-- Meta accepted a message: write its record (status sent, wamid, history),
+-- index the wamid, and take the entry off the queue, in one step so a crash
+-- leaves either all or nothing.
 -- KEYS[1] queue stream, KEYS[2] record, KEYS[3] wamid index
 -- ARGV[1] consumer group  ARGV[2] stream entry id  ARGV[3] message id
 -- ARGV[4] wamid           ARGV[5] now ms           ARGV[6] attempts
--- ARGV[7] record ttl ms   ARGV[8] history event JSON
+-- ARGV[7] record ttl ms   ARGV[8] history event JSON  ARGV[9] 'queued' event JSON
+-- ARGV[10..] the record's static field/value pairs (sender, client, to, ...)
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[7])
 local status = redis.call('HGET', KEYS[2], 'status')
-if not status then
-  return 0
-end
--- A status webhook may have overtaken us (delivered/read): keep the later state.
-if status == 'queued' or status == 'scheduled' or status == 'sending' or status == 'retrying' then
-  redis.call('HSET', KEYS[2], 'status', 'sent')
-end
-local history = redis.call('HGET', KEYS[2], 'history') or '[]'
-if #history > 2 then
+local history = redis.call('HGET', KEYS[2], 'history')
+if history and #history > 2 then
   history = string.sub(history, 1, -2) .. ',' .. ARGV[8] .. ']'
 else
-  history = '[' .. ARGV[8] .. ']'
+  history = '[' .. ARGV[9] .. ',' .. ARGV[8] .. ']'
 end
-redis.call('HSET', KEYS[2], 'wamid', ARGV[4], 'updated_ms', ARGV[5], 'attempts', ARGV[6],
-  'history', history)
+-- A status webhook may have overtaken us (delivered/read): keep the later state.
+if not status or status == 'queued' or status == 'scheduled' or status == 'sending'
+    or status == 'retrying' then
+  status = 'sent'
+end
+redis.call('HSET', KEYS[2], 'status', status, 'wamid', ARGV[4], 'updated_ms', ARGV[5],
+  'attempts', ARGV[6], 'history', history, unpack(ARGV, 10))
+redis.call('PEXPIRE', KEYS[2], ARGV[7])
 return 1

@@ -42,10 +42,18 @@ impl PairLimit {
             }
             _ => (now, 0),
         };
-        let Some(tat) = self.tat.map_or(now, |tat| tat.max(now)).checked_add(SPACING) else {
+        let Some(tat) = self
+            .tat
+            .map_or(now, |tat| tat.max(now))
+            .checked_add(SPACING)
+        else {
             return false;
         };
-        *self = Self { tat: Some(tat), burst_start: Some(burst_start), burst_count: burst_count + 1 };
+        *self = Self {
+            tat: Some(tat),
+            burst_start: Some(burst_start),
+            burst_count: burst_count + 1,
+        };
         true
     }
 
@@ -79,7 +87,10 @@ mod tests {
         let mut pair = PairLimit::default();
         for i in 0..45 {
             // Spread over the burst window, all strictly inside it.
-            assert!(pair.try_accept(t0 + secs(f64::from(i) * 0.13)), "message {i}");
+            assert!(
+                pair.try_accept(t0 + secs(f64::from(i) * 0.13)),
+                "message {i}"
+            );
         }
         let before = pair;
         assert!(!pair.try_accept(t0 + secs(5.9)));
@@ -94,7 +105,10 @@ mod tests {
         assert!(pair.try_accept(t0));
         assert!(pair.try_accept(t0 + secs(1.0)));
         assert!(pair.try_accept(t0 + secs(5.999)));
-        assert!(!pair.try_accept(t0 + secs(6.0)), "the window is over and tat is 18 s");
+        assert!(
+            !pair.try_accept(t0 + secs(6.0)),
+            "the window is over and tat is 18 s"
+        );
     }
 
     #[test]

@@ -20,7 +20,11 @@ pub(crate) struct TokenBucket {
 impl TokenBucket {
     pub(crate) fn new(rate_per_second: u32, now: Instant) -> Self {
         let rate = f64::from(rate_per_second);
-        Self { rate, tokens: rate, last: now }
+        Self {
+            rate,
+            tokens: rate,
+            last: now,
+        }
     }
 
     fn refill(&mut self, now: Instant) {
@@ -90,12 +94,19 @@ mod tests {
         let t0 = Instant::now();
         let mut steady = TokenBucket::new(80, t0);
         for i in 0..800u32 {
-            assert!(steady.try_take(t0 + Duration::from_secs_f64(f64::from(i) / 80.0)), "steady send {i}");
+            assert!(
+                steady.try_take(t0 + Duration::from_secs_f64(f64::from(i) / 80.0)),
+                "steady send {i}"
+            );
         }
         let mut bursty = TokenBucket::new(80, t0);
         for second in 0..10u64 {
             let at = t0 + Duration::from_secs(second);
-            assert_eq!((0..80).filter(|_| bursty.try_take(at)).count(), 80, "second {second}");
+            assert_eq!(
+                (0..80).filter(|_| bursty.try_take(at)).count(),
+                80,
+                "second {second}"
+            );
         }
     }
 

@@ -54,7 +54,11 @@ pub(crate) fn sign(secret: &str, body: &[u8]) -> String {
 
 /// Delivers webhook work until `shutdown`; unfinished POSTs are abandoned
 /// then.
-pub(crate) async fn run(webhooks: Arc<Webhooks>, client: reqwest::Client, shutdown: CancellationToken) {
+pub(crate) async fn run(
+    webhooks: Arc<Webhooks>,
+    client: reqwest::Client,
+    shutdown: CancellationToken,
+) {
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut tasks = JoinSet::new();
     'deliver: loop {
@@ -88,14 +92,20 @@ fn posts(due: Vec<Work>, batch: usize) -> Vec<Post> {
     let batch = batch.max(1);
     let mut posts = Vec::new();
     let mut groups: Vec<(Arc<NumberConfig>, Vec<StatusEvent>)> = Vec::new();
-    let new_post = |body| Post { body: payload::encode(&body), attempts: 0 };
+    let new_post = |body| Post {
+        body: payload::encode(&body),
+        attempts: 0,
+    };
     for work in due {
         match work {
             Work::Retry(post) => posts.push(post),
             Work::Inbound(message) => posts.push(new_post(payload::inbound(&message))),
             Work::Status(event) => {
                 let number = &event.message.number;
-                let index = match groups.iter().position(|(n, _)| n.phone_number_id == number.phone_number_id) {
+                let index = match groups
+                    .iter()
+                    .position(|(n, _)| n.phone_number_id == number.phone_number_id)
+                {
                     Some(index) => index,
                     None => {
                         groups.push((Arc::clone(number), Vec::new()));
@@ -119,9 +129,16 @@ fn posts(due: Vec<Work>, batch: usize) -> Vec<Post> {
     posts
 }
 
-async fn deliver(webhooks: Arc<Webhooks>, client: reqwest::Client, post: Post, permit: OwnedSemaphorePermit) {
+async fn deliver(
+    webhooks: Arc<Webhooks>,
+    client: reqwest::Client,
+    post: Post,
+    permit: OwnedSemaphorePermit,
+) {
     // A target removed meanwhile means webhooks are off: drop the work.
-    let Some(target) = webhooks.target() else { return };
+    let Some(target) = webhooks.target() else {
+        return;
+    };
     let delivered = post_once(&client, &target, &post.body).await;
     drop(permit);
     let attempts = post.attempts.saturating_add(1);
@@ -131,12 +148,20 @@ async fn deliver(webhooks: Arc<Webhooks>, client: reqwest::Client, post: Post, p
     }
     webhooks.counters.count(Event::WebhookAttemptFailed);
     if attempts >= target.max_attempts {
-        tracing::warn!(url = %target.url, attempts, "webhook abandoned");
+        // Counted rather than logged loudly: a dead receiver under load would
+        // flood the log.
+        tracing::debug!(url = %target.url, attempts, "webhook abandoned");
         webhooks.counters.count(Event::WebhookAbandoned);
         return;
     }
-    let due = Instant::now() + retry_delay(&target, attempts);
-    webhooks.push(due, Work::Retry(Post { body: post.body, attempts }));
+    let due = super::later(Instant::now(), retry_delay(&target, attempts));
+    webhooks.push(
+        due,
+        Work::Retry(Post {
+            body: post.body,
+            attempts,
+        }),
+    );
 }
 
 async fn post_once(client: &reqwest::Client, target: &WebhookTarget, body: &Bytes) -> bool {
@@ -164,8 +189,15 @@ async fn post_once(client: &reqwest::Client, target: &WebhookTarget, body: &Byte
 
 /// Delay before the next attempt after `attempts` failed ones.
 fn retry_delay(target: &WebhookTarget, attempts: u32) -> Duration {
-    let factor = 1u64.checked_shl(attempts.saturating_sub(1)).unwrap_or(u64::MAX);
-    Duration::from_millis(target.retry_initial_ms.saturating_mul(factor).min(target.retry_max_ms))
+    let factor = 1u64
+        .checked_shl(attempts.saturating_sub(1))
+        .unwrap_or(u64::MAX);
+    Duration::from_millis(
+        target
+            .retry_initial_ms
+            .saturating_mul(factor)
+            .min(target.retry_max_ms),
+    )
 }
 
 #[cfg(test)]
@@ -189,7 +221,10 @@ mod tests {
     #[test]
     fn retry_delays_double_up_to_the_maximum() {
         let target = WebhookTarget::new("http://x", "s");
-        let delays: Vec<_> = [1, 2, 3, 6, 7, 8, 40, 100].iter().map(|&n| retry_delay(&target, n).as_secs()).collect();
+        let delays: Vec<_> = [1, 2, 3, 6, 7, 8, 40, 100]
+            .iter()
+            .map(|&n| retry_delay(&target, n).as_secs())
+            .collect();
         assert_eq!(delays, [1, 2, 4, 32, 60, 60, 60, 60]);
     }
 
@@ -202,25 +237,45 @@ mod tests {
             pricing: Pricing::for_message(None),
             failure: None::<MetaError>,
         };
-        Work::Status(StatusEvent { message: Arc::new(message), kind: StatusKind::Sent, at: SystemTime::now() })
+        Work::Status(StatusEvent {
+            message: Arc::new(message),
+            kind: StatusKind::Sent,
+            at: SystemTime::now(),
+        })
     }
 
     fn ids(post: &Post) -> Vec<String> {
         let body: Value = serde_json::from_slice(&post.body).expect("JSON");
         let value = &body["entry"][0]["changes"][0]["value"];
         let statuses = value["statuses"].as_array().cloned().unwrap_or_default();
-        statuses.iter().map(|s| format!("{}:{}", value["metadata"]["phone_number_id"], s["id"])).collect()
+        statuses
+            .iter()
+            .map(|s| format!("{}:{}", value["metadata"]["phone_number_id"], s["id"]))
+            .collect()
     }
 
     #[test]
     fn statuses_are_batched_per_number_up_to_the_batch_size() {
-        let due = vec![status("1", "a"), status("2", "b"), status("1", "c"), status("1", "d")];
+        let due = vec![
+            status("1", "a"),
+            status("2", "b"),
+            status("1", "c"),
+            status("1", "d"),
+        ];
         let posts = posts(due, 2);
         let all: Vec<_> = posts.iter().map(ids).collect();
         assert_eq!(
             all,
-            [vec![r#""1":"a""#.to_owned(), r#""1":"c""#.to_owned()], vec![r#""1":"d""#.to_owned()], vec![r#""2":"b""#.to_owned()]]
+            [
+                vec![r#""1":"a""#.to_owned(), r#""1":"c""#.to_owned()],
+                vec![r#""1":"d""#.to_owned()],
+                vec![r#""2":"b""#.to_owned()]
+            ]
         );
-        assert_eq!(super::posts(vec![status("1", "a"), status("1", "b")], 0).len(), 2, "batch 0 means 1");
+        assert_eq!(
+            super::posts(vec![status("1", "a"), status("1", "b")], 0).len(),
+            2,
+            "batch 0 means 1"
+        );
     }
 }

@@ -51,7 +51,11 @@ pub(crate) struct Webhooks {
 }
 
 impl Webhooks {
-    pub(crate) fn new(target: Option<WebhookTarget>, statuses: StatusConfig, counters: Arc<Counters>) -> Self {
+    pub(crate) fn new(
+        target: Option<WebhookTarget>,
+        statuses: StatusConfig,
+        counters: Arc<Counters>,
+    ) -> Self {
         Self {
             target: RwLock::new(target.map(Arc::new)),
             statuses: RwLock::new(statuses),
@@ -82,15 +86,27 @@ impl Webhooks {
 
     /// Queues the statuses of a send accepted at `now` (`wall` is the same
     /// moment on the wall clock, for the statuses' timestamps).
-    pub(crate) fn report(&self, message: SentMessage, now: Instant, wall: SystemTime, random: &Random) {
+    pub(crate) fn report(
+        &self,
+        message: SentMessage,
+        now: Instant,
+        wall: SystemTime,
+        random: &Random,
+    ) {
         if !self.is_enabled() {
             return;
         }
         let message = Arc::new(message);
-        let steps = plan(&self.statuses(), message.failure.is_some(), |p| random.chance(p));
+        let steps = plan(&self.statuses(), message.failure.is_some(), |p| {
+            random.chance(p)
+        });
         for step in steps {
             let at = wall.checked_add(step.happened).unwrap_or(wall);
-            let event = StatusEvent { message: Arc::clone(&message), kind: step.kind, at };
+            let event = StatusEvent {
+                message: Arc::clone(&message),
+                kind: step.kind,
+                at,
+            };
             self.push(later(now, step.posted), Work::Status(event));
         }
     }
@@ -151,7 +167,16 @@ fn plan(config: &StatusConfig, failed: bool, mut chance: impl FnMut(f64) -> bool
     steps
         .iter()
         .zip(posted)
-        .flat_map(|(&(kind, happened), posted)| std::iter::repeat_n(Step { kind, happened, posted }, copies))
+        .flat_map(|(&(kind, happened), posted)| {
+            std::iter::repeat_n(
+                Step {
+                    kind,
+                    happened,
+                    posted,
+                },
+                copies,
+            )
+        })
         .collect()
 }
 
@@ -171,13 +196,19 @@ mod tests {
         let config = StatusConfig::default();
         let steps = plan(&config, false, |p| p >= 1.0);
         assert_eq!(kinds(&steps), [Sent, Delivered, Read]);
-        assert_eq!(steps[1].happened, Duration::from_millis(config.delivered_ms));
+        assert_eq!(
+            steps[1].happened,
+            Duration::from_millis(config.delivered_ms)
+        );
         assert!(steps.iter().all(|s| s.happened == s.posted));
     }
 
     #[test]
     fn a_failed_send_gets_only_a_failed_status() {
-        assert_eq!(kinds(&plan(&StatusConfig::default(), true, |_| false)), [Failed]);
+        assert_eq!(
+            kinds(&plan(&StatusConfig::default(), true, |_| false)),
+            [Failed]
+        );
     }
 
     #[test]
@@ -191,9 +222,19 @@ mod tests {
         let steps = plan(&all, false, |p| p >= 1.0);
         assert_eq!(kinds(&steps), [Read, Read, Sent, Sent]);
         let sent = steps.iter().find(|s| s.kind == Sent).expect("sent");
-        assert_eq!(sent.happened, Duration::from_millis(all.sent_ms), "timestamps keep the real order");
+        assert_eq!(
+            sent.happened,
+            Duration::from_millis(all.sent_ms),
+            "timestamps keep the real order"
+        );
 
-        let unread = StatusConfig { read_rate: 0.0, ..StatusConfig::default() };
-        assert_eq!(kinds(&plan(&unread, false, |p| p >= 1.0)), [Sent, Delivered]);
+        let unread = StatusConfig {
+            read_rate: 0.0,
+            ..StatusConfig::default()
+        };
+        assert_eq!(
+            kinds(&plan(&unread, false, |p| p >= 1.0)),
+            [Sent, Delivered]
+        );
     }
 }

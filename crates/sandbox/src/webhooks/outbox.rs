@@ -64,7 +64,11 @@ impl<T> Outbox<T> {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            queue: Mutex::new(Queue { heap: BinaryHeap::new(), next_order: 0, wake_at: None }),
+            queue: Mutex::new(Queue {
+                heap: BinaryHeap::new(),
+                next_order: 0,
+                wake_at: None,
+            }),
             wake: Notify::new(),
         }
     }
@@ -173,7 +177,10 @@ mod tests {
 
         outbox.push(t0 + Duration::from_secs(20), 2);
         let later = tokio::time::timeout(Duration::from_millis(20), outbox.woken()).await;
-        assert!(later.is_err(), "work due after the planned wake-up must not wake");
+        assert!(
+            later.is_err(),
+            "work due after the planned wake-up must not wake"
+        );
 
         outbox.push(t0 + Duration::from_secs(1), 3);
         let earlier = tokio::time::timeout(Duration::from_secs(5), outbox.woken()).await;

@@ -34,8 +34,16 @@ impl Pricing {
     /// customer-service window are free.
     pub(crate) fn for_message(template_category: Option<&str>) -> Self {
         match template_category {
-            Some(category) => Self { billable: true, kind: "regular", category: category.to_ascii_lowercase() },
-            None => Self { billable: false, kind: "free_customer_service", category: "service".to_owned() },
+            Some(category) => Self {
+                billable: true,
+                kind: "regular",
+                category: category.to_ascii_lowercase(),
+            },
+            None => Self {
+                billable: false,
+                kind: "free_customer_service",
+                category: "service".to_owned(),
+            },
         }
     }
 }
@@ -94,7 +102,9 @@ pub(crate) struct InboundMessage {
 const PROFILE_NAME: &str = "Sandbox User";
 
 fn unix_seconds(at: SystemTime) -> String {
-    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()).to_string()
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .to_string()
 }
 
 fn envelope(number: &NumberConfig, mut value: Map<String, Value>) -> Value {
@@ -149,7 +159,10 @@ fn status(event: &StatusEvent) -> Value {
 /// One POST's body with statuses of one number, in the order given.
 pub(crate) fn statuses(number: &NumberConfig, events: &[StatusEvent]) -> Value {
     let statuses = events.iter().map(status).collect();
-    envelope(number, Map::from_iter([("statuses".to_owned(), Value::Array(statuses))]))
+    envelope(
+        number,
+        Map::from_iter([("statuses".to_owned(), Value::Array(statuses))]),
+    )
 }
 
 pub(crate) fn inbound(message: &InboundMessage) -> Value {
@@ -172,7 +185,10 @@ pub(crate) fn inbound(message: &InboundMessage) -> Value {
     }
     envelope(
         &message.number,
-        Map::from_iter([("contacts".to_owned(), json!([contact])), ("messages".to_owned(), json!([text]))]),
+        Map::from_iter([
+            ("contacts".to_owned(), json!([contact])),
+            ("messages".to_owned(), json!([text])),
+        ]),
     )
 }
 
@@ -191,7 +207,11 @@ pub(crate) fn encode(value: &Value) -> Bytes {
 struct AsciiFormatter;
 
 impl Formatter for AsciiFormatter {
-    fn write_string_fragment<W: ?Sized + io::Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
         let mut start = 0;
         for (index, c) in fragment.char_indices() {
             if c.is_ascii() {
@@ -236,8 +256,16 @@ mod tests {
     #[test]
     fn status_webhook_has_metas_envelope_and_fields() {
         let events = [
-            StatusEvent { message: message(None), kind: StatusKind::Sent, at: at() },
-            StatusEvent { message: message(None), kind: StatusKind::Read, at: at() },
+            StatusEvent {
+                message: message(None),
+                kind: StatusKind::Sent,
+                at: at(),
+            },
+            StatusEvent {
+                message: message(None),
+                kind: StatusKind::Read,
+                at: at(),
+            },
         ];
         assert_eq!(
             statuses(&number(), &events),
@@ -261,7 +289,11 @@ mod tests {
 
     #[test]
     fn failed_status_carries_errors_and_no_pricing() {
-        let event = StatusEvent { message: message(Some(MetaError::undeliverable())), kind: StatusKind::Failed, at: at() };
+        let event = StatusEvent {
+            message: message(Some(MetaError::undeliverable())),
+            kind: StatusKind::Failed,
+            at: at(),
+        };
         let body = statuses(&number(), &[event]);
         let status = &body["entry"][0]["changes"][0]["value"]["statuses"][0];
         assert_eq!(status["status"], "failed");
@@ -279,7 +311,10 @@ mod tests {
             at: at(),
         };
         let value = &inbound(&inbound_message)["entry"][0]["changes"][0]["value"];
-        assert_eq!(value["contacts"], json!([{"profile": {"name": "Sandbox User"}, "wa_id": "16505551234"}]));
+        assert_eq!(
+            value["contacts"],
+            json!([{"profile": {"name": "Sandbox User"}, "wa_id": "16505551234"}])
+        );
         assert_eq!(
             value["messages"],
             json!([{"from": "16505551234", "id": "wamid.B", "timestamp": "1749416383", "type": "text", "text": {"body": "hello"}}])

@@ -15,7 +15,10 @@ async fn an_accepted_send_gets_metas_success_shape_and_a_unique_wamid() {
     first["biz_opaque_callback_data"] = json!("order-42");
     let (status, answer) = sandbox.send(&first).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    let wamid = answer["messages"][0]["id"].as_str().expect("a wamid").to_owned();
+    let wamid = answer["messages"][0]["id"]
+        .as_str()
+        .expect("a wamid")
+        .to_owned();
     assert!(wamid.starts_with("wamid.") && wamid.len() > 20, "{wamid}");
     assert_eq!(
         answer,
@@ -25,7 +28,11 @@ async fn an_accepted_send_gets_metas_success_shape_and_a_unique_wamid() {
     );
 
     let (_, second) = sandbox.send(&text("+16505551234", "again")).await;
-    assert_ne!(second["messages"][0]["id"], json!(wamid), "wamids are unique");
+    assert_ne!(
+        second["messages"][0]["id"],
+        json!(wamid),
+        "wamids are unique"
+    );
 
     let accepted = sandbox.sandbox.accepted();
     assert_eq!(accepted.len(), 2);
@@ -33,14 +40,21 @@ async fn an_accepted_send_gets_metas_success_shape_and_a_unique_wamid() {
     assert_eq!(accepted[0].recipient, USER_DIGITS);
     assert_eq!(accepted[0].phone_number_id, NUMBER);
     assert_eq!(accepted[0].message_type, "text");
-    assert_eq!(accepted[0].biz_opaque_callback_data.as_deref(), Some("order-42"));
+    assert_eq!(
+        accepted[0].biz_opaque_callback_data.as_deref(),
+        Some("order-42")
+    );
     assert_eq!(accepted[0].body, first);
 }
 
 #[tokio::test]
 async fn unknown_or_mismatched_tokens_get_401_code_190() {
     let mut config = config();
-    config.numbers.push(gateway_sandbox::NumberConfig::new("200", "300", "other-token"));
+    config.numbers.push(gateway_sandbox::NumberConfig::new(
+        "200",
+        "300",
+        "other-token",
+    ));
     let sandbox = TestSandbox::start(config).await;
     let body = template(USER, "hello_world", &[]);
     for token in [None, Some("wrong"), Some("other-token")] {
@@ -54,10 +68,16 @@ async fn unknown_or_mismatched_tokens_get_401_code_190() {
 #[tokio::test]
 async fn an_unknown_number_gets_400_code_100() {
     let sandbox = TestSandbox::start(config()).await;
-    let (status, answer) = sandbox.send_as("999999", Some(TOKEN), &template(USER, "hello_world", &[])).await;
+    let (status, answer) = sandbox
+        .send_as("999999", Some(TOKEN), &template(USER, "hello_world", &[]))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&answer), 100);
-    assert!(answer["error"]["message"].as_str().is_some_and(|m| m.contains("999999")));
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("999999"))
+    );
 }
 
 #[tokio::test]
@@ -82,7 +102,10 @@ async fn invalid_requests_get_metas_codes_before_any_limit_and_use_no_quota() {
     let check = |(status, answer): (StatusCode, Value), code: i64| {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
         assert_eq!(error_code(&answer), code, "{answer}");
-        assert_eq!(answer["error"]["error_data"]["messaging_product"], "whatsapp");
+        assert_eq!(
+            answer["error"]["error_data"]["messaging_product"],
+            "whatsapp"
+        );
     };
     for (body, code) in &cases {
         check(sandbox.send(body).await, *code);
@@ -103,16 +126,25 @@ async fn an_empty_bucket_gets_130429_as_400_or_429_by_switch() {
     config.numbers[0].rate_per_second = 5;
     let sandbox = TestSandbox::start(config).await;
     for i in 0..5 {
-        let (status, answer) = sandbox.send(&template(&format!("+1650555000{i}"), "hello_world", &[])).await;
+        let (status, answer) = sandbox
+            .send(&template(&format!("+1650555000{i}"), "hello_world", &[]))
+            .await;
         assert_eq!(status, StatusCode::OK, "{answer}");
     }
-    let (status, answer) = sandbox.send(&template("+16505550009", "hello_world", &[])).await;
+    let (status, answer) = sandbox
+        .send(&template("+16505550009", "hello_world", &[]))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&answer), 130_429);
     assert_eq!(answer["error"]["message"], "(#130429) Rate limit hit");
 
-    sandbox.sandbox.set_rules(Rules { throughput_http_429: true, ..Rules::default() });
-    let (status, answer) = sandbox.send(&template("+16505550009", "hello_world", &[])).await;
+    sandbox.sandbox.set_rules(Rules {
+        throughput_http_429: true,
+        ..Rules::default()
+    });
+    let (status, answer) = sandbox
+        .send(&template("+16505550009", "hello_world", &[]))
+        .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(error_code(&answer), 130_429);
 }
@@ -128,7 +160,9 @@ async fn the_46th_message_to_one_user_within_a_burst_gets_131056_and_others_are_
     let (status, answer) = sandbox.send(&hello).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&answer), 131_056);
-    let (status, _) = sandbox.send(&template("+16505550000", "hello_world", &[])).await;
+    let (status, _) = sandbox
+        .send(&template("+16505550000", "hello_world", &[]))
+        .await;
     assert_eq!(status, StatusCode::OK, "another recipient is not limited");
 }
 
@@ -153,23 +187,49 @@ async fn free_form_outside_the_window_gets_131047_until_the_user_writes() {
     let (status, answer) = sandbox.send(&to_bsuid).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["contacts"][0]["user_id"], bsuid);
-    assert_eq!(sandbox.sandbox.accepted().last().map(|m| m.recipient.clone()), Some(bsuid.to_owned()));
+    assert_eq!(
+        sandbox
+            .sandbox
+            .accepted()
+            .last()
+            .map(|m| m.recipient.clone()),
+        Some(bsuid.to_owned())
+    );
 }
 
 #[tokio::test]
 async fn template_registry_errors() {
     let mut config = config();
-    for (name, status) in [("spring_sale", TemplateStatus::Paused), ("old_terms", TemplateStatus::Disabled)] {
+    for (name, status) in [
+        ("spring_sale", TemplateStatus::Paused),
+        ("old_terms", TemplateStatus::Disabled),
+    ] {
         let mut template = TemplateConfig::new(name, "en_US", 0);
         template.status = status;
         config.templates.push(template);
     }
     let sandbox = TestSandbox::start(config).await;
     let cases = [
-        (template(USER, "no_such_template", &[]), StatusCode::NOT_FOUND, 132_001),
-        (template(USER, "order_update", &["only one"]), StatusCode::BAD_REQUEST, 132_000),
-        (template(USER, "spring_sale", &[]), StatusCode::BAD_REQUEST, 132_015),
-        (template(USER, "old_terms", &[]), StatusCode::BAD_REQUEST, 132_016),
+        (
+            template(USER, "no_such_template", &[]),
+            StatusCode::NOT_FOUND,
+            132_001,
+        ),
+        (
+            template(USER, "order_update", &["only one"]),
+            StatusCode::BAD_REQUEST,
+            132_000,
+        ),
+        (
+            template(USER, "spring_sale", &[]),
+            StatusCode::BAD_REQUEST,
+            132_015,
+        ),
+        (
+            template(USER, "old_terms", &[]),
+            StatusCode::BAD_REQUEST,
+            132_016,
+        ),
     ];
     for (body, status, code) in cases {
         let (got, answer) = sandbox.send(&body).await;
@@ -178,9 +238,14 @@ async fn template_registry_errors() {
     let mut german = template(USER, "hello_world", &[]);
     german["template"]["language"]["code"] = json!("de");
     let (status, answer) = sandbox.send(&german).await;
-    assert_eq!((status, error_code(&answer)), (StatusCode::NOT_FOUND, 132_001));
+    assert_eq!(
+        (status, error_code(&answer)),
+        (StatusCode::NOT_FOUND, 132_001)
+    );
 
-    let (status, answer) = sandbox.send(&template(USER, "order_update", &["A-1", "tomorrow"])).await;
+    let (status, answer) = sandbox
+        .send(&template(USER, "order_update", &["A-1", "tomorrow"]))
+        .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["messages"][0]["message_status"], "accepted");
 }
@@ -192,11 +257,18 @@ async fn with_every_rule_off_any_well_formed_send_to_a_known_number_passes() {
     config.numbers[0].rate_per_second = 1;
     let sandbox = TestSandbox::start(config).await;
     for i in 0..100 {
-        let (status, answer) = sandbox.send_as(NUMBER, None, &text(USER, &format!("message {i}"))).await;
+        let (status, answer) = sandbox
+            .send_as(NUMBER, None, &text(USER, &format!("message {i}")))
+            .await;
         assert_eq!(status, StatusCode::OK, "{answer}");
     }
-    let (status, _) = sandbox.send(&template(USER, "not_registered", &["x"])).await;
+    let (status, _) = sandbox
+        .send(&template(USER, "not_registered", &["x"]))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let (status, answer) = sandbox.send_as("unknown", None, &text(USER, "x")).await;
-    assert_eq!((status, error_code(&answer)), (StatusCode::BAD_REQUEST, 100));
+    assert_eq!(
+        (status, error_code(&answer)),
+        (StatusCode::BAD_REQUEST, 100)
+    );
 }

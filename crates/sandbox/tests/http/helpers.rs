@@ -40,7 +40,9 @@ pub struct TestSandbox {
 impl TestSandbox {
     pub async fn start(config: SandboxConfig) -> Self {
         let sandbox = Sandbox::new(config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
         let shutdown = CancellationToken::new();
         tokio::spawn({
@@ -48,8 +50,16 @@ impl TestSandbox {
             let shutdown = shutdown.clone();
             async move { sandbox.serve(listener, shutdown).await }
         });
-        let client = reqwest::Client::builder().no_proxy().build().expect("client");
-        Self { sandbox, base, client, shutdown }
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        Self {
+            sandbox,
+            base,
+            client,
+            shutdown,
+        }
     }
 
     /// Sends `body` from the configured number with its token.
@@ -57,8 +67,16 @@ impl TestSandbox {
         self.send_as(NUMBER, Some(TOKEN), body).await
     }
 
-    pub async fn send_as(&self, number: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
-        let mut request = self.client.post(format!("{}/v25.0/{number}/messages", self.base)).json(body);
+    pub async fn send_as(
+        &self,
+        number: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .post(format!("{}/v25.0/{number}/messages", self.base))
+            .json(body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -67,22 +85,35 @@ impl TestSandbox {
         (status, response.json().await.expect("a JSON body"))
     }
 
-    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self.client.request(method, format!("{}/admin/{path}", self.base));
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}/admin/{path}", self.base));
         if let Some(body) = body {
             request = request.json(&body);
         }
         let response = request.send().await.expect("an answer");
         let status = StatusCode::from_u16(response.status().as_u16()).expect("a status");
         let bytes = response.bytes().await.expect("a body");
-        let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON") };
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("JSON")
+        };
         (status, value)
     }
 
     /// A user message through `POST /admin/inbound`; returns its wamid.
     pub async fn inbound(&self, from: &str, text: &str) -> String {
         let body = json!({"phone_number_id": NUMBER, "from": from, "text": text});
-        let (status, answer) = self.admin(reqwest::Method::POST, "inbound", Some(body)).await;
+        let (status, answer) = self
+            .admin(reqwest::Method::POST, "inbound", Some(body))
+            .await;
         assert_eq!(status, StatusCode::OK, "{answer}");
         answer["wamid"].as_str().expect("a wamid").to_owned()
     }
@@ -100,7 +131,10 @@ pub fn text(to: &str, body: &str) -> Value {
 }
 
 pub fn template(to: &str, name: &str, parameters: &[&str]) -> Value {
-    let parameters: Vec<Value> = parameters.iter().map(|p| json!({"type": "text", "text": p})).collect();
+    let parameters: Vec<Value> = parameters
+        .iter()
+        .map(|p| json!({"type": "text", "text": p}))
+        .collect();
     json!({"messaging_product": "whatsapp", "to": to, "type": "template", "template": {
         "name": name, "language": {"code": "en_US"},
         "components": [{"type": "body", "parameters": parameters}]}})
@@ -111,7 +145,12 @@ pub fn error_code(body: &Value) -> i64 {
     let error = &body["error"];
     assert!(error["message"].is_string(), "{body}");
     assert!(error["type"].is_string(), "{body}");
-    assert!(error["fbtrace_id"].as_str().is_some_and(|id| !id.is_empty()), "{body}");
+    assert!(
+        error["fbtrace_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "{body}"
+    );
     error["code"].as_i64().expect("a numeric code")
 }
 
@@ -141,9 +180,15 @@ impl Received {
     }
 
     pub fn signature_is_valid(&self, secret: &str) -> bool {
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else { return false };
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+            return false;
+        };
         mac.update(&self.body);
-        self.signature.as_deref() == Some(&format!("sha256={}", hex::encode(mac.finalize().into_bytes())))
+        self.signature.as_deref()
+            == Some(&format!(
+                "sha256={}",
+                hex::encode(mac.finalize().into_bytes())
+            ))
     }
 }
 
@@ -164,14 +209,29 @@ struct ReceiverState {
 impl Receiver {
     pub async fn start(fail_first: usize) -> Self {
         let received = Arc::new(Mutex::new(Vec::new()));
-        let state = ReceiverState { received: Arc::clone(&received), fail_first: Arc::new(AtomicUsize::new(fail_first)) };
-        let app = axum::Router::new().route("/webhook", axum::routing::post(receive)).with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let state = ReceiverState {
+            received: Arc::clone(&received),
+            fail_first: Arc::new(AtomicUsize::new(fail_first)),
+        };
+        let app = axum::Router::new()
+            .route("/webhook", axum::routing::post(receive))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let url = format!("http://{}/webhook", listener.local_addr().expect("address"));
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
-        tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await });
-        Self { url, received, shutdown }
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        });
+        Self {
+            url,
+            received,
+            shutdown,
+        }
     }
 
     pub fn target(&self) -> WebhookTarget {
@@ -199,7 +259,12 @@ impl Receiver {
         self.received()
             .iter()
             .filter(|r| r.answered == StatusCode::OK)
-            .flat_map(|r| r.json()["entry"][0]["changes"][0]["value"][field].as_array().cloned().unwrap_or_default())
+            .flat_map(|r| {
+                r.json()["entry"][0]["changes"][0]["value"][field]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
             .collect()
     }
 
@@ -207,7 +272,11 @@ impl Receiver {
     /// the statuses of `wamid` in arrival order.
     pub async fn wait_for_statuses(&self, wamid: &str, kinds: &[&str]) -> Vec<Value> {
         wait_for(&format!("statuses {kinds:?} of {wamid}"), || {
-            let of_message: Vec<Value> = self.statuses().into_iter().filter(|s| s["id"] == wamid).collect();
+            let of_message: Vec<Value> = self
+                .statuses()
+                .into_iter()
+                .filter(|s| s["id"] == wamid)
+                .collect();
             kinds
                 .iter()
                 .all(|kind| of_message.iter().any(|s| s["status"] == *kind))
@@ -223,10 +292,26 @@ impl Drop for Receiver {
     }
 }
 
-async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let fail = state.fail_first.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
-    let answered = if fail { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK };
+async fn receive(
+    State(state): State<ReceiverState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let fail = state
+        .fail_first
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    let answered = if fail {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    };
     if let Ok(mut received) = state.received.lock() {
         received.push(Received {
             signature: header("x-hub-signature-256"),

@@ -1,0 +1,49 @@
+//! The fields of a queue stream entry: what the api writes with XADD and
+//! what a worker reads back, named in one place.
+//!
+//! | field | holds |
+//! | --- | --- |
+//! | `id` | the message id, only when it is not `<pnid>-<entry id>` (a retry or a replay) |
+//! | `snd` | sender name |
+//! | `cli` | client name |
+//! | `rcpt` | recipient key (E.164 or BSUID) |
+//! | `kind` | message type |
+//! | `body` | Graph API body without `biz_opaque_callback_data` |
+//! | `fb` | fallback template's Graph API body (optional) |
+//! | `meta` | caller's metadata JSON (optional) |
+
+use crate::NewMessage;
+
+pub(crate) const ID: &str = "id";
+pub(crate) const SENDER: &str = "snd";
+pub(crate) const CLIENT: &str = "cli";
+pub(crate) const RECIPIENT: &str = "rcpt";
+pub(crate) const KIND: &str = "kind";
+pub(crate) const BODY: &str = "body";
+pub(crate) const FALLBACK: &str = "fb";
+pub(crate) const METADATA: &str = "meta";
+
+/// The entry's field/value pairs for a new message.
+pub(crate) fn fields<'a>(m: &NewMessage<'a>) -> impl Iterator<Item = (&'static str, &'a str)> {
+    [
+        Some((SENDER, m.sender_name)),
+        Some((CLIENT, m.client)),
+        Some((RECIPIENT, m.recipient)),
+        Some((KIND, m.kind)),
+        Some((BODY, m.graph_body)),
+        m.fallback_body.map(|b| (FALLBACK, b)),
+        m.metadata.map(|b| (METADATA, b)),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// `XADD <queue> * <fields>`.
+pub(crate) fn xadd(m: &NewMessage<'_>) -> redis::Cmd {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(crate::keys::queue(m.phone_number_id)).arg("*");
+    for (field, value) in fields(m) {
+        cmd.arg(field).arg(value);
+    }
+    cmd
+}
