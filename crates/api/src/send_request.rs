@@ -159,11 +159,11 @@ impl SendRequest {
 
     /// Renders the Graph API bodies the worker will POST.
     pub fn prepare(&self) -> PreparedMessage {
-        let body = graph_body(&self.recipient, &self.message);
+        let body = self.message.graph_body(&self.recipient);
         let fallback_body = self
             .fallback
             .as_ref()
-            .map(|t| graph_body(&self.recipient, t));
+            .map(|t| t.graph_body(&self.recipient));
         let fingerprint = if self.idempotency_key.is_some() {
             fingerprint(&[
                 &self.sender.phone_number_id,
@@ -192,19 +192,6 @@ fn fingerprint(parts: &[&str]) -> String {
         hash.update(part.as_bytes());
     }
     hex::encode(&hash.finalize()[..16])
-}
-
-/// The Graph API send body for `message` to `recipient`. The worker adds the
-/// message id as `biz_opaque_callback_data`, so status webhooks can be
-/// matched even before the wamid is recorded.
-fn graph_body(recipient: &Recipient, message: &OutboundMessage) -> String {
-    let mut body = Map::with_capacity(7);
-    body.insert("messaging_product".into(), "whatsapp".into());
-    body.insert("recipient_type".into(), "individual".into());
-    let (field, value) = recipient.graph_field();
-    body.insert(field.into(), value.into());
-    message.write_graph_fields(&mut body);
-    Value::Object(body).to_string()
 }
 
 fn optional_str<'a>(

@@ -48,15 +48,29 @@ impl Default for ApiSection {
 pub(crate) struct WorkerSection {
     pub listen: String,
     pub batch_size: usize,
+    pub read_ahead: usize,
     pub max_in_flight_per_sender: usize,
+    pub lease_ttl_ms: u64,
+    pub lease_renew_ms: u64,
+    pub pair_interval_ms: u64,
+    pub pair_burst: u32,
+    pub max_attempts: u32,
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for WorkerSection {
     fn default() -> Self {
         Self {
             listen: "0.0.0.0:9090".into(),
-            batch_size: 256,
+            batch_size: 128,
+            read_ahead: 256,
             max_in_flight_per_sender: 64,
+            lease_ttl_ms: 5_000,
+            lease_renew_ms: 1_000,
+            pair_interval_ms: 6_000,
+            pair_burst: 1,
+            max_attempts: 8,
+            shutdown_grace_ms: 10_000,
         }
     }
 }
@@ -142,10 +156,16 @@ pub(crate) struct SenderSection {
     pub rate_per_second: u32,
     #[serde(default)]
     pub fallback_template: Option<serde_json::Value>,
+    #[serde(default = "default_max_age")]
+    pub max_age_seconds: u64,
 }
 
 fn default_rate() -> u32 {
     70
+}
+
+fn default_max_age() -> u64 {
+    24 * 3600
 }
 
 #[derive(Debug, Deserialize)]

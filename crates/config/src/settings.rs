@@ -51,8 +51,21 @@ pub struct WorkerSettings {
     pub listen: SocketAddr,
     /// Stream entries read per XREADGROUP.
     pub batch_size: usize,
+    /// Messages of one sender held in memory, waiting their turn.
+    pub read_ahead: usize,
     /// Graph API calls one sender may have open at once.
     pub max_in_flight_per_sender: usize,
+    /// How long a sender's lease lasts without renewal.
+    pub lease_ttl: Duration,
+    /// How often leases are renewed and ownership rebalanced.
+    pub lease_renew: Duration,
+    /// At most `pair_burst` messages per `pair_interval` to one recipient.
+    pub pair_interval: Duration,
+    pub pair_burst: u32,
+    /// Sends tried per message before it fails.
+    pub max_attempts: u32,
+    /// How long a stopping worker waits for its sends in flight.
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +111,8 @@ pub struct SenderSettings {
     pub rate_per_second: u32,
     /// The template sent when a free-form message meets a closed window.
     pub fallback_template: Option<OutboundMessage>,
+    /// A message older than this is not sent (it ends `expired`).
+    pub max_age: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -173,12 +188,27 @@ impl Settings {
         let worker = WorkerSettings {
             listen: socket_addr("worker.listen", &file.worker.listen)?,
             batch_size: at_least("worker.batch_size", file.worker.batch_size, 1)?,
+            read_ahead: at_least("worker.read_ahead", file.worker.read_ahead, 1)?,
             max_in_flight_per_sender: at_least(
                 "worker.max_in_flight_per_sender",
                 file.worker.max_in_flight_per_sender,
                 1,
             )?,
+            lease_ttl: Duration::from_millis(at_least("worker.lease_ttl_ms", file.worker.lease_ttl_ms, 2_000)?),
+            lease_renew: millis("worker.lease_renew_ms", file.worker.lease_renew_ms)?,
+            pair_interval: millis("worker.pair_interval_ms", file.worker.pair_interval_ms)?,
+            pair_burst: at_least("worker.pair_burst", file.worker.pair_burst, 1)?,
+            max_attempts: at_least("worker.max_attempts", file.worker.max_attempts, 1)?,
+            shutdown_grace: millis("worker.shutdown_grace_ms", file.worker.shutdown_grace_ms)?,
         };
+        // A lease must outlive several renewals, and a worker stops sending
+        // 1.5 s before its lease runs out (see the worker's lease module).
+        if worker.lease_renew * 2 >= worker.lease_ttl - Duration::from_millis(1_500) {
+            return Err(ConfigError::invalid(
+                "worker.lease_renew_ms",
+                "must be less than half of (worker.lease_ttl_ms - 1500)",
+            ));
+        }
         let redis = RedisSettings {
             url: redis_url(&file.redis.url)?,
             connect_timeout: millis("redis.connect_timeout_ms", file.redis.connect_timeout_ms)?,
@@ -321,6 +351,7 @@ fn sender(
         access_token,
         rate_per_second: s.rate_per_second,
         fallback_template,
+        max_age: Duration::from_secs(at_least(&key("max_age_seconds"), s.max_age_seconds, 1)?),
     })
 }
 

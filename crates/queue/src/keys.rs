@@ -10,6 +10,10 @@
 //! | `gw:{pnid}:wamid:<wamid>` | string | the message id a wamid belongs to, for status webhooks |
 //! | `gw:{pnid}:idem:<client>:<key>` | string | `<message id> <payload fingerprint>` for 24 h |
 //! | `gw:{pnid}:dlq` | stream | failed messages with reason, code and attempts, for replay |
+//! | `gw:{pnid}:lease` | string | the worker that drains this sender; expires unless renewed |
+//! | `gw:{pnid}:sendlog` | string | send times (Unix ms) of the last second, left by a worker handing the sender over |
+//! | `gw:{pnid}:paused` | string | why the sender is paused (JSON); absent when it is not |
+//! | `gw:workers` | sorted set | live workers by last heartbeat (Unix ms); not per sender |
 
 /// The consumer group every worker reads a sender's queue through.
 pub const CONSUMER_GROUP: &str = "workers";
@@ -40,6 +44,21 @@ pub fn dead_letters(phone_number_id: &str) -> String {
     format!("gw:{{{phone_number_id}}}:dlq")
 }
 
+pub fn lease(phone_number_id: &str) -> String {
+    format!("gw:{{{phone_number_id}}}:lease")
+}
+
+pub fn send_log(phone_number_id: &str) -> String {
+    format!("gw:{{{phone_number_id}}}:sendlog")
+}
+
+pub fn paused(phone_number_id: &str) -> String {
+    format!("gw:{{{phone_number_id}}}:paused")
+}
+
+/// Live workers; the one key not tied to a sender.
+pub const WORKERS: &str = "gw:workers";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,6 +79,9 @@ mod tests {
             wamid(pnid, "wamid.HBgL"),
             idempotency(pnid, "billing", "order-{7}"),
             dead_letters(pnid),
+            lease(pnid),
+            send_log(pnid),
+            paused(pnid),
         ] {
             assert_eq!(hash_tag(&key), pnid, "{key}");
         }

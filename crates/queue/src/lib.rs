@@ -9,6 +9,8 @@
 
 mod connection;
 mod entry;
+mod leases;
+mod outcome;
 mod error;
 pub mod keys;
 mod record;
@@ -18,6 +20,8 @@ mod stream;
 pub use connection::connect;
 pub use error::QueueError;
 pub use record::MessageRecord;
+pub use leases::RetryState;
+pub use outcome::{Outcome, Progress};
 pub use stream::{Delivery, QueueDepth};
 
 use std::collections::HashMap;
@@ -58,19 +62,6 @@ pub enum EnqueueOutcome {
     Duplicate(MessageId),
     /// The idempotency key was seen with another payload.
     Conflict(MessageId),
-}
-
-/// The outcome of a message, recorded when its stream entry leaves the queue.
-#[derive(Debug)]
-pub enum Outcome<'a> {
-    Sent {
-        wamid: &'a str,
-    },
-    Failed {
-        code: i64,
-        title: &'a str,
-        reason: &'a str,
-    },
 }
 
 /// The gateway's handle on Redis. Cheap to clone: all clones share one
@@ -177,77 +168,6 @@ impl Queue {
             .map(|delivery| MessageRecord::queued(&delivery)))
     }
 
-    /// Records what became of a delivered message and removes it from the
-    /// queue, atomically.
-    pub async fn complete(
-        &self,
-        phone_number_id: &str,
-        delivery: &Delivery,
-        attempts: u32,
-        outcome: Outcome<'_>,
-        now_ms: i64,
-    ) -> Result<(), QueueError> {
-        let id = delivery.message_id.as_str();
-        let queued_event = history_event("queued", delivery.message_id.accepted_at_ms(), None);
-        let mut invocation;
-        match outcome {
-            Outcome::Sent { wamid } => {
-                invocation = scripts::record_sent().prepare_invoke();
-                invocation
-                    .key(keys::queue(phone_number_id))
-                    .key(keys::record(phone_number_id, id))
-                    .key(keys::wamid(phone_number_id, wamid))
-                    .arg(keys::CONSUMER_GROUP)
-                    .arg(&delivery.entry_id)
-                    .arg(id)
-                    .arg(wamid)
-                    .arg(now_ms)
-                    .arg(attempts)
-                    .arg(self.record_ttl_ms)
-                    .arg(history_event("sent", now_ms, Some(("wamid", wamid))))
-                    .arg(queued_event);
-            }
-            Outcome::Failed {
-                code,
-                title,
-                reason,
-            } => {
-                invocation = scripts::record_failed().prepare_invoke();
-                let event = serde_json::json!({
-                    "status": "failed", "at_ms": now_ms, "error_code": code,
-                    "error_title": title, "reason": reason,
-                })
-                .to_string();
-                let entry_fields = delivery.entry_fields();
-                invocation
-                    .key(keys::queue(phone_number_id))
-                    .key(keys::record(phone_number_id, id))
-                    .key(keys::dead_letters(phone_number_id))
-                    .arg(keys::CONSUMER_GROUP)
-                    .arg(&delivery.entry_id)
-                    .arg(id)
-                    .arg(code)
-                    .arg(title)
-                    .arg(now_ms)
-                    .arg(attempts)
-                    .arg(event)
-                    .arg(queued_event)
-                    .arg(self.record_ttl_ms)
-                    .arg(keys::DEAD_LETTER_MAX_LEN)
-                    .arg(reason)
-                    .arg(entry_fields.len() * 2);
-                for (field, value) in entry_fields {
-                    invocation.arg(field).arg(value);
-                }
-            }
-        }
-        for (field, value) in delivery.record_fields() {
-            invocation.arg(field).arg(value);
-        }
-        let _: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
-        Ok(())
-    }
-
     /// Whether Redis answers.
     pub async fn ping(&self) -> Result<(), QueueError> {
         let _: String = redis::cmd("PING")
@@ -297,7 +217,7 @@ fn idempotent_invocation(
 }
 
 /// One entry of a record's history, as JSON.
-fn history_event(status: &str, at_ms: i64, extra: Option<(&str, &str)>) -> String {
+pub(crate) fn history_event(status: &str, at_ms: i64, extra: Option<(&str, &str)>) -> String {
     let mut event = serde_json::json!({ "status": status, "at_ms": at_ms });
     if let (Some((key, value)), Some(map)) = (extra, event.as_object_mut()) {
         map.insert(key.to_owned(), value.into());

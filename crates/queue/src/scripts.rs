@@ -12,8 +12,14 @@ static ENQUEUE_IDEMPOTENT: LazyLock<Script> =
     LazyLock::new(|| Script::new(ENQUEUE_IDEMPOTENT_SOURCE));
 static RECORD_SENT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/record_sent.lua")));
-static RECORD_FAILED: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/record_failed.lua")));
+static RECORD_FINAL: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/record_final.lua")));
+static RECORD_PROGRESS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/record_progress.lua")));
+static RENEW_LEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/renew_lease.lua")));
+static RELEASE_LEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/release_lease.lua")));
 
 pub(crate) fn enqueue_idempotent() -> &'static Script {
     &ENQUEUE_IDEMPOTENT
@@ -23,6 +29,18 @@ pub(crate) fn record_sent() -> &'static Script {
     &RECORD_SENT
 }
 
-pub(crate) fn record_failed() -> &'static Script {
-    &RECORD_FAILED
+pub(crate) fn record_final() -> &'static Script {
+    &RECORD_FINAL
+}
+
+pub(crate) fn record_progress() -> &'static Script {
+    &RECORD_PROGRESS
+}
+
+pub(crate) fn renew_lease() -> &'static Script {
+    &RENEW_LEASE
+}
+
+pub(crate) fn release_lease() -> &'static Script {
+    &RELEASE_LEASE
 }

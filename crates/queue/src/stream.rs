@@ -174,6 +174,17 @@ impl Delivery {
             .map(|b| with_callback_data(b, &self.message_id))
     }
 
+    /// Whether the caller gave a fallback template.
+    pub fn has_fallback(&self) -> bool {
+        self.fallback.is_some()
+    }
+
+    /// `body` (rendered elsewhere, e.g. the sender's default fallback) with
+    /// this message's id as `biz_opaque_callback_data`.
+    pub fn with_callback_data(&self, body: &str) -> String {
+        with_callback_data(body, &self.message_id)
+    }
+
     /// The entry's fields, to keep a copy (dead letters) that can be queued again.
     pub(crate) fn entry_fields(&self) -> Vec<(&'static str, &str)> {
         let mut fields = vec![

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::Worker;
-use crate::drain::now_ms;
+use crate::unix_ms as now_ms;
 
 const INTERVAL: Duration = Duration::from_secs(5);
 

@@ -1,15 +1,22 @@
-//! The worker: drains each sender's queue through the Graph API and records
-//! what became of every message.
+//! The worker: owns a share of the senders (a lease per sender in Redis,
+//! shared out by rendezvous hashing over the live workers) and drains each
+//! owned sender through the Graph API at its exact rate, recording every
+//! outcome in Redis.
 //!
-//! One task per sender reads its stream through the `workers` consumer group
-//! (a dedicated connection for the blocking read), sends up to
-//! `worker.max_in_flight_per_sender` messages at once, and records each
-//! outcome together with the acknowledgement in one script. A worker also
-//! serves `/healthz`, `/readyz` and `/metrics` on its own address.
+//! Modules: [`ownership`] decides which senders this worker drains;
+//! [`dispatcher`] drains one sender (send window, pair limiter, lanes,
+//! backoff, pause); [`reader`] feeds it from the stream; [`attempt`] makes
+//! one Graph API call and records what it came to. A worker also serves
+//! `/healthz`, `/readyz` and `/metrics` on its own address.
 
+mod attempt;
 mod depth;
-mod drain;
+mod dispatcher;
+mod lanes;
+mod lease;
 mod ops_routes;
+mod ownership;
+mod reader;
 
 pub use ops_routes::ops_router;
 
@@ -17,19 +24,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_config::Settings;
+use gateway_domain::rules::RetryPolicy;
 use gateway_graph::GraphClient;
 use gateway_queue::Queue;
 use gateway_telemetry::Metrics;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// What every sender task of a worker shares.
+/// What every task of a worker shares.
 pub struct Worker {
     pub(crate) settings: Arc<Settings>,
     pub(crate) queue: Queue,
     pub(crate) graph: GraphClient,
     pub(crate) metrics: Metrics,
-    /// This worker's consumer name in every sender's group.
+    pub(crate) retry_policy: RetryPolicy,
+    /// This worker's name in the registry, on its leases and as the
+    /// consumer in every sender's group.
     pub(crate) consumer: String,
 }
 
@@ -37,41 +46,30 @@ pub struct Worker {
 const READ_BLOCK: Duration = Duration::from_secs(1);
 
 impl Worker {
-    pub fn new(
-        settings: Arc<Settings>,
-        queue: Queue,
-        graph: GraphClient,
-        metrics: Metrics,
-    ) -> Self {
+    pub fn new(settings: Arc<Settings>, queue: Queue, graph: GraphClient, metrics: Metrics) -> Self {
+        let retry_policy = RetryPolicy {
+            max_attempts: settings.worker.max_attempts,
+            ..RetryPolicy::default()
+        };
         Self {
             settings,
             queue,
             graph,
             metrics,
+            retry_policy,
             consumer: consumer_name(),
         }
     }
 
-    /// Drains every configured sender until `shutdown` is cancelled, then
-    /// lets each sender finish the batch it holds.
+    /// Works until `shutdown` is cancelled, then finishes the sends in
+    /// flight and hands every sender over.
     pub async fn run(self, shutdown: CancellationToken) {
         let worker = Arc::new(self);
-        tracing::info!(consumer = %worker.consumer, senders = worker.settings.senders.len(), "worker started");
-        let mut tasks = JoinSet::new();
-        for sender in &worker.settings.senders {
-            tasks.spawn(drain::drain_sender(
-                worker.clone(),
-                sender.clone(),
-                shutdown.clone(),
-            ));
-        }
-        tasks.spawn(depth::report_depths(worker.clone(), shutdown.clone()));
-        while let Some(result) = tasks.join_next().await {
-            if let Err(error) = result {
-                tracing::error!(%error, "a worker task ended abnormally");
-            }
-        }
-        tracing::info!(consumer = %worker.consumer, "worker stopped");
+        tracing::info!(worker = %worker.consumer, senders = worker.settings.senders.len(), "worker started");
+        let depths = tokio::spawn(depth::report_depths(worker.clone(), shutdown.clone()));
+        ownership::run(worker.clone(), shutdown).await;
+        let _ = depths.await;
+        tracing::info!(worker = %worker.consumer, "worker stopped");
     }
 }
 
@@ -79,9 +77,11 @@ impl Worker {
 fn consumer_name() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
     let suffix = ulid::Ulid::new().to_string();
-    format!(
-        "{host}-{}-{}",
-        std::process::id(),
-        &suffix[suffix.len() - 6..]
-    )
+    format!("{host}-{}-{}", std::process::id(), &suffix[suffix.len() - 6..])
+}
+
+pub(crate) fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -143,6 +143,18 @@ impl OutboundMessage {
             out.insert("context".to_owned(), context.clone());
         }
     }
+
+    /// The Graph API send body for this message to `recipient` (without
+    /// `biz_opaque_callback_data`, which the worker adds).
+    pub fn graph_body(&self, recipient: &crate::Recipient) -> String {
+        let mut body = Map::with_capacity(7);
+        body.insert("messaging_product".into(), "whatsapp".into());
+        body.insert("recipient_type".into(), "individual".into());
+        let (field, value) = recipient.graph_field();
+        body.insert(field.into(), value.into());
+        self.write_graph_fields(&mut body);
+        Value::Object(body).to_string()
+    }
 }
 
 fn unknown_type() -> FieldError {

@@ -5,7 +5,8 @@
 -- ARGV[1] consumer group  ARGV[2] stream entry id  ARGV[3] message id
 -- ARGV[4] wamid           ARGV[5] now ms           ARGV[6] attempts
 -- ARGV[7] record ttl ms   ARGV[8] history event JSON  ARGV[9] 'queued' event JSON
--- ARGV[10..] the record's static field/value pairs (sender, client, to, ...)
+-- ARGV[10] fallback used (0/1)
+-- ARGV[11..] the record's static field/value pairs (sender, client, to, ...)
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[7])
@@ -22,6 +23,7 @@ if not status or status == 'queued' or status == 'scheduled' or status == 'sendi
   status = 'sent'
 end
 redis.call('HSET', KEYS[2], 'status', status, 'wamid', ARGV[4], 'updated_ms', ARGV[5],
-  'attempts', ARGV[6], 'history', history, unpack(ARGV, 10))
+  'attempts', ARGV[6], 'history', history, 'fallback_used', ARGV[10], 'next_attempt_ms', '',
+  unpack(ARGV, 11))
 redis.call('PEXPIRE', KEYS[2], ARGV[7])
 return 1

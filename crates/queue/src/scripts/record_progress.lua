@@ -1,0 +1,20 @@
+-- An attempt failed and another is due, or the message is on hold: write the
+-- record (status, attempts, due time, last error, history). The stream entry
+-- stays pending, so the message stays this sender's until it is done, in
+-- order with the recipient's later messages; the due time survives a crash.
+-- KEYS[1] record
+-- ARGV[1] status ('retrying')  ARGV[2] now ms  ARGV[3] attempts  ARGV[4] next attempt ms
+-- ARGV[5] error code  ARGV[6] error title  ARGV[7] fallback used (0/1)
+-- ARGV[8] record ttl ms  ARGV[9] history event JSON  ARGV[10] 'queued' event JSON
+-- ARGV[11..] the record's static field/value pairs
+local history = redis.call('HGET', KEYS[1], 'history')
+if history and #history > 2 then
+  history = string.sub(history, 1, -2) .. ',' .. ARGV[9] .. ']'
+else
+  history = '[' .. ARGV[10] .. ',' .. ARGV[9] .. ']'
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated_ms', ARGV[2], 'attempts', ARGV[3],
+  'next_attempt_ms', ARGV[4], 'error_code', ARGV[5], 'error_title', ARGV[6],
+  'fallback_used', ARGV[7], 'history', history, unpack(ARGV, 11))
+redis.call('PEXPIRE', KEYS[1], ARGV[8])
+return 1

@@ -1,0 +1,215 @@
+//! Drains one owned sender: messages wait in per-recipient lanes and go out
+//! when the sender's send window, the recipient's pair limiter, any backoff,
+//! the pause flag and the lease all allow, with up to
+//! `worker.max_in_flight_per_sender` Graph API calls at once.
+//!
+//! Guarantees: no one-second window holds more sends than the sender's rate
+//! (lowered for a while after a 130429), also across handovers (the window
+//! is seeded with the previous owner's sends); one recipient gets its
+//! messages in the order they were accepted; no send starts without a
+//! valid lease.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gateway_config::SenderSettings;
+use gateway_domain::rules::{AdaptiveRate, SendWindow};
+use governor::{Quota, RateLimiter, clock::Clock, clock::DefaultClock};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::attempt::{Completion, Next, attempt};
+use crate::lanes::Lanes;
+use crate::lease::Lease;
+use crate::reader::{Incoming, read_sender};
+use crate::{Worker, unix_ms};
+
+/// How often idle state is checked even when nothing happens.
+const IDLE_TICK: Duration = Duration::from_millis(250);
+
+type PairLimiter = RateLimiter<String, governor::state::keyed::HashMapStateStore<String>, DefaultClock>;
+
+/// Runs until `stop` is cancelled or the lease is lost; returns the send
+/// times (Unix ms) of the last window, for the next owner.
+pub(crate) async fn dispatch_sender(
+    worker: Arc<Worker>,
+    sender: Arc<SenderSettings>,
+    mut lease: Lease,
+    mut paused: watch::Receiver<bool>,
+    handed_over: Option<String>,
+    stop: CancellationToken,
+) -> Vec<i64> {
+    let settings = &worker.settings.worker;
+    let (tx, mut rx) = mpsc::channel(settings.batch_size);
+    let reader_stop = stop.child_token();
+    let reader = tokio::spawn(read_sender(worker.clone(), sender.clone(), tx, reader_stop.clone()));
+
+    let mut rate = AdaptiveRate::new(sender.rate_per_second);
+    let mut window = SendWindow::new(sender.rate_per_second, Duration::from_secs(1));
+    window.seed(parse_send_log(handed_over.as_deref()));
+    let pairs: PairLimiter = RateLimiter::hashmap(pair_quota(settings.pair_interval, settings.pair_burst));
+    let clock = DefaultClock::default();
+    let mut lanes: Lanes<Incoming> = Lanes::default();
+    let mut in_flight: JoinSet<Completion> = JoinSet::new();
+    let mut sender_wait_until: Option<Instant> = None;
+    let name = sender.name.as_str();
+    let mut last_gc = Instant::now();
+
+    loop {
+        let now = Instant::now();
+        let limit = rate.current(now);
+        if window.limit() != limit {
+            window.set_limit(limit);
+        }
+        let sending_allowed = !*paused.borrow() && lease.valid_until().is_some_and(|until| now < until);
+        let mut wake = now + IDLE_TICK;
+        while sending_allowed && in_flight.len() < settings.max_in_flight_per_sender {
+            let now = Instant::now();
+            if let Some(until) = sender_wait_until.filter(|until| *until > now) {
+                wake = wake.min(until);
+                break;
+            }
+            let window_at = window.next_allowed(now);
+            if window_at > now {
+                worker.metrics.limiter_waits.with_label_values(&[name]).inc();
+                wake = wake.min(window_at);
+                break;
+            }
+            let Some(recipient) = lanes.next_ready(now) else {
+                if let Some(at) = lanes.next_wake() {
+                    wake = wake.min(at);
+                }
+                break;
+            };
+            if let Err(not_until) = pairs.check_key(&recipient) {
+                worker.metrics.pair_deferrals.with_label_values(&[name]).inc();
+                lanes.defer(&recipient, now + not_until.wait_time_from(clock.now()));
+                continue;
+            }
+            let Some(incoming) = lanes.take(&recipient) else { continue };
+            if window.try_acquire(now).is_err() {
+                // Cannot happen right after next_allowed; keep the order anyway.
+                lanes.put_back(&recipient, incoming, now);
+                break;
+            }
+            in_flight.spawn(attempt(worker.clone(), sender.clone(), incoming, lease.clone()));
+        }
+        if last_gc.elapsed() > Duration::from_secs(60) {
+            pairs.retain_recent();
+            last_gc = Instant::now();
+        }
+
+        let room = lanes.len() < settings.read_ahead;
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                match done {
+                    Ok(completion) => {
+                        if let Some(until) = apply(&mut lanes, &mut rate, completion, &worker, name) {
+                            sender_wait_until = Some(sender_wait_until.map_or(until, |u| u.max(until)));
+                        }
+                    }
+                    Err(error) => tracing::error!(%error, sender = name, "a send task failed"),
+                }
+            }
+            incoming = rx.recv(), if room => match incoming {
+                Some(incoming) => {
+                    let recipient = incoming.delivery.recipient.clone();
+                    let not_before = incoming.not_before;
+                    lanes.push(&recipient, incoming, not_before);
+                }
+                None => break,
+            },
+            _ = tokio::time::sleep_until(wake.into()) => {}
+            _ = lease.changed() => {}
+            _ = paused.changed() => {}
+        }
+        if lease.valid_until().is_none() {
+            break;
+        }
+    }
+
+    reader_stop.cancel();
+    // Sends already started finish and are recorded; what was read but not
+    // started stays pending in Redis for whoever owns the sender next.
+    let grace = worker.settings.worker.shutdown_grace;
+    let _ = tokio::time::timeout(grace, async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await;
+    in_flight.abort_all();
+    let _ = reader.await;
+    send_log(&window)
+}
+
+/// Updates the lanes after an attempt; returns when the whole sender may
+/// send again, if it must wait.
+fn apply(lanes: &mut Lanes<Incoming>, rate: &mut AdaptiveRate, completion: Completion, worker: &Worker, name: &str) -> Option<Instant> {
+    let now = Instant::now();
+    let recipient = completion.incoming.delivery.recipient.clone();
+    match completion.next {
+        Next::Done | Next::Abandon => {
+            lanes.done(&recipient, now);
+            None
+        }
+        Next::Retry { at, sender_wait, throttled } => {
+            if throttled {
+                let lowered = rate.on_throttled(now);
+                tracing::warn!(sender = name, rate = lowered, "130429: lowering the sender's rate for a while");
+                worker.metrics.effective_rate.with_label_values(&[name]).set(i64::from(lowered));
+            }
+            lanes.put_back(&recipient, completion.incoming, at);
+            sender_wait.then_some(at)
+        }
+        Next::Pause => {
+            lanes.put_back(&recipient, completion.incoming, now);
+            None
+        }
+    }
+}
+
+fn pair_quota(interval: Duration, burst: u32) -> Quota {
+    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+    Quota::with_period(interval)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(burst)
+}
+
+/// `ms,ms,...` as a previous owner left it, turned into this process's Instants.
+fn parse_send_log(log: Option<&str>) -> Vec<Instant> {
+    let (now, now_ms) = (Instant::now(), unix_ms());
+    log.into_iter()
+        .flat_map(|l| l.split(','))
+        .filter_map(|ms| ms.trim().parse::<i64>().ok())
+        .filter_map(|ms| {
+            let ago = Duration::from_millis(u64::try_from(now_ms - ms).ok()?);
+            now.checked_sub(ago)
+        })
+        .collect()
+}
+
+fn send_log(window: &SendWindow) -> Vec<i64> {
+    let (now, now_ms) = (Instant::now(), unix_ms());
+    window
+        .recent()
+        .map(|t| now_ms - i64::try_from(now.saturating_duration_since(t).as_millis()).unwrap_or(0))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_logs_survive_the_trip_through_unix_time() {
+        let now_ms = unix_ms();
+        let log = format!("{},{},junk,{}", now_ms - 900, now_ms - 10, now_ms + 5);
+        let parsed = parse_send_log(Some(&log));
+        assert_eq!(parsed.len(), 2, "future and malformed entries are dropped");
+        let mut window = SendWindow::new(2, Duration::from_secs(1));
+        window.seed(parsed);
+        assert!(window.try_acquire(Instant::now()).is_err(), "two sends in the last second fill a limit of 2");
+    }
+}

@@ -1,0 +1,184 @@
+//! Which senders this worker drains. Every `worker.lease_renew_ms` the
+//! worker records its heartbeat, reads the live workers, and computes by
+//! rendezvous hashing which senders it should own; it renews the leases it
+//! holds, hands over those another worker should now own, and takes those
+//! that are free and should be its own. A dead worker's leases expire and
+//! the survivors take its senders, reclaiming its pending entries.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use gateway_config::SenderSettings;
+use gateway_domain::rules::assignment::owned_by;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::dispatcher::dispatch_sender;
+use crate::lease::{LeaseKeeper, new_lease};
+use crate::{Worker, unix_ms};
+
+struct Owned {
+    keeper: LeaseKeeper,
+    paused: watch::Sender<bool>,
+    stop: CancellationToken,
+    task: JoinHandle<Vec<i64>>,
+    /// Being handed over: the dispatcher is finishing its sends in flight.
+    releasing: bool,
+}
+
+pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
+    let settings = &worker.settings.worker;
+    let senders: HashMap<String, Arc<SenderSettings>> = worker
+        .settings
+        .senders
+        .iter()
+        .map(|s| (s.phone_number_id.clone(), s.clone()))
+        .collect();
+    let all: Vec<String> = senders.keys().cloned().collect();
+    let ttl_ms = u64::try_from(settings.lease_ttl.as_millis()).unwrap_or(u64::MAX);
+    let mut owned: HashMap<String, Owned> = HashMap::new();
+    let mut ticker = tokio::time::interval(settings.lease_renew);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        let started = Instant::now();
+        let live = match worker.queue.heartbeat(&worker.consumer, unix_ms(), ttl_ms).await {
+            Ok(live) => live,
+            Err(error) => {
+                worker.metrics.redis_errors.with_label_values(&["heartbeat"]).inc();
+                tracing::warn!(%error, "heartbeat failed; sending stops when the leases run out");
+                continue;
+            }
+        };
+        let desired: Vec<&str> = owned_by(&worker.consumer, &all, &live);
+
+        // Renew what we hold, including senders being handed over.
+        let held: Vec<&str> = owned.keys().map(String::as_str).collect();
+        match worker.queue.renew_leases(&held, &worker.consumer, ttl_ms).await {
+            Ok(renewed) => {
+                let lost: Vec<String> = held
+                    .iter()
+                    .zip(renewed)
+                    .filter_map(|(pnid, ok)| (!ok).then(|| (*pnid).to_owned()))
+                    .collect();
+                for (pnid, state) in &owned {
+                    if !lost.contains(pnid) {
+                        state.keeper.renewed(started, settings.lease_ttl);
+                    }
+                }
+                for pnid in lost {
+                    if let Some(state) = owned.remove(&pnid) {
+                        tracing::warn!(sender = %pnid, "lease lost; stopping");
+                        state.keeper.lost();
+                        state.stop.cancel();
+                        worker.metrics.lease_changes.with_label_values(&["lost"]).inc();
+                    }
+                }
+            }
+            Err(error) => {
+                worker.metrics.redis_errors.with_label_values(&["renew"]).inc();
+                tracing::warn!(%error, "renewing leases failed");
+            }
+        }
+
+        // Hand over senders another worker should own now.
+        for (pnid, state) in owned.iter_mut() {
+            if !state.releasing && !desired.contains(&pnid.as_str()) {
+                state.releasing = true;
+                state.stop.cancel();
+            }
+        }
+        let finished: Vec<String> = owned
+            .iter()
+            .filter(|(_, s)| s.releasing && s.task.is_finished())
+            .map(|(pnid, _)| pnid.clone())
+            .collect();
+        for pnid in finished {
+            if let Some(state) = owned.remove(&pnid) {
+                release(&worker, &pnid, state).await;
+            }
+        }
+
+        // Take free senders that should be ours.
+        for pnid in desired {
+            if owned.contains_key(pnid) {
+                continue;
+            }
+            let Some(sender) = senders.get(pnid) else { continue };
+            let requested_at = Instant::now();
+            match worker.queue.acquire_lease(pnid, &worker.consumer, ttl_ms).await {
+                Ok(Some(handed_over)) => {
+                    tracing::info!(sender = %sender.name, "lease acquired; draining");
+                    worker.metrics.lease_changes.with_label_values(&["acquired"]).inc();
+                    let (keeper, lease) = new_lease();
+                    keeper.renewed(requested_at, settings.lease_ttl);
+                    let (paused_tx, paused_rx) = watch::channel(false);
+                    let stop = shutdown.child_token();
+                    let task = tokio::spawn(dispatch_sender(
+                        worker.clone(),
+                        sender.clone(),
+                        lease,
+                        paused_rx,
+                        handed_over,
+                        stop.clone(),
+                    ));
+                    owned.insert(pnid.to_owned(), Owned { keeper, paused: paused_tx, stop, task, releasing: false });
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    worker.metrics.redis_errors.with_label_values(&["acquire"]).inc();
+                    tracing::warn!(%error, "acquiring a lease failed");
+                }
+            }
+        }
+
+        update_pauses(&worker, &senders, &owned).await;
+        worker.metrics.senders_owned.set(owned.len() as i64);
+    }
+
+    // Clean stop: every dispatcher finishes its sends in flight, then each
+    // sender is handed over at once instead of waiting for its lease to lapse.
+    for state in owned.values() {
+        state.stop.cancel();
+    }
+    for (pnid, state) in owned.drain() {
+        release(&worker, &pnid, state).await;
+    }
+    worker.metrics.senders_owned.set(0);
+    if let Err(error) = worker.queue.leave(&worker.consumer).await {
+        tracing::warn!(%error, "could not leave the worker registry; it forgets this worker when its heartbeat lapses");
+    }
+}
+
+async fn release(worker: &Worker, pnid: &str, state: Owned) {
+    let log = state.task.await.unwrap_or_default();
+    state.keeper.lost();
+    let log: Vec<String> = log.iter().map(i64::to_string).collect();
+    match worker.queue.release_lease(pnid, &worker.consumer, &log.join(",")).await {
+        Ok(()) => {
+            tracing::info!(sender = %pnid, "lease released");
+            worker.metrics.lease_changes.with_label_values(&["released"]).inc();
+        }
+        Err(error) => tracing::warn!(sender = %pnid, %error, "releasing a lease failed; it expires by itself"),
+    }
+}
+
+async fn update_pauses(worker: &Worker, senders: &HashMap<String, Arc<SenderSettings>>, owned: &HashMap<String, Owned>) {
+    let pnids: Vec<&str> = owned.keys().map(String::as_str).collect();
+    let Ok(states) = worker.queue.sender_states(&pnids).await else { return };
+    for (pnid, (_, paused)) in pnids.iter().zip(states) {
+        let is_paused = paused.is_some();
+        if let Some(state) = owned.get(*pnid) {
+            state.paused.send_if_modified(|p| std::mem::replace(p, is_paused) != is_paused);
+        }
+        if let Some(sender) = senders.get(*pnid) {
+            worker.metrics.sender_paused.with_label_values(&[sender.name.as_str()]).set(i64::from(is_paused));
+        }
+    }
+}

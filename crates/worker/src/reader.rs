@@ -1,0 +1,143 @@
+//! Feeds a sender's dispatcher: first every entry still pending in the
+//! sender's group (left by a worker that died or handed the sender over),
+//! with the retry state recorded for it, then new entries as they arrive.
+//! The channel is bounded, so a backlog stays in Redis, not in memory.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gateway_config::SenderSettings;
+use gateway_queue::{Delivery, Progress, QueueError};
+use redis::aio::MultiplexedConnection;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::{READ_BLOCK, Worker, unix_ms};
+
+/// A message on its way to the dispatcher.
+pub(crate) struct Incoming {
+    pub delivery: Delivery,
+    pub progress: Progress,
+    /// Not before this (a retry's due time, recorded before a handover).
+    pub not_before: Instant,
+}
+
+const PAUSE_MIN: Duration = Duration::from_millis(100);
+const PAUSE_MAX: Duration = Duration::from_secs(2);
+
+pub(crate) async fn read_sender(
+    worker: Arc<Worker>,
+    sender: Arc<SenderSettings>,
+    out: mpsc::Sender<Incoming>,
+    stop: CancellationToken,
+) {
+    let pnid = sender.phone_number_id.as_str();
+    let mut pause = PAUSE_MIN;
+    let mut claimed_all = false;
+    let mut cursor = String::from("0-0");
+    let mut conn: Option<MultiplexedConnection> = None;
+    while !stop.is_cancelled() {
+        let step = async {
+            if !claimed_all {
+                worker.queue.ensure_group(pnid).await?;
+                let (next, entries) = worker
+                    .queue
+                    .claim_pending(pnid, &worker.consumer, &cursor, worker.settings.worker.batch_size)
+                    .await?;
+                claimed_all = next == "0-0";
+                cursor = next;
+                return with_retry_state(&worker, pnid, entries).await;
+            }
+            let conn = match &mut conn {
+                Some(conn) => conn,
+                None => conn.insert(worker.queue.blocking_connection(READ_BLOCK).await?),
+            };
+            let entries = worker
+                .queue
+                .read_new(conn, pnid, &worker.consumer, worker.settings.worker.batch_size, READ_BLOCK)
+                .await?;
+            Ok(fresh(entries))
+        };
+        let result = tokio::select! {
+            _ = stop.cancelled() => return,
+            result = step => result,
+        };
+        match result {
+            Ok(batch) => {
+                pause = PAUSE_MIN;
+                for item in batch {
+                    match item {
+                        Ok(incoming) => {
+                            if out.send(incoming).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(entry_id) => discard(&worker, pnid, &entry_id).await,
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(sender = %sender.name, %error, "reading the queue failed; retrying");
+                worker.metrics.redis_errors.with_label_values(&["read"]).inc();
+                conn = None;
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(PAUSE_MAX);
+            }
+        }
+    }
+}
+
+type Batch = Vec<Result<Incoming, String>>;
+
+fn fresh(entries: Vec<Result<Delivery, String>>) -> Batch {
+    let now = Instant::now();
+    entries
+        .into_iter()
+        .map(|entry| {
+            entry.map(|delivery| Incoming {
+                delivery,
+                progress: Progress::default(),
+                not_before: now,
+            })
+        })
+        .collect()
+}
+
+/// Claimed entries may have been tried before: carry on from their record.
+async fn with_retry_state(
+    worker: &Worker,
+    pnid: &str,
+    entries: Vec<Result<Delivery, String>>,
+) -> Result<Batch, QueueError> {
+    let deliveries: Vec<&Delivery> = entries.iter().filter_map(|e| e.as_ref().ok()).collect();
+    let mut states = worker.queue.retry_states(pnid, &deliveries).await?.into_iter();
+    let now = Instant::now();
+    let now_ms = unix_ms();
+    Ok(entries
+        .into_iter()
+        .map(|entry| {
+            entry.map(|delivery| {
+                let state = states.next().unwrap_or_default();
+                let wait_ms = state.next_attempt_ms.map_or(0, |due| (due - now_ms).max(0));
+                Incoming {
+                    delivery,
+                    progress: Progress {
+                        attempts: state.attempts,
+                        fallback_used: state.fallback_used,
+                    },
+                    not_before: now + Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0)),
+                }
+            })
+        })
+        .collect())
+}
+
+async fn discard(worker: &Worker, pnid: &str, entry_id: &str) {
+    tracing::error!(entry_id, "queue entry is not a gateway message; discarding it");
+    if let Err(error) = worker.queue.discard(pnid, entry_id).await {
+        tracing::warn!(%error, "discarding a malformed entry failed");
+    }
+}
