@@ -24,7 +24,7 @@ unit:
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
-		$(CARGO) test --workspace --no-fail-fast; \
+		$(CARGO) test --workspace --no-fail-fast -- --test-threads=1; \
 	fi
 
 ## Throughput figures against the reference, written to BENCHMARKS.md.

@@ -18,10 +18,19 @@ use crate::RedisServer;
 pub struct GatewayOptions {
     /// Senders `s0`, `s1`, ... with phone_number_ids `1000000000`, `1000000001`, ...
     pub senders: usize,
+    /// Start a worker inside the test process.
     pub start_worker: bool,
     /// Sandbox rules; Meta's limits are on by default.
     pub rules: Rules,
     pub max_body_bytes: usize,
+    /// Every sender's configured rate.
+    pub rate_per_second: u32,
+    /// The gateway's pair limit: one message per this many ms to a recipient.
+    pub pair_interval_ms: u64,
+    /// Give this sender a token the sandbox does not know.
+    pub wrong_token_for: Option<usize>,
+    /// Extra `[worker]` keys, as TOML lines.
+    pub worker_toml: String,
 }
 
 impl Default for GatewayOptions {
@@ -31,6 +40,10 @@ impl Default for GatewayOptions {
             start_worker: true,
             rules: Rules::default(),
             max_body_bytes: 262_144,
+            rate_per_second: 70,
+            pair_interval_ms: 6_000,
+            wrong_token_for: None,
+            worker_toml: String::new(),
         }
     }
 }
@@ -47,6 +60,9 @@ pub struct TestGateway {
     pub api_url: String,
     pub http: reqwest::Client,
     pub metrics: Metrics,
+    /// The configuration file and environment worker processes are started with.
+    config_dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
     shutdown: CancellationToken,
     worker_shutdown: Option<CancellationToken>,
     tasks: Vec<JoinHandle<()>>,
@@ -61,9 +77,26 @@ impl TestGateway {
             .await
             .expect("bind sandbox");
         let sandbox_url = format!("http://{}", sandbox_listener.local_addr().expect("addr"));
-        let settings = Arc::new(settings(&options, &redis.url(), &sandbox_url));
+        let (toml, env) = config(&options, &redis.url(), &sandbox_url);
+        let settings = Arc::new(
+            Settings::from_toml(
+                &toml,
+                "test",
+                &Environment::from_pairs(env.clone()),
+                Role::Dev,
+            )
+            .expect("test settings"),
+        );
+        let config_dir = tempfile::tempdir().expect("temporary directory");
+        std::fs::write(config_dir.path().join("gateway.toml"), &toml).expect("write config");
         let mut sandbox_config: SandboxConfig =
             gateway::sandbox_setup::sandbox_config(&settings).expect("sandbox config");
+        if let Some(i) = options.wrong_token_for {
+            // The sandbox knows the right token; the gateway is given another.
+            if let Some(number) = sandbox_config.numbers.get_mut(i) {
+                number.access_token = format!("token-{i}");
+            }
+        }
         sandbox_config.rules = options.rules;
         let sandbox = Sandbox::new(sandbox_config);
         let mut tasks = vec![tokio::spawn({
@@ -92,6 +125,8 @@ impl TestGateway {
             api_url,
             http: reqwest::Client::new(),
             metrics,
+            config_dir,
+            env,
             shutdown,
             worker_shutdown: None,
             tasks,
@@ -113,6 +148,38 @@ impl TestGateway {
                 .await
                 .expect("worker runs");
         }));
+    }
+
+    /// Starts `gateway worker` as a process of its own (`binary` is
+    /// `env!("CARGO_BIN_EXE_gateway-under-test")`).
+    pub fn spawn_worker(&self, binary: &str) -> WorkerProcess {
+        let child = std::process::Command::new(binary)
+            .arg("--config")
+            .arg(self.config_dir.path().join("gateway.toml"))
+            .arg("worker")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start a worker process");
+        WorkerProcess { child: Some(child) }
+    }
+
+    /// Posts messages through `/send/batch` in chunks; returns their ids in order.
+    pub async fn send_all(&self, messages: &[Value]) -> Vec<String> {
+        let mut ids = Vec::with_capacity(messages.len());
+        for chunk in messages.chunks(500) {
+            let body = serde_json::json!({ "messages": chunk })
+                .to_string()
+                .into_bytes();
+            let (status, answer) = self.post("/send/batch", Some(KEY_ALL), body).await;
+            assert_eq!(status, 200, "{answer}");
+            for result in answer["results"].as_array().expect("results") {
+                assert_eq!(result["status"], "queued", "{result}");
+                ids.push(result["id"].as_str().expect("id").to_owned());
+            }
+        }
+        ids
     }
 
     /// `POST /send` as the client allowed every sender.
@@ -196,13 +263,18 @@ pub fn phone_number_id(index: usize) -> String {
     format!("{}", 1_000_000_000 + index)
 }
 
-fn settings(options: &GatewayOptions, redis_url: &str, graph_url: &str) -> Settings {
+/// The configuration file's text and the environment with its secrets.
+fn config(
+    options: &GatewayOptions,
+    redis_url: &str,
+    graph_url: &str,
+) -> (String, Vec<(String, String)>) {
     let mut toml = format!(
         "[api]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = {}\n\
-         [worker]\nlisten = \"127.0.0.1:0\"\n\
+         [worker]\nlisten = \"127.0.0.1:0\"\npair_interval_ms = {}\n{}\n\
          [redis]\nurl = \"{redis_url}\"\nresponse_timeout_ms = 1000\n\
          [graph]\nbase_url = \"{graph_url}\"\ntimeout_ms = 5000\n",
-        options.max_body_bytes
+        options.max_body_bytes, options.pair_interval_ms, options.worker_toml
     );
     let mut env = vec![
         ("KEY_ALL".to_owned(), KEY_ALL.to_owned()),
@@ -212,11 +284,17 @@ fn settings(options: &GatewayOptions, redis_url: &str, graph_url: &str) -> Setti
     for i in 0..options.senders {
         toml.push_str(&format!(
             "[[senders]]\nname = \"s{i}\"\nphone_number_id = \"{}\"\nwaba_id = \"2000\"\n\
-             access_token_env = \"TOKEN_{i}\"\n\
+             access_token_env = \"TOKEN_{i}\"\nrate_per_second = {}\n\
              fallback_template = {{ name = \"hello_world\", language = {{ code = \"en_US\" }} }}\n",
-            phone_number_id(i)
+            phone_number_id(i),
+            options.rate_per_second
         ));
-        env.push((format!("TOKEN_{i}"), format!("token-{i}")));
+        let token = if options.wrong_token_for == Some(i) {
+            "wrong-token".to_owned()
+        } else {
+            format!("token-{i}")
+        };
+        env.push((format!("TOKEN_{i}"), token));
         names.push(format!("\"s{i}\""));
     }
     toml.push_str(&format!(
@@ -224,6 +302,47 @@ fn settings(options: &GatewayOptions, redis_url: &str, graph_url: &str) -> Setti
          [[clients]]\nname = \"one\"\nkey_env = \"KEY_ONE\"\nsenders = [\"s0\"]\n",
         names.join(", ")
     ));
-    Settings::from_toml(&toml, "test", &Environment::from_pairs(env), Role::Dev)
-        .expect("test settings")
+    (toml, env)
+}
+
+/// A `gateway worker` process; killed when dropped.
+pub struct WorkerProcess {
+    child: Option<std::process::Child>,
+}
+
+impl WorkerProcess {
+    /// SIGKILL: the process dies wherever it is.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits up to `deadline` for a clean exit.
+    pub fn terminate(&mut self, deadline: Duration) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let give_up = std::time::Instant::now() + deadline;
+        while std::time::Instant::now() < give_up {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

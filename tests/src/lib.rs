@@ -4,9 +4,11 @@
 //! one [`TestGateway`] with `send`, `message` and `wait_until`.
 
 mod gateway;
+mod rates;
 mod redis_server;
 mod wait;
 
-pub use gateway::{GatewayOptions, KEY_ALL, KEY_ONE, TestGateway, phone_number_id};
+pub use gateway::{GatewayOptions, KEY_ALL, KEY_ONE, TestGateway, WorkerProcess, phone_number_id};
+pub use rates::{RateReport, rate_reports, send_counts};
 pub use redis_server::RedisServer;
-pub use wait::wait_until;
+pub use wait::{wait_until, wait_until_every};

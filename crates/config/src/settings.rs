@@ -194,7 +194,11 @@ impl Settings {
                 file.worker.max_in_flight_per_sender,
                 1,
             )?,
-            lease_ttl: Duration::from_millis(at_least("worker.lease_ttl_ms", file.worker.lease_ttl_ms, 2_000)?),
+            lease_ttl: Duration::from_millis(at_least(
+                "worker.lease_ttl_ms",
+                file.worker.lease_ttl_ms,
+                2_000,
+            )?),
             lease_renew: millis("worker.lease_renew_ms", file.worker.lease_renew_ms)?,
             pair_interval: millis("worker.pair_interval_ms", file.worker.pair_interval_ms)?,
             pair_burst: at_least("worker.pair_burst", file.worker.pair_burst, 1)?,

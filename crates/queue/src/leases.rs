@@ -20,7 +20,12 @@ pub struct RetryState {
 impl Queue {
     /// Records this worker as alive, forgets workers silent for longer than
     /// `ttl_ms`, and returns the live workers.
-    pub async fn heartbeat(&self, worker: &str, now_ms: i64, ttl_ms: u64) -> Result<Vec<String>, QueueError> {
+    pub async fn heartbeat(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        ttl_ms: u64,
+    ) -> Result<Vec<String>, QueueError> {
         let cutoff = now_ms - i64::try_from(ttl_ms).unwrap_or(i64::MAX);
         let (live,): (Vec<String>,) = redis::pipe()
             .cmd("ZADD")
@@ -44,7 +49,11 @@ impl Queue {
 
     /// Takes this worker out of the registry (a clean stop).
     pub async fn leave(&self, worker: &str) -> Result<(), QueueError> {
-        let _: i64 = redis::cmd("ZREM").arg(keys::WORKERS).arg(worker).query_async(&mut self.conn.clone()).await?;
+        let _: i64 = redis::cmd("ZREM")
+            .arg(keys::WORKERS)
+            .arg(worker)
+            .query_async(&mut self.conn.clone())
+            .await?;
         Ok(())
     }
 
@@ -72,19 +81,32 @@ impl Queue {
 
     /// Renews the leases this worker holds, in one pipeline; for each sender,
     /// whether it still holds the lease.
-    pub async fn renew_leases(&self, phone_number_ids: &[&str], worker: &str, ttl_ms: u64) -> Result<Vec<bool>, QueueError> {
+    pub async fn renew_leases(
+        &self,
+        phone_number_ids: &[&str],
+        worker: &str,
+        ttl_ms: u64,
+    ) -> Result<Vec<bool>, QueueError> {
         if phone_number_ids.is_empty() {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
         for pnid in phone_number_ids {
-            pipe.invoke_script(scripts::renew_lease().key(keys::lease(pnid)).arg(worker).arg(ttl_ms));
+            pipe.invoke_script(
+                scripts::renew_lease()
+                    .key(keys::lease(pnid))
+                    .arg(worker)
+                    .arg(ttl_ms),
+            );
         }
         let renewed: Vec<i64> = match pipe.query_async(&mut self.conn.clone()).await {
             Ok(renewed) => renewed,
             // After a Redis restart the script cache is empty; load it and try once more.
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                let _: String = scripts::renew_lease().prepare_invoke().load_async(&mut self.conn.clone()).await?;
+                let _: String = scripts::renew_lease()
+                    .prepare_invoke()
+                    .load_async(&mut self.conn.clone())
+                    .await?;
                 pipe.query_async(&mut self.conn.clone()).await?
             }
             Err(e) => return Err(e.into()),
@@ -94,7 +116,12 @@ impl Queue {
 
     /// Hands the sender over: leaves `send_log` (recent send times) for the
     /// next owner and frees the lease, if this worker still holds it.
-    pub async fn release_lease(&self, phone_number_id: &str, worker: &str, send_log: &str) -> Result<(), QueueError> {
+    pub async fn release_lease(
+        &self,
+        phone_number_id: &str,
+        worker: &str,
+        send_log: &str,
+    ) -> Result<(), QueueError> {
         let _: i64 = scripts::release_lease()
             .key(keys::lease(phone_number_id))
             .key(keys::send_log(phone_number_id))
@@ -116,21 +143,38 @@ impl Queue {
         }
         let mut pipe = redis::pipe();
         for pnid in phone_number_ids {
-            pipe.cmd("GET").arg(keys::lease(pnid)).cmd("GET").arg(keys::paused(pnid));
+            pipe.cmd("GET")
+                .arg(keys::lease(pnid))
+                .cmd("GET")
+                .arg(keys::paused(pnid));
         }
         let values: Vec<Option<String>> = pipe.query_async(&mut self.conn.clone()).await?;
-        Ok(values.chunks(2).map(|pair| (pair[0].clone(), pair.get(1).cloned().flatten())).collect())
+        Ok(values
+            .chunks(2)
+            .map(|pair| (pair[0].clone(), pair.get(1).cloned().flatten()))
+            .collect())
     }
 
     /// Pauses a sender: its queue is kept, nothing is sent until it is resumed.
-    pub async fn pause_sender(&self, phone_number_id: &str, reason_json: &str) -> Result<(), QueueError> {
-        let _: () = redis::cmd("SET").arg(keys::paused(phone_number_id)).arg(reason_json).query_async(&mut self.conn.clone()).await?;
+    pub async fn pause_sender(
+        &self,
+        phone_number_id: &str,
+        reason_json: &str,
+    ) -> Result<(), QueueError> {
+        let _: () = redis::cmd("SET")
+            .arg(keys::paused(phone_number_id))
+            .arg(reason_json)
+            .query_async(&mut self.conn.clone())
+            .await?;
         Ok(())
     }
 
     /// Resumes a paused sender. Returns whether it was paused.
     pub async fn resume_sender(&self, phone_number_id: &str) -> Result<bool, QueueError> {
-        let removed: i64 = redis::cmd("DEL").arg(keys::paused(phone_number_id)).query_async(&mut self.conn.clone()).await?;
+        let removed: i64 = redis::cmd("DEL")
+            .arg(keys::paused(phone_number_id))
+            .query_async(&mut self.conn.clone())
+            .await?;
         Ok(removed == 1)
     }
 
@@ -171,12 +215,20 @@ impl Queue {
             .transpose()
             .map_err(|e| QueueError::Protocol(e.to_string()))?
             .unwrap_or_default();
-        let deliveries = entries.ids.into_iter().map(|entry| Delivery::from_entry(phone_number_id, entry)).collect();
+        let deliveries = entries
+            .ids
+            .into_iter()
+            .map(|entry| Delivery::from_entry(phone_number_id, entry))
+            .collect();
         Ok((next, deliveries))
     }
 
     /// The retry state recorded for messages a worker picks up again.
-    pub async fn retry_states(&self, phone_number_id: &str, deliveries: &[&Delivery]) -> Result<Vec<RetryState>, QueueError> {
+    pub async fn retry_states(
+        &self,
+        phone_number_id: &str,
+        deliveries: &[&Delivery],
+    ) -> Result<Vec<RetryState>, QueueError> {
         if deliveries.is_empty() {
             return Ok(Vec::new());
         }
@@ -188,7 +240,8 @@ impl Queue {
                 .arg("next_attempt_ms")
                 .arg("fallback_used");
         }
-        let rows: Vec<(Option<String>, Option<String>, Option<String>)> = pipe.query_async(&mut self.conn.clone()).await?;
+        let rows: Vec<(Option<String>, Option<String>, Option<String>)> =
+            pipe.query_async(&mut self.conn.clone()).await?;
         Ok(rows
             .into_iter()
             .map(|(attempts, next, fallback)| RetryState {
@@ -200,7 +253,10 @@ impl Queue {
     }
 
     /// Who owns which sender, as `XINFO`-free lookups for the ops tools.
-    pub async fn lease_holders(&self, phone_number_ids: &[&str]) -> Result<HashMap<String, String>, QueueError> {
+    pub async fn lease_holders(
+        &self,
+        phone_number_ids: &[&str],
+    ) -> Result<HashMap<String, String>, QueueError> {
         let states = self.sender_states(phone_number_ids).await?;
         Ok(phone_number_ids
             .iter()

@@ -9,19 +9,19 @@
 
 mod connection;
 mod entry;
-mod leases;
-mod outcome;
 mod error;
 pub mod keys;
+mod leases;
+mod outcome;
 mod record;
 mod scripts;
 mod stream;
 
 pub use connection::connect;
 pub use error::QueueError;
-pub use record::MessageRecord;
 pub use leases::RetryState;
 pub use outcome::{Outcome, Progress};
+pub use record::MessageRecord;
 pub use stream::{Delivery, QueueDepth};
 
 use std::collections::HashMap;

@@ -20,11 +20,19 @@ pub enum Outcome<'a> {
     /// Meta accepted it: the entry leaves the queue.
     Sent { wamid: &'a str },
     /// It failed for good: the entry leaves the queue for the dead letters.
-    Failed { code: i64, title: &'a str, reason: &'a str },
+    Failed {
+        code: i64,
+        title: &'a str,
+        reason: &'a str,
+    },
     /// It was not sent in time: the entry leaves the queue.
     Expired { reason: &'a str },
     /// Another attempt is due at `next_attempt_ms`: the entry stays pending.
-    Retrying { code: i64, title: &'a str, next_attempt_ms: i64 },
+    Retrying {
+        code: i64,
+        title: &'a str,
+        next_attempt_ms: i64,
+    },
 }
 
 impl Queue {
@@ -58,12 +66,21 @@ impl Queue {
                     .arg(queued_event)
                     .arg(fallback);
             }
-            Outcome::Failed { code, title, reason } => {
+            Outcome::Failed {
+                code,
+                title,
+                reason,
+            } => {
                 invocation = self.final_invocation(
                     phone_number_id,
                     delivery,
                     progress,
-                    Final { status: MessageStatus::Failed, code, title, reason },
+                    Final {
+                        status: MessageStatus::Failed,
+                        code,
+                        title,
+                        reason,
+                    },
                     now_ms,
                 );
             }
@@ -73,11 +90,20 @@ impl Queue {
                     phone_number_id,
                     delivery,
                     progress,
-                    Final { status: MessageStatus::Expired, code: 0, title, reason },
+                    Final {
+                        status: MessageStatus::Expired,
+                        code: 0,
+                        title,
+                        reason,
+                    },
                     now_ms,
                 );
             }
-            Outcome::Retrying { code, title, next_attempt_ms } => {
+            Outcome::Retrying {
+                code,
+                title,
+                next_attempt_ms,
+            } => {
                 let event = serde_json::json!({
                     "status": "retrying", "at_ms": now_ms, "error_code": code,
                     "error_title": title, "next_attempt_ms": next_attempt_ms,
@@ -133,7 +159,11 @@ impl Queue {
             .arg(now_ms)
             .arg(progress.attempts)
             .arg(event)
-            .arg(history_event("queued", delivery.message_id.accepted_at_ms(), None))
+            .arg(history_event(
+                "queued",
+                delivery.message_id.accepted_at_ms(),
+                None,
+            ))
             .arg(self.record_ttl_ms)
             .arg(keys::DEAD_LETTER_MAX_LEN)
             .arg(end.reason)

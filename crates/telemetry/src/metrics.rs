@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Handles to the metric families; cheap to clone.
@@ -73,9 +74,14 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 /// Registers one family; the names and labels are constants of this file,
 /// so a failure is a programming error caught by the test below.
-fn register<C: Collector + Clone + 'static>(registry: &Registry, family: prometheus::Result<C>) -> C {
+fn register<C: Collector + Clone + 'static>(
+    registry: &Registry,
+    family: prometheus::Result<C>,
+) -> C {
     let family = family.expect("valid metric definition");
-    registry.register(Box::new(family.clone())).expect("metric registered once");
+    registry
+        .register(Box::new(family.clone()))
+        .expect("metric registered once");
     family
 }
 
@@ -83,19 +89,57 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let r = &registry;
-        let counter = |name: &str, help: &str, labels: &[&str]| register(r, IntCounterVec::new(Opts::new(name, help), labels));
-        let gauge = |name: &str, help: &str, labels: &[&str]| register(r, IntGaugeVec::new(Opts::new(name, help), labels));
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            register(r, IntCounterVec::new(Opts::new(name, help), labels))
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            register(r, IntGaugeVec::new(Opts::new(name, help), labels))
+        };
         let histogram = |name: &str, help: &str, labels: &[&str]| {
-            register(r, HistogramVec::new(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()), labels))
+            register(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                    labels,
+                ),
+            )
         };
         let families = Families {
-            accepted: counter("gateway_messages_accepted_total", "Messages stored in Redis by the api.", &["sender"]),
-            sent: counter("gateway_messages_sent_total", "Messages the Graph API accepted.", &["sender"]),
-            failed: counter("gateway_messages_failed_total", "Messages that ended as failed, by Meta error code.", &["sender", "code"]),
-            dead_letters: counter("gateway_dead_letters_total", "Messages moved to the dead-letter stream, by code.", &["sender", "code"]),
-            expired: counter("gateway_messages_expired_total", "Messages that expired before they could be sent.", &["sender"]),
-            retries: counter("gateway_retries_total", "Retries scheduled, by error class.", &["sender", "reason"]),
-            fallbacks: counter("gateway_template_fallbacks_total", "Messages sent as their fallback template.", &["sender"]),
+            accepted: counter(
+                "gateway_messages_accepted_total",
+                "Messages stored in Redis by the api.",
+                &["sender"],
+            ),
+            sent: counter(
+                "gateway_messages_sent_total",
+                "Messages the Graph API accepted.",
+                &["sender"],
+            ),
+            failed: counter(
+                "gateway_messages_failed_total",
+                "Messages that ended as failed, by Meta error code.",
+                &["sender", "code"],
+            ),
+            dead_letters: counter(
+                "gateway_dead_letters_total",
+                "Messages moved to the dead-letter stream, by code.",
+                &["sender", "code"],
+            ),
+            expired: counter(
+                "gateway_messages_expired_total",
+                "Messages that expired before they could be sent.",
+                &["sender"],
+            ),
+            retries: counter(
+                "gateway_retries_total",
+                "Retries scheduled, by error class.",
+                &["sender", "reason"],
+            ),
+            fallbacks: counter(
+                "gateway_template_fallbacks_total",
+                "Messages sent as their fallback template.",
+                &["sender"],
+            ),
             graph_errors: counter(
                 "gateway_graph_errors_total",
                 "Error answers from the Graph API, by Meta error code (or -1 / HTTP status without one).",
@@ -106,26 +150,73 @@ impl Metrics {
                 "Duration of Graph API send calls.",
                 &["sender", "outcome"],
             ),
-            accept_to_send: histogram("gateway_accept_to_send_seconds", "Time from acceptance by the api to Meta's answer.", &["sender"]),
-            limiter_waits: counter("gateway_limiter_waits_total", "Times a sender's rate window was full while messages were ready.", &["sender"]),
-            pair_deferrals: counter("gateway_pair_limit_deferrals_total", "Times a message waited for its recipient's pair limit.", &["sender"]),
-            sender_paused: gauge("gateway_sender_paused", "1 while a sender is paused.", &["sender"]),
-            effective_rate: gauge("gateway_sender_effective_rate", "Messages per second a sender is held to after a 130429.", &["sender"]),
-            senders_owned: register(r, IntGauge::new("gateway_worker_senders_owned", "Senders this worker holds a lease for.")),
-            lease_changes: counter("gateway_lease_changes_total", "Sender leases acquired, released and lost by this worker.", &["change"]),
-            queue_depth: gauge("gateway_queue_depth", "Messages in a sender's queue, waiting or in flight.", &["sender"]),
+            accept_to_send: histogram(
+                "gateway_accept_to_send_seconds",
+                "Time from acceptance by the api to Meta's answer.",
+                &["sender"],
+            ),
+            limiter_waits: counter(
+                "gateway_limiter_waits_total",
+                "Times a sender's rate window was full while messages were ready.",
+                &["sender"],
+            ),
+            pair_deferrals: counter(
+                "gateway_pair_limit_deferrals_total",
+                "Times a message waited for its recipient's pair limit.",
+                &["sender"],
+            ),
+            sender_paused: gauge(
+                "gateway_sender_paused",
+                "1 while a sender is paused.",
+                &["sender"],
+            ),
+            effective_rate: gauge(
+                "gateway_sender_effective_rate",
+                "Messages per second a sender is held to after a 130429.",
+                &["sender"],
+            ),
+            senders_owned: register(
+                r,
+                IntGauge::new(
+                    "gateway_worker_senders_owned",
+                    "Senders this worker holds a lease for.",
+                ),
+            ),
+            lease_changes: counter(
+                "gateway_lease_changes_total",
+                "Sender leases acquired, released and lost by this worker.",
+                &["change"],
+            ),
+            queue_depth: gauge(
+                "gateway_queue_depth",
+                "Messages in a sender's queue, waiting or in flight.",
+                &["sender"],
+            ),
             queue_oldest_age: register(
                 r,
                 GaugeVec::new(
-                    Opts::new("gateway_queue_oldest_age_seconds", "Age of the oldest message in a sender's queue (0 when empty)."),
+                    Opts::new(
+                        "gateway_queue_oldest_age_seconds",
+                        "Age of the oldest message in a sender's queue (0 when empty).",
+                    ),
                     &["sender"],
                 ),
             ),
-            http_responses: counter("gateway_http_responses_total", "API answers by route and HTTP status.", &["route", "status"]),
-            redis_errors: counter("gateway_redis_errors_total", "Redis operations that failed.", &["operation"]),
+            http_responses: counter(
+                "gateway_http_responses_total",
+                "API answers by route and HTTP status.",
+                &["route", "status"],
+            ),
+            redis_errors: counter(
+                "gateway_redis_errors_total",
+                "Redis operations that failed.",
+                &["operation"],
+            ),
             registry,
         };
-        Self { inner: Arc::new(families) }
+        Self {
+            inner: Arc::new(families),
+        }
     }
 
     /// The Prometheus text exposition of every family.
@@ -151,9 +242,18 @@ mod tests {
     fn families_render_with_their_labels() {
         let metrics = Metrics::new();
         metrics.accepted.with_label_values(&["support"]).inc();
-        metrics.failed.with_label_values(&["support", "131026"]).inc();
+        metrics
+            .failed
+            .with_label_values(&["support", "131026"])
+            .inc();
         let text = metrics.render();
-        assert!(text.contains("gateway_messages_accepted_total{sender=\"support\"} 1"), "{text}");
-        assert!(text.contains("gateway_messages_failed_total{code=\"131026\",sender=\"support\"} 1"), "{text}");
+        assert!(
+            text.contains("gateway_messages_accepted_total{sender=\"support\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gateway_messages_failed_total{code=\"131026\",sender=\"support\"} 1"),
+            "{text}"
+        );
     }
 }

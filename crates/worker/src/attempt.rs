@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use gateway_config::SenderSettings;
 use gateway_domain::Recipient;
-use gateway_domain::rules::{ErrorClass, RetryDecision, TransportFailure, classify_code, classify_transport};
+use gateway_domain::rules::{
+    ErrorClass, RetryDecision, TransportFailure, classify_code, classify_transport,
+};
 use gateway_graph::GraphError;
 use gateway_queue::Outcome;
 
@@ -20,7 +22,11 @@ pub(crate) enum Next {
     /// The message is finished (sent, failed, expired).
     Done,
     /// Try again at `at`; with `sender_wait`, the whole sender waits that long.
-    Retry { at: Instant, sender_wait: bool, throttled: bool },
+    Retry {
+        at: Instant,
+        sender_wait: bool,
+        throttled: bool,
+    },
     /// The sender is paused; the message stays first in its lane.
     Pause,
     /// The outcome could not be recorded before the lease ran out: the
@@ -33,87 +39,213 @@ pub(crate) struct Completion {
     pub next: Next,
 }
 
-pub(crate) async fn attempt(worker: Arc<Worker>, sender: Arc<SenderSettings>, mut incoming: Incoming, lease: Lease) -> Completion {
+pub(crate) async fn attempt(
+    worker: Arc<Worker>,
+    sender: Arc<SenderSettings>,
+    mut incoming: Incoming,
+    lease: Lease,
+) -> Completion {
     let delivery = &incoming.delivery;
     let now_ms = unix_ms();
-    let age = Duration::from_millis(u64::try_from(now_ms - delivery.message_id.accepted_at_ms()).unwrap_or(0));
+    let age = Duration::from_millis(
+        u64::try_from(now_ms - delivery.message_id.accepted_at_ms()).unwrap_or(0),
+    );
     if age > sender.max_age {
-        let next = record(&worker, &sender, &incoming, Outcome::Expired { reason: "max_age" }, &lease).await;
-        worker.metrics.expired.with_label_values(&[sender.name.as_str()]).inc();
-        return Completion { incoming, next: next.unwrap_or(Next::Done) };
+        let next = record(
+            &worker,
+            &sender,
+            &incoming,
+            Outcome::Expired { reason: "max_age" },
+            &lease,
+        )
+        .await;
+        worker
+            .metrics
+            .expired
+            .with_label_values(&[sender.name.as_str()])
+            .inc();
+        return Completion {
+            incoming,
+            next: next.unwrap_or(Next::Done),
+        };
     }
     let Some(body) = body_to_send(&sender, &incoming) else {
-        let outcome = Outcome::Failed { code: 131047, title: "no fallback template for a closed window", reason: "window_closed" };
+        let outcome = Outcome::Failed {
+            code: 131047,
+            title: "no fallback template for a closed window",
+            reason: "window_closed",
+        };
         let next = record(&worker, &sender, &incoming, outcome, &lease).await;
-        return Completion { incoming, next: next.unwrap_or(Next::Done) };
+        return Completion {
+            incoming,
+            next: next.unwrap_or(Next::Done),
+        };
     };
     let Some(token) = sender.access_token.as_ref() else {
         tracing::error!(sender = %sender.name, "no access token; pausing the sender");
-        return Completion { incoming, next: Next::Pause };
+        return Completion {
+            incoming,
+            next: Next::Pause,
+        };
     };
 
     let started = Instant::now();
-    let result = worker.graph.send_message(&sender.phone_number_id, token, body).await;
+    let result = worker
+        .graph
+        .send_message(&sender.phone_number_id, token, body)
+        .await;
     incoming.progress.attempts += 1;
-    let labels = [sender.name.as_str(), if result.is_ok() { "ok" } else { "error" }];
-    worker.metrics.graph_request_duration.with_label_values(&labels).observe(started.elapsed().as_secs_f64());
+    let labels = [
+        sender.name.as_str(),
+        if result.is_ok() { "ok" } else { "error" },
+    ];
+    worker
+        .metrics
+        .graph_request_duration
+        .with_label_values(&labels)
+        .observe(started.elapsed().as_secs_f64());
 
     let error = match result {
         Ok(accepted) => {
             let metrics = &worker.metrics;
-            metrics.sent.with_label_values(&[sender.name.as_str()]).inc();
-            let waited = (unix_ms() - incoming.delivery.message_id.accepted_at_ms()).max(0) as f64 / 1000.0;
-            metrics.accept_to_send.with_label_values(&[sender.name.as_str()]).observe(waited);
+            metrics
+                .sent
+                .with_label_values(&[sender.name.as_str()])
+                .inc();
+            let waited =
+                (unix_ms() - incoming.delivery.message_id.accepted_at_ms()).max(0) as f64 / 1000.0;
+            metrics
+                .accept_to_send
+                .with_label_values(&[sender.name.as_str()])
+                .observe(waited);
             if incoming.progress.fallback_used {
-                metrics.fallbacks.with_label_values(&[sender.name.as_str()]).inc();
+                metrics
+                    .fallbacks
+                    .with_label_values(&[sender.name.as_str()])
+                    .inc();
             }
-            let next = record(&worker, &sender, &incoming, Outcome::Sent { wamid: &accepted.wamid }, &lease).await;
-            return Completion { incoming, next: next.unwrap_or(Next::Done) };
+            let next = record(
+                &worker,
+                &sender,
+                &incoming,
+                Outcome::Sent {
+                    wamid: &accepted.wamid,
+                },
+                &lease,
+            )
+            .await;
+            return Completion {
+                incoming,
+                next: next.unwrap_or(Next::Done),
+            };
         }
         Err(error) => error,
     };
 
     let class = classify(&error);
     let (code, title) = code_and_title(&error);
-    worker.metrics.graph_errors.with_label_values(&[sender.name.as_str(), &code.to_string()]).inc();
+    worker
+        .metrics
+        .graph_errors
+        .with_label_values(&[sender.name.as_str(), &code.to_string()])
+        .inc();
     let fallback_available = !incoming.progress.fallback_used
         && (incoming.delivery.has_fallback() || sender.fallback_template.is_some());
-    let decision = worker.retry_policy.decide(class, incoming.progress.attempts, age, fallback_available);
+    let decision =
+        worker
+            .retry_policy
+            .decide(class, incoming.progress.attempts, age, fallback_available);
     tracing::info!(message_id = %incoming.delivery.message_id, sender = %sender.name, %error, class = class.as_str(), ?decision, "send failed");
     let now = Instant::now();
     let (outcome, next) = match decision {
-        RetryDecision::RetryAfter { delay, sender_backoff } => {
-            worker.metrics.retries.with_label_values(&[sender.name.as_str(), class.as_str()]).inc();
+        RetryDecision::RetryAfter {
+            delay,
+            sender_backoff,
+        } => {
+            worker
+                .metrics
+                .retries
+                .with_label_values(&[sender.name.as_str(), class.as_str()])
+                .inc();
             let due = now_ms + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
             (
-                Outcome::Retrying { code, title: &title, next_attempt_ms: due },
-                Next::Retry { at: now + delay, sender_wait: sender_backoff, throttled: class == ErrorClass::SenderThroughput },
+                Outcome::Retrying {
+                    code,
+                    title: &title,
+                    next_attempt_ms: due,
+                },
+                Next::Retry {
+                    at: now + delay,
+                    sender_wait: sender_backoff,
+                    throttled: class == ErrorClass::SenderThroughput,
+                },
             )
         }
         RetryDecision::UseFallback => {
             incoming.progress.fallback_used = true;
-            worker.metrics.retries.with_label_values(&[sender.name.as_str(), class.as_str()]).inc();
+            worker
+                .metrics
+                .retries
+                .with_label_values(&[sender.name.as_str(), class.as_str()])
+                .inc();
             (
-                Outcome::Retrying { code, title: &title, next_attempt_ms: now_ms },
-                Next::Retry { at: now, sender_wait: false, throttled: false },
+                Outcome::Retrying {
+                    code,
+                    title: &title,
+                    next_attempt_ms: now_ms,
+                },
+                Next::Retry {
+                    at: now,
+                    sender_wait: false,
+                    throttled: false,
+                },
             )
         }
         RetryDecision::Fail { reason } => {
-            worker.metrics.failed.with_label_values(&[sender.name.as_str(), &code.to_string()]).inc();
-            worker.metrics.dead_letters.with_label_values(&[sender.name.as_str(), &code.to_string()]).inc();
-            (Outcome::Failed { code, title: &title, reason }, Next::Done)
+            worker
+                .metrics
+                .failed
+                .with_label_values(&[sender.name.as_str(), &code.to_string()])
+                .inc();
+            worker
+                .metrics
+                .dead_letters
+                .with_label_values(&[sender.name.as_str(), &code.to_string()])
+                .inc();
+            (
+                Outcome::Failed {
+                    code,
+                    title: &title,
+                    reason,
+                },
+                Next::Done,
+            )
         }
         RetryDecision::PauseSender => {
             let reason = serde_json::json!({ "code": code, "title": title, "class": class.as_str(), "at_ms": now_ms }).to_string();
-            if let Err(error) = worker.queue.pause_sender(&sender.phone_number_id, &reason).await {
+            if let Err(error) = worker
+                .queue
+                .pause_sender(&sender.phone_number_id, &reason)
+                .await
+            {
                 tracing::warn!(%error, "could not record the pause; pausing locally");
             }
             tracing::warn!(sender = %sender.name, code, "sender paused: {title}");
-            (Outcome::Retrying { code, title: &title, next_attempt_ms: now_ms }, Next::Pause)
+            (
+                Outcome::Retrying {
+                    code,
+                    title: &title,
+                    next_attempt_ms: now_ms,
+                },
+                Next::Pause,
+            )
         }
     };
     let recorded = record(&worker, &sender, &incoming, outcome, &lease).await;
-    Completion { incoming, next: recorded.unwrap_or(next) }
+    Completion {
+        incoming,
+        next: recorded.unwrap_or(next),
+    }
 }
 
 /// The body for this attempt: the message itself, or once the window was
@@ -133,10 +265,14 @@ fn body_to_send(sender: &SenderSettings, incoming: &Incoming) -> Option<String> 
 fn classify(error: &GraphError) -> ErrorClass {
     match error {
         GraphError::Meta { code, .. } => classify_code(*code),
-        GraphError::Http { http_status } => classify_transport(TransportFailure::HttpStatus(*http_status)),
+        GraphError::Http { http_status } => {
+            classify_transport(TransportFailure::HttpStatus(*http_status))
+        }
         GraphError::Timeout => classify_transport(TransportFailure::Timeout),
         GraphError::Connection(_) => classify_transport(TransportFailure::Connection),
-        GraphError::InvalidResponse(_) | GraphError::Config(_) => classify_transport(TransportFailure::InvalidResponse),
+        GraphError::InvalidResponse(_) | GraphError::Config(_) => {
+            classify_transport(TransportFailure::InvalidResponse)
+        }
     }
 }
 
@@ -153,17 +289,33 @@ fn code_and_title(error: &GraphError) -> (i64, String) {
 /// Records an outcome, retrying while Redis is away and the lease holds:
 /// the entry stays pending until this succeeds. `None` when recorded; else
 /// the message is left to the sender's next owner.
-async fn record(worker: &Worker, sender: &SenderSettings, incoming: &Incoming, outcome: Outcome<'_>, lease: &Lease) -> Option<Next> {
+async fn record(
+    worker: &Worker,
+    sender: &SenderSettings,
+    incoming: &Incoming,
+    outcome: Outcome<'_>,
+    lease: &Lease,
+) -> Option<Next> {
     let mut pause = Duration::from_millis(50);
     loop {
         match worker
             .queue
-            .record(&sender.phone_number_id, &incoming.delivery, incoming.progress, outcome, unix_ms())
+            .record(
+                &sender.phone_number_id,
+                &incoming.delivery,
+                incoming.progress,
+                outcome,
+                unix_ms(),
+            )
             .await
         {
             Ok(()) => return None,
             Err(error) => {
-                worker.metrics.redis_errors.with_label_values(&["record"]).inc();
+                worker
+                    .metrics
+                    .redis_errors
+                    .with_label_values(&["record"])
+                    .inc();
                 if !lease.is_valid() {
                     tracing::error!(message_id = %incoming.delivery.message_id, %error, "could not record an outcome before the lease ran out; the next owner will pick the message up");
                     return Some(Next::Abandon);

@@ -46,11 +46,14 @@ impl<T> Lanes<T> {
     /// Appends a message to its recipient's lane; it may go at `not_before`.
     pub fn push(&mut self, recipient: &str, item: T, not_before: Instant) {
         self.len += 1;
-        let lane = self.lanes.entry(recipient.to_owned()).or_insert_with(|| Lane {
-            waiting: VecDeque::new(),
-            in_flight: false,
-            scheduled_at: None,
-        });
+        let lane = self
+            .lanes
+            .entry(recipient.to_owned())
+            .or_insert_with(|| Lane {
+                waiting: VecDeque::new(),
+                in_flight: false,
+                scheduled_at: None,
+            });
         lane.waiting.push_back((item, not_before));
         if !lane.in_flight && lane.waiting.len() == 1 {
             self.schedule(recipient, not_before);
@@ -104,7 +107,9 @@ impl<T> Lanes<T> {
     /// The message taken from this lane is finished; the next one may go.
     pub fn done(&mut self, recipient: &str, now: Instant) {
         self.len = self.len.saturating_sub(1);
-        let Some(lane) = self.lanes.get_mut(recipient) else { return };
+        let Some(lane) = self.lanes.get_mut(recipient) else {
+            return;
+        };
         lane.in_flight = false;
         match lane.waiting.front() {
             Some((_, not_before)) => {
@@ -120,7 +125,9 @@ impl<T> Lanes<T> {
     /// The message taken from this lane goes back to its front, to be tried
     /// again at `not_before`.
     pub fn put_back(&mut self, recipient: &str, item: T, not_before: Instant) {
-        let Some(lane) = self.lanes.get_mut(recipient) else { return };
+        let Some(lane) = self.lanes.get_mut(recipient) else {
+            return;
+        };
         lane.in_flight = false;
         lane.waiting.push_front((item, not_before));
         self.schedule(recipient, not_before);
@@ -130,7 +137,8 @@ impl<T> Lanes<T> {
         if let Some(lane) = self.lanes.get_mut(recipient) {
             lane.scheduled_at = Some(at);
             self.sequence += 1;
-            self.ready.push(Reverse((at, self.sequence, recipient.to_owned())));
+            self.ready
+                .push(Reverse((at, self.sequence, recipient.to_owned())));
         }
     }
 }
@@ -158,7 +166,10 @@ mod tests {
         for i in 0..5 {
             lanes.push("a", i, now);
         }
-        let sent: Vec<u32> = drain_order(&mut lanes, now).into_iter().map(|(_, i)| i).collect();
+        let sent: Vec<u32> = drain_order(&mut lanes, now)
+            .into_iter()
+            .map(|(_, i)| i)
+            .collect();
         assert_eq!(sent, [0, 1, 2, 3, 4]);
         assert_eq!(lanes.len(), 0);
     }
@@ -171,7 +182,11 @@ mod tests {
         lanes.push("a", 2, now);
         let recipient = lanes.next_ready(now).expect("ready");
         assert_eq!(lanes.take(&recipient), Some(1));
-        assert_eq!(lanes.next_ready(now), None, "the second waits for the first");
+        assert_eq!(
+            lanes.next_ready(now),
+            None,
+            "the second waits for the first"
+        );
         lanes.done("a", now);
         assert_eq!(lanes.next_ready(now).as_deref(), Some("a"));
     }
@@ -203,7 +218,10 @@ mod tests {
         let item = lanes.take(&recipient).expect("head");
         lanes.put_back(&recipient, item, retry_at);
         assert_eq!(lanes.next_ready(now), None);
-        let order: Vec<u32> = drain_order(&mut lanes, retry_at).into_iter().map(|(_, i)| i).collect();
+        let order: Vec<u32> = drain_order(&mut lanes, retry_at)
+            .into_iter()
+            .map(|(_, i)| i)
+            .collect();
         assert_eq!(order, [1, 2]);
     }
 
@@ -213,7 +231,9 @@ mod tests {
         let mut lanes = Lanes::default();
         lanes.push("a", 1, now + Duration::from_secs(1));
         assert_eq!(lanes.next_ready(now), None);
-        let recipient = lanes.next_ready(now + Duration::from_secs(1)).expect("ready");
+        let recipient = lanes
+            .next_ready(now + Duration::from_secs(1))
+            .expect("ready");
         lanes.take(&recipient);
         assert_eq!(lanes.len(), 1);
         lanes.done(&recipient, now);

@@ -29,7 +29,8 @@ pub(crate) fn new_lease() -> (LeaseKeeper, Lease) {
 
 impl Lease {
     pub fn is_valid(&self) -> bool {
-        self.valid_until().is_some_and(|until| Instant::now() < until)
+        self.valid_until()
+            .is_some_and(|until| Instant::now() < until)
     }
 
     pub fn valid_until(&self) -> Option<Instant> {

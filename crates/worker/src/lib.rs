@@ -46,7 +46,12 @@ pub struct Worker {
 const READ_BLOCK: Duration = Duration::from_secs(1);
 
 impl Worker {
-    pub fn new(settings: Arc<Settings>, queue: Queue, graph: GraphClient, metrics: Metrics) -> Self {
+    pub fn new(
+        settings: Arc<Settings>,
+        queue: Queue,
+        graph: GraphClient,
+        metrics: Metrics,
+    ) -> Self {
         let retry_policy = RetryPolicy {
             max_attempts: settings.worker.max_attempts,
             ..RetryPolicy::default()
@@ -77,7 +82,11 @@ impl Worker {
 fn consumer_name() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
     let suffix = ulid::Ulid::new().to_string();
-    format!("{host}-{}-{}", std::process::id(), &suffix[suffix.len() - 6..])
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        &suffix[suffix.len() - 6..]
+    )
 }
 
 pub(crate) fn unix_ms() -> i64 {

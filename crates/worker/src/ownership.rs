@@ -19,6 +19,9 @@ use crate::dispatcher::dispatch_sender;
 use crate::lease::{LeaseKeeper, new_lease};
 use crate::{Worker, unix_ms};
 
+/// How often finished handovers and free senders are looked at.
+const HANDOVER_TICK: std::time::Duration = std::time::Duration::from_millis(200);
+
 struct Owned {
     keeper: LeaseKeeper,
     paused: watch::Sender<bool>,
@@ -39,8 +42,16 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
     let all: Vec<String> = senders.keys().cloned().collect();
     let ttl_ms = u64::try_from(settings.lease_ttl.as_millis()).unwrap_or(u64::MAX);
     let mut owned: HashMap<String, Owned> = HashMap::new();
-    let mut ticker = tokio::time::interval(settings.lease_renew);
+    // Leases are renewed every `lease_renew`; handovers are checked more
+    // often, so a sender moving between workers pauses for a moment only.
+    let mut ticker = tokio::time::interval(HANDOVER_TICK.min(settings.lease_renew));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_renewal: Option<Instant> = None;
+    let mut live: Vec<String> = Vec::new();
+    // Workers started together first see each other, then share the
+    // senders: taking everything at once would mean handing most of it
+    // over again a second later.
+    let mut settled = false;
 
     loop {
         tokio::select! {
@@ -48,44 +59,29 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
             _ = ticker.tick() => {}
         }
         let started = Instant::now();
-        let live = match worker.queue.heartbeat(&worker.consumer, unix_ms(), ttl_ms).await {
-            Ok(live) => live,
-            Err(error) => {
-                worker.metrics.redis_errors.with_label_values(&["heartbeat"]).inc();
-                tracing::warn!(%error, "heartbeat failed; sending stops when the leases run out");
-                continue;
-            }
-        };
-        let desired: Vec<&str> = owned_by(&worker.consumer, &all, &live);
-
-        // Renew what we hold, including senders being handed over.
-        let held: Vec<&str> = owned.keys().map(String::as_str).collect();
-        match worker.queue.renew_leases(&held, &worker.consumer, ttl_ms).await {
-            Ok(renewed) => {
-                let lost: Vec<String> = held
-                    .iter()
-                    .zip(renewed)
-                    .filter_map(|(pnid, ok)| (!ok).then(|| (*pnid).to_owned()))
-                    .collect();
-                for (pnid, state) in &owned {
-                    if !lost.contains(pnid) {
-                        state.keeper.renewed(started, settings.lease_ttl);
-                    }
-                }
-                for pnid in lost {
-                    if let Some(state) = owned.remove(&pnid) {
-                        tracing::warn!(sender = %pnid, "lease lost; stopping");
-                        state.keeper.lost();
-                        state.stop.cancel();
-                        worker.metrics.lease_changes.with_label_values(&["lost"]).inc();
-                    }
+        let renewal_due =
+            last_renewal.is_none_or(|at| started.duration_since(at) >= settings.lease_renew);
+        if renewal_due {
+            last_renewal = Some(started);
+            match worker
+                .queue
+                .heartbeat(&worker.consumer, unix_ms(), ttl_ms)
+                .await
+            {
+                Ok(workers) => live = workers,
+                Err(error) => {
+                    worker
+                        .metrics
+                        .redis_errors
+                        .with_label_values(&["heartbeat"])
+                        .inc();
+                    tracing::warn!(%error, "heartbeat failed; sending stops when the leases run out");
+                    continue;
                 }
             }
-            Err(error) => {
-                worker.metrics.redis_errors.with_label_values(&["renew"]).inc();
-                tracing::warn!(%error, "renewing leases failed");
-            }
+            renew(&worker, &mut owned, started, ttl_ms).await;
         }
+        let desired: Vec<&str> = owned_by(&worker.consumer, &all, &live);
 
         // Hand over senders another worker should own now.
         for (pnid, state) in owned.iter_mut() {
@@ -105,17 +101,33 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
             }
         }
 
-        // Take free senders that should be ours.
+        // Take free senders that should be ours (once the workers started
+        // together have seen each other).
+        if !settled {
+            settled = last_renewal
+                .is_some_and(|at| started.duration_since(at) >= settings.lease_renew / 2);
+            continue;
+        }
         for pnid in desired {
             if owned.contains_key(pnid) {
                 continue;
             }
-            let Some(sender) = senders.get(pnid) else { continue };
+            let Some(sender) = senders.get(pnid) else {
+                continue;
+            };
             let requested_at = Instant::now();
-            match worker.queue.acquire_lease(pnid, &worker.consumer, ttl_ms).await {
+            match worker
+                .queue
+                .acquire_lease(pnid, &worker.consumer, ttl_ms)
+                .await
+            {
                 Ok(Some(handed_over)) => {
                     tracing::info!(sender = %sender.name, "lease acquired; draining");
-                    worker.metrics.lease_changes.with_label_values(&["acquired"]).inc();
+                    worker
+                        .metrics
+                        .lease_changes
+                        .with_label_values(&["acquired"])
+                        .inc();
                     let (keeper, lease) = new_lease();
                     keeper.renewed(requested_at, settings.lease_ttl);
                     let (paused_tx, paused_rx) = watch::channel(false);
@@ -128,11 +140,24 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
                         handed_over,
                         stop.clone(),
                     ));
-                    owned.insert(pnid.to_owned(), Owned { keeper, paused: paused_tx, stop, task, releasing: false });
+                    owned.insert(
+                        pnid.to_owned(),
+                        Owned {
+                            keeper,
+                            paused: paused_tx,
+                            stop,
+                            task,
+                            releasing: false,
+                        },
+                    );
                 }
                 Ok(None) => {}
                 Err(error) => {
-                    worker.metrics.redis_errors.with_label_values(&["acquire"]).inc();
+                    worker
+                        .metrics
+                        .redis_errors
+                        .with_label_values(&["acquire"])
+                        .inc();
                     tracing::warn!(%error, "acquiring a lease failed");
                 }
             }
@@ -156,29 +181,96 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
     }
 }
 
+/// Renews every lease this worker holds, including those being handed
+/// over; a lease found taken stops its dispatcher at once.
+async fn renew(worker: &Worker, owned: &mut HashMap<String, Owned>, started: Instant, ttl_ms: u64) {
+    let settings = &worker.settings.worker;
+    let held: Vec<&str> = owned.keys().map(String::as_str).collect();
+    match worker
+        .queue
+        .renew_leases(&held, &worker.consumer, ttl_ms)
+        .await
+    {
+        Ok(renewed) => {
+            let lost: Vec<String> = held
+                .iter()
+                .zip(renewed)
+                .filter_map(|(pnid, ok)| (!ok).then(|| (*pnid).to_owned()))
+                .collect();
+            for (pnid, state) in owned.iter() {
+                if !lost.contains(pnid) {
+                    state.keeper.renewed(started, settings.lease_ttl);
+                }
+            }
+            for pnid in lost {
+                if let Some(state) = owned.remove(&pnid) {
+                    tracing::warn!(sender = %pnid, "lease lost; stopping");
+                    state.keeper.lost();
+                    state.stop.cancel();
+                    worker
+                        .metrics
+                        .lease_changes
+                        .with_label_values(&["lost"])
+                        .inc();
+                }
+            }
+        }
+        Err(error) => {
+            worker
+                .metrics
+                .redis_errors
+                .with_label_values(&["renew"])
+                .inc();
+            tracing::warn!(%error, "renewing leases failed");
+        }
+    }
+}
+
 async fn release(worker: &Worker, pnid: &str, state: Owned) {
     let log = state.task.await.unwrap_or_default();
     state.keeper.lost();
     let log: Vec<String> = log.iter().map(i64::to_string).collect();
-    match worker.queue.release_lease(pnid, &worker.consumer, &log.join(",")).await {
+    match worker
+        .queue
+        .release_lease(pnid, &worker.consumer, &log.join(","))
+        .await
+    {
         Ok(()) => {
             tracing::info!(sender = %pnid, "lease released");
-            worker.metrics.lease_changes.with_label_values(&["released"]).inc();
+            worker
+                .metrics
+                .lease_changes
+                .with_label_values(&["released"])
+                .inc();
         }
-        Err(error) => tracing::warn!(sender = %pnid, %error, "releasing a lease failed; it expires by itself"),
+        Err(error) => {
+            tracing::warn!(sender = %pnid, %error, "releasing a lease failed; it expires by itself")
+        }
     }
 }
 
-async fn update_pauses(worker: &Worker, senders: &HashMap<String, Arc<SenderSettings>>, owned: &HashMap<String, Owned>) {
+async fn update_pauses(
+    worker: &Worker,
+    senders: &HashMap<String, Arc<SenderSettings>>,
+    owned: &HashMap<String, Owned>,
+) {
     let pnids: Vec<&str> = owned.keys().map(String::as_str).collect();
-    let Ok(states) = worker.queue.sender_states(&pnids).await else { return };
+    let Ok(states) = worker.queue.sender_states(&pnids).await else {
+        return;
+    };
     for (pnid, (_, paused)) in pnids.iter().zip(states) {
         let is_paused = paused.is_some();
         if let Some(state) = owned.get(*pnid) {
-            state.paused.send_if_modified(|p| std::mem::replace(p, is_paused) != is_paused);
+            state
+                .paused
+                .send_if_modified(|p| std::mem::replace(p, is_paused) != is_paused);
         }
         if let Some(sender) = senders.get(*pnid) {
-            worker.metrics.sender_paused.with_label_values(&[sender.name.as_str()]).set(i64::from(is_paused));
+            worker
+                .metrics
+                .sender_paused
+                .with_label_values(&[sender.name.as_str()])
+                .set(i64::from(is_paused));
         }
     }
 }

@@ -42,7 +42,12 @@ pub(crate) async fn read_sender(
                 worker.queue.ensure_group(pnid).await?;
                 let (next, entries) = worker
                     .queue
-                    .claim_pending(pnid, &worker.consumer, &cursor, worker.settings.worker.batch_size)
+                    .claim_pending(
+                        pnid,
+                        &worker.consumer,
+                        &cursor,
+                        worker.settings.worker.batch_size,
+                    )
                     .await?;
                 claimed_all = next == "0-0";
                 cursor = next;
@@ -54,7 +59,13 @@ pub(crate) async fn read_sender(
             };
             let entries = worker
                 .queue
-                .read_new(conn, pnid, &worker.consumer, worker.settings.worker.batch_size, READ_BLOCK)
+                .read_new(
+                    conn,
+                    pnid,
+                    &worker.consumer,
+                    worker.settings.worker.batch_size,
+                    READ_BLOCK,
+                )
                 .await?;
             Ok(fresh(entries))
         };
@@ -78,7 +89,11 @@ pub(crate) async fn read_sender(
             }
             Err(error) => {
                 tracing::warn!(sender = %sender.name, %error, "reading the queue failed; retrying");
-                worker.metrics.redis_errors.with_label_values(&["read"]).inc();
+                worker
+                    .metrics
+                    .redis_errors
+                    .with_label_values(&["read"])
+                    .inc();
                 conn = None;
                 tokio::select! {
                     _ = stop.cancelled() => return,
@@ -113,7 +128,11 @@ async fn with_retry_state(
     entries: Vec<Result<Delivery, String>>,
 ) -> Result<Batch, QueueError> {
     let deliveries: Vec<&Delivery> = entries.iter().filter_map(|e| e.as_ref().ok()).collect();
-    let mut states = worker.queue.retry_states(pnid, &deliveries).await?.into_iter();
+    let mut states = worker
+        .queue
+        .retry_states(pnid, &deliveries)
+        .await?
+        .into_iter();
     let now = Instant::now();
     let now_ms = unix_ms();
     Ok(entries
@@ -136,7 +155,10 @@ async fn with_retry_state(
 }
 
 async fn discard(worker: &Worker, pnid: &str, entry_id: &str) {
-    tracing::error!(entry_id, "queue entry is not a gateway message; discarding it");
+    tracing::error!(
+        entry_id,
+        "queue entry is not a gateway message; discarding it"
+    );
     if let Err(error) = worker.queue.discard(pnid, entry_id).await {
         tracing::warn!(%error, "discarding a malformed entry failed");
     }

@@ -77,6 +77,15 @@ enum Command {
         rate_per_second: u64,
         #[arg(long, default_value_t = 3)]
         retries: usize,
+        /// Keep apalis-redis's default per-task leases. Off by default, as its
+        /// docs advise for tasks shorter than a heartbeat (30 s): each lease
+        /// runs `LREM` over the whole pending list, so with a backlog of 100k
+        /// the worker slows to a few hundred jobs per second.
+        #[arg(long)]
+        lock_tasks: bool,
+        /// Jobs per fetch (apalis-redis's default is 10).
+        #[arg(long, default_value_t = 10)]
+        batch_size: usize,
     },
 }
 
@@ -118,9 +127,9 @@ async fn send_message(job: SendMessage, graph: Data<Arc<Graph>>) -> Result<(), B
     Ok(())
 }
 
-async fn storage(redis: &str) -> Result<RedisStorage<SendMessage>, BoxDynError> {
+async fn storage(redis: &str, config: Config) -> Result<RedisStorage<SendMessage>, BoxDynError> {
     let conn = apalis_redis::connect(redis).await?;
-    Ok(RedisStorage::new(conn).with_config(Config::default().queue(QUEUE)))
+    Ok(RedisStorage::new(conn).with_config(config.queue(QUEUE)))
 }
 
 fn template_message(phone_number_id: &str, i: usize) -> SendMessage {
@@ -132,20 +141,32 @@ fn template_message(phone_number_id: &str, i: usize) -> SendMessage {
         "type": "template",
         "template": { "name": "hello_world", "language": { "code": "en_US" } },
     });
-    SendMessage { phone_number_id: phone_number_id.to_owned(), to, body }
+    SendMessage {
+        phone_number_id: phone_number_id.to_owned(),
+        to,
+        body,
+    }
 }
 
 #[tokio::main]
 async fn main() -> Result<(), BoxDynError> {
     match Cli::parse().command {
-        Command::Enqueue { redis, count, phone_number_id } => {
-            let mut storage = storage(&redis).await?;
-            let jobs: Vec<_> = (0..count).map(|i| template_message(&phone_number_id, i)).collect();
+        Command::Enqueue {
+            redis,
+            count,
+            phone_number_id,
+        } => {
+            let mut storage = storage(&redis, Config::default()).await?;
+            let jobs: Vec<_> = (0..count)
+                .map(|i| template_message(&phone_number_id, i))
+                .collect();
             for chunk in jobs.chunks(PUSH_CHUNK) {
                 storage.push_bulk(chunk.to_vec()).await?;
             }
-            let (scheduled, active) =
-                (storage.get_config().scheduled_jobs_set(), storage.get_config().active_jobs_list());
+            let (scheduled, active) = (
+                storage.get_config().scheduled_jobs_set(),
+                storage.get_config().active_jobs_list(),
+            );
             let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
             loop {
                 let moved: usize = PROMOTE_DUE
@@ -168,17 +189,24 @@ async fn main() -> Result<(), BoxDynError> {
             concurrency,
             rate_per_second,
             retries,
+            lock_tasks,
+            batch_size,
         } => {
             let graph = Arc::new(Graph {
-                http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
+                http: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(30))
+                    .build()?,
                 base: format!("{}/{graph_version}", graph.trim_end_matches('/')),
                 token,
                 phone_number_id,
             });
+            let config = Config::default()
+                .lock_tasks(lock_tasks)
+                .batch_size(batch_size);
             // Layer order follows apalis's own advice: concurrency, then the
             // rate limit, then retries (so retries do not pass the limiter again).
             WorkerBuilder::new("reference-worker")
-                .backend(storage(&redis).await?)
+                .backend(storage(&redis, config).await?)
                 .concurrency(concurrency)
                 .rate_limit(rate_per_second, Duration::from_secs(1))
                 .retry(RetryPolicy::retries(retries))
