@@ -165,6 +165,24 @@ impl TestGateway {
         WorkerProcess { child: Some(child) }
     }
 
+    /// Runs a `gateway` command (`dlq list`, `senders resume`, ...) against
+    /// this gateway's configuration; returns its exit status and output.
+    pub fn command(&self, binary: &str, args: &[&str]) -> (bool, String) {
+        let output = std::process::Command::new(binary)
+            .arg("--config")
+            .arg(self.config_dir.path().join("gateway.toml"))
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("run the gateway command");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    }
+
     /// Posts messages through `/send/batch` in chunks; returns their ids in order.
     pub async fn send_all(&self, messages: &[Value]) -> Vec<String> {
         let mut ids = Vec::with_capacity(messages.len());

@@ -1,5 +1,6 @@
 //! The HTTP API internal services call: `POST /send`, `POST /send/batch`,
-//! `GET /messages/{id}`, plus `/healthz`, `/readyz` and `/metrics`.
+//! `GET /messages/{id}`, `GET /dead-letters`, `POST /dead-letters/replay`,
+//! plus `/healthz`, `/readyz` and `/metrics`.
 //!
 //! Guarantees: a `202` is answered only after Redis has stored the message
 //! (stream entry, record and idempotency key in one script); bad input is
@@ -8,6 +9,7 @@
 //! answers in one place, [`error::ApiError`].
 
 mod auth;
+mod dead_letters;
 mod error;
 mod health;
 mod messages;
@@ -32,6 +34,8 @@ pub fn router(state: AppState) -> Router {
         .route("/send", post(send::send_one))
         .route("/send/batch", post(send::send_batch))
         .route("/messages/{id}", get(messages::show))
+        .route("/dead-letters", get(dead_letters::list))
+        .route("/dead-letters/replay", post(dead_letters::replay))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .layer(DefaultBodyLimit::max(state.settings.api.max_body_bytes))

@@ -8,6 +8,7 @@
 //! queue only in the same step that records the message's outcome.
 
 mod connection;
+mod dead_letters;
 mod entry;
 mod error;
 pub mod keys;
@@ -18,6 +19,7 @@ mod scripts;
 mod stream;
 
 pub use connection::connect;
+pub use dead_letters::{DeadLetter, DeadLetterFilter};
 pub use error::QueueError;
 pub use leases::RetryState;
 pub use outcome::{Outcome, Progress};

@@ -16,6 +16,8 @@ static RECORD_FINAL: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/record_final.lua")));
 static RECORD_PROGRESS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/record_progress.lua")));
+static REPLAY_DEAD_LETTER: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/replay_dead_letter.lua")));
 static RENEW_LEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/renew_lease.lua")));
 static RELEASE_LEASE: LazyLock<Script> =
@@ -43,4 +45,8 @@ pub(crate) fn renew_lease() -> &'static Script {
 
 pub(crate) fn release_lease() -> &'static Script {
     &RELEASE_LEASE
+}
+
+pub(crate) fn replay_dead_letter() -> &'static Script {
+    &REPLAY_DEAD_LETTER
 }

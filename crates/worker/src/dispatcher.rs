@@ -39,6 +39,10 @@ const RATE_WINDOW: Duration = Duration::from_millis(1_015);
 /// that a send that went out late can be caught up with.
 const MIN_SPACING_FRACTION: f64 = 0.8;
 
+/// How long a sender that met a sender-level error waits before its next
+/// attempt if nobody resumes it sooner.
+const PAUSE_RECHECK: Duration = Duration::from_secs(30);
+
 /// How often idle state is checked even when nothing happens.
 const IDLE_TICK: Duration = Duration::from_millis(250);
 
@@ -77,6 +81,10 @@ pub(crate) async fn dispatch_sender(
     let name = sender.name.as_str();
     let mut last_gc = Instant::now();
     let mut last_send: Option<Instant> = None;
+    // Slow start: one call in flight until one comes back finished, then
+    // doubling. A sender whose token is dead costs one attempt, not a
+    // whole batch, before it is paused.
+    let mut in_flight_cap: usize = 1;
 
     while !stop.is_cancelled() {
         let now = Instant::now();
@@ -152,6 +160,11 @@ pub(crate) async fn dispatch_sender(
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
                 match done {
                     Ok(completion) => {
+                        in_flight_cap = match completion.next {
+                            Next::Done => in_flight_cap.saturating_mul(2).min(settings.max_in_flight_per_sender),
+                            Next::Pause => 1,
+                            _ => in_flight_cap,
+                        };
                         if let Some(until) = apply(&mut lanes, &mut rate, completion, &worker, name) {
                             sender_wait_until = Some(sender_wait_until.map_or(until, |u| u.max(until)));
                         }
@@ -169,7 +182,12 @@ pub(crate) async fn dispatch_sender(
             },
             _ = tokio::time::sleep_until(wake.into()) => {}
             _ = lease.changed() => {}
-            _ = paused.changed() => {}
+            _ = paused.changed() => {
+                if !*paused.borrow() {
+                    // Resumed by an operator: try again now.
+                    sender_wait_until = None;
+                }
+            }
         }
         if lease.valid_until().is_none() {
             break;
@@ -229,8 +247,10 @@ fn apply(
             sender_wait.then_some(at)
         }
         Next::Pause => {
+            // The paused flag reaches this dispatcher through Redis; until it
+            // does (or if it could not be written) hold the sender anyway.
             lanes.put_back(&recipient, completion.incoming, now);
-            None
+            Some(now + PAUSE_RECHECK)
         }
     }
 }

@@ -1,0 +1,100 @@
+//! `GET /dead-letters` and `POST /dead-letters/replay`: a client's view of
+//! the messages of its senders that failed for good, and replaying them
+//! once the cause is fixed. The same as `gateway dlq`, for services.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use gateway_domain::FieldError;
+use gateway_queue::DeadLetterFilter;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::Client;
+use crate::{ApiError, AppState};
+
+#[derive(Deserialize)]
+pub(crate) struct ListQuery {
+    from: Option<String>,
+    code: Option<i64>,
+    limit: Option<usize>,
+}
+
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1_000;
+
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    client: Client,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let filter = DeadLetterFilter {
+        code: query.code,
+        ids: None,
+    };
+    let mut letters = Vec::new();
+    for pnid in senders(&state, &client, query.from.as_deref())? {
+        letters.extend(
+            state
+                .queue
+                .dead_letters(&pnid, &filter, limit - letters.len())
+                .await?,
+        );
+        if letters.len() >= limit {
+            break;
+        }
+    }
+    Ok(Json(json!({ "dead_letters": letters })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReplayRequest {
+    from: Option<String>,
+    code: Option<i64>,
+    ids: Option<Vec<String>>,
+}
+
+pub(crate) async fn replay(
+    State(state): State<AppState>,
+    client: Client,
+    body: Result<Json<ReplayRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(request) = body.map_err(|e| ApiError::MalformedJson(e.body_text()))?;
+    let filter = DeadLetterFilter {
+        code: request.code,
+        ids: request.ids,
+    };
+    let mut replayed = 0;
+    for pnid in senders(&state, &client, request.from.as_deref())? {
+        replayed += state
+            .queue
+            .replay_dead_letters(&pnid, &filter, crate::send::unix_ms())
+            .await?;
+    }
+    Ok(Json(json!({ "replayed": replayed })))
+}
+
+/// The phone_number_ids a request covers: the sender it names (which the
+/// client must be allowed), or all of the client's senders.
+fn senders(state: &AppState, client: &Client, from: Option<&str>) -> Result<Vec<String>, ApiError> {
+    match from {
+        None => Ok(client.senders.clone()),
+        Some(name) => {
+            let sender = state.sender(name).ok_or_else(|| {
+                FieldError::new(
+                    "from",
+                    "unknown_sender",
+                    format!("no sender is named {name:?}"),
+                )
+            })?;
+            if !client.may_use(&sender.phone_number_id) {
+                return Err(ApiError::Forbidden {
+                    field: "from",
+                    message: format!("client {} may not use {}", client.name, sender.name),
+                });
+            }
+            Ok(vec![sender.phone_number_id.clone()])
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The dead-letter stream of each sender: messages that failed for good,
+//! with Meta's code, the reason and the attempts, and everything needed to
+//! queue them again once the cause is fixed (a template approved, a token
+//! replaced). A replayed message keeps its id and its history.
+
+use std::collections::HashMap;
+
+use gateway_domain::MessageId;
+use redis::Value;
+use serde::Serialize;
+
+use crate::{Queue, QueueError, entry, history_event, keys, scripts};
+
+/// One failed message, as listed for ops.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    /// Where it sits in the dead-letter stream.
+    pub entry_id: String,
+    pub id: String,
+    pub sender: String,
+    pub recipient: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub code: i64,
+    pub title: String,
+    pub reason: String,
+    pub attempts: u32,
+    pub failed_ms: i64,
+    /// The queue entry's fields, for replay.
+    #[serde(skip)]
+    entry: Vec<(String, String)>,
+}
+
+/// Which dead letters to list or replay; `None` matches any.
+#[derive(Debug, Clone, Default)]
+pub struct DeadLetterFilter {
+    pub code: Option<i64>,
+    pub ids: Option<Vec<String>>,
+}
+
+impl DeadLetterFilter {
+    fn matches(&self, letter: &DeadLetter) -> bool {
+        self.code.is_none_or(|code| code == letter.code)
+            && self.ids.as_ref().is_none_or(|ids| ids.contains(&letter.id))
+    }
+}
+
+/// Dead letters read per round trip.
+const PAGE: usize = 1_000;
+
+impl Queue {
+    /// The sender's dead letters matching `filter`, oldest first, at most `limit`.
+    pub async fn dead_letters(
+        &self,
+        phone_number_id: &str,
+        filter: &DeadLetterFilter,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
+        let key = keys::dead_letters(phone_number_id);
+        let mut found = Vec::new();
+        let mut start = "-".to_owned();
+        while found.len() < limit {
+            let page: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+                .arg(&key)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(PAGE)
+                .query_async(&mut self.conn.clone())
+                .await?;
+            let Some(last) = page.ids.last().map(|e| e.id.clone()) else {
+                break;
+            };
+            let full = page.ids.len() == PAGE;
+            found.extend(
+                page.ids
+                    .into_iter()
+                    .filter_map(|e| DeadLetter::from_entry(e.id, e.map))
+                    .filter(|letter| filter.matches(letter)),
+            );
+            if !full {
+                break;
+            }
+            start = format!("({last}");
+        }
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    /// Queues the matching dead letters of the sender again; returns how many.
+    pub async fn replay_dead_letters(
+        &self,
+        phone_number_id: &str,
+        filter: &DeadLetterFilter,
+        now_ms: i64,
+    ) -> Result<usize, QueueError> {
+        let letters = self
+            .dead_letters(phone_number_id, filter, usize::MAX)
+            .await?;
+        let mut replayed = 0;
+        for chunk in letters.chunks(PAGE) {
+            let mut pipe = redis::pipe();
+            for letter in chunk {
+                let mut invocation = scripts::replay_dead_letter().prepare_invoke();
+                invocation
+                    .key(keys::dead_letters(phone_number_id))
+                    .key(keys::queue(phone_number_id))
+                    .key(keys::record(phone_number_id, &letter.id))
+                    .arg(&letter.entry_id)
+                    .arg(&letter.id)
+                    .arg(now_ms)
+                    .arg(history_event(
+                        "queued",
+                        now_ms,
+                        Some(("detail", "replayed from the dead letters")),
+                    ))
+                    .arg(self.record_ttl_ms);
+                for (field, value) in &letter.entry {
+                    invocation.arg(field).arg(value);
+                }
+                pipe.invoke_script(&invocation);
+            }
+            let results: Vec<i64> = match pipe.query_async(&mut self.conn.clone()).await {
+                Ok(results) => results,
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    let _: String = scripts::replay_dead_letter()
+                        .prepare_invoke()
+                        .load_async(&mut self.conn.clone())
+                        .await?;
+                    pipe.query_async(&mut self.conn.clone()).await?
+                }
+                Err(e) => return Err(e.into()),
+            };
+            replayed += results.into_iter().filter(|r| *r == 1).count();
+        }
+        Ok(replayed)
+    }
+}
+
+impl DeadLetter {
+    fn from_entry(entry_id: String, map: HashMap<String, Value>) -> Option<Self> {
+        let fields: HashMap<String, String> = map
+            .into_iter()
+            .filter_map(|(k, v)| match v {
+                Value::BulkString(bytes) => String::from_utf8(bytes).ok().map(|s| (k, s)),
+                _ => None,
+            })
+            .collect();
+        let get = |name: &str| fields.get(name).cloned();
+        let id = get("id")?;
+        MessageId::parse(&id)?;
+        let entry = [
+            entry::SENDER,
+            entry::CLIENT,
+            entry::RECIPIENT,
+            entry::KIND,
+            entry::BODY,
+            entry::FALLBACK,
+            entry::METADATA,
+        ]
+        .iter()
+        .filter_map(|name| Some(((*name).to_owned(), get(name)?)))
+        .collect();
+        Some(Self {
+            entry_id,
+            sender: get(entry::SENDER).unwrap_or_default(),
+            recipient: get(entry::RECIPIENT).unwrap_or_default(),
+            kind: get(entry::KIND).unwrap_or_default(),
+            code: get("code").and_then(|c| c.parse().ok()).unwrap_or(0),
+            title: get("title").unwrap_or_default(),
+            reason: get("reason").unwrap_or_default(),
+            attempts: get("attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
+            failed_ms: get("failed_ms").and_then(|t| t.parse().ok()).unwrap_or(0),
+            entry,
+            id,
+        })
+    }
+}
