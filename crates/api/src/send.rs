@@ -23,7 +23,7 @@ pub(crate) async fn send_one(
     let prepared = request.prepare();
     let outcome = state
         .queue
-        .enqueue(&new_message(&request, &prepared, &client))
+        .enqueue(&new_message(&request, &prepared, &client), unix_ms())
         .await
         .inspect_err(|_| {
             state
@@ -92,7 +92,7 @@ pub(crate) async fn send_batch(
         .collect();
     let mut stored = state
         .queue
-        .enqueue_batch(&to_store)
+        .enqueue_batch(&to_store, unix_ms())
         .await
         .inspect_err(|_| {
             state
@@ -148,6 +148,9 @@ fn new_message<'a>(
             key,
             fingerprint: &prepared.fingerprint,
         }),
+        lane: request.lane,
+        send_after_ms: request.send_after_ms,
+        expires_at_ms: request.expires_at_ms.map(|ms| ms.to_string()),
     }
 }
 
@@ -163,9 +166,14 @@ fn answer(
                 .accepted
                 .with_label_values(&[request.sender.name.as_str()])
                 .inc();
+            let status = if id.lane() == gateway_domain::Lane::Scheduled {
+                "scheduled"
+            } else {
+                "queued"
+            };
             Ok((
                 StatusCode::ACCEPTED,
-                json!({ "id": id.as_str(), "status": "queued" }),
+                json!({ "id": id.as_str(), "status": status }),
             ))
         }
         EnqueueOutcome::Duplicate(first) => Ok((

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use gateway_config::SenderSettings;
-use gateway_domain::{FieldError, OutboundMessage, Recipient};
+use gateway_domain::{FieldError, Lane, OutboundMessage, Recipient};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -20,11 +20,17 @@ const GATEWAY_FIELDS: &[&str] = &[
     "fallback_template",
     "idempotency_key",
     "metadata",
+    "priority",
+    "send_after",
+    "expires_at",
 ];
 
 /// Documented fields whose behaviour is not built yet: refused rather than
 /// silently ignored, so no caller believes a message was scheduled.
-const NOT_YET_SUPPORTED: &[&str] = &["priority", "send_after", "expires_at", "callback_url"];
+const NOT_YET_SUPPORTED: &[&str] = &["callback_url"];
+
+/// How far ahead a message may be scheduled.
+const MAX_SCHEDULE_AHEAD_MS: i64 = 30 * 24 * 3600 * 1000;
 
 /// Fields of Meta's message object that are not the content itself.
 const ENVELOPE_FIELDS: &[&str] = &["messaging_product", "recipient_type", "type", "context"];
@@ -40,6 +46,9 @@ pub(crate) struct SendRequest {
     pub idempotency_key: Option<String>,
     /// The caller's metadata object, serialised.
     pub metadata: Option<String>,
+    pub lane: Lane,
+    pub send_after_ms: Option<i64>,
+    pub expires_at_ms: Option<i64>,
 }
 
 /// A request turned into what Redis stores.
@@ -147,6 +156,39 @@ impl SendRequest {
                 .into());
             }
         };
+        let lane = match optional_str(body, "priority")? {
+            None | Some("transactional") => Lane::Transactional,
+            Some("bulk") => Lane::Bulk,
+            Some(_) => {
+                return Err(FieldError::invalid(
+                    "priority",
+                    "priority must be \"transactional\" or \"bulk\"",
+                )
+                .into());
+            }
+        };
+        let now = crate::send::unix_ms();
+        let send_after_ms = optional_time(body, "send_after")?;
+        let expires_at_ms = optional_time(body, "expires_at")?;
+        if send_after_ms.is_some_and(|t| t > now + MAX_SCHEDULE_AHEAD_MS) {
+            return Err(FieldError::invalid(
+                "send_after",
+                "send_after may be at most 30 days ahead",
+            )
+            .into());
+        }
+        if let Some(expires) = expires_at_ms {
+            if expires <= now {
+                return Err(FieldError::invalid("expires_at", "expires_at is already past").into());
+            }
+            if send_after_ms.is_some_and(|after| after >= expires) {
+                return Err(FieldError::invalid(
+                    "expires_at",
+                    "expires_at must be after send_after",
+                )
+                .into());
+            }
+        }
         Ok(Self {
             sender,
             recipient,
@@ -154,6 +196,9 @@ impl SendRequest {
             fallback,
             idempotency_key,
             metadata,
+            lane,
+            send_after_ms,
+            expires_at_ms,
         })
     }
 
@@ -165,11 +210,16 @@ impl SendRequest {
             .as_ref()
             .map(|t| t.graph_body(&self.recipient));
         let fingerprint = if self.idempotency_key.is_some() {
+            let timing = format!(
+                "{:?} {:?} {:?}",
+                self.lane, self.send_after_ms, self.expires_at_ms
+            );
             fingerprint(&[
                 &self.sender.phone_number_id,
                 &body,
                 fallback_body.as_deref().unwrap_or(""),
                 self.metadata.as_deref().unwrap_or(""),
+                &timing,
             ])
         } else {
             String::new()
@@ -192,6 +242,26 @@ fn fingerprint(parts: &[&str]) -> String {
         hash.update(part.as_bytes());
     }
     hex::encode(&hash.finalize()[..16])
+}
+
+/// An RFC 3339 time, as Unix ms.
+fn optional_time(
+    body: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<i64>, FieldError> {
+    let Some(text) = optional_str(body, field)? else {
+        return Ok(None);
+    };
+    let time = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| {
+            FieldError::invalid(
+                field,
+                format!("{field} must be an RFC 3339 time like 2026-11-27T09:30:00Z"),
+            )
+        })?;
+    i64::try_from(time.unix_timestamp_nanos() / 1_000_000)
+        .map(Some)
+        .map_err(|_| FieldError::invalid(field, format!("{field} is out of range")))
 }
 
 fn optional_str<'a>(

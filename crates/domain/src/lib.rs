@@ -11,7 +11,7 @@ pub mod rules;
 pub mod status;
 
 pub use field_error::FieldError;
-pub use ids::MessageId;
+pub use ids::{Lane, MessageId};
 pub use message::{MessageKind, OutboundMessage};
 pub use recipient::Recipient;
 pub use status::MessageStatus;

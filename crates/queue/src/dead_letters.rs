@@ -104,7 +104,7 @@ impl Queue {
                 let mut invocation = scripts::replay_dead_letter().prepare_invoke();
                 invocation
                     .key(keys::dead_letters(phone_number_id))
-                    .key(keys::queue(phone_number_id))
+                    .key(keys::stream(phone_number_id, letter.lane()))
                     .key(keys::record(phone_number_id, &letter.id))
                     .arg(&letter.entry_id)
                     .arg(&letter.id)
@@ -140,6 +140,11 @@ impl Queue {
 }
 
 impl DeadLetter {
+    /// The stream a replay puts it in: bulk stays bulk, the rest is transactional.
+    fn lane(&self) -> gateway_domain::Lane {
+        MessageId::parse(&self.id).map_or(gateway_domain::Lane::Transactional, |id| id.lane())
+    }
+
     fn from_entry(entry_id: String, map: HashMap<String, Value>) -> Option<Self> {
         let fields: HashMap<String, String> = map
             .into_iter()
@@ -151,18 +156,10 @@ impl DeadLetter {
         let get = |name: &str| fields.get(name).cloned();
         let id = get("id")?;
         MessageId::parse(&id)?;
-        let entry = [
-            entry::SENDER,
-            entry::CLIENT,
-            entry::RECIPIENT,
-            entry::KIND,
-            entry::BODY,
-            entry::FALLBACK,
-            entry::METADATA,
-        ]
-        .iter()
-        .filter_map(|name| Some(((*name).to_owned(), get(name)?)))
-        .collect();
+        let entry = entry::ALL
+            .iter()
+            .filter_map(|name| Some(((*name).to_owned(), get(name)?)))
+            .collect();
         Some(Self {
             entry_id,
             sender: get(entry::SENDER).unwrap_or_default(),

@@ -11,6 +11,7 @@
 //! | `body` | Graph API body without `biz_opaque_callback_data` |
 //! | `fb` | fallback template's Graph API body (optional) |
 //! | `meta` | caller's metadata JSON (optional) |
+//! | `exp` | `expires_at`, Unix ms (optional): not sent after it |
 
 use crate::NewMessage;
 
@@ -22,9 +23,15 @@ pub(crate) const KIND: &str = "kind";
 pub(crate) const BODY: &str = "body";
 pub(crate) const FALLBACK: &str = "fb";
 pub(crate) const METADATA: &str = "meta";
+pub(crate) const EXPIRES: &str = "exp";
+
+/// Every field a queue entry may carry besides its id, for copying entries.
+pub(crate) const ALL: [&str; 8] = [
+    SENDER, CLIENT, RECIPIENT, KIND, BODY, FALLBACK, METADATA, EXPIRES,
+];
 
 /// The entry's field/value pairs for a new message.
-pub(crate) fn fields<'a>(m: &NewMessage<'a>) -> impl Iterator<Item = (&'static str, &'a str)> {
+pub(crate) fn fields<'a>(m: &'a NewMessage<'a>) -> impl Iterator<Item = (&'static str, &'a str)> {
     [
         Some((SENDER, m.sender_name)),
         Some((CLIENT, m.client)),
@@ -33,6 +40,7 @@ pub(crate) fn fields<'a>(m: &NewMessage<'a>) -> impl Iterator<Item = (&'static s
         Some((BODY, m.graph_body)),
         m.fallback_body.map(|b| (FALLBACK, b)),
         m.metadata.map(|b| (METADATA, b)),
+        m.expires_at_ms.as_deref().map(|e| (EXPIRES, e)),
     ]
     .into_iter()
     .flatten()
@@ -41,7 +49,8 @@ pub(crate) fn fields<'a>(m: &NewMessage<'a>) -> impl Iterator<Item = (&'static s
 /// `XADD <queue> * <fields>`.
 pub(crate) fn xadd(m: &NewMessage<'_>) -> redis::Cmd {
     let mut cmd = redis::cmd("XADD");
-    cmd.arg(crate::keys::queue(m.phone_number_id)).arg("*");
+    cmd.arg(crate::keys::stream(m.phone_number_id, m.lane))
+        .arg("*");
     for (field, value) in fields(m) {
         cmd.arg(field).arg(value);
     }

@@ -5,7 +5,10 @@
 //!
 //! | key | type | holds |
 //! | --- | --- | --- |
-//! | `gw:{pnid}:queue` | stream | messages waiting to be sent, one entry each, read by the `workers` group |
+//! | `gw:{pnid}:queue` | stream | transactional messages waiting to be sent, read by the `workers` group |
+//! | `gw:{pnid}:bulk` | stream | bulk messages, sent when no transactional message waits |
+//! | `gw:{pnid}:scheduled` | sorted set | messages held until their `send_after` (score, Unix ms), as JSON |
+//! | `gw:{pnid}:seq` | string | counter that makes scheduled messages' ids unique |
 //! | `gw:{pnid}:msg:<id>` | hash | a message's record: status, wamid, attempts, error, history; expires after `redis.record_ttl_seconds` |
 //! | `gw:{pnid}:wamid:<wamid>` | string | the message id a wamid belongs to, for status webhooks |
 //! | `gw:{pnid}:idem:<client>:<key>` | string | `<message id> <payload fingerprint>` for 24 h |
@@ -26,6 +29,27 @@ pub const DEAD_LETTER_MAX_LEN: u64 = 100_000;
 
 pub fn queue(phone_number_id: &str) -> String {
     format!("gw:{{{phone_number_id}}}:queue")
+}
+
+pub fn bulk(phone_number_id: &str) -> String {
+    format!("gw:{{{phone_number_id}}}:bulk")
+}
+
+/// The stream a message of this lane waits in (scheduled ones, once due,
+/// wait in the transactional stream unless they are bulk).
+pub fn stream(phone_number_id: &str, lane: gateway_domain::Lane) -> String {
+    match lane {
+        gateway_domain::Lane::Bulk => bulk(phone_number_id),
+        _ => queue(phone_number_id),
+    }
+}
+
+pub fn scheduled(phone_number_id: &str) -> String {
+    format!("gw:{{{phone_number_id}}}:scheduled")
+}
+
+pub fn sequence(phone_number_id: &str) -> String {
+    format!("gw:{{{phone_number_id}}}:seq")
 }
 
 pub fn record(phone_number_id: &str, message_id: &str) -> String {
@@ -75,6 +99,9 @@ mod tests {
         let pnid = "106540352242922";
         for key in [
             queue(pnid),
+            bulk(pnid),
+            scheduled(pnid),
+            sequence(pnid),
             record(pnid, "106540352242922-01JD3F6Q8Z1XK9V7M2T4R5N6PA"),
             wamid(pnid, "wamid.HBgL"),
             idempotency(pnid, "billing", "order-{7}"),

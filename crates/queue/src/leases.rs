@@ -3,8 +3,6 @@
 //! the paused flag. The decisions (who should own what, when to stop
 //! sending) live in the worker; this module only reads and writes keys.
 
-use std::collections::HashMap;
-
 use redis::Value;
 
 use crate::{Delivery, Queue, QueueError, keys, scripts};
@@ -185,12 +183,13 @@ impl Queue {
     pub async fn claim_pending(
         &self,
         phone_number_id: &str,
+        lane: gateway_domain::Lane,
         consumer: &str,
         cursor: &str,
         count: usize,
     ) -> Result<(String, Vec<Result<Delivery, String>>), QueueError> {
         let reply: Value = redis::cmd("XAUTOCLAIM")
-            .arg(keys::queue(phone_number_id))
+            .arg(keys::stream(phone_number_id, lane))
             .arg(keys::CONSUMER_GROUP)
             .arg(consumer)
             .arg(0)
@@ -218,7 +217,7 @@ impl Queue {
         let deliveries = entries
             .ids
             .into_iter()
-            .map(|entry| Delivery::from_entry(phone_number_id, entry))
+            .map(|entry| Delivery::from_entry(phone_number_id, lane, entry))
             .collect();
         Ok((next, deliveries))
     }
@@ -249,19 +248,6 @@ impl Queue {
                 next_attempt_ms: next.and_then(|n| n.parse().ok()),
                 fallback_used: fallback.is_some_and(|f| f == "1"),
             })
-            .collect())
-    }
-
-    /// Who owns which sender, as `XINFO`-free lookups for the ops tools.
-    pub async fn lease_holders(
-        &self,
-        phone_number_ids: &[&str],
-    ) -> Result<HashMap<String, String>, QueueError> {
-        let states = self.sender_states(phone_number_ids).await?;
-        Ok(phone_number_ids
-            .iter()
-            .zip(states)
-            .filter_map(|(pnid, (holder, _))| holder.map(|h| ((*pnid).to_owned(), h)))
             .collect())
     }
 }

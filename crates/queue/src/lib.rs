@@ -28,7 +28,7 @@ pub use stream::{Delivery, QueueDepth};
 
 use std::collections::HashMap;
 
-use gateway_domain::MessageId;
+use gateway_domain::{Lane, MessageId};
 use redis::aio::ConnectionManager;
 
 /// A message the api has accepted and wants stored.
@@ -48,6 +48,12 @@ pub struct NewMessage<'a> {
     pub metadata: Option<&'a str>,
     /// The caller's idempotency key and a fingerprint of the payload it covers.
     pub idempotency: Option<Idempotency<'a>>,
+    /// `Transactional` or `Bulk`.
+    pub lane: Lane,
+    /// Hold until then (Unix ms); `None` or a time past queues it now.
+    pub send_after_ms: Option<i64>,
+    /// Never send after then (Unix ms, as text for the stream entry).
+    pub expires_at_ms: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -77,20 +83,21 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Stores one message in one round trip: a plain XADD, or with an
-    /// idempotency key a script that checks and sets the key with it.
-    pub async fn enqueue(&self, message: &NewMessage<'_>) -> Result<EnqueueOutcome, QueueError> {
+    /// Stores one message in one round trip: a plain XADD, or a script
+    /// when an idempotency key or a `send_after` needs more.
+    pub async fn enqueue(
+        &self,
+        message: &NewMessage<'_>,
+        now_ms: i64,
+    ) -> Result<EnqueueOutcome, QueueError> {
         let mut conn = self.conn.clone();
-        match message.idempotency {
+        match self.enqueue_invocation(message, now_ms)? {
             None => {
                 let entry_id: String = entry::xadd(message).query_async(&mut conn).await?;
-                queued(message.phone_number_id, &entry_id)
+                queued(message, &entry_id)
             }
-            Some(idempotency) => {
-                let reply: (String, String) = idempotent_invocation(message, idempotency)
-                    .invoke_async(&mut conn)
-                    .await?;
-                EnqueueOutcome::from_reply(reply)
+            Some(invocation) => {
+                EnqueueOutcome::from_reply(invocation.invoke_async(&mut conn).await?)
             }
         }
     }
@@ -99,6 +106,7 @@ impl Queue {
     pub async fn enqueue_batch(
         &self,
         messages: &[NewMessage<'_>],
+        now_ms: i64,
     ) -> Result<Vec<Result<EnqueueOutcome, QueueError>>, QueueError> {
         if messages.is_empty() {
             return Ok(Vec::new());
@@ -107,16 +115,19 @@ impl Queue {
         pipe.ignore_errors();
         // EVALSHA in a pipeline is not retried on NOSCRIPT (after a Redis
         // restart), so the script is loaded first in the same round trip.
-        pipe.cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(scripts::ENQUEUE_IDEMPOTENT_SOURCE);
+        pipe.cmd("SCRIPT").arg("LOAD").arg(scripts::ENQUEUE_SOURCE);
+        let mut scripted = Vec::with_capacity(messages.len());
         for message in messages {
-            match message.idempotency {
-                None => pipe.add_command(entry::xadd(message)),
-                Some(idempotency) => {
-                    pipe.invoke_script(&idempotent_invocation(message, idempotency))
+            match self.enqueue_invocation(message, now_ms)? {
+                None => {
+                    pipe.add_command(entry::xadd(message));
+                    scripted.push(false);
                 }
-            };
+                Some(invocation) => {
+                    pipe.invoke_script(&invocation);
+                    scripted.push(true);
+                }
+            }
         }
         let mut replies: Vec<redis::RedisResult<redis::Value>> =
             pipe.query_async(&mut self.conn.clone()).await?;
@@ -126,21 +137,110 @@ impl Queue {
         replies.remove(0)?;
         Ok(replies
             .into_iter()
-            .zip(messages)
-            .map(|(reply, message)| {
+            .zip(messages.iter().zip(scripted))
+            .map(|(reply, (message, scripted))| {
                 let reply = reply?;
                 let protocol = |e: redis::ParsingError| QueueError::Protocol(e.to_string());
-                match message.idempotency {
-                    None => queued(
-                        message.phone_number_id,
+                if scripted {
+                    EnqueueOutcome::from_reply(redis::from_redis_value(reply).map_err(protocol)?)
+                } else {
+                    queued(
+                        message,
                         &redis::from_redis_value::<String>(reply).map_err(protocol)?,
-                    ),
-                    Some(_) => EnqueueOutcome::from_reply(
-                        redis::from_redis_value(reply).map_err(protocol)?,
-                    ),
+                    )
                 }
             })
             .collect())
+    }
+
+    /// The script call for a message that needs one; `None` for a plain XADD.
+    fn enqueue_invocation(
+        &self,
+        m: &NewMessage<'_>,
+        now_ms: i64,
+    ) -> Result<Option<redis::ScriptInvocation<'static>>, QueueError> {
+        let due = m.send_after_ms.filter(|due| *due > now_ms);
+        if m.idempotency.is_none() && due.is_none() {
+            return Ok(None);
+        }
+        let pnid = m.phone_number_id;
+        let scheduled_id = due.map(|_| scheduled_id(pnid, now_ms)).transpose()?;
+        let mut invocation = scripts::enqueue().prepare_invoke();
+        invocation
+            .key(keys::stream(pnid, m.lane))
+            .key(keys::scheduled(pnid))
+            .key(keys::record(
+                pnid,
+                scheduled_id.as_ref().map_or("unused", |id| id.as_str()),
+            ));
+        if let Some(idempotency) = m.idempotency {
+            invocation.key(keys::idempotency(pnid, m.client, idempotency.key));
+        }
+        let entry_fields: Vec<(&str, &str)> = entry::fields(m).collect();
+        let (member, record_fields) = match (&scheduled_id, due) {
+            (Some(id), Some(due)) => {
+                let flat: Vec<&str> = entry_fields.iter().flat_map(|(k, v)| [*k, *v]).collect();
+                let lane = if m.lane == Lane::Bulk { "b" } else { "t" };
+                let member = serde_json::json!({ "id": id.as_str(), "lane": lane, "fields": flat })
+                    .to_string();
+                let event = serde_json::json!({ "status": "scheduled", "at_ms": now_ms, "send_after_ms": due }).to_string();
+                let record = vec![
+                    ("status", "scheduled".to_owned()),
+                    ("sender", m.sender_name.to_owned()),
+                    ("client", m.client.to_owned()),
+                    ("to", m.recipient.to_owned()),
+                    ("kind", m.kind.to_owned()),
+                    ("created_ms", now_ms.to_string()),
+                    ("updated_ms", now_ms.to_string()),
+                    ("attempts", "0".to_owned()),
+                    ("next_attempt_ms", due.to_string()),
+                    ("metadata", m.metadata.unwrap_or("").to_owned()),
+                    ("history", format!("[{event}]")),
+                ];
+                (member, record)
+            }
+            _ => (String::new(), Vec::new()),
+        };
+        // The record must outlive the wait.
+        let record_ttl = self
+            .record_ttl_ms
+            .saturating_add(u64::try_from(due.unwrap_or(now_ms) - now_ms).unwrap_or(0));
+        invocation
+            .arg(pnid)
+            .arg(if m.lane == Lane::Bulk { "b" } else { "" })
+            .arg(m.idempotency.map_or("", |i| i.fingerprint))
+            .arg(keys::IDEMPOTENCY_TTL_MS)
+            .arg(scheduled_id.as_ref().map_or("", |id| id.as_str()))
+            .arg(due.unwrap_or(0))
+            .arg(record_ttl)
+            .arg(member)
+            .arg(record_fields.len() * 2);
+        for (field, value) in &record_fields {
+            invocation.arg(*field).arg(value);
+        }
+        for (field, value) in entry_fields {
+            invocation.arg(field).arg(value);
+        }
+        Ok(Some(invocation))
+    }
+
+    /// Moves the sender's scheduled messages that are due into their
+    /// streams; returns how many moved.
+    pub async fn promote_scheduled(
+        &self,
+        phone_number_id: &str,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<usize, QueueError> {
+        let moved: usize = scripts::promote_scheduled()
+            .key(keys::scheduled(phone_number_id))
+            .key(keys::queue(phone_number_id))
+            .key(keys::bulk(phone_number_id))
+            .arg(now_ms)
+            .arg(limit)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(moved)
     }
 
     /// The record of a message, or `None` if it is unknown or expired. A
@@ -148,14 +248,16 @@ impl Queue {
     /// stream entry.
     pub async fn message(&self, id: &MessageId) -> Result<Option<MessageRecord>, QueueError> {
         let pnid = id.phone_number_id();
+        // A scheduled message always has a record; others may not yet.
+        let entry_id = id.entry_id().unwrap_or("0-0");
         let (fields, entries): (HashMap<String, String>, redis::streams::StreamRangeReply) =
             redis::pipe()
                 .cmd("HGETALL")
                 .arg(keys::record(pnid, id.as_str()))
                 .cmd("XRANGE")
-                .arg(keys::queue(pnid))
-                .arg(id.entry_id())
-                .arg(id.entry_id())
+                .arg(keys::stream(pnid, id.lane()))
+                .arg(entry_id)
+                .arg(entry_id)
                 .query_async(&mut self.conn.clone())
                 .await?;
         if !fields.is_empty() {
@@ -165,7 +267,7 @@ impl Queue {
             .ids
             .into_iter()
             .next()
-            .and_then(|entry| Delivery::from_entry(pnid, entry).ok())
+            .and_then(|entry| Delivery::from_entry(pnid, id.lane(), entry).ok())
             .filter(|delivery| &delivery.message_id == id)
             .map(|delivery| MessageRecord::queued(&delivery)))
     }
@@ -194,28 +296,19 @@ impl EnqueueOutcome {
     }
 }
 
-fn queued(phone_number_id: &str, entry_id: &str) -> Result<EnqueueOutcome, QueueError> {
-    MessageId::new(phone_number_id, entry_id)
+fn queued(message: &NewMessage<'_>, entry_id: &str) -> Result<EnqueueOutcome, QueueError> {
+    MessageId::new(message.phone_number_id, message.lane, entry_id)
         .map(EnqueueOutcome::Queued)
         .ok_or_else(|| QueueError::Protocol(format!("XADD answered {entry_id:?}")))
 }
 
-fn idempotent_invocation(
-    message: &NewMessage<'_>,
-    idempotency: Idempotency<'_>,
-) -> redis::ScriptInvocation<'static> {
-    let pnid = message.phone_number_id;
-    let mut invocation = scripts::enqueue_idempotent().prepare_invoke();
-    invocation
-        .key(keys::queue(pnid))
-        .key(keys::idempotency(pnid, message.client, idempotency.key))
-        .arg(pnid)
-        .arg(idempotency.fingerprint)
-        .arg(keys::IDEMPOTENCY_TTL_MS);
-    for (field, value) in entry::fields(message) {
-        invocation.arg(field).arg(value);
-    }
-    invocation
+/// A scheduled message has no stream entry yet: its id is the time and 64
+/// random bits.
+fn scheduled_id(phone_number_id: &str, now_ms: i64) -> Result<MessageId, QueueError> {
+    let random = ulid::Ulid::new().random() as u64;
+    let sequence = format!("{}-{random}", now_ms.max(0));
+    MessageId::new(phone_number_id, Lane::Scheduled, &sequence)
+        .ok_or_else(|| QueueError::Protocol(format!("phone_number_id {phone_number_id:?}")))
 }
 
 /// One entry of a record's history, as JSON.

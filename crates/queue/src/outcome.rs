@@ -52,7 +52,7 @@ impl Queue {
             Outcome::Sent { wamid } => {
                 invocation = scripts::record_sent().prepare_invoke();
                 invocation
-                    .key(keys::queue(phone_number_id))
+                    .key(keys::stream(phone_number_id, delivery.lane))
                     .key(keys::record(phone_number_id, id))
                     .key(keys::wamid(phone_number_id, wamid))
                     .arg(keys::CONSUMER_GROUP)
@@ -148,7 +148,7 @@ impl Queue {
         let entry_fields = delivery.entry_fields();
         let mut invocation = scripts::record_final().prepare_invoke();
         invocation
-            .key(keys::queue(phone_number_id))
+            .key(keys::stream(phone_number_id, delivery.lane))
             .key(keys::record(phone_number_id, id))
             .key(keys::dead_letters(phone_number_id))
             .arg(keys::CONSUMER_GROUP)

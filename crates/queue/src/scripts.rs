@@ -6,10 +6,11 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-pub(crate) const ENQUEUE_IDEMPOTENT_SOURCE: &str = include_str!("scripts/enqueue_idempotent.lua");
+pub(crate) const ENQUEUE_SOURCE: &str = include_str!("scripts/enqueue.lua");
 
-static ENQUEUE_IDEMPOTENT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(ENQUEUE_IDEMPOTENT_SOURCE));
+static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(ENQUEUE_SOURCE));
+static PROMOTE_SCHEDULED: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/promote_scheduled.lua")));
 static RECORD_SENT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/record_sent.lua")));
 static RECORD_FINAL: LazyLock<Script> =
@@ -23,8 +24,12 @@ static RENEW_LEASE: LazyLock<Script> =
 static RELEASE_LEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/release_lease.lua")));
 
-pub(crate) fn enqueue_idempotent() -> &'static Script {
-    &ENQUEUE_IDEMPOTENT
+pub(crate) fn enqueue() -> &'static Script {
+    &ENQUEUE
+}
+
+pub(crate) fn promote_scheduled() -> &'static Script {
+    &PROMOTE_SCHEDULED
 }
 
 pub(crate) fn record_sent() -> &'static Script {

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use gateway_domain::MessageId;
+use gateway_domain::{Lane, MessageId};
 use redis::Value;
 use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamId, StreamReadReply};
+use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 
 use crate::{Queue, QueueError, entry, keys};
 
@@ -14,6 +14,8 @@ use crate::{Queue, QueueError, entry, keys};
 /// to record the outcome.
 #[derive(Debug, Clone)]
 pub struct Delivery {
+    /// The stream the entry was read from.
+    pub lane: Lane,
     /// The stream entry id, to acknowledge.
     pub entry_id: String,
     pub message_id: MessageId,
@@ -26,6 +28,8 @@ pub struct Delivery {
     /// The same for the caller's fallback template.
     fallback: Option<String>,
     pub metadata: Option<String>,
+    /// Not to be sent after this (Unix ms).
+    pub expires_at_ms: Option<i64>,
 }
 
 /// How far behind a sender is.
@@ -38,31 +42,36 @@ pub struct QueueDepth {
 }
 
 impl Queue {
-    /// Creates the sender's stream and consumer group if they do not exist.
-    /// The group starts at the beginning, so messages queued before the
-    /// first worker came up are read too.
+    /// Creates the sender's streams and consumer group if they do not
+    /// exist. The group starts at the beginning, so messages queued before
+    /// the first worker came up are read too.
     pub async fn ensure_group(&self, phone_number_id: &str) -> Result<(), QueueError> {
-        let result: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(keys::queue(phone_number_id))
-            .arg(keys::CONSUMER_GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut self.conn.clone())
-            .await;
-        match result {
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            other => Ok(other?),
+        for stream in [keys::queue(phone_number_id), keys::bulk(phone_number_id)] {
+            let result: redis::RedisResult<()> = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(stream)
+                .arg(keys::CONSUMER_GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut self.conn.clone())
+                .await;
+            match result {
+                Err(e) if e.code() == Some("BUSYGROUP") => {}
+                other => other?,
+            }
         }
+        Ok(())
     }
 
-    /// Up to `count` new entries for this consumer, waiting up to `block` for
-    /// the first. Entries that cannot be parsed are returned as `Err` with
-    /// their entry id, so the caller can move them out of the way.
+    /// Up to `count` new entries of one of the sender's streams for this
+    /// consumer, waiting up to `block` for the first. Entries that cannot be
+    /// parsed are returned as `Err` with their entry id, so the caller can
+    /// move them out of the way.
     pub async fn read_new(
         &self,
         conn: &mut MultiplexedConnection,
         phone_number_id: &str,
+        lane: Lane,
         consumer: &str,
         count: usize,
         block: Duration,
@@ -76,7 +85,7 @@ impl Queue {
             .arg("BLOCK")
             .arg(u64::try_from(block.as_millis()).unwrap_or(u64::MAX))
             .arg("STREAMS")
-            .arg(keys::queue(phone_number_id))
+            .arg(keys::stream(phone_number_id, lane))
             .arg(">")
             .query_async(conn)
             .await?;
@@ -84,14 +93,19 @@ impl Queue {
             .into_iter()
             .flat_map(|r| r.keys)
             .flat_map(|k| k.ids)
-            .map(|entry| Delivery::from_entry(phone_number_id, entry))
+            .map(|entry| Delivery::from_entry(phone_number_id, lane, entry))
             .collect())
     }
 
     /// Acknowledges and deletes an entry that is not a message this gateway
     /// wrote, so it cannot block the queue.
-    pub async fn discard(&self, phone_number_id: &str, entry_id: &str) -> Result<(), QueueError> {
-        let key = keys::queue(phone_number_id);
+    pub async fn discard(
+        &self,
+        phone_number_id: &str,
+        lane: Lane,
+        entry_id: &str,
+    ) -> Result<(), QueueError> {
+        let key = keys::stream(phone_number_id, lane);
         redis::pipe()
             .cmd("XACK")
             .arg(&key)
@@ -107,30 +121,44 @@ impl Queue {
         Ok(())
     }
 
-    /// The number of entries not yet done and the age of the oldest.
+    /// The number of entries not yet done in both streams and the age of the oldest.
     pub async fn depth(&self, phone_number_id: &str) -> Result<QueueDepth, QueueError> {
-        let key = keys::queue(phone_number_id);
-        let (length, oldest): (u64, Vec<(String, Value)>) = redis::pipe()
-            .cmd("XLEN")
-            .arg(&key)
-            .cmd("XRANGE")
-            .arg(&key)
-            .arg("-")
-            .arg("+")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        let oldest_ms = oldest
-            .first()
-            .and_then(|(id, _)| id.split_once('-'))
-            .and_then(|(ms, _)| ms.parse().ok());
-        Ok(QueueDepth { length, oldest_ms })
+        let mut pipe = redis::pipe();
+        for key in [keys::queue(phone_number_id), keys::bulk(phone_number_id)] {
+            pipe.cmd("XLEN")
+                .arg(&key)
+                .cmd("XRANGE")
+                .arg(&key)
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(1);
+        }
+        let (tx_len, tx_oldest, bulk_len, bulk_oldest): (
+            u64,
+            StreamRangeReply,
+            u64,
+            StreamRangeReply,
+        ) = pipe.query_async(&mut self.conn.clone()).await?;
+        let oldest_ms = tx_oldest
+            .ids
+            .iter()
+            .chain(&bulk_oldest.ids)
+            .filter_map(|entry| entry.id.split_once('-').and_then(|(ms, _)| ms.parse().ok()))
+            .min();
+        Ok(QueueDepth {
+            length: tx_len + bulk_len,
+            oldest_ms,
+        })
     }
 }
 
 impl Delivery {
-    pub(crate) fn from_entry(phone_number_id: &str, entry: StreamId) -> Result<Self, String> {
+    pub(crate) fn from_entry(
+        phone_number_id: &str,
+        lane: Lane,
+        entry: StreamId,
+    ) -> Result<Self, String> {
         let text = |name: &str| -> Option<String> {
             match entry.map.get(name)? {
                 Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
@@ -141,12 +169,13 @@ impl Delivery {
         let parsed = (|| {
             let message_id = match text(entry::ID) {
                 Some(id) => MessageId::parse(&id)?,
-                None => MessageId::new(phone_number_id, &entry.id)?,
+                None => MessageId::new(phone_number_id, lane, &entry.id)?,
             };
             let body = text(entry::BODY)?;
             // The body is a JSON object the api rendered; anything else was not written by us.
             body.ends_with('}').then_some(())?;
             Some(Self {
+                lane,
                 entry_id: entry.id.clone(),
                 message_id,
                 sender: text(entry::SENDER)?,
@@ -156,6 +185,7 @@ impl Delivery {
                 body,
                 fallback: text(entry::FALLBACK).filter(|b| b.ends_with('}')),
                 metadata: text(entry::METADATA),
+                expires_at_ms: text(entry::EXPIRES).and_then(|e| e.parse().ok()),
             })
         })();
         parsed.ok_or_else(|| entry.id.clone())
@@ -186,21 +216,20 @@ impl Delivery {
     }
 
     /// The entry's fields, to keep a copy (dead letters) that can be queued again.
-    pub(crate) fn entry_fields(&self) -> Vec<(&'static str, &str)> {
-        let mut fields = vec![
-            (entry::SENDER, self.sender.as_str()),
-            (entry::CLIENT, self.client.as_str()),
-            (entry::RECIPIENT, self.recipient.as_str()),
-            (entry::KIND, self.kind.as_str()),
-            (entry::BODY, self.body.as_str()),
-        ];
-        if let Some(fallback) = &self.fallback {
-            fields.push((entry::FALLBACK, fallback));
-        }
-        if let Some(metadata) = &self.metadata {
-            fields.push((entry::METADATA, metadata));
-        }
-        fields
+    pub(crate) fn entry_fields(&self) -> Vec<(&'static str, String)> {
+        [
+            Some((entry::SENDER, self.sender.clone())),
+            Some((entry::CLIENT, self.client.clone())),
+            Some((entry::RECIPIENT, self.recipient.clone())),
+            Some((entry::KIND, self.kind.clone())),
+            Some((entry::BODY, self.body.clone())),
+            self.fallback.clone().map(|f| (entry::FALLBACK, f)),
+            self.metadata.clone().map(|m| (entry::METADATA, m)),
+            self.expires_at_ms.map(|e| (entry::EXPIRES, e.to_string())),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     /// The fields a message's record is created with.
@@ -234,7 +263,7 @@ mod tests {
 
     #[test]
     fn the_message_id_rides_in_the_callback_data() {
-        let id = MessageId::new("1", "2-3").expect("id");
+        let id = MessageId::new("1", Lane::Transactional, "2-3").expect("id");
         let body: serde_json::Value =
             serde_json::from_str(&with_callback_data(r#"{"to":"+1","type":"text"}"#, &id))
                 .expect("json");

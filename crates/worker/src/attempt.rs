@@ -50,12 +50,12 @@ pub(crate) async fn attempt(
     let age = Duration::from_millis(
         u64::try_from(now_ms - delivery.message_id.accepted_at_ms()).unwrap_or(0),
     );
-    if age > sender.max_age {
+    if let Some(reason) = expiry(&sender, &incoming, now_ms, age) {
         let next = record(
             &worker,
             &sender,
             &incoming,
-            Outcome::Expired { reason: "max_age" },
+            Outcome::Expired { reason },
             &lease,
         )
         .await;
@@ -158,6 +158,25 @@ pub(crate) async fn attempt(
     tracing::info!(message_id = %incoming.delivery.message_id, sender = %sender.name, %error, class = class.as_str(), ?decision, "send failed");
     let now = Instant::now();
     let (outcome, next) = match decision {
+        RetryDecision::RetryAfter { delay, .. }
+            if incoming
+                .delivery
+                .expires_at_ms
+                .is_some_and(|expires| now_ms + millis(delay) >= expires) =>
+        {
+            // The next attempt would come too late: an OTP that arrives late is worse than none.
+            worker
+                .metrics
+                .expired
+                .with_label_values(&[sender.name.as_str()])
+                .inc();
+            (
+                Outcome::Expired {
+                    reason: "expires_at",
+                },
+                Next::Done,
+            )
+        }
         RetryDecision::RetryAfter {
             delay,
             sender_backoff,
@@ -167,7 +186,7 @@ pub(crate) async fn attempt(
                 .retries
                 .with_label_values(&[sender.name.as_str(), class.as_str()])
                 .inc();
-            let due = now_ms + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+            let due = now_ms + millis(delay);
             (
                 Outcome::Retrying {
                     code,
@@ -246,6 +265,30 @@ pub(crate) async fn attempt(
         incoming,
         next: recorded.unwrap_or(next),
     }
+}
+
+/// Why the message must not be sent any more, if it must not.
+fn expiry(
+    sender: &SenderSettings,
+    incoming: &Incoming,
+    now_ms: i64,
+    age: Duration,
+) -> Option<&'static str> {
+    if incoming
+        .delivery
+        .expires_at_ms
+        .is_some_and(|expires| now_ms >= expires)
+    {
+        Some("expires_at")
+    } else if age > sender.max_age {
+        Some("max_age")
+    } else {
+        None
+    }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2)
 }
 
 /// The body for this attempt: the message itself, or once the window was

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gateway_config::SenderSettings;
+use gateway_domain::Lane;
 use gateway_domain::rules::{AdaptiveRate, SendWindow};
 use governor::{Quota, RateLimiter, clock::Clock, clock::DefaultClock};
 use tokio::sync::{mpsc, watch};
@@ -28,9 +29,9 @@ use crate::{Worker, unix_ms};
 
 /// The window the sender's rate is kept in: one second, plus a margin for
 /// the jitter between a send leaving here and arriving at Meta, so that
-/// Meta sees no second with more than the rate either (costs 1.5 % of
+/// Meta sees no second with more than the rate either (costs 2 % of
 /// throughput).
-const RATE_WINDOW: Duration = Duration::from_millis(1_015);
+const RATE_WINDOW: Duration = Duration::from_millis(1_020);
 
 /// Sends are also spread out: at least this fraction of the average gap
 /// (window / rate) apart. A burst of a whole second's worth at once would
@@ -60,14 +61,25 @@ pub(crate) async fn dispatch_sender(
     stop: CancellationToken,
 ) -> Vec<i64> {
     let settings = &worker.settings.worker;
-    let (tx, mut rx) = mpsc::channel(settings.batch_size);
     let reader_stop = stop.child_token();
-    let reader = tokio::spawn(read_sender(
-        worker.clone(),
-        sender.clone(),
-        tx,
-        reader_stop.clone(),
-    ));
+    let (tx_in, mut transactional_rx) = mpsc::channel(settings.batch_size);
+    let (bulk_in, mut bulk_rx) = mpsc::channel(settings.batch_size);
+    let readers = [
+        tokio::spawn(read_sender(
+            worker.clone(),
+            sender.clone(),
+            Lane::Transactional,
+            tx_in,
+            reader_stop.clone(),
+        )),
+        tokio::spawn(read_sender(
+            worker.clone(),
+            sender.clone(),
+            Lane::Bulk,
+            bulk_in,
+            reader_stop.clone(),
+        )),
+    ];
 
     let mut rate = AdaptiveRate::new(sender.rate_per_second);
     let mut window = SendWindow::new(sender.rate_per_second, RATE_WINDOW);
@@ -75,7 +87,9 @@ pub(crate) async fn dispatch_sender(
     let pairs: PairLimiter =
         RateLimiter::hashmap(pair_quota(settings.pair_interval, settings.pair_burst));
     let clock = DefaultClock::default();
-    let mut lanes: Lanes<Incoming> = Lanes::default();
+    // Transactional messages first: a bulk message goes only when no
+    // transactional one is ready.
+    let mut lanes = Priorities::default();
     let mut in_flight: JoinSet<Completion> = JoinSet::new();
     let mut sender_wait_until: Option<Instant> = None;
     let name = sender.name.as_str();
@@ -118,12 +132,13 @@ pub(crate) async fn dispatch_sender(
                 wake = wake.min(window_at);
                 break;
             }
-            let Some(recipient) = lanes.next_ready(now) else {
+            let Some((lane, recipient)) = lanes.next_ready(now) else {
                 if let Some(at) = lanes.next_wake() {
                     wake = wake.min(at);
                 }
                 break;
             };
+            let lanes = lanes.of(lane);
             if let Err(not_until) = pairs.check_key(&recipient) {
                 worker
                     .metrics
@@ -154,7 +169,8 @@ pub(crate) async fn dispatch_sender(
             last_gc = Instant::now();
         }
 
-        let room = lanes.len() < settings.read_ahead;
+        let transactional_room = lanes.transactional.len() < settings.read_ahead;
+        let bulk_room = lanes.bulk.len() < settings.read_ahead;
         tokio::select! {
             _ = stop.cancelled() => break,
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
@@ -172,12 +188,12 @@ pub(crate) async fn dispatch_sender(
                     Err(error) => tracing::error!(%error, sender = name, "a send task failed"),
                 }
             }
-            incoming = rx.recv(), if room => match incoming {
-                Some(incoming) => {
-                    let recipient = incoming.delivery.recipient.clone();
-                    let not_before = incoming.not_before;
-                    lanes.push(&recipient, incoming, not_before);
-                }
+            incoming = transactional_rx.recv(), if transactional_room => match incoming {
+                Some(incoming) => lanes.push(incoming),
+                None => break,
+            },
+            incoming = bulk_rx.recv(), if bulk_room => match incoming {
+                Some(incoming) => lanes.push(incoming),
                 None => break,
             },
             _ = tokio::time::sleep_until(wake.into()) => {}
@@ -195,8 +211,9 @@ pub(crate) async fn dispatch_sender(
     }
 
     reader_stop.cancel();
-    // The reader may be waiting for room in the channel: closing it frees it.
-    drop(rx);
+    // A reader may be waiting for room in its channel: closing it frees it.
+    drop(transactional_rx);
+    drop(bulk_rx);
     // Sends already started finish and are recorded; what was read but not
     // started stays pending in Redis for whoever owns the sender next.
     let grace = worker.settings.worker.shutdown_grace;
@@ -205,14 +222,16 @@ pub(crate) async fn dispatch_sender(
     })
     .await;
     in_flight.abort_all();
-    let _ = reader.await;
+    for reader in readers {
+        let _ = reader.await;
+    }
     send_log(&window)
 }
 
 /// Updates the lanes after an attempt; returns when the whole sender may
 /// send again, if it must wait.
 fn apply(
-    lanes: &mut Lanes<Incoming>,
+    lanes: &mut Priorities,
     rate: &mut AdaptiveRate,
     completion: Completion,
     worker: &Worker,
@@ -220,6 +239,7 @@ fn apply(
 ) -> Option<Instant> {
     let now = Instant::now();
     let recipient = completion.incoming.delivery.recipient.clone();
+    let lanes = lanes.of(completion.incoming.delivery.lane);
     match completion.next {
         Next::Done | Next::Abandon => {
             lanes.done(&recipient, now);
@@ -252,6 +272,46 @@ fn apply(
             lanes.put_back(&recipient, completion.incoming, now);
             Some(now + PAUSE_RECHECK)
         }
+    }
+}
+
+/// The lanes of both priorities.
+#[derive(Default)]
+struct Priorities {
+    transactional: Lanes<Incoming>,
+    bulk: Lanes<Incoming>,
+}
+
+impl Priorities {
+    fn of(&mut self, lane: Lane) -> &mut Lanes<Incoming> {
+        match lane {
+            Lane::Bulk => &mut self.bulk,
+            _ => &mut self.transactional,
+        }
+    }
+
+    fn push(&mut self, incoming: Incoming) {
+        let recipient = incoming.delivery.recipient.clone();
+        let not_before = incoming.not_before;
+        self.of(incoming.delivery.lane)
+            .push(&recipient, incoming, not_before);
+    }
+
+    /// The next ready recipient, transactional first.
+    fn next_ready(&mut self, now: Instant) -> Option<(Lane, String)> {
+        if let Some(recipient) = self.transactional.next_ready(now) {
+            return Some((Lane::Transactional, recipient));
+        }
+        self.bulk
+            .next_ready(now)
+            .map(|recipient| (Lane::Bulk, recipient))
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        [self.transactional.next_wake(), self.bulk.next_wake()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 

@@ -195,7 +195,8 @@ async fn renew(worker: &Worker, owned: &mut HashMap<String, Owned>, started: Ins
             let lost: Vec<String> = held
                 .iter()
                 .zip(renewed)
-                .filter_map(|(pnid, ok)| (!ok).then(|| (*pnid).to_owned()))
+                .filter(|(_, ok)| !ok)
+                .map(|(pnid, _)| (*pnid).to_owned())
                 .collect();
             for (pnid, state) in owned.iter() {
                 if !lost.contains(pnid) {

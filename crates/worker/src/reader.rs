@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gateway_config::SenderSettings;
+use gateway_domain::Lane;
 use gateway_queue::{Delivery, Progress, QueueError};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
@@ -25,9 +26,12 @@ pub(crate) struct Incoming {
 const PAUSE_MIN: Duration = Duration::from_millis(100);
 const PAUSE_MAX: Duration = Duration::from_secs(2);
 
+/// Reads one of the sender's streams (`lane`); the transactional reader
+/// also moves scheduled messages that are due into their streams.
 pub(crate) async fn read_sender(
     worker: Arc<Worker>,
     sender: Arc<SenderSettings>,
+    lane: Lane,
     out: mpsc::Sender<Incoming>,
     stop: CancellationToken,
 ) {
@@ -44,6 +48,7 @@ pub(crate) async fn read_sender(
                     .queue
                     .claim_pending(
                         pnid,
+                        lane,
                         &worker.consumer,
                         &cursor,
                         worker.settings.worker.batch_size,
@@ -52,6 +57,13 @@ pub(crate) async fn read_sender(
                 claimed_all = next == "0-0";
                 cursor = next;
                 return with_retry_state(&worker, pnid, entries).await;
+            }
+            if lane == Lane::Transactional {
+                // Once per read (at most a second apart): scheduled messages that are due.
+                worker
+                    .queue
+                    .promote_scheduled(pnid, unix_ms(), worker.settings.worker.batch_size)
+                    .await?;
             }
             let conn = match &mut conn {
                 Some(conn) => conn,
@@ -62,6 +74,7 @@ pub(crate) async fn read_sender(
                 .read_new(
                     conn,
                     pnid,
+                    lane,
                     &worker.consumer,
                     worker.settings.worker.batch_size,
                     READ_BLOCK,
@@ -83,7 +96,7 @@ pub(crate) async fn read_sender(
                                 return;
                             }
                         }
-                        Err(entry_id) => discard(&worker, pnid, &entry_id).await,
+                        Err(entry_id) => discard(&worker, pnid, lane, &entry_id).await,
                     }
                 }
             }
@@ -154,12 +167,12 @@ async fn with_retry_state(
         .collect())
 }
 
-async fn discard(worker: &Worker, pnid: &str, entry_id: &str) {
+async fn discard(worker: &Worker, pnid: &str, lane: Lane, entry_id: &str) {
     tracing::error!(
         entry_id,
         "queue entry is not a gateway message; discarding it"
     );
-    if let Err(error) = worker.queue.discard(pnid, entry_id).await {
+    if let Err(error) = worker.queue.discard(pnid, lane, entry_id).await {
         tracing::warn!(%error, "discarding a malformed entry failed");
     }
 }
