@@ -29,4 +29,4 @@ unit:
 
 ## Throughput figures against the reference, written to BENCHMARKS.md.
 bench: deps
-	scripts/bench.sh
+	scripts/bench.py

@@ -39,7 +39,39 @@ async fn throttling_pair_limits_and_server_errors_are_retried_until_sent() {
         ..Default::default()
     };
     let gateway = TestGateway::start(options).await;
-    let mut messages: Vec<Value> = (0..100)
+    let _workers = [gateway.spawn_worker(BINARY), gateway.spawn_worker(BINARY)];
+
+    // Six messages to one recipient: three go as a burst, the next ones
+    // every 6 s, and Meta's rule (after a burst of three, wait 18 s) answers
+    // 131056 to the fifth at the latest.
+    let mut ids = gateway
+        .send_all(&vec![template("s0", "+16505559999", "hello_world"); 6])
+        .await;
+    wait_until_every(
+        "a 131056 from the sandbox",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async {
+            (gateway
+                .sandbox
+                .stats()
+                .rejections
+                .get(&131056)
+                .copied()
+                .unwrap_or(0)
+                > 0)
+            .then_some(())
+        },
+    )
+    .await;
+
+    // Then throttling for 5 s and one answer in five a server error.
+    gateway.sandbox.set_faults(Faults {
+        error_5xx_rate: 0.2,
+        throttle_for_ms: 5_000,
+        ..Faults::default()
+    });
+    let messages: Vec<Value> = (0..100)
         .map(|i| {
             template(
                 &format!("s{}", i % 2),
@@ -48,21 +80,13 @@ async fn throttling_pair_limits_and_server_errors_are_retried_until_sent() {
             )
         })
         .collect();
-    messages.extend((0..4).map(|_| template("s0", "+16505559999", "hello_world")));
-    let ids = gateway.send_all(&messages).await;
+    ids.extend(gateway.send_all(&messages).await);
     let broken = gateway
         .send_all(&[
             template("s0", "+16505558888", "no_such_template"),
             template("s1", "+16505558889", "no_such_template"),
         ])
         .await;
-
-    gateway.sandbox.set_faults(Faults {
-        error_5xx_rate: 0.2,
-        throttle_for_ms: 5_000,
-        ..Faults::default()
-    });
-    let _workers = [gateway.spawn_worker(BINARY), gateway.spawn_worker(BINARY)];
 
     let records = wait_for(&gateway, &ids, "sent", Duration::from_secs(120)).await;
     let max_attempts = records
@@ -97,9 +121,15 @@ async fn throttling_pair_limits_and_server_errors_are_retried_until_sent() {
         assert_eq!(record["error"]["code"], 132001, "{record}");
         // A 5xx may come first; the 132001 itself is never retried.
         let history = record["history"].as_array().expect("history");
-        let retried_after_132001 = history.iter().any(|e| e["status"] == "retrying" && e["error_code"] == 132001);
+        let retried_after_132001 = history
+            .iter()
+            .any(|e| e["status"] == "retrying" && e["error_code"] == 132001);
         assert!(!retried_after_132001, "{record}");
-        assert_eq!(history.last().map(|e| e["reason"].clone()), Some("permanent_error".into()), "{record}");
+        assert_eq!(
+            history.last().map(|e| e["reason"].clone()),
+            Some("permanent_error".into()),
+            "{record}"
+        );
     }
     let (ok, listed) = gateway.command(BINARY, &["dlq", "list", "--code", "132001", "--json"]);
     assert!(ok, "{listed}");

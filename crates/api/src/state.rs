@@ -10,13 +10,23 @@ use gateway_telemetry::Metrics;
 
 use crate::auth::ClientKeys;
 
+/// Shared by every request; one reference count to bump per request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
     pub(crate) settings: Arc<Settings>,
-    pub(crate) senders: Arc<HashMap<String, Arc<SenderSettings>>>,
-    pub(crate) clients: Arc<ClientKeys>,
+    pub(crate) senders: HashMap<String, Arc<SenderSettings>>,
+    pub(crate) clients: ClientKeys,
     pub(crate) queue: Queue,
     pub(crate) metrics: Metrics,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl AppState {
@@ -26,13 +36,13 @@ impl AppState {
             senders.insert(sender.name.clone(), sender.clone());
             senders.insert(sender.phone_number_id.clone(), sender.clone());
         }
-        Self {
-            clients: Arc::new(ClientKeys::new(&settings.clients)),
-            senders: Arc::new(senders),
+        Self(Arc::new(Shared {
+            clients: ClientKeys::new(&settings.clients),
+            senders,
             settings,
             queue,
             metrics,
-        }
+        }))
     }
 
     /// The sender a request names by name or phone_number_id.

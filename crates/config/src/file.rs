@@ -50,6 +50,7 @@ pub(crate) struct WorkerSection {
     pub batch_size: usize,
     pub read_ahead: usize,
     pub max_in_flight_per_sender: usize,
+    pub max_in_flight: usize,
     pub lease_ttl_ms: u64,
     pub lease_renew_ms: u64,
     pub pair_interval_ms: u64,
@@ -62,9 +63,10 @@ impl Default for WorkerSection {
     fn default() -> Self {
         Self {
             listen: "0.0.0.0:9090".into(),
-            batch_size: 128,
-            read_ahead: 256,
+            batch_size: 64,
+            read_ahead: 128,
             max_in_flight_per_sender: 64,
+            max_in_flight: 256,
             lease_ttl_ms: 5_000,
             lease_renew_ms: 1_000,
             pair_interval_ms: 6_000,

@@ -55,6 +55,9 @@ pub struct WorkerSettings {
     pub read_ahead: usize,
     /// Graph API calls one sender may have open at once.
     pub max_in_flight_per_sender: usize,
+    /// Graph API calls the whole worker may have open at once: bounds its
+    /// memory however many senders it owns.
+    pub max_in_flight: usize,
     /// How long a sender's lease lasts without renewal.
     pub lease_ttl: Duration,
     /// How often leases are renewed and ownership rebalanced.
@@ -194,6 +197,7 @@ impl Settings {
                 file.worker.max_in_flight_per_sender,
                 1,
             )?,
+            max_in_flight: at_least("worker.max_in_flight", file.worker.max_in_flight, 1)?,
             lease_ttl: Duration::from_millis(at_least(
                 "worker.lease_ttl_ms",
                 file.worker.lease_ttl_ms,

@@ -16,6 +16,7 @@
 //! | `gw:{pnid}:lease` | string | the worker that drains this sender; expires unless renewed |
 //! | `gw:{pnid}:sendlog` | string | send times (Unix ms) of the last second, left by a worker handing the sender over |
 //! | `gw:{pnid}:paused` | string | why the sender is paused (JSON); absent when it is not |
+//! | `gw:{pnid}:recipients` | sorted set | recipients messaged in the last two minutes, by last send (Unix ms), for the pair limit across owners |
 //! | `gw:workers` | sorted set | live workers by last heartbeat (Unix ms); not per sender |
 
 /// The consumer group every worker reads a sender's queue through.
@@ -68,6 +69,14 @@ pub fn dead_letters(phone_number_id: &str) -> String {
     format!("gw:{{{phone_number_id}}}:dlq")
 }
 
+pub fn recent_recipients(phone_number_id: &str) -> String {
+    format!("gw:{{{phone_number_id}}}:recipients")
+}
+
+/// How long a recipient stays in `recent_recipients`: longer than any
+/// sensible pair interval times burst.
+pub const RECENT_RECIPIENTS_MS: u64 = 120_000;
+
 pub fn lease(phone_number_id: &str) -> String {
     format!("gw:{{{phone_number_id}}}:lease")
 }
@@ -109,6 +118,7 @@ mod tests {
             lease(pnid),
             send_log(pnid),
             paused(pnid),
+            recent_recipients(pnid),
         ] {
             assert_eq!(hash_tag(&key), pnid, "{key}");
         }

@@ -153,6 +153,23 @@ impl Queue {
             .collect())
     }
 
+    /// Recipients the sender messaged since `since_ms`, with the time of
+    /// the last message to each.
+    pub async fn recent_recipients(
+        &self,
+        phone_number_id: &str,
+        since_ms: i64,
+    ) -> Result<Vec<(String, i64)>, QueueError> {
+        let recent: Vec<(String, i64)> = redis::cmd("ZRANGEBYSCORE")
+            .arg(keys::recent_recipients(phone_number_id))
+            .arg(since_ms)
+            .arg("+inf")
+            .arg("WITHSCORES")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(recent)
+    }
+
     /// Pauses a sender: its queue is kept, nothing is sent until it is resumed.
     pub async fn pause_sender(
         &self,

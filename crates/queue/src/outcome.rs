@@ -55,6 +55,7 @@ impl Queue {
                     .key(keys::stream(phone_number_id, delivery.lane))
                     .key(keys::record(phone_number_id, id))
                     .key(keys::wamid(phone_number_id, wamid))
+                    .key(keys::recent_recipients(phone_number_id))
                     .arg(keys::CONSUMER_GROUP)
                     .arg(&delivery.entry_id)
                     .arg(id)
@@ -64,7 +65,9 @@ impl Queue {
                     .arg(self.record_ttl_ms)
                     .arg(history_event("sent", now_ms, Some(("wamid", wamid))))
                     .arg(queued_event)
-                    .arg(fallback);
+                    .arg(fallback)
+                    .arg(&delivery.recipient)
+                    .arg(keys::RECENT_RECIPIENTS_MS);
             }
             Outcome::Failed {
                 code,

@@ -44,6 +44,10 @@ const MIN_SPACING_FRACTION: f64 = 0.8;
 /// attempt if nobody resumes it sooner.
 const PAUSE_RECHECK: Duration = Duration::from_secs(30);
 
+/// Messages between a reader and the dispatcher: the lanes are the buffer
+/// (`worker.read_ahead`); this only decouples the two.
+const CHANNEL_CAPACITY: usize = 16;
+
 /// How often idle state is checked even when nothing happens.
 const IDLE_TICK: Duration = Duration::from_millis(250);
 
@@ -62,8 +66,8 @@ pub(crate) async fn dispatch_sender(
 ) -> Vec<i64> {
     let settings = &worker.settings.worker;
     let reader_stop = stop.child_token();
-    let (tx_in, mut transactional_rx) = mpsc::channel(settings.batch_size);
-    let (bulk_in, mut bulk_rx) = mpsc::channel(settings.batch_size);
+    let (tx_in, mut transactional_rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let (bulk_in, mut bulk_rx) = mpsc::channel(CHANNEL_CAPACITY);
     let readers = [
         tokio::spawn(read_sender(
             worker.clone(),
@@ -87,6 +91,7 @@ pub(crate) async fn dispatch_sender(
     let pairs: PairLimiter =
         RateLimiter::hashmap(pair_quota(settings.pair_interval, settings.pair_burst));
     let clock = DefaultClock::default();
+    seed_pair_limits(&worker, &sender, &pairs).await;
     // Transactional messages first: a bulk message goes only when no
     // transactional one is ready.
     let mut lanes = Priorities::default();
@@ -99,6 +104,8 @@ pub(crate) async fn dispatch_sender(
     // doubling. A sender whose token is dead costs one attempt, not a
     // whole batch, before it is paused.
     let mut in_flight_cap: usize = 1;
+    let mut permit: Option<tokio::sync::OwnedSemaphorePermit> = None;
+    let mut waiting_for_permit = false;
 
     while !stop.is_cancelled() {
         let now = Instant::now();
@@ -113,9 +120,18 @@ pub(crate) async fn dispatch_sender(
         // behind a slow answer and arrive at Meta in a bunch.
         let max_in_flight = settings
             .max_in_flight_per_sender
-            .min(usize::try_from(limit).unwrap_or(usize::MAX));
+            .min(usize::try_from(limit).unwrap_or(usize::MAX))
+            .min(in_flight_cap);
         while sending_allowed && in_flight.len() < max_in_flight {
             let now = Instant::now();
+            // The worker's own bound on calls in flight, shared by its senders.
+            if permit.is_none() {
+                permit = worker.in_flight.clone().try_acquire_owned().ok();
+            }
+            if permit.is_none() {
+                waiting_for_permit = true;
+                break;
+            }
             if let Some(until) = sender_wait_until.filter(|until| *until > now) {
                 wake = wake.min(until);
                 break;
@@ -157,12 +173,13 @@ pub(crate) async fn dispatch_sender(
                 break;
             }
             last_send = Some(now);
-            in_flight.spawn(attempt(
-                worker.clone(),
-                sender.clone(),
-                incoming,
-                lease.clone(),
-            ));
+            let held = permit.take();
+            let call = attempt(worker.clone(), sender.clone(), incoming, lease.clone());
+            in_flight.spawn(async move {
+                let completion = call.await;
+                drop(held);
+                completion
+            });
         }
         if last_gc.elapsed() > Duration::from_secs(60) {
             pairs.retain_recent();
@@ -198,6 +215,10 @@ pub(crate) async fn dispatch_sender(
             },
             _ = tokio::time::sleep_until(wake.into()) => {}
             _ = lease.changed() => {}
+            acquired = worker.in_flight.clone().acquire_owned(), if waiting_for_permit => {
+                permit = acquired.ok();
+                waiting_for_permit = false;
+            }
             _ = paused.changed() => {
                 if !*paused.borrow() {
                     // Resumed by an operator: try again now.
@@ -226,6 +247,29 @@ pub(crate) async fn dispatch_sender(
         let _ = reader.await;
     }
     send_log(&window)
+}
+
+/// Recipients the previous owner messaged recently count as messaged now
+/// (a little stricter than the truth): a handover must not reset anyone's
+/// pair limit.
+async fn seed_pair_limits(worker: &Worker, sender: &SenderSettings, pairs: &PairLimiter) {
+    let settings = &worker.settings.worker;
+    let window = settings.pair_interval.saturating_mul(settings.pair_burst);
+    let since = unix_ms() - i64::try_from(window.as_millis()).unwrap_or(i64::MAX / 2);
+    match worker
+        .queue
+        .recent_recipients(&sender.phone_number_id, since)
+        .await
+    {
+        Ok(recent) => {
+            for (recipient, _) in recent {
+                let _ = pairs.check_key(&recipient);
+            }
+        }
+        Err(error) => {
+            tracing::warn!(sender = %sender.name, %error, "could not read recent recipients")
+        }
+    }
 }
 
 /// Updates the lanes after an attempt; returns when the whole sender may

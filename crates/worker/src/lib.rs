@@ -40,6 +40,8 @@ pub struct Worker {
     /// This worker's name in the registry, on its leases and as the
     /// consumer in every sender's group.
     pub(crate) consumer: String,
+    /// Permits for Graph API calls in flight, shared by all senders.
+    pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// How long a blocking read waits before checking for shutdown.
@@ -57,6 +59,7 @@ impl Worker {
             ..RetryPolicy::default()
         };
         Self {
+            in_flight: Arc::new(tokio::sync::Semaphore::new(settings.worker.max_in_flight)),
             settings,
             queue,
             graph,

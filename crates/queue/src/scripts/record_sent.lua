@@ -1,15 +1,18 @@
 -- Meta accepted a message: write its record (status sent, wamid, history),
 -- index the wamid, and take the entry off the queue, in one step so a crash
 -- leaves either all or nothing.
--- KEYS[1] queue stream, KEYS[2] record, KEYS[3] wamid index
+-- KEYS[1] queue stream, KEYS[2] record, KEYS[3] wamid index, KEYS[4] recent recipients
 -- ARGV[1] consumer group  ARGV[2] stream entry id  ARGV[3] message id
 -- ARGV[4] wamid           ARGV[5] now ms           ARGV[6] attempts
 -- ARGV[7] record ttl ms   ARGV[8] history event JSON  ARGV[9] 'queued' event JSON
--- ARGV[10] fallback used (0/1)
--- ARGV[11..] the record's static field/value pairs (sender, client, to, ...)
+-- ARGV[10] fallback used (0/1)  ARGV[11] recipient  ARGV[12] recipients kept for ms
+-- ARGV[13..] the record's static field/value pairs (sender, client, to, ...)
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[7])
+-- So that the sender's next owner knows whom it must not message again yet.
+redis.call('ZADD', KEYS[4], ARGV[5], ARGV[11])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', tonumber(ARGV[5]) - tonumber(ARGV[12]))
 local status = redis.call('HGET', KEYS[2], 'status')
 local history = redis.call('HGET', KEYS[2], 'history')
 if history and #history > 2 then
@@ -24,6 +27,6 @@ if not status or status == 'queued' or status == 'scheduled' or status == 'sendi
 end
 redis.call('HSET', KEYS[2], 'status', status, 'wamid', ARGV[4], 'updated_ms', ARGV[5],
   'attempts', ARGV[6], 'history', history, 'fallback_used', ARGV[10], 'next_attempt_ms', '',
-  unpack(ARGV, 11))
+  unpack(ARGV, 13))
 redis.call('PEXPIRE', KEYS[2], ARGV[7])
 return 1
