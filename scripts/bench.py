@@ -24,7 +24,7 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "gateway")
+BIN = os.environ.get("GATEWAY_BIN") or os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "gateway")
 CONNECTIONS = 64
 SEND_SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 DRAIN_MESSAGES = 100_000
@@ -33,6 +33,9 @@ MEMORY_SENDERS = 100
 FIDELITY_SENDERS = 10
 FIDELITY_RATE = 70
 FIDELITY_SECONDS = int(os.environ.get("BENCH_FIDELITY_SECONDS", "20"))
+# BENCH_ONLY=drain,memory runs some phases (send, drain, reference, memory, fidelity)
+# and prints them without writing BENCHMARKS.md.
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
 TOKEN = "bench-token"
 KEY = "bench-key"
 PROCESSES = []
@@ -213,6 +216,40 @@ def main():
     sandbox_url = f"http://127.0.0.1:{ports['sandbox']}"
     results = {}
 
+    sandbox = start([BIN, "--config", config, "sandbox"], os.path.join(workdir, "sandbox.log"), env)
+    api = start([BIN, "--config", config, "api"], os.path.join(workdir, "api.log"), env)
+    wait_http(f"{api_url}/readyz")
+    wait_http(f"{sandbox_url}/admin/stats")
+    set_limits(sandbox_url, False)
+
+    def wanted(phase):
+        return not ONLY or phase in ONLY
+
+    if wanted("send"):
+        accept_phase(redis, api, api_url, workdir, results)
+    # The /send backlog is for one sender at 70/s: not something to drain here.
+    redis.cli("del", "gw:{100000000001}:queue")
+
+    if wanted("drain"):
+        drain_phase(api_url, sandbox_url, config, workdir, env, results)
+    if wanted("reference"):
+        reference_phase(redis, sandbox_url, results)
+    if wanted("memory"):
+        memory_phase(redis, api_url, config, workdir, env, memory_senders, results)
+    if wanted("fidelity"):
+        fidelity_phase(api_url, sandbox_url, config, workdir, env, fidelity_senders, results)
+
+    stop(api)
+    stop(sandbox)
+    stop(redis.process)
+    if ONLY:
+        print(json.dumps(results, indent=1, default=str))
+    else:
+        write_report(results)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def accept_phase(redis, api, api_url, workdir, results):
     print(f"== raw XADD (redis-benchmark, {CONNECTIONS} connections)")
     csv = subprocess.run(
         ["redis-benchmark", "-p", str(redis.port), "-c", str(CONNECTIONS), "-n", "400000", "--csv",
@@ -223,12 +260,6 @@ def main():
     xadd = float(re.findall(r'"([0-9.]+)"', csv.strip().splitlines()[-1])[0])
     redis.cli("del", "bench:raw")
     print(f"   {xadd:.0f} XADD/s")
-
-    sandbox = start([BIN, "--config", config, "sandbox"], os.path.join(workdir, "sandbox.log"), env)
-    api = start([BIN, "--config", config, "api"], os.path.join(workdir, "api.log"), env)
-    wait_http(f"{api_url}/readyz")
-    wait_http(f"{sandbox_url}/admin/stats")
-    set_limits(sandbox_url, False)
 
     print(f"== POST /send (wrk, {CONNECTIONS} connections, {SEND_SECONDS} s)")
     lua = os.path.join(workdir, "send.lua")
@@ -252,9 +283,9 @@ def main():
                            socket_errors=int(socket_errors), p50=float(p50), p99=float(p99),
                            cpu_us=api_cpu / max(int(requests), 1) * 1e6)
     print(f"   {send_rps:.0f} /send/s ({send_rps / xadd:.2f} of XADD), non-2xx {non2xx}")
-    # That backlog is for one sender at 70/s: not something to drain here.
-    redis.cli("del", "gw:{100000000001}:queue")
 
+
+def drain_phase(api_url, sandbox_url, config, workdir, env, results):
     print(f"== drain: one worker, {DRAIN_MESSAGES} messages over {DRAIN_SENDERS} senders, sandbox limits off")
     messages = [template(f"d{i % DRAIN_SENDERS}", f"+1{2000000000 + i}") for i in range(DRAIN_MESSAGES)]
     post_batches(api_url, messages)
@@ -264,6 +295,8 @@ def main():
     print(f"   {DRAIN_MESSAGES / elapsed:.0f} messages/s, {cpu / DRAIN_MESSAGES * 1000:.3f} ms CPU each, {peak:.1f} MiB")
     stop(worker)
 
+
+def reference_phase(redis, sandbox_url, results):
     print("== drain: apalis reference on the same Redis and sandbox")
     reference = subprocess.run(
         [os.path.join(ROOT, "benches", "reference-apalis", "run.sh"), str(redis.port), sandbox_url, TOKEN,
@@ -279,6 +312,8 @@ def main():
     else:
         print(f"   reference failed: {reference.stderr[-2000:]}")
 
+
+def memory_phase(redis, api_url, config, workdir, env, memory_senders, results):
     print(f"== memory: one worker, 100,000 messages queued across {MEMORY_SENDERS} senders")
     messages = [template(f"m{i % MEMORY_SENDERS}", f"+1{3000000000 + i}") for i in range(100_000)]
     post_batches(api_url, messages)
@@ -294,6 +329,8 @@ def main():
     for _, pnid, _ in memory_senders:
         redis.cli("del", f"gw:{{{pnid}}}:queue")
 
+
+def fidelity_phase(api_url, sandbox_url, config, workdir, env, fidelity_senders, results):
     results["fidelity"] = {}
     for count in (1, 3):
         print(f"== rate fidelity: {FIDELITY_SENDERS} senders at {FIDELITY_RATE}/s, {FIDELITY_SECONDS} s of backlog, "
@@ -315,12 +352,6 @@ def main():
         lowest = min(r[3] for r in report)
         print(f"   largest one-second window {worst} (limit {FIDELITY_RATE}), lowest achieved {lowest:.3f} of the rate, "
               f"rejections {stats['rejections']}")
-
-    stop(api)
-    stop(sandbox)
-    stop(redis.process)
-    write_report(results)
-    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def write_report(r):

@@ -64,7 +64,7 @@ impl Default for WorkerSection {
         Self {
             listen: "0.0.0.0:9090".into(),
             batch_size: 64,
-            read_ahead: 128,
+            read_ahead: 256,
             max_in_flight_per_sender: 64,
             max_in_flight: 256,
             lease_ttl_ms: 5_000,

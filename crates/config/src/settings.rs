@@ -51,7 +51,9 @@ pub struct WorkerSettings {
     pub listen: SocketAddr,
     /// Stream entries read per XREADGROUP.
     pub batch_size: usize,
-    /// Messages of one sender held in memory, waiting their turn.
+    /// At most this many messages of one sender (per priority) are held in
+    /// memory waiting their turn; fewer for slow senders (half a second's
+    /// worth, at least 16), so a worker owning many senders stays small.
     pub read_ahead: usize,
     /// Graph API calls one sender may have open at once.
     pub max_in_flight_per_sender: usize,

@@ -31,6 +31,9 @@ impl GraphClient {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .pool_idle_timeout(Duration::from_secs(90))
+            // Enough warm connections for a steady load; a burst opens more
+            // and they are closed again instead of holding their buffers.
+            .pool_max_idle_per_host(32)
             .tcp_nodelay(true)
             .user_agent(concat!("whatsapp-gateway/", env!("CARGO_PKG_VERSION")))
             .build()

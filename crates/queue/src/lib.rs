@@ -77,9 +77,7 @@ pub enum EnqueueOutcome {
 #[derive(Clone)]
 pub struct Queue {
     conn: ConnectionManager,
-    client: redis::Client,
     record_ttl_ms: u64,
-    response_timeout: std::time::Duration,
 }
 
 impl Queue {

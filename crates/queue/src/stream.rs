@@ -1,11 +1,8 @@
 //! Reading a sender's queue stream through the `workers` consumer group, and
 //! measuring it.
 
-use std::time::Duration;
-
 use gateway_domain::{Lane, MessageId};
 use redis::Value;
-use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 
 use crate::{Queue, QueueError, entry, keys};
@@ -64,17 +61,15 @@ impl Queue {
     }
 
     /// Up to `count` new entries of one of the sender's streams for this
-    /// consumer, waiting up to `block` for the first. Entries that cannot be
+    /// consumer, without waiting. Entries that cannot be
     /// parsed are returned as `Err` with their entry id, so the caller can
     /// move them out of the way.
     pub async fn read_new(
         &self,
-        conn: &mut MultiplexedConnection,
         phone_number_id: &str,
         lane: Lane,
         consumer: &str,
         count: usize,
-        block: Duration,
     ) -> Result<Vec<Result<Delivery, String>>, QueueError> {
         let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
             .arg("GROUP")
@@ -82,12 +77,10 @@ impl Queue {
             .arg(consumer)
             .arg("COUNT")
             .arg(count)
-            .arg("BLOCK")
-            .arg(u64::try_from(block.as_millis()).unwrap_or(u64::MAX))
             .arg("STREAMS")
             .arg(keys::stream(phone_number_id, lane))
             .arg(">")
-            .query_async(conn)
+            .query_async(&mut self.conn.clone())
             .await?;
         Ok(reply
             .into_iter()

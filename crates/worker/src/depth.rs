@@ -17,6 +17,17 @@ pub(crate) async fn report_depths(worker: Arc<Worker>, shutdown: CancellationTok
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
+        // A round against an unreachable Redis can take long: never let it
+        // hold up a stopping worker.
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = report_once(&worker) => {}
+        }
+    }
+}
+
+async fn report_once(worker: &Worker) {
+    {
         for sender in &worker.settings.senders {
             match worker.queue.depth(&sender.phone_number_id).await {
                 Ok(depth) => {

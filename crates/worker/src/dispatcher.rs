@@ -48,6 +48,9 @@ const PAUSE_RECHECK: Duration = Duration::from_secs(30);
 /// (`worker.read_ahead`); this only decouples the two.
 const CHANNEL_CAPACITY: usize = 16;
 
+/// How often recipients whose pair limit has lapsed are forgotten.
+const PAIR_STATE_GC: Duration = Duration::from_secs(10);
+
 /// How often idle state is checked even when nothing happens.
 const IDLE_TICK: Duration = Duration::from_millis(250);
 
@@ -104,6 +107,7 @@ pub(crate) async fn dispatch_sender(
     // doubling. A sender whose token is dead costs one attempt, not a
     // whole batch, before it is paused.
     let mut in_flight_cap: usize = 1;
+    let read_ahead = read_ahead(sender.rate_per_second, settings.read_ahead);
     let mut permit: Option<tokio::sync::OwnedSemaphorePermit> = None;
     let mut waiting_for_permit = false;
 
@@ -181,13 +185,14 @@ pub(crate) async fn dispatch_sender(
                 completion
             });
         }
-        if last_gc.elapsed() > Duration::from_secs(60) {
+        if last_gc.elapsed() > PAIR_STATE_GC {
             pairs.retain_recent();
+            pairs.shrink_to_fit();
             last_gc = Instant::now();
         }
 
-        let transactional_room = lanes.transactional.len() < settings.read_ahead;
-        let bulk_room = lanes.bulk.len() < settings.read_ahead;
+        let transactional_room = lanes.transactional.len() < read_ahead;
+        let bulk_room = lanes.bulk.len() < read_ahead;
         tokio::select! {
             _ = stop.cancelled() => break,
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
@@ -206,11 +211,11 @@ pub(crate) async fn dispatch_sender(
                 }
             }
             incoming = transactional_rx.recv(), if transactional_room => match incoming {
-                Some(incoming) => lanes.push(incoming),
+                Some(incoming) => lanes.push(*incoming),
                 None => break,
             },
             incoming = bulk_rx.recv(), if bulk_room => match incoming {
-                Some(incoming) => lanes.push(incoming),
+                Some(incoming) => lanes.push(*incoming),
                 None => break,
             },
             _ = tokio::time::sleep_until(wake.into()) => {}
@@ -247,6 +252,13 @@ pub(crate) async fn dispatch_sender(
         let _ = reader.await;
     }
     send_log(&window)
+}
+
+/// Messages held in memory per priority: half a second of sending, at
+/// least 16, at most the configured bound.
+fn read_ahead(rate_per_second: u32, configured: usize) -> usize {
+    let half_second = usize::try_from(rate_per_second / 2).unwrap_or(usize::MAX);
+    half_second.max(16).min(configured)
 }
 
 /// Recipients the previous owner messaged recently count as messaged now

@@ -50,7 +50,8 @@ impl<T> Lanes<T> {
             .lanes
             .entry(recipient.to_owned())
             .or_insert_with(|| Lane {
-                waiting: VecDeque::new(),
+                // Most recipients have one message waiting: room for exactly that.
+                waiting: VecDeque::with_capacity(1),
                 in_flight: false,
                 scheduled_at: None,
             });

@@ -21,7 +21,6 @@ mod reader;
 pub use ops_routes::ops_router;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use gateway_config::Settings;
 use gateway_domain::rules::RetryPolicy;
@@ -43,9 +42,6 @@ pub struct Worker {
     /// Permits for Graph API calls in flight, shared by all senders.
     pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
 }
-
-/// How long a blocking read waits before checking for shutdown.
-const READ_BLOCK: Duration = Duration::from_secs(1);
 
 impl Worker {
     pub fn new(

@@ -172,11 +172,22 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
     for state in owned.values() {
         state.stop.cancel();
     }
-    for (pnid, state) in owned.drain() {
-        release(&worker, &pnid, state).await;
+    // All at once, and bounded: with Redis unreachable each release would
+    // wait for its timeout, and the leases expire by themselves anyway.
+    let releases = owned.drain().map(|(pnid, state)| {
+        let worker = worker.clone();
+        async move { release(&worker, &pnid, state).await }
+    });
+    let deadline = settings.shutdown_grace + settings.lease_ttl;
+    if tokio::time::timeout(deadline, futures_util::future::join_all(releases))
+        .await
+        .is_err()
+    {
+        tracing::warn!("handing the senders over timed out; their leases expire by themselves");
     }
     worker.metrics.senders_owned.set(0);
-    if let Err(error) = worker.queue.leave(&worker.consumer).await {
+    let left = tokio::time::timeout(settings.lease_ttl, worker.queue.leave(&worker.consumer)).await;
+    if let Ok(Err(error)) = left {
         tracing::warn!(%error, "could not leave the worker registry; it forgets this worker when its heartbeat lapses");
     }
 }

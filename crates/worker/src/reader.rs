@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 use gateway_config::SenderSettings;
 use gateway_domain::Lane;
 use gateway_queue::{Delivery, Progress, QueueError};
-use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::{READ_BLOCK, Worker, unix_ms};
+use crate::{Worker, unix_ms};
 
 /// A message on its way to the dispatcher.
 pub(crate) struct Incoming {
@@ -24,6 +23,14 @@ pub(crate) struct Incoming {
 }
 
 const PAUSE_MIN: Duration = Duration::from_millis(100);
+/// Reads go over the worker's one multiplexed connection without blocking
+/// (a blocking read would need a connection per stream, and their buffers
+/// cost more memory than the messages), so an empty stream is polled: soon
+/// after it was busy, at most every `IDLE_MAX` once quiet.
+const IDLE_MIN: Duration = Duration::from_millis(5);
+const IDLE_MAX: Duration = Duration::from_millis(200);
+/// How often due scheduled messages are moved into the streams.
+const PROMOTION_INTERVAL: Duration = Duration::from_secs(1);
 const PAUSE_MAX: Duration = Duration::from_secs(2);
 
 /// Reads one of the sender's streams (`lane`); the transactional reader
@@ -32,14 +39,15 @@ pub(crate) async fn read_sender(
     worker: Arc<Worker>,
     sender: Arc<SenderSettings>,
     lane: Lane,
-    out: mpsc::Sender<Incoming>,
+    out: mpsc::Sender<Box<Incoming>>,
     stop: CancellationToken,
 ) {
     let pnid = sender.phone_number_id.as_str();
     let mut pause = PAUSE_MIN;
     let mut claimed_all = false;
     let mut cursor = String::from("0-0");
-    let mut conn: Option<MultiplexedConnection> = None;
+    let mut idle = IDLE_MIN;
+    let mut last_promotion: Option<Instant> = None;
     while !stop.is_cancelled() {
         let step = async {
             if !claimed_all {
@@ -58,26 +66,22 @@ pub(crate) async fn read_sender(
                 cursor = next;
                 return with_retry_state(&worker, pnid, entries).await;
             }
-            if lane == Lane::Transactional {
-                // Once per read (at most a second apart): scheduled messages that are due.
+            let promotion_due = last_promotion.is_none_or(|at| at.elapsed() >= PROMOTION_INTERVAL);
+            if lane == Lane::Transactional && promotion_due {
+                last_promotion = Some(Instant::now());
+                let batch = worker.settings.worker.batch_size;
                 worker
                     .queue
-                    .promote_scheduled(pnid, unix_ms(), worker.settings.worker.batch_size)
+                    .promote_scheduled(pnid, unix_ms(), batch)
                     .await?;
             }
-            let conn = match &mut conn {
-                Some(conn) => conn,
-                None => conn.insert(worker.queue.blocking_connection(READ_BLOCK).await?),
-            };
             let entries = worker
                 .queue
                 .read_new(
-                    conn,
                     pnid,
                     lane,
                     &worker.consumer,
                     worker.settings.worker.batch_size,
-                    READ_BLOCK,
                 )
                 .await?;
             Ok(fresh(entries))
@@ -89,10 +93,21 @@ pub(crate) async fn read_sender(
         match result {
             Ok(batch) => {
                 pause = PAUSE_MIN;
+                if batch.is_empty() {
+                    // Nothing new: look again soon, less often the longer it stays empty.
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(idle) => {}
+                    }
+                    idle = (idle * 2).min(IDLE_MAX);
+                    continue;
+                }
+                idle = IDLE_MIN;
                 for item in batch {
                     match item {
                         Ok(incoming) => {
-                            if out.send(incoming).await.is_err() {
+                            // Boxed: a channel allocates its slots in blocks of 32.
+                            if out.send(Box::new(incoming)).await.is_err() {
                                 return;
                             }
                         }
@@ -107,7 +122,6 @@ pub(crate) async fn read_sender(
                     .redis_errors
                     .with_label_values(&["read"])
                     .inc();
-                conn = None;
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(pause) => {}

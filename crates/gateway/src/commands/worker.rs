@@ -49,7 +49,7 @@ pub async fn serve(
     tracing::info!(listen = %listener.local_addr()?, graph = %settings.graph.base_url, "worker serving ops routes");
     let ops = axum::serve(
         listener,
-        gateway_worker::ops_router(queue.clone(), metrics.clone()),
+        gateway_worker::ops_router(queue.clone(), settings.clone(), metrics.clone()),
     )
     .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let ops = tokio::spawn(async move { ops.await });
