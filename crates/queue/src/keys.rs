@@ -8,7 +8,6 @@
 //! | `gw:{pnid}:queue` | stream | transactional messages waiting to be sent, read by the `workers` group |
 //! | `gw:{pnid}:bulk` | stream | bulk messages, sent when no transactional message waits |
 //! | `gw:{pnid}:scheduled` | sorted set | messages held until their `send_after` (score, Unix ms), as JSON |
-//! | `gw:{pnid}:seq` | string | counter that makes scheduled messages' ids unique |
 //! | `gw:{pnid}:msg:<id>` | hash | a message's record: status, wamid, attempts, error, history; expires after `redis.record_ttl_seconds` |
 //! | `gw:{pnid}:wamid:<wamid>` | string | the message id a wamid belongs to, for status webhooks |
 //! | `gw:{pnid}:idem:<client>:<key>` | string | `<message id> <payload fingerprint>` for 24 h |
@@ -47,10 +46,6 @@ pub fn stream(phone_number_id: &str, lane: gateway_domain::Lane) -> String {
 
 pub fn scheduled(phone_number_id: &str) -> String {
     format!("gw:{{{phone_number_id}}}:scheduled")
-}
-
-pub fn sequence(phone_number_id: &str) -> String {
-    format!("gw:{{{phone_number_id}}}:seq")
 }
 
 pub fn record(phone_number_id: &str, message_id: &str) -> String {
@@ -110,7 +105,6 @@ mod tests {
             queue(pnid),
             bulk(pnid),
             scheduled(pnid),
-            sequence(pnid),
             record(pnid, "106540352242922-01JD3F6Q8Z1XK9V7M2T4R5N6PA"),
             wamid(pnid, "wamid.HBgL"),
             idempotency(pnid, "billing", "order-{7}"),

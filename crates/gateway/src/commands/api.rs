@@ -32,13 +32,7 @@ pub async fn serve(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let redis = &settings.redis;
-    let queue = gateway_queue::connect(
-        &redis.url,
-        redis.connect_timeout,
-        redis.response_timeout,
-        redis.record_ttl,
-    )?;
+    let queue = super::queue(&settings)?;
     tracing::info!(listen = %listener.local_addr()?, "api listening");
     let state = AppState::new(settings, queue, metrics);
     gateway_api::serve(listener, state, shutdown).await?;

@@ -34,13 +34,7 @@ pub async fn serve(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let redis = &settings.redis;
-    let queue = gateway_queue::connect(
-        &redis.url,
-        redis.connect_timeout,
-        redis.response_timeout,
-        redis.record_ttl,
-    )?;
+    let queue = super::queue(&settings)?;
     let graph = GraphClient::new(
         &settings.graph.base_url,
         &settings.graph.version,
