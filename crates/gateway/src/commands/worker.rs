@@ -39,6 +39,7 @@ pub async fn serve(
         &settings.graph.base_url,
         &settings.graph.version,
         settings.graph.timeout,
+        settings.worker.max_in_flight,
     )?;
     tracing::info!(listen = %listener.local_addr()?, graph = %settings.graph.base_url, "worker serving ops routes");
     let ops = axum::serve(
