@@ -274,7 +274,7 @@ def accept_phase(redis, api, api_url, workdir, results):
             "    latency:percentile(50) / 1000, latency:percentile(99) / 1000))\nend\n"
         )
     api_cpu0 = cpu_seconds(api.pid)
-    out = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{SEND_SECONDS}s", "-s", lua, f"{api_url}/send"],
+    out = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SEND_SECONDS}s", "-s", lua, f"{api_url}/send"],
                          capture_output=True, text=True, check=True).stdout
     api_cpu = cpu_seconds(api.pid) - api_cpu0
     _, requests, non2xx, socket_errors, p50, p99 = next(l for l in out.splitlines() if l.startswith("RESULT")).split()
@@ -373,7 +373,7 @@ def write_report(r):
         "| what | command | result |",
         "| --- | --- | --- |",
         f"| raw XADD on the bench Redis | `redis-benchmark -c {CONNECTIONS} -n 400000 XADD bench:raw * …` | {s['xadd']:.0f} per second |",
-        f"| `POST /send` (auth, validation, one XADD) | `wrk -t2 -c{CONNECTIONS} -d{SEND_SECONDS}s -s send.lua /send` | "
+        f"| `POST /send` (auth, validation, one XADD) | `wrk -t1 -c{CONNECTIONS} -d{SEND_SECONDS}s -s send.lua /send` | "
         f"{s['send']:.0f} per second, p50 {s['p50']:.2f} ms, p99 {s['p99']:.2f} ms, non-2xx {s['non2xx']}, "
         f"{s['cpu_us']:.0f} µs of api CPU each |",
         f"| ratio | | **{s['ratio']:.2f}** of raw XADD (goal ≥ 0.5) |",

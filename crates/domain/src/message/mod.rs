@@ -147,14 +147,33 @@ impl OutboundMessage {
     /// The Graph API send body for this message to `recipient` (without
     /// `biz_opaque_callback_data`, which the worker adds).
     pub fn graph_body(&self, recipient: &crate::Recipient) -> String {
-        let mut body = Map::with_capacity(7);
-        body.insert("messaging_product".into(), "whatsapp".into());
-        body.insert("recipient_type".into(), "individual".into());
+        // Written straight out rather than built as a Map and serialised:
+        // this runs for every accepted message, and the object is not cloned.
         let (field, value) = recipient.graph_field();
-        body.insert(field.into(), value.into());
-        self.write_graph_fields(&mut body);
-        Value::Object(body).to_string()
+        let kind = self.kind.as_str();
+        let mut body = String::with_capacity(256);
+        body.push_str(r#"{"messaging_product":"whatsapp","recipient_type":"individual","#);
+        push_json_member(&mut body, field, &Value::from(value));
+        body.push(',');
+        push_json_member(&mut body, "type", &Value::from(kind));
+        body.push(',');
+        push_json_member(&mut body, kind, &self.object);
+        if let Some(context) = &self.context {
+            body.push(',');
+            push_json_member(&mut body, "context", context);
+        }
+        body.push('}');
+        body
     }
+}
+
+/// `"key":<value as JSON>`; keys are ours (ASCII names) and need no escaping.
+fn push_json_member(out: &mut String, key: &str, value: &Value) {
+    out.push('"');
+    out.push_str(key);
+    out.push_str("\":");
+    // Serialising a Value into a String cannot fail.
+    out.push_str(&serde_json::to_string(value).unwrap_or_default());
 }
 
 fn unknown_type() -> FieldError {
@@ -517,5 +536,29 @@ mod tests {
                     .collect(),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod graph_body_tests {
+    use super::*;
+    use crate::Recipient;
+
+    #[test]
+    fn the_graph_body_is_the_message_object_with_the_envelope() {
+        let body: Map<String, Value> = serde_json::from_str(
+            r#"{"type":"text","text":{"body":"héllo \"you\"","preview_url":true},"context":{"message_id":"wamid.X"}}"#,
+        )
+        .expect("json");
+        let message = OutboundMessage::parse(&body).expect("valid");
+        let recipient = Recipient::parse_phone("+1 650 555 1234").expect("phone");
+        let rendered: Value =
+            serde_json::from_str(&message.graph_body(&recipient)).expect("valid JSON");
+        let mut expected = Map::new();
+        expected.insert("messaging_product".into(), "whatsapp".into());
+        expected.insert("recipient_type".into(), "individual".into());
+        expected.insert("to".into(), "+16505551234".into());
+        message.write_graph_fields(&mut expected);
+        assert_eq!(rendered, Value::Object(expected));
     }
 }
