@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 use crate::auth::Client;
 use crate::send_request::{PreparedMessage, SendRequest};
 use crate::{ApiError, AppState};
+pub(crate) use gateway_domain::clock::unix_ms;
 
 pub(crate) async fn send_one(
     State(state): State<AppState>,
@@ -209,10 +210,4 @@ fn json_object(
             "the body is not valid JSON: {e}"
         ))),
     }
-}
-
-pub(crate) fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -3,6 +3,7 @@
 //! once at the edge (HTTP, Redis) and is valid from then on, and every rule is
 //! a plain function with unit tests.
 
+pub mod clock;
 pub mod field_error;
 pub mod ids;
 pub mod message;

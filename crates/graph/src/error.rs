@@ -81,26 +81,6 @@ impl GraphError {
             Self::Connection(text)
         }
     }
-
-    /// Meta's error code, when Meta answered.
-    pub fn meta_code(&self) -> Option<i64> {
-        match self {
-            Self::Meta { code, .. } => Some(*code),
-            _ => None,
-        }
-    }
-
-    /// A short, bounded label for metrics: Meta's code, or the kind of failure.
-    pub fn metric_label(&self) -> String {
-        match self {
-            Self::Meta { code, .. } => code.to_string(),
-            Self::Http { http_status } => format!("http_{http_status}"),
-            Self::Timeout => "timeout".into(),
-            Self::Connection(_) => "connection".into(),
-            Self::InvalidResponse(_) => "invalid_response".into(),
-            Self::Config(_) => "config".into(),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -111,15 +91,15 @@ mod tests {
     fn parses_metas_error_shape() {
         let body = br#"{"error":{"message":"(#130429) Rate limit hit","type":"OAuthException","code":130429,"error_data":{"messaging_product":"whatsapp","details":"Cloud API message throughput has been reached."},"fbtrace_id":"Az8or2yhqkZfEZ-_4Qn_Bam"}}"#;
         let error = GraphError::from_error_body(400, body);
-        assert_eq!(error.meta_code(), Some(130429));
-        assert_eq!(error.metric_label(), "130429");
         match error {
             GraphError::Meta {
                 http_status,
+                code,
                 details,
                 fbtrace_id,
                 ..
             } => {
+                assert_eq!(code, 130429);
                 assert_eq!(http_status, 400);
                 assert_eq!(
                     details.as_deref(),
@@ -135,6 +115,5 @@ mod tests {
     fn other_error_bodies_keep_the_http_status() {
         let error = GraphError::from_error_body(502, b"<html>Bad Gateway</html>");
         assert_eq!(error, GraphError::Http { http_status: 502 });
-        assert_eq!(error.meta_code(), None);
     }
 }

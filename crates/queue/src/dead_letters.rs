@@ -101,7 +101,7 @@ impl Queue {
         for chunk in letters.chunks(PAGE) {
             let mut pipe = redis::pipe();
             for letter in chunk {
-                let mut invocation = scripts::replay_dead_letter().prepare_invoke();
+                let mut invocation = scripts::REPLAY_DEAD_LETTER.prepare_invoke();
                 invocation
                     .key(keys::dead_letters(phone_number_id))
                     .key(keys::stream(phone_number_id, letter.lane()))
@@ -125,7 +125,7 @@ impl Queue {
                 Err(e)
                     if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
                 {
-                    let _: String = scripts::replay_dead_letter()
+                    let _: String = scripts::REPLAY_DEAD_LETTER
                         .prepare_invoke()
                         .load_async(&mut self.conn.clone())
                         .await?;

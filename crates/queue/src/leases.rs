@@ -91,7 +91,7 @@ impl Queue {
         let mut pipe = redis::pipe();
         for pnid in phone_number_ids {
             pipe.invoke_script(
-                scripts::renew_lease()
+                scripts::RENEW_LEASE
                     .key(keys::lease(pnid))
                     .arg(worker)
                     .arg(ttl_ms),
@@ -101,7 +101,7 @@ impl Queue {
             Ok(renewed) => renewed,
             // After a Redis restart the script cache is empty; load it and try once more.
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                let _: String = scripts::renew_lease()
+                let _: String = scripts::RENEW_LEASE
                     .prepare_invoke()
                     .load_async(&mut self.conn.clone())
                     .await?;
@@ -120,7 +120,7 @@ impl Queue {
         worker: &str,
         send_log: &str,
     ) -> Result<(), QueueError> {
-        let _: i64 = scripts::release_lease()
+        let _: i64 = scripts::RELEASE_LEASE
             .key(keys::lease(phone_number_id))
             .key(keys::send_log(phone_number_id))
             .arg(worker)

@@ -163,7 +163,7 @@ impl Queue {
         }
         let pnid = m.phone_number_id;
         let scheduled_id = due.map(|_| scheduled_id(pnid, now_ms)).transpose()?;
-        let mut invocation = scripts::enqueue().prepare_invoke();
+        let mut invocation = scripts::ENQUEUE.prepare_invoke();
         invocation
             .key(keys::stream(pnid, m.lane))
             .key(keys::scheduled(pnid))
@@ -230,7 +230,7 @@ impl Queue {
         now_ms: i64,
         limit: usize,
     ) -> Result<usize, QueueError> {
-        let moved: usize = scripts::promote_scheduled()
+        let moved: usize = scripts::PROMOTE_SCHEDULED
             .key(keys::scheduled(phone_number_id))
             .key(keys::queue(phone_number_id))
             .key(keys::bulk(phone_number_id))

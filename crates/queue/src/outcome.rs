@@ -50,7 +50,7 @@ impl Queue {
         let mut invocation;
         match outcome {
             Outcome::Sent { wamid } => {
-                invocation = scripts::record_sent().prepare_invoke();
+                invocation = scripts::RECORD_SENT.prepare_invoke();
                 invocation
                     .key(keys::stream(phone_number_id, delivery.lane))
                     .key(keys::record(phone_number_id, id))
@@ -112,7 +112,7 @@ impl Queue {
                     "error_title": title, "next_attempt_ms": next_attempt_ms,
                 })
                 .to_string();
-                invocation = scripts::record_progress().prepare_invoke();
+                invocation = scripts::RECORD_PROGRESS.prepare_invoke();
                 invocation
                     .key(keys::record(phone_number_id, id))
                     .arg(MessageStatus::Retrying.as_str())
@@ -149,7 +149,7 @@ impl Queue {
         })
         .to_string();
         let entry_fields = delivery.entry_fields();
-        let mut invocation = scripts::record_final().prepare_invoke();
+        let mut invocation = scripts::RECORD_FINAL.prepare_invoke();
         invocation
             .key(keys::stream(phone_number_id, delivery.lane))
             .key(keys::record(phone_number_id, id))

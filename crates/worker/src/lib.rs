@@ -23,6 +23,7 @@ pub use ops_routes::ops_router;
 use std::sync::Arc;
 
 use gateway_config::Settings;
+pub(crate) use gateway_domain::clock::unix_ms;
 use gateway_domain::rules::RetryPolicy;
 use gateway_graph::GraphClient;
 use gateway_queue::Queue;
@@ -86,10 +87,4 @@ fn consumer_name() -> String {
         std::process::id(),
         &suffix[suffix.len() - 6..]
     )
-}
-
-pub(crate) fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

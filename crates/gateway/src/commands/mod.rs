@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use gateway_config::{Environment, Role, SenderSettings, Settings};
+pub use gateway_domain::clock::unix_ms;
 use gateway_queue::Queue;
 
 /// Loads the configuration for `role` from the file and this process's environment.
@@ -47,10 +48,4 @@ pub fn sender<'a>(settings: &'a Settings, name: &str) -> anyhow::Result<&'a Arc<
             known.join(", ")
         )
     })
-}
-
-pub fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
