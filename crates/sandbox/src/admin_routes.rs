@@ -2,7 +2,13 @@
 //! demos that run the sandbox as a separate process. JSON in and out, no
 //! authentication (the sandbox is a local tool).
 //!
-//! - `POST /admin/inbound` `{phone_number_id, from, text}` → `{wamid}`
+//! - `POST /admin/inbound` `{phone_number_id, from, text, age_seconds?}` →
+//!   `{wamid}`; `from` is a phone number or a BSUID, `age_seconds` dates the
+//!   message that long ago (its window ends 24 h after it); 404 for an
+//!   unknown number, 400 for a bad `from` or `text`
+//! - `POST /admin/close-window` `{phone_number_id, user}` → `{}`: closes the
+//!   user's window until they write again, without a webhook; 404 for an
+//!   unknown number, 400 for a bad `user`
 //! - `GET|PUT /admin/rules`, `GET|PUT /admin/faults` (periods as
 //!   `throttle_for_ms` / `maintenance_for_ms` from now),
 //!   `GET|PUT /admin/statuses`
@@ -15,6 +21,7 @@
 //! unknown field, gets `{"error": {"message"}}` with a 4xx status.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::StatusCode;
@@ -33,6 +40,7 @@ use crate::faults::Faults;
 pub(crate) fn routes() -> Router<Arc<Engine>> {
     Router::new()
         .route("/admin/inbound", post(inbound))
+        .route("/admin/close-window", post(close_window))
         .route("/admin/rules", get(rules).put(set_rules))
         .route("/admin/faults", get(faults).put(set_faults))
         .route("/admin/statuses", get(statuses).put(set_statuses))
@@ -67,19 +75,47 @@ struct Inbound {
     phone_number_id: String,
     from: String,
     text: String,
+    /// How long ago the user sent it; now when absent.
+    #[serde(default)]
+    age_seconds: u64,
 }
 
 async fn inbound(State(engine): State<Arc<Engine>>, Body(message): Body<Inbound>) -> Response {
-    match engine.receive(&message.phone_number_id, &message.from, &message.text) {
+    let now = SystemTime::now();
+    // An age reaching back before 1970 dates the message at the epoch.
+    let at = now
+        .checked_sub(Duration::from_secs(message.age_seconds))
+        .unwrap_or(UNIX_EPOCH)
+        .max(UNIX_EPOCH);
+    match engine.receive(&message.phone_number_id, &message.from, &message.text, at) {
         Ok(wamid) => Json(json!({ "wamid": wamid })).into_response(),
-        Err(refused) => {
-            let status = match refused {
-                SandboxError::UnknownNumber(_) => StatusCode::NOT_FOUND,
-                SandboxError::InvalidUser(_) | SandboxError::InvalidText => StatusCode::BAD_REQUEST,
-            };
-            error(status, &refused.to_string())
-        }
+        Err(refused) => refusal(&refused),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CloseWindow {
+    phone_number_id: String,
+    user: String,
+}
+
+async fn close_window(
+    State(engine): State<Arc<Engine>>,
+    Body(request): Body<CloseWindow>,
+) -> Response {
+    match engine.close_window(&request.phone_number_id, &request.user) {
+        Ok(()) => Json(json!({})).into_response(),
+        Err(refused) => refusal(&refused),
+    }
+}
+
+fn refusal(refused: &SandboxError) -> Response {
+    let status = match refused {
+        SandboxError::UnknownNumber(_) => StatusCode::NOT_FOUND,
+        SandboxError::InvalidUser(_) | SandboxError::InvalidText => StatusCode::BAD_REQUEST,
+    };
+    error(status, &refused.to_string())
 }
 
 async fn rules(State(engine): State<Arc<Engine>>) -> Json<Rules> {

@@ -1,7 +1,9 @@
 //! The simulated Cloud API without HTTP: the numbers, the template registry
 //! and the user directory, the switchable rules and faults, and the two
 //! things that happen to them: a business sends a message (`send`), a user
-//! writes (`receive`).
+//! writes (`receive`, now or at a past time). For tests, a user's window can
+//! also be closed early (`close_window`), as it is when the business's idea
+//! of it is stale.
 //!
 //! A send is decided in this order, and a refused send uses no quota: token (190) → number (100) → request validation
 //! (100, 131008, 131009) → template registry (132xxx) → forced maintenance
@@ -12,7 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -284,24 +286,26 @@ impl Engine {
         }
     }
 
-    /// A simulated user message: opens the window, uses throughput quota and
-    /// sends a `messages` webhook. Returns the message's wamid.
+    /// A simulated user message sent at `at`: opens the window for what is
+    /// left of its 24 hours, uses throughput quota if it is recent, and sends
+    /// a `messages` webhook whose `timestamp` is `at`. A time in the future
+    /// is taken as now. Returns the message's wamid.
     pub(crate) fn receive(
         &self,
         phone_number_id: &str,
         from: &str,
         text: &str,
+        at: SystemTime,
     ) -> Result<String, SandboxError> {
-        let number = self
-            .numbers
-            .get(phone_number_id)
-            .ok_or_else(|| SandboxError::UnknownNumber(phone_number_id.to_owned()))?;
-        let user = UserId::parse(from).ok_or_else(|| SandboxError::InvalidUser(from.to_owned()))?;
+        let number = self.number(phone_number_id)?;
+        let user = parse_user(from)?;
         if !(1..=INBOUND_TEXT_MAX).contains(&text.chars().count()) {
             return Err(SandboxError::InvalidText);
         }
         let now = Instant::now();
-        number.receive(user.key(), self.rules().throughput, now);
+        let wall = SystemTime::now();
+        let age = wall.duration_since(at).unwrap_or(Duration::ZERO);
+        number.receive(user.key(), self.rules().throughput, now, age);
         let wamid = self
             .ids
             .wamid(user.key(), self.ids.next_sequence(), Direction::Inbound);
@@ -311,11 +315,36 @@ impl Engine {
             wamid: wamid.clone(),
             user,
             text: text.to_owned(),
-            at: SystemTime::now(),
+            at: at.min(wall),
         };
         self.webhooks.inbound(message, now);
         Ok(wamid)
     }
+
+    /// Closes a user's window behind the business's back, until the user
+    /// writes again. Nothing is reported: Meta sends no webhook for it.
+    pub(crate) fn close_window(
+        &self,
+        phone_number_id: &str,
+        user: &str,
+    ) -> Result<(), SandboxError> {
+        let number = self.number(phone_number_id)?;
+        let user = parse_user(user)?;
+        number.close_window(user.key());
+        Ok(())
+    }
+
+    fn number(&self, phone_number_id: &str) -> Result<&NumberState, SandboxError> {
+        self.numbers
+            .get(phone_number_id)
+            .ok_or_else(|| SandboxError::UnknownNumber(phone_number_id.to_owned()))
+    }
+}
+
+/// A user of the sandbox's own API: a phone number in any form `to`
+/// accepts, or a BSUID.
+fn parse_user(input: &str) -> Result<UserId, SandboxError> {
+    UserId::parse(input).ok_or_else(|| SandboxError::InvalidUser(input.to_owned()))
 }
 
 /// The token of an `Authorization: Bearer …` header.
@@ -410,7 +439,7 @@ mod tests {
     fn an_accepted_send_is_answered_recorded_and_counted() {
         let engine = engine(|_| {});
         engine
-            .receive(NUMBER, "16505551234", "hello")
+            .receive(NUMBER, "16505551234", "hello", SystemTime::now())
             .expect("inbound");
         let answer = send(&engine, text("+1 650-555-1234")).expect("accepted");
         assert_eq!(answer["messaging_product"], "whatsapp");
@@ -537,19 +566,19 @@ mod tests {
     fn inbound_checks_its_inputs() {
         let engine = engine(|_| {});
         assert_eq!(
-            engine.receive("999", "16505551234", "x"),
+            engine.receive("999", "16505551234", "x", SystemTime::now()),
             Err(SandboxError::UnknownNumber("999".into()))
         );
         assert!(matches!(
-            engine.receive(NUMBER, "nobody", "x"),
+            engine.receive(NUMBER, "nobody", "x", SystemTime::now()),
             Err(SandboxError::InvalidUser(_))
         ));
         assert_eq!(
-            engine.receive(NUMBER, "16505551234", ""),
+            engine.receive(NUMBER, "16505551234", "", SystemTime::now()),
             Err(SandboxError::InvalidText)
         );
         let wamid = engine
-            .receive(NUMBER, "US.77", "hi")
+            .receive(NUMBER, "US.77", "hi", SystemTime::now())
             .expect("a BSUID may write");
         assert!(wamid.starts_with("wamid."));
     }
@@ -558,7 +587,7 @@ mod tests {
     fn reset_clears_records_counters_and_state() {
         let engine = engine(|_| {});
         engine
-            .receive(NUMBER, "16505551234", "hello")
+            .receive(NUMBER, "16505551234", "hello", SystemTime::now())
             .expect("inbound");
         assert!(send(&engine, text("16505551234")).is_ok());
         engine.reset();
@@ -578,5 +607,191 @@ mod tests {
         assert_eq!(bearer("Basic abc"), None);
         assert_eq!(bearer("Bearer"), None);
         assert_eq!(bearer("Bearer "), None);
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn ago(age: Duration) -> SystemTime {
+        SystemTime::now() - age
+    }
+
+    #[test]
+    fn a_closed_window_refuses_free_form_until_the_user_writes_again() {
+        let engine = engine(|_| {});
+        assert_eq!(
+            engine.close_window("999", "16505551234"),
+            Err(SandboxError::UnknownNumber("999".into()))
+        );
+        assert!(matches!(
+            engine.close_window(NUMBER, "nobody"),
+            Err(SandboxError::InvalidUser(_))
+        ));
+        assert_eq!(
+            engine.close_window(NUMBER, "16505559999"),
+            Ok(()),
+            "closing a window that was never open is fine"
+        );
+
+        engine
+            .receive(NUMBER, "16505551234", "hello", SystemTime::now())
+            .expect("inbound");
+        assert!(send(&engine, text("16505551234")).is_ok());
+        engine
+            .close_window(NUMBER, "+1 (650) 555-1234")
+            .expect("any phone form names the user");
+        assert_eq!(send(&engine, text("16505551234")).err(), Some(131_047));
+        assert!(
+            send(&engine, template("hello_world", "16505551234")).is_ok(),
+            "templates still pass"
+        );
+
+        engine.set_rules(Rules {
+            window_failure: FailureMode::Async,
+            ..Rules::default()
+        });
+        assert!(send(&engine, text("16505551234")).is_ok(), "answered 200");
+        assert_eq!(engine.stats().failed_statuses.get(&131_047), Some(&1));
+
+        engine
+            .receive(NUMBER, "16505551234", "back", SystemTime::now())
+            .expect("inbound");
+        assert!(send(&engine, text("16505551234")).is_ok());
+        assert_eq!(engine.stats().failed_statuses.get(&131_047), Some(&1));
+    }
+
+    #[test]
+    fn closing_a_window_sends_no_webhook() {
+        let engine = with_webhook();
+        engine
+            .receive(NUMBER, "16505551234", "hello", SystemTime::now())
+            .expect("inbound");
+        let _ = engine.webhooks.take_due(Instant::now());
+        engine.close_window(NUMBER, "16505551234").expect("closed");
+        assert!(engine.webhooks.take_due(Instant::now()).is_empty());
+    }
+
+    #[test]
+    fn an_inbound_aged_25_hours_leaves_the_window_closed() {
+        let engine = engine(|_| {});
+        engine
+            .receive(NUMBER, "16505551234", "old", ago(25 * HOUR))
+            .expect("inbound");
+        assert_eq!(send(&engine, text("16505551234")).err(), Some(131_047));
+        assert_eq!(engine.stats().inbound, 1, "still counted as received");
+    }
+
+    #[test]
+    fn an_inbound_aged_23_hours_opens_the_window() {
+        let engine = engine(|_| {});
+        engine
+            .receive(NUMBER, "16505551234", "recent", ago(23 * HOUR))
+            .expect("inbound");
+        assert!(send(&engine, text("16505551234")).is_ok());
+    }
+
+    #[test]
+    fn absurd_inbound_times_saturate() {
+        let engine = engine(|_| {});
+        engine
+            .receive(NUMBER, "16505550001", "ancient", SystemTime::UNIX_EPOCH)
+            .expect("an age beyond the uptime");
+        assert_eq!(send(&engine, text("16505550001")).err(), Some(131_047));
+        engine
+            .receive(
+                NUMBER,
+                "16505550002",
+                "future",
+                SystemTime::now() + 48 * HOUR,
+            )
+            .expect("a time in the future");
+        assert!(
+            send(&engine, text("16505550002")).is_ok(),
+            "taken as now: open"
+        );
+    }
+
+    fn inbound_webhooks(engine: &Engine) -> Vec<Value> {
+        engine
+            .webhooks
+            .take_due(Instant::now())
+            .into_iter()
+            .filter_map(|work| match work {
+                crate::webhooks::Work::Inbound(message) => {
+                    Some(crate::webhooks::payload::inbound(&message))
+                }
+                _ => None,
+            })
+            .map(|body| body["entry"][0]["changes"][0]["value"].clone())
+            .collect()
+    }
+
+    fn with_webhook() -> Engine {
+        engine(|config| {
+            config.webhook = Some(crate::config::WebhookTarget::new(
+                "http://127.0.0.1:9/webhook",
+                "secret",
+            ));
+        })
+    }
+
+    #[test]
+    fn the_inbound_webhook_is_dated_when_the_message_was_sent() {
+        let engine = with_webhook();
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_749_416_383);
+        engine
+            .receive(NUMBER, "16505551234", "long ago", at)
+            .expect("inbound");
+        let recent = ago(23 * HOUR);
+        engine
+            .receive(NUMBER, "16505551234", "yesterday", recent)
+            .expect("inbound");
+        let future = SystemTime::now() + HOUR;
+        engine
+            .receive(NUMBER, "16505551234", "tomorrow", future)
+            .expect("inbound");
+        let values = inbound_webhooks(&engine);
+        let timestamp = |i: usize| -> u64 {
+            values[i]["messages"][0]["timestamp"]
+                .as_str()
+                .and_then(|t| t.parse().ok())
+                .expect("a string of Unix seconds")
+        };
+        let unix = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_secs()
+        };
+        assert_eq!(values.len(), 3);
+        assert_eq!(values[0]["messages"][0]["timestamp"], "1749416383");
+        assert_eq!(timestamp(1), unix(recent));
+        assert!(timestamp(2) < unix(future), "the future is taken as now");
+    }
+
+    #[test]
+    fn a_bsuid_user_writes_as_from_user_id_and_owns_its_window() {
+        let engine = with_webhook();
+        let bsuid = "US.13491208655302741918";
+        engine
+            .receive(NUMBER, bsuid, "hi", SystemTime::now())
+            .expect("inbound");
+        let values = inbound_webhooks(&engine);
+        let message = &values[0]["messages"][0];
+        assert_eq!(message["from_user_id"], bsuid);
+        assert!(message.get("from").is_none(), "no phone number to show");
+        assert_eq!(values[0]["contacts"][0]["user_id"], bsuid);
+
+        let to_bsuid = json!({"messaging_product": "whatsapp", "recipient": bsuid,
+                              "type": "text", "text": {"body": "hi"}});
+        assert!(
+            send(&engine, to_bsuid.clone()).is_ok(),
+            "its window is open"
+        );
+        assert_eq!(
+            send(&engine, text("+1 349 120 8655")).err(),
+            Some(131_047),
+            "other users' windows stay closed"
+        );
+        engine.close_window(NUMBER, bsuid).expect("closed");
+        assert_eq!(send(&engine, to_bsuid).err(), Some(131_047));
     }
 }

@@ -16,6 +16,10 @@
 //! per-user state and queued webhooks all have limits); with the rules off
 //! the send path takes no lock but the record's.
 //!
+//! For window tests, a user message can be dated in the past
+//! (`Sandbox::inbound_at`) and a window closed behind the gateway's back
+//! (`Sandbox::close_window`).
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use gateway_sandbox::{NumberConfig, Sandbox, SandboxConfig};
@@ -54,6 +58,7 @@ mod validation;
 mod webhooks;
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -160,14 +165,38 @@ impl Sandbox {
     }
 
     /// A simulated user message: opens the user's window, uses the number's
-    /// throughput quota and sends a signed `messages` webhook.
+    /// throughput quota and sends a signed `messages` webhook. `from` is a
+    /// phone number in any form `to` accepts, or a BSUID (then the webhook
+    /// names the user by `from_user_id` and the window is keyed by it).
     pub fn inbound(
         &self,
         phone_number_id: &str,
         from: &str,
         text: &str,
     ) -> Result<String, SandboxError> {
-        self.engine.receive(phone_number_id, from, text)
+        self.inbound_at(phone_number_id, from, text, SystemTime::now())
+    }
+
+    /// A simulated user message sent at `at`, for windows that are already
+    /// closed or about to close: the window is open only until `at` + 24 h,
+    /// the webhook's `timestamp` is `at`, and only a message less than a
+    /// second old uses throughput quota. A time in the future is taken as now.
+    pub fn inbound_at(
+        &self,
+        phone_number_id: &str,
+        from: &str,
+        text: &str,
+        at: SystemTime,
+    ) -> Result<String, SandboxError> {
+        self.engine.receive(phone_number_id, from, text, at)
+    }
+
+    /// Closes a user's window (`user` as for `inbound`) behind the business's
+    /// back, as happens when its idea of the window is stale: free-form sends
+    /// to that user fail with 131047 until the user writes again. Sends no
+    /// webhook, as Meta sends none.
+    pub fn close_window(&self, phone_number_id: &str, user: &str) -> Result<(), SandboxError> {
+        self.engine.close_window(phone_number_id, user)
     }
 
     /// Forgets accepted records, counters, windows, pair state and queued

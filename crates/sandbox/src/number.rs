@@ -7,19 +7,29 @@
 //! deadlock. Users whose state no longer matters (pair limit idle, window
 //! closed) are swept out when the map has doubled since the last sweep,
 //! which keeps memory bounded by the users active in the last 24 hours.
+//!
+//! A user's message may be dated in the past (`age`): it opens the window
+//! for what is left of its 24 hours, and it weighs on the bucket only if it
+//! is younger than the one second of sends the bucket holds; an older one
+//! would long since have been refilled. Closing a window (`close_window`)
+//! touches no other state and creates none.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::{FailureMode, NumberConfig, Rules};
 use crate::errors::MetaError;
 use crate::locks::lock;
 use crate::rules::pair::PairLimit;
 use crate::rules::throughput::TokenBucket;
-use crate::rules::window::Window;
+use crate::rules::window::{self, Window};
 
 const MIN_SWEEP_SIZE: usize = 1_024;
+
+/// How long a user's message weighs on the throughput bucket, which holds
+/// one second's worth of messages.
+const BUCKET_SPAN: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, Debug, Default)]
 struct UserState {
@@ -130,13 +140,23 @@ impl NumberState {
         Ok(())
     }
 
-    /// A user's message: counts against throughput (when that rule is on) and
-    /// opens the window.
-    pub(crate) fn receive(&self, user: &str, count_throughput: bool, now: Instant) {
-        if count_throughput {
+    /// A user's message sent `age` before `now`: counts against throughput
+    /// (when that rule is on and the message is recent) and opens the window
+    /// for what is left of its 24 hours.
+    pub(crate) fn receive(&self, user: &str, count_throughput: bool, now: Instant, age: Duration) {
+        if count_throughput && age < BUCKET_SPAN {
             lock(&self.bucket).take_inbound(now);
         }
-        lock(&self.users).with(user, now, |state| state.window.open(now));
+        if age < window::LENGTH {
+            lock(&self.users).with(user, now, |state| state.window.open(now, age));
+        }
+    }
+
+    /// Closes the user's window until they write again.
+    pub(crate) fn close_window(&self, user: &str) {
+        if let Some(state) = lock(&self.users).states.get_mut(user) {
+            state.window.close();
+        }
     }
 
     pub(crate) fn reset(&self, now: Instant) {
@@ -153,7 +173,6 @@ impl NumberState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn number(rate: u32) -> (NumberState, Instant) {
         let now = Instant::now();
@@ -178,7 +197,7 @@ mod tests {
             number.admit("u", true, &rules, now).ok(),
             Some(Admitted { window_open: false })
         );
-        number.receive("u", true, now);
+        number.receive("u", true, now, Duration::ZERO);
         assert_eq!(
             number.admit("u", false, &rules, now).ok(),
             Some(Admitted { window_open: true })
@@ -241,8 +260,8 @@ mod tests {
             throughput: true,
             ..rules
         };
-        number.receive("u", true, now);
-        number.receive("u", true, now);
+        number.receive("u", true, now, Duration::ZERO);
+        number.receive("u", true, now, Duration::ZERO);
         assert!(number.admit("u", false, &throughput, now).is_ok());
         assert_eq!(
             code(number.admit("u", false, &throughput, now)),
@@ -261,7 +280,7 @@ mod tests {
         for i in 0..MIN_SWEEP_SIZE - 1 {
             assert!(number.admit(&format!("u{i}"), true, &rules, now).is_ok());
         }
-        number.receive("keep", false, now);
+        number.receive("keep", false, now, Duration::ZERO);
         let later = now + Duration::from_secs(60);
         assert!(number.admit("new", true, &rules, later).is_ok());
         assert_eq!(
@@ -276,5 +295,77 @@ mod tests {
         );
         number.reset(later);
         assert_eq!(number.tracked_users(), 0);
+    }
+
+    #[test]
+    fn a_past_message_opens_the_window_for_what_is_left_of_its_day() {
+        let (number, now) = number(80);
+        let rules = Rules {
+            pair: false,
+            ..Rules::default()
+        };
+        let hour = Duration::from_secs(3600);
+        number.receive("old", true, now, 25 * hour);
+        assert_eq!(code(number.admit("old", false, &rules, now)), Some(131_047));
+        assert_eq!(number.tracked_users(), 0, "a stale message stores nothing");
+
+        let minute = Duration::from_secs(60);
+        number.receive("recent", true, now, window::LENGTH - minute);
+        assert!(number.admit("recent", false, &rules, now).is_ok());
+        let later = now + minute;
+        assert_eq!(
+            code(number.admit("recent", false, &rules, later)),
+            Some(131_047),
+            "open for one more minute only"
+        );
+
+        number.receive("recent", true, now, 23 * hour);
+        assert!(
+            number
+                .admit("recent", false, &rules, now + hour - minute)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn only_a_recent_message_uses_the_buckets_quota() {
+        let (number, now) = number(1);
+        let rules = Rules {
+            throughput: true,
+            ..Rules::off()
+        };
+        number.receive("u", true, now, Duration::from_secs(5));
+        assert!(number.admit("u", false, &rules, now).is_ok(), "not counted");
+        number.receive("u", true, now, Duration::from_millis(500));
+        assert_eq!(code(number.admit("u", false, &rules, now)), Some(130_429));
+    }
+
+    #[test]
+    fn a_closed_window_stays_closed_until_the_user_writes() {
+        let (number, now) = number(80);
+        let rules = Rules {
+            pair: false,
+            ..Rules::default()
+        };
+        number.close_window("nobody");
+        assert_eq!(number.tracked_users(), 0, "closing creates no state");
+
+        number.receive("u", true, now, Duration::ZERO);
+        number.close_window("u");
+        assert_eq!(code(number.admit("u", false, &rules, now)), Some(131_047));
+        assert!(
+            number.admit("u", true, &rules, now).is_ok(),
+            "templates pass"
+        );
+        let async_rules = Rules {
+            window_failure: FailureMode::Async,
+            ..rules
+        };
+        assert_eq!(
+            number.admit("u", false, &async_rules, now).ok(),
+            Some(Admitted { window_open: false })
+        );
+        number.receive("u", true, now, Duration::ZERO);
+        assert!(number.admit("u", false, &rules, now).is_ok());
     }
 }

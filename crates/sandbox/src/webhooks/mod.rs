@@ -127,6 +127,12 @@ impl Webhooks {
     pub(crate) fn clear(&self) {
         self.outbox.clear();
     }
+
+    /// The work due at `now`, taken out of the outbox.
+    #[cfg(test)]
+    pub(crate) fn take_due(&self, now: Instant) -> Vec<Work> {
+        self.outbox.take_due(now, usize::MAX).0
+    }
 }
 
 fn later(now: Instant, delay: Duration) -> Instant {

@@ -149,3 +149,130 @@ async fn the_webhook_target_and_statuses_can_be_set_at_run_time() {
         "nothing is queued without a target"
     );
 }
+
+#[tokio::test]
+async fn close_window_closes_it_until_the_user_writes_again() {
+    let sandbox = TestSandbox::start(config()).await;
+    sandbox.inbound(USER, "hi").await;
+    let (status, _) = sandbox.send(&text(USER, "inside")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let body = json!({"phone_number_id": NUMBER, "user": "+16505551234"});
+    let (status, answer) = sandbox
+        .admin(Method::POST, "close-window", Some(body))
+        .await;
+    assert_eq!((status, answer), (StatusCode::OK, json!({})));
+    let (status, answer) = sandbox.send(&text(USER, "stale window")).await;
+    assert_eq!(
+        (status, error_code(&answer)),
+        (StatusCode::BAD_REQUEST, 131_047)
+    );
+
+    sandbox.inbound(USER, "back").await;
+    let (status, _) = sandbox.send(&text(USER, "inside again")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    sandbox
+        .sandbox
+        .close_window(NUMBER, USER)
+        .expect("the Rust API closes it too");
+    let (status, _) = sandbox.send(&text(USER, "closed again")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn bad_close_window_requests_are_refused() {
+    let sandbox = TestSandbox::start(config()).await;
+    let cases = [
+        (
+            json!({"phone_number_id": "nope", "user": USER}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            json!({"phone_number_id": NUMBER, "user": "someone"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"phone_number_id": NUMBER}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"phone_number_id": NUMBER, "user": USER, "extra": 1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"phone_number_id": NUMBER, "user": 1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ];
+    for (body, expected) in cases {
+        let (status, answer) = sandbox
+            .admin(Method::POST, "close-window", Some(body))
+            .await;
+        assert_eq!(status, expected, "{answer}");
+        assert!(answer["error"]["message"].is_string(), "{answer}");
+    }
+    let response = sandbox
+        .client
+        .post(format!("{}/admin/close-window", sandbox.base))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status().as_u16(), 400);
+    let answer: serde_json::Value = response.json().await.expect("a JSON error");
+    assert!(answer["error"]["message"].is_string());
+}
+
+#[tokio::test]
+async fn an_aged_inbound_opens_only_what_is_left_of_its_window() {
+    let sandbox = TestSandbox::start(config()).await;
+    let aged = |from: &str, age_seconds: u64| {
+        json!({"phone_number_id": NUMBER, "from": from, "text": "earlier",
+               "age_seconds": age_seconds})
+    };
+    let (status, answer) = sandbox
+        .admin(Method::POST, "inbound", Some(aged(USER, 25 * 3600)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(answer["wamid"].is_string());
+    let (status, answer) = sandbox.send(&text(USER, "too late")).await;
+    assert_eq!(
+        (status, error_code(&answer)),
+        (StatusCode::BAD_REQUEST, 131_047),
+        "a message 25 hours old leaves the window closed"
+    );
+
+    let (status, _) = sandbox
+        .admin(
+            Method::POST,
+            "inbound",
+            Some(aged("+16505550002", 23 * 3600)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, answer) = sandbox.send(&text("+16505550002", "in time")).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    let (status, _) = sandbox
+        .admin(
+            Method::POST,
+            "inbound",
+            Some(aged("+16505550003", u64::MAX)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "an absurd age saturates");
+    let (status, _) = sandbox
+        .admin(
+            Method::POST,
+            "inbound",
+            Some(json!({"phone_number_id": NUMBER, "from": USER, "text": "x", "age_seconds": -1})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "ages are whole seconds ≥ 0"
+    );
+}

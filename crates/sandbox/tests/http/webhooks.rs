@@ -315,3 +315,86 @@ async fn a_dead_webhook_target_does_not_slow_sends_and_is_given_up_on() {
     assert_eq!(stats.webhook_failed_attempts, stats.webhooks_abandoned * 2);
     assert_eq!(stats.webhooks_delivered, 0);
 }
+
+#[tokio::test]
+async fn an_aged_inbound_is_dated_when_it_was_sent() {
+    let receiver = Receiver::start(0).await;
+    let sandbox = start_with(&receiver, |_| {}).await;
+    let unix_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs()
+    };
+    let age = 23 * 3600 + 59 * 60;
+    let before = unix_now() - age;
+    let (status, answer) = sandbox
+        .admin(
+            reqwest::Method::POST,
+            "inbound",
+            Some(
+                json!({"phone_number_id": NUMBER, "from": USER, "text": "yesterday",
+                        "age_seconds": age}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let after = unix_now() - age;
+    let message = wait_for("the inbound webhook", || {
+        receiver.messages().into_iter().next()
+    })
+    .await;
+    assert_eq!(message["id"], answer["wamid"]);
+    let timestamp: u64 = message["timestamp"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("a string of Unix seconds");
+    assert!((before..=after).contains(&timestamp), "{timestamp}");
+
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(1_749_416_383);
+    sandbox
+        .sandbox
+        .inbound_at(NUMBER, "+16505550009", "long ago", at)
+        .expect("inbound");
+    let message = wait_for("the second inbound webhook", || {
+        receiver.messages().into_iter().nth(1)
+    })
+    .await;
+    assert_eq!(message["timestamp"], "1749416383");
+}
+
+#[tokio::test]
+async fn a_bsuid_user_writes_as_from_user_id_and_gets_its_own_window() {
+    let receiver = Receiver::start(0).await;
+    let sandbox = start_with(&receiver, |_| {}).await;
+    let bsuid = "US.13491208655302741918";
+    sandbox.inbound(bsuid, "hi").await;
+    let post = wait_for("the inbound webhook", || {
+        receiver
+            .received()
+            .into_iter()
+            .find(|r| r.answered == StatusCode::OK)
+    })
+    .await;
+    let value = &post.json()["entry"][0]["changes"][0]["value"];
+    assert_eq!(value["messages"][0]["from_user_id"], bsuid);
+    assert!(value["messages"][0].get("from").is_none());
+    assert_eq!(value["contacts"][0]["user_id"], bsuid);
+
+    let reply = json!({"messaging_product": "whatsapp", "recipient": bsuid,
+                       "type": "text", "text": {"body": "hello"}});
+    send_ok(&sandbox, &reply).await;
+    let (status, _) = sandbox
+        .admin(
+            reqwest::Method::POST,
+            "close-window",
+            Some(json!({"phone_number_id": NUMBER, "user": bsuid})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, answer) = sandbox.send(&reply).await;
+    assert_eq!(
+        (status, error_code(&answer)),
+        (StatusCode::BAD_REQUEST, 131_047)
+    );
+}
