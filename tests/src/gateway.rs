@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_config::{Environment, Role, Settings};
-use gateway_sandbox::{Rules, Sandbox, SandboxConfig};
+use gateway_sandbox::{Rules, Sandbox, SandboxConfig, WebhookTarget};
 use gateway_telemetry::Metrics;
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -31,6 +31,11 @@ pub struct GatewayOptions {
     pub wrong_token_for: Option<usize>,
     /// Extra `[worker]` keys, as TOML lines.
     pub worker_toml: String,
+    /// The sandbox posts its webhooks (statuses, inbound messages) to the
+    /// api's `/webhook`, signed with [`APP_SECRET`].
+    pub webhooks: bool,
+    /// Extra top-level TOML (`[[subscribers]]`, `[notify]`), appended last.
+    pub extra_toml: String,
 }
 
 impl Default for GatewayOptions {
@@ -44,6 +49,8 @@ impl Default for GatewayOptions {
             pair_interval_ms: 6_000,
             wrong_token_for: None,
             worker_toml: String::new(),
+            webhooks: false,
+            extra_toml: String::new(),
         }
     }
 }
@@ -52,6 +59,10 @@ impl Default for GatewayOptions {
 pub const KEY_ALL: &str = "test-key-all";
 /// Client key allowed only sender `s0`.
 pub const KEY_ONE: &str = "test-key-one";
+/// The app secret Meta (the sandbox) signs webhooks with.
+pub const APP_SECRET: &str = "test-app-secret";
+/// The webhook verification token.
+pub const VERIFY_TOKEN: &str = "test-verify-token";
 
 pub struct TestGateway {
     pub redis: RedisServer,
@@ -108,6 +119,12 @@ impl TestGateway {
 
         let api_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind api");
         let api_url = format!("http://{}", api_listener.local_addr().expect("addr"));
+        if options.webhooks {
+            sandbox.set_webhook(Some(WebhookTarget::new(
+                format!("{api_url}/webhook"),
+                APP_SECRET,
+            )));
+        }
         let metrics = Metrics::new();
         tasks.push(tokio::spawn({
             let (settings, metrics, shutdown) =
@@ -297,6 +314,8 @@ fn config(
     let mut env = vec![
         ("KEY_ALL".to_owned(), KEY_ALL.to_owned()),
         ("KEY_ONE".to_owned(), KEY_ONE.to_owned()),
+        ("WA_APP_SECRET".to_owned(), APP_SECRET.to_owned()),
+        ("WA_VERIFY_TOKEN".to_owned(), VERIFY_TOKEN.to_owned()),
     ];
     let mut names = Vec::new();
     for i in 0..options.senders {
@@ -320,6 +339,7 @@ fn config(
          [[clients]]\nname = \"one\"\nkey_env = \"KEY_ONE\"\nsenders = [\"s0\"]\n",
         names.join(", ")
     ));
+    toml.push_str(&options.extra_toml);
     (toml, env)
 }
 

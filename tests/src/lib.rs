@@ -8,7 +8,10 @@ mod rates;
 mod redis_server;
 mod wait;
 
-pub use gateway::{GatewayOptions, KEY_ALL, KEY_ONE, TestGateway, WorkerProcess, phone_number_id};
+pub use gateway::{
+    APP_SECRET, GatewayOptions, KEY_ALL, KEY_ONE, TestGateway, VERIFY_TOKEN, WorkerProcess,
+    phone_number_id,
+};
 pub use rates::{RateReport, rate_reports, send_counts};
 pub use redis_server::RedisServer;
 pub use wait::{wait_until, wait_until_every};

@@ -29,6 +29,12 @@ pub enum ApiError {
     NotFound,
     #[error("idempotency key already used for another payload, by message {first_id}")]
     IdempotencyConflict { first_id: String },
+    /// A webhook POST whose signature matches no configured app secret.
+    #[error("the X-Hub-Signature-256 header is missing or does not match")]
+    InvalidSignature,
+    /// No app secret is configured, so no webhook can be checked.
+    #[error("webhooks are not configured on this gateway (no app secret)")]
+    WebhookNotConfigured,
     /// Redis did not take or give the data; the caller should retry.
     #[error("the queue is unavailable; retry shortly")]
     Unavailable,
@@ -47,7 +53,8 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::IdempotencyConflict { .. } => StatusCode::CONFLICT,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InvalidSignature => StatusCode::UNAUTHORIZED,
+            Self::Unavailable | Self::WebhookNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -61,6 +68,8 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::NotFound => "not_found",
             Self::IdempotencyConflict { .. } => "idempotency_conflict",
+            Self::InvalidSignature => "invalid_signature",
+            Self::WebhookNotConfigured => "webhook_not_configured",
             Self::Unavailable => "unavailable",
         }
     }
@@ -70,6 +79,7 @@ impl ApiError {
             Self::Forbidden { field, .. } => Some(field),
             Self::Invalid(e) => Some(&e.field),
             Self::IdempotencyConflict { .. } => Some("idempotency_key"),
+            Self::InvalidSignature => Some("X-Hub-Signature-256"),
             _ => None,
         }
     }

@@ -1,6 +1,7 @@
 //! The HTTP API internal services call: `POST /send`, `POST /send/batch`,
-//! `GET /messages/{id}`, `GET /dead-letters`, `POST /dead-letters/replay`,
-//! plus `/healthz`, `/readyz` and `/metrics`.
+//! `GET /messages/{id}` (or `?wamid=`), `GET /dead-letters`,
+//! `POST /dead-letters/replay`; Meta's `GET|POST /webhook`; plus
+//! `/healthz`, `/readyz` and `/metrics`.
 //!
 //! Guarantees: a `202` is answered only after Redis has stored the message
 //! (stream entry, record and idempotency key in one script); bad input is
@@ -16,6 +17,7 @@ mod messages;
 mod send;
 mod send_request;
 mod state;
+mod webhook;
 
 pub use error::ApiError;
 pub use state::AppState;
@@ -33,12 +35,19 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/send", post(send::send_one))
         .route("/send/batch", post(send::send_batch))
+        .route("/messages", get(messages::find))
         .route("/messages/{id}", get(messages::show))
         .route("/dead-letters", get(dead_letters::list))
         .route("/dead-letters/replay", post(dead_letters::replay))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .layer(DefaultBodyLimit::max(state.settings.api.max_body_bytes))
+        // Meta's payloads may be larger than anything a client sends.
+        .merge(
+            Router::new()
+                .route("/webhook", get(webhook::verify).post(webhook::receive))
+                .layer(DefaultBodyLimit::max(state.settings.webhook.max_body_bytes)),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             count_responses,
@@ -61,10 +70,12 @@ pub async fn serve(
 
 /// Routes as metric labels: a fixed set, so a scan for unknown paths
 /// cannot grow the label space.
-const ROUTES: [&str; 7] = [
+const ROUTES: [&str; 9] = [
     "/send",
     "/send/batch",
+    "/messages",
     "/messages/{id}",
+    "/webhook",
     "/dead-letters",
     "/dead-letters/replay",
     "/healthz",

@@ -1,9 +1,12 @@
-//! `GET /messages/{id}`: a message's current state and its history, for the
-//! client that sent it (or any client allowed the same sender).
+//! `GET /messages/{id}` and `GET /messages?wamid=…`: a message's current
+//! state and its history, for the client that sent it (or any client allowed
+//! the same sender).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use gateway_domain::MessageId;
+use gateway_queue::MessageRecord;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -22,6 +25,30 @@ pub(crate) async fn show(
         return Err(ApiError::NotFound);
     }
     let record = state.queue.message(&id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(render(record)))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ByWamid {
+    wamid: String,
+}
+
+/// The message Meta knows by this wamid, among the senders the client may use.
+pub(crate) async fn find(
+    State(state): State<AppState>,
+    client: Client,
+    Query(query): Query<ByWamid>,
+) -> Result<Json<Value>, ApiError> {
+    let id = state
+        .queue
+        .find_by_wamid(&client.senders, &query.wamid)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let record = state.queue.message(&id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(render(record)))
+}
+
+fn render(record: MessageRecord) -> Value {
     let history: Vec<Value> = serde_json::from_str::<Vec<Value>>(&record.history)
         .unwrap_or_default()
         .into_iter()
@@ -56,7 +83,7 @@ pub(crate) async fn show(
             map.insert("metadata".into(), metadata);
         }
     }
-    Ok(Json(body))
+    body
 }
 
 /// History events are stored with `at_ms`; callers get RFC 3339 `at`.

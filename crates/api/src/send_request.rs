@@ -23,11 +23,8 @@ const GATEWAY_FIELDS: &[&str] = &[
     "priority",
     "send_after",
     "expires_at",
+    "callback_url",
 ];
-
-/// Documented fields whose behaviour is not built yet: refused rather than
-/// silently ignored, so no caller believes a message was scheduled.
-const NOT_YET_SUPPORTED: &[&str] = &["callback_url"];
 
 /// How far ahead a message may be scheduled.
 const MAX_SCHEDULE_AHEAD_MS: i64 = 30 * 24 * 3600 * 1000;
@@ -37,6 +34,7 @@ const ENVELOPE_FIELDS: &[&str] = &["messaging_product", "recipient_type", "type"
 
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
 const MAX_METADATA_BYTES: usize = 4_096;
+const MAX_CALLBACK_URL_LEN: usize = 2_048;
 
 pub(crate) struct SendRequest {
     pub sender: Arc<SenderSettings>,
@@ -49,6 +47,7 @@ pub(crate) struct SendRequest {
     pub lane: Lane,
     pub send_after_ms: Option<i64>,
     pub expires_at_ms: Option<i64>,
+    pub callback_url: Option<String>,
 }
 
 /// A request turned into what Redis stores.
@@ -71,14 +70,6 @@ impl SendRequest {
             let known = GATEWAY_FIELDS.contains(&key.as_str())
                 || ENVELOPE_FIELDS.contains(&key.as_str())
                 || Some(key.as_str()) == message_type;
-            if NOT_YET_SUPPORTED.contains(&key.as_str()) {
-                return Err(FieldError::new(
-                    key.clone(),
-                    "not_supported",
-                    format!("{key} is not supported by this version of the gateway"),
-                )
-                .into());
-            }
             if !known {
                 return Err(FieldError::new(
                     key.clone(),
@@ -167,6 +158,9 @@ impl SendRequest {
                 .into());
             }
         };
+        let callback_url = optional_str(body, "callback_url")?
+            .map(callback_url)
+            .transpose()?;
         let now = crate::send::unix_ms();
         let send_after_ms = optional_time(body, "send_after")?;
         let expires_at_ms = optional_time(body, "expires_at")?;
@@ -199,6 +193,7 @@ impl SendRequest {
             lane,
             send_after_ms,
             expires_at_ms,
+            callback_url,
         })
     }
 
@@ -211,8 +206,8 @@ impl SendRequest {
             .map(|t| t.graph_body(&self.recipient));
         let fingerprint = if self.idempotency_key.is_some() {
             let timing = format!(
-                "{:?} {:?} {:?}",
-                self.lane, self.send_after_ms, self.expires_at_ms
+                "{:?} {:?} {:?} {:?}",
+                self.lane, self.send_after_ms, self.expires_at_ms, self.callback_url
             );
             fingerprint(&[
                 &self.sender.phone_number_id,
@@ -292,4 +287,25 @@ fn expect_constant(
             format!("{field} must be {expected:?}"),
         )),
     }
+}
+
+/// An absolute http(s) URL without spaces or control characters: status
+/// events are POSTed there by the workers.
+fn callback_url(url: &str) -> Result<String, FieldError> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let host_present = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'));
+    if !host_present
+        || url.len() > MAX_CALLBACK_URL_LEN
+        || url.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(FieldError::invalid(
+            "callback_url",
+            format!(
+                "callback_url must be an absolute http(s) URL of at most {MAX_CALLBACK_URL_LEN} characters"
+            ),
+        ));
+    }
+    Ok(url.to_owned())
 }

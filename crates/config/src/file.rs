@@ -23,6 +23,10 @@ pub(crate) struct FileConfig {
     pub senders: Vec<SenderSection>,
     #[serde(default)]
     pub clients: Vec<ClientSection>,
+    #[serde(default)]
+    pub subscribers: Vec<SubscriberSection>,
+    #[serde(default)]
+    pub notify: NotifySection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +61,7 @@ pub(crate) struct WorkerSection {
     pub pair_burst: u32,
     pub max_attempts: u32,
     pub shutdown_grace_ms: u64,
+    pub window_margin_seconds: u64,
 }
 
 impl Default for WorkerSection {
@@ -73,6 +78,7 @@ impl Default for WorkerSection {
             pair_burst: 1,
             max_attempts: 8,
             shutdown_grace_ms: 10_000,
+            window_margin_seconds: 60,
         }
     }
 }
@@ -119,14 +125,35 @@ impl Default for GraphSection {
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct WebhookSection {
     pub verify_token_env: String,
-    pub app_secret_env: String,
+    /// One variable name, or several when more than one Meta app (or a
+    /// rotation) signs webhooks.
+    pub app_secret_env: OneOrMany,
+    pub max_body_bytes: usize,
 }
 
 impl Default for WebhookSection {
     fn default() -> Self {
         Self {
             verify_token_env: "WA_VERIFY_TOKEN".into(),
-            app_secret_env: "WA_APP_SECRET".into(),
+            app_secret_env: OneOrMany::One("WA_APP_SECRET".into()),
+            // Meta's payloads go up to 3 MB.
+            max_body_bytes: 3 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(one) => vec![one],
+            Self::Many(many) => many,
         }
     }
 }
@@ -176,4 +203,38 @@ pub(crate) struct ClientSection {
     pub name: String,
     pub key_env: String,
     pub senders: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SubscriberSection {
+    pub name: String,
+    pub url: String,
+    pub secret_env: String,
+    #[serde(default = "all_event_kinds")]
+    pub events: Vec<String>,
+}
+
+fn all_event_kinds() -> Vec<String> {
+    vec!["messages".into(), "statuses".into()]
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct NotifySection {
+    pub max_attempts: u32,
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    pub timeout_ms: u64,
+}
+
+impl Default for NotifySection {
+    fn default() -> Self {
+        Self {
+            max_attempts: 15,
+            initial_backoff_ms: 1_000,
+            max_backoff_ms: 300_000,
+            timeout_ms: 5_000,
+        }
+    }
 }

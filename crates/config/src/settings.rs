@@ -12,7 +12,7 @@ use secrecy::SecretString;
 
 use crate::env::Environment;
 use crate::error::ConfigError;
-use crate::file::{ClientSection, FileConfig, SenderSection};
+use crate::file::{ClientSection, FileConfig, SenderSection, SubscriberSection};
 
 /// Which process is starting: each needs a different set of secrets, so an
 /// api pod is not handed the senders' access tokens it never uses.
@@ -37,6 +37,8 @@ pub struct Settings {
     pub sandbox: SandboxSettings,
     pub senders: Vec<Arc<SenderSettings>>,
     pub clients: Vec<ClientSettings>,
+    pub subscribers: Vec<SubscriberSettings>,
+    pub notify: NotifySettings,
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +73,9 @@ pub struct WorkerSettings {
     pub max_attempts: u32,
     /// How long a stopping worker waits for its sends in flight.
     pub shutdown_grace: Duration,
+    /// A free-form message goes out only if the recipient's window stays
+    /// open at least this long; else the fallback template goes.
+    pub window_margin: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -93,9 +98,32 @@ pub struct GraphSettings {
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
     pub verify_token_env: String,
-    pub app_secret_env: String,
+    pub app_secret_envs: Vec<String>,
     pub verify_token: Option<SecretString>,
-    pub app_secret: Option<SecretString>,
+    /// Every secret a webhook may be signed with (one per Meta app, or old
+    /// and new during a rotation); those whose variable is unset are left out.
+    pub app_secrets: Vec<SecretString>,
+    pub max_body_bytes: usize,
+}
+
+/// An internal service that gets inbound messages and statuses, signed.
+#[derive(Debug, Clone)]
+pub struct SubscriberSettings {
+    pub name: String,
+    pub url: String,
+    pub secret_env: String,
+    pub secret: Option<SecretString>,
+    pub messages: bool,
+    pub statuses: bool,
+}
+
+/// How events are delivered to subscribers and callback URLs.
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -165,12 +193,11 @@ impl Settings {
 
     /// Every environment variable the file names for a secret.
     pub fn secret_variables(&self) -> Vec<&str> {
-        let mut names = vec![
-            self.webhook.verify_token_env.as_str(),
-            self.webhook.app_secret_env.as_str(),
-        ];
+        let mut names = vec![self.webhook.verify_token_env.as_str()];
+        names.extend(self.webhook.app_secret_envs.iter().map(String::as_str));
         names.extend(self.senders.iter().map(|s| s.access_token_env.as_str()));
         names.extend(self.clients.iter().map(|c| c.key_env.as_str()));
+        names.extend(self.subscribers.iter().map(|s| s.secret_env.as_str()));
         names
     }
 
@@ -183,7 +210,9 @@ impl Settings {
 
     fn check(file: FileConfig, env: &Environment, role: Role) -> Result<Self, ConfigError> {
         let needs_tokens = matches!(role, Role::Worker | Role::Sandbox | Role::Dev);
-        let needs_client_keys = matches!(role, Role::Api | Role::Dev);
+        // Workers sign callbacks with the key of the client that sent the message.
+        let needs_client_keys = matches!(role, Role::Api | Role::Worker | Role::Dev);
+        let needs_subscriber_secrets = matches!(role, Role::Worker | Role::Dev);
 
         let api = ApiSettings {
             listen: socket_addr("api.listen", &file.api.listen)?,
@@ -210,6 +239,7 @@ impl Settings {
             pair_burst: at_least("worker.pair_burst", file.worker.pair_burst, 1)?,
             max_attempts: at_least("worker.max_attempts", file.worker.max_attempts, 1)?,
             shutdown_grace: millis("worker.shutdown_grace_ms", file.worker.shutdown_grace_ms)?,
+            window_margin: Duration::from_secs(file.worker.window_margin_seconds.min(3_600)),
         };
         // A lease must outlive several renewals, and a worker stops sending
         // 1.5 s before its lease runs out (see the worker's lease module).
@@ -234,21 +264,22 @@ impl Settings {
             version: graph_version(&file.graph.version)?,
             timeout: millis("graph.timeout_ms", file.graph.timeout_ms)?,
         };
+        let app_secret_envs = file.webhook.app_secret_env.into_vec();
+        let mut app_secrets = Vec::new();
+        for name in &app_secret_envs {
+            app_secrets.extend(secret(env, "webhook.app_secret_env", name, false)?);
+        }
         let webhook = WebhookSettings {
-            verify_token_env: file.webhook.verify_token_env.clone(),
-            app_secret_env: file.webhook.app_secret_env.clone(),
             verify_token: secret(
                 env,
                 "webhook.verify_token_env",
                 &file.webhook.verify_token_env,
                 false,
             )?,
-            app_secret: secret(
-                env,
-                "webhook.app_secret_env",
-                &file.webhook.app_secret_env,
-                false,
-            )?,
+            verify_token_env: file.webhook.verify_token_env,
+            app_secret_envs,
+            app_secrets,
+            max_body_bytes: at_least("webhook.max_body_bytes", file.webhook.max_body_bytes, 1_024)?,
         };
         let sandbox = SandboxSettings {
             listen: socket_addr("sandbox.listen", &file.sandbox.listen)?,
@@ -292,6 +323,24 @@ impl Settings {
             ));
         }
 
+        let subscribers = file
+            .subscribers
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| subscriber(i, s, env, needs_subscriber_secrets))
+            .collect::<Result<Vec<_>, _>>()?;
+        unique(
+            "subscribers",
+            "name",
+            subscribers.iter().map(|s| s.name.as_str()),
+        )?;
+        let notify = NotifySettings {
+            max_attempts: at_least("notify.max_attempts", file.notify.max_attempts, 1)?,
+            initial_backoff: millis("notify.initial_backoff_ms", file.notify.initial_backoff_ms)?,
+            max_backoff: millis("notify.max_backoff_ms", file.notify.max_backoff_ms)?,
+            timeout: millis("notify.timeout_ms", file.notify.timeout_ms)?,
+        };
+
         Ok(Self {
             api,
             worker,
@@ -301,6 +350,8 @@ impl Settings {
             sandbox,
             senders,
             clients,
+            subscribers,
+            notify,
         })
     }
 }
@@ -397,6 +448,43 @@ fn client(
         key: secret(env, &key("key_env"), &c.key_env, needs_key)?,
         key_env: c.key_env,
         senders: allowed,
+    })
+}
+
+fn subscriber(
+    index: usize,
+    s: SubscriberSection,
+    env: &Environment,
+    needs_secret: bool,
+) -> Result<SubscriberSettings, ConfigError> {
+    let key = |field: &str| format!("subscribers[{index}].{field}");
+    if !is_name(&s.name) {
+        return Err(ConfigError::invalid(
+            key("name"),
+            "use 1 to 64 characters of a-z, 0-9, '-' and '_'",
+        ));
+    }
+    let mut messages = false;
+    let mut statuses = false;
+    for kind in &s.events {
+        match kind.as_str() {
+            "messages" => messages = true,
+            "statuses" => statuses = true,
+            other => {
+                return Err(ConfigError::invalid(
+                    key("events"),
+                    format!("{other:?} is not an event kind; use \"messages\" and/or \"statuses\""),
+                ));
+            }
+        }
+    }
+    Ok(SubscriberSettings {
+        url: http_url(&key("url"), &s.url)?,
+        secret: secret(env, &key("secret_env"), &s.secret_env, needs_secret)?,
+        name: s.name,
+        secret_env: s.secret_env,
+        messages,
+        statuses,
     })
 }
 

@@ -40,10 +40,11 @@ pub fn sandbox_config(settings: &Settings) -> anyhow::Result<SandboxConfig> {
         }
     }
     if let Some(url) = &settings.sandbox.webhook_url {
-        let secret = settings.webhook.app_secret.as_ref().ok_or_else(|| {
+        // The sandbox plays one Meta app: it signs with the first secret.
+        let secret = settings.webhook.app_secrets.first().ok_or_else(|| {
             anyhow::anyhow!(
                 "sandbox.webhook_url needs the app secret in {}",
-                settings.webhook.app_secret_env
+                settings.webhook.app_secret_envs.join(" or ")
             )
         })?;
         config.webhook = Some(WebhookTarget::new(url, secret.expose_secret()));

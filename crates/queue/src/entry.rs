@@ -12,6 +12,9 @@
 //! | `fb` | fallback template's Graph API body (optional) |
 //! | `meta` | caller's metadata JSON (optional) |
 //! | `exp` | `expires_at`, Unix ms (optional): not sent after it |
+//! | `cb` | `callback_url` (optional): where its status events are POSTed |
+//! | `att` | attempts already made (only on a message queued again after an asynchronous failure) |
+//! | `fbu` | `1` when the fallback template is to be sent (same) |
 
 use crate::NewMessage;
 
@@ -24,10 +27,13 @@ pub(crate) const BODY: &str = "body";
 pub(crate) const FALLBACK: &str = "fb";
 pub(crate) const METADATA: &str = "meta";
 pub(crate) const EXPIRES: &str = "exp";
+pub(crate) const CALLBACK: &str = "cb";
+pub(crate) const ATTEMPTS: &str = "att";
+pub(crate) const FALLBACK_USED: &str = "fbu";
 
 /// Every field a queue entry may carry besides its id, for copying entries.
-pub(crate) const ALL: [&str; 8] = [
-    SENDER, CLIENT, RECIPIENT, KIND, BODY, FALLBACK, METADATA, EXPIRES,
+pub(crate) const ALL: [&str; 9] = [
+    SENDER, CLIENT, RECIPIENT, KIND, BODY, FALLBACK, METADATA, EXPIRES, CALLBACK,
 ];
 
 /// The entry's field/value pairs for a new message.
@@ -41,6 +47,7 @@ pub(crate) fn fields<'a>(m: &'a NewMessage<'a>) -> impl Iterator<Item = (&'stati
         m.fallback_body.map(|b| (FALLBACK, b)),
         m.metadata.map(|b| (METADATA, b)),
         m.expires_at_ms.as_deref().map(|e| (EXPIRES, e)),
+        m.callback_url.map(|c| (CALLBACK, c)),
     ]
     .into_iter()
     .flatten()

@@ -16,7 +16,10 @@
 //! | `gw:{pnid}:sendlog` | string | send times (Unix ms) of the last second, left by a worker handing the sender over |
 //! | `gw:{pnid}:paused` | string | why the sender is paused (JSON); absent when it is not |
 //! | `gw:{pnid}:recipients` | sorted set | recipients messaged in the last two minutes, by last send (Unix ms), for the pair limit across owners |
+//! | `gw:{pnid}:window:<recipient>` | string | the recipient's last inbound message (Unix ms); expires when their 24-hour window closes |
+//! | `gw:{pnid}:inbound:<wamid>` | string | an inbound message already handled, so Meta's duplicates are not forwarded twice; 7 days |
 //! | `gw:workers` | sorted set | live workers by last heartbeat (Unix ms); not per sender |
+//! | `gw:events` | stream | webhook bodies as Meta posted them, signature checked, read by the `workers` group; not per sender, since a body may speak for several |
 
 /// The consumer group every worker reads a sender's queue through.
 pub const CONSUMER_GROUP: &str = "workers";
@@ -84,6 +87,21 @@ pub fn paused(phone_number_id: &str) -> String {
     format!("gw:{{{phone_number_id}}}:paused")
 }
 
+pub fn window(phone_number_id: &str, recipient: &str) -> String {
+    format!("gw:{{{phone_number_id}}}:window:{recipient}")
+}
+
+pub fn inbound(phone_number_id: &str, wamid: &str) -> String {
+    format!("gw:{{{phone_number_id}}}:inbound:{wamid}")
+}
+
+/// How long a handled inbound wamid is remembered: Meta retries a webhook
+/// for up to 7 days.
+pub const INBOUND_SEEN_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// Webhook bodies waiting to be processed.
+pub const EVENTS: &str = "gw:events";
+
 /// Live workers; the one key not tied to a sender.
 pub const WORKERS: &str = "gw:workers";
 
@@ -113,6 +131,8 @@ mod tests {
             send_log(pnid),
             paused(pnid),
             recent_recipients(pnid),
+            window(pnid, "+16505551234"),
+            inbound(pnid, "wamid.HBgL"),
         ] {
             assert_eq!(hash_tag(&key), pnid, "{key}");
         }

@@ -16,7 +16,10 @@ mod leases;
 mod outcome;
 mod record;
 mod scripts;
+mod status_events;
 mod stream;
+mod webhook_events;
+mod window;
 
 pub use connection::connect;
 pub use dead_letters::{DeadLetter, DeadLetterFilter};
@@ -24,7 +27,9 @@ pub use error::QueueError;
 pub use leases::RetryState;
 pub use outcome::{Outcome, Progress};
 pub use record::MessageRecord;
+pub use status_events::{Requeue, StatusChange, StatusResult, StatusView};
 pub use stream::{Delivery, QueueDepth};
+pub use webhook_events::StoredEvent;
 
 use std::collections::HashMap;
 
@@ -54,6 +59,8 @@ pub struct NewMessage<'a> {
     pub send_after_ms: Option<i64>,
     /// Never send after then (Unix ms, as text for the stream entry).
     pub expires_at_ms: Option<String>,
+    /// Where the message's status events are POSTed.
+    pub callback_url: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -268,6 +275,31 @@ impl Queue {
             .and_then(|entry| Delivery::from_entry(pnid, id.lane(), entry).ok())
             .filter(|delivery| &delivery.message_id == id)
             .map(|delivery| MessageRecord::queued(&delivery)))
+    }
+
+    /// The message a wamid belongs to, looked up under each of these senders.
+    pub async fn find_by_wamid(
+        &self,
+        phone_number_ids: &[String],
+        wamid: &str,
+    ) -> Result<Option<MessageId>, QueueError> {
+        if phone_number_ids.is_empty() {
+            return Ok(None);
+        }
+        let mut pipe = redis::pipe();
+        for pnid in phone_number_ids {
+            pipe.cmd("GET").arg(keys::wamid(pnid, wamid));
+        }
+        let found: Vec<Option<String>> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(found
+            .into_iter()
+            .flatten()
+            .find_map(|id| MessageId::parse(&id)))
+    }
+
+    /// The shared connection, for other stores kept in the same Redis (notifications).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
     }
 
     /// Whether Redis answers.

@@ -19,6 +19,12 @@ pub(crate) static RECORD_PROGRESS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/record_progress.lua")));
 pub(crate) static REPLAY_DEAD_LETTER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/replay_dead_letter.lua")));
+pub(crate) static RECORD_INBOUND: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/record_inbound.lua")));
+pub(crate) static APPLY_STATUS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/apply_status.lua")));
+pub(crate) static REQUEUE_FAILED: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/requeue_failed.lua")));
 pub(crate) static RENEW_LEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/renew_lease.lua")));
 pub(crate) static RELEASE_LEASE: LazyLock<Script> =

@@ -27,6 +27,11 @@ pub struct Delivery {
     pub metadata: Option<String>,
     /// Not to be sent after this (Unix ms).
     pub expires_at_ms: Option<i64>,
+    /// Where its status events are POSTed.
+    pub callback_url: Option<String>,
+    /// What was done before it was queued again after an asynchronous
+    /// failure (zero for a new message).
+    pub prior: crate::Progress,
 }
 
 /// How far behind a sender is.
@@ -179,6 +184,13 @@ impl Delivery {
                 fallback: text(entry::FALLBACK).filter(|b| b.ends_with('}')),
                 metadata: text(entry::METADATA),
                 expires_at_ms: text(entry::EXPIRES).and_then(|e| e.parse().ok()),
+                callback_url: text(entry::CALLBACK),
+                prior: crate::Progress {
+                    attempts: text(entry::ATTEMPTS)
+                        .and_then(|a| a.parse().ok())
+                        .unwrap_or(0),
+                    fallback_used: text(entry::FALLBACK_USED).is_some_and(|f| f == "1"),
+                },
             })
         })();
         parsed.ok_or_else(|| entry.id.clone())
@@ -219,13 +231,16 @@ impl Delivery {
             self.fallback.clone().map(|f| (entry::FALLBACK, f)),
             self.metadata.clone().map(|m| (entry::METADATA, m)),
             self.expires_at_ms.map(|e| (entry::EXPIRES, e.to_string())),
+            self.callback_url.clone().map(|c| (entry::CALLBACK, c)),
         ]
         .into_iter()
         .flatten()
         .collect()
     }
 
-    /// The fields a message's record is created with.
+    /// The fields a message's record is created with. The bodies are kept
+    /// until Meta reports the message delivered, so that an asynchronous
+    /// failure can be retried (see `status_events`).
     pub(crate) fn record_fields(&self) -> Vec<(&'static str, String)> {
         vec![
             ("sender", self.sender.clone()),
@@ -234,6 +249,18 @@ impl Delivery {
             ("kind", self.kind.clone()),
             ("created_ms", self.message_id.accepted_at_ms().to_string()),
             ("metadata", self.metadata.clone().unwrap_or_default()),
+            (
+                "callback_url",
+                self.callback_url.clone().unwrap_or_default(),
+            ),
+            ("body", self.body.clone()),
+            ("fb", self.fallback.clone().unwrap_or_default()),
+            (
+                "exp",
+                self.expires_at_ms
+                    .map(|e| e.to_string())
+                    .unwrap_or_default(),
+            ),
         ]
     }
 }

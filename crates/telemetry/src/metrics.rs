@@ -57,6 +57,16 @@ pub struct Families {
     pub http_responses: IntCounterVec,
     /// Failed Redis operations, by operation.
     pub redis_errors: IntCounterVec,
+    /// Status events from Meta that moved a message (sent, delivered, read, failed).
+    pub statuses: IntCounterVec,
+    /// From acceptance to Meta's `delivered`.
+    pub accept_to_delivered: HistogramVec,
+    /// Webhook events by kind (`status`, `inbound`, `other`, `unknown_sender`, `duplicate`, ...).
+    pub webhook_events: IntCounterVec,
+    /// Webhook POSTs refused for a missing or wrong signature.
+    pub webhook_signature_failures: IntCounterVec,
+    /// Inbound messages that opened or extended a recipient's window.
+    pub windows_opened: IntCounterVec,
 }
 
 impl std::ops::Deref for Metrics {
@@ -212,11 +222,41 @@ impl Metrics {
                 "Redis operations that failed.",
                 &["operation"],
             ),
+            statuses: counter(
+                "gateway_message_statuses_total",
+                "Status events from Meta that moved a message forward, by status.",
+                &["sender", "status"],
+            ),
+            accept_to_delivered: histogram(
+                "gateway_accept_to_delivered_seconds",
+                "Time from acceptance by the api to Meta's delivered status.",
+                &["sender"],
+            ),
+            webhook_events: counter(
+                "gateway_webhook_events_total",
+                "Events received on Meta's webhook, by kind.",
+                &["kind"],
+            ),
+            webhook_signature_failures: counter(
+                "gateway_webhook_signature_failures_total",
+                "Webhook POSTs refused for their signature, by reason (missing, invalid).",
+                &["reason"],
+            ),
+            windows_opened: counter(
+                "gateway_windows_opened_total",
+                "Inbound messages that opened or extended a recipient's 24-hour window.",
+                &["sender"],
+            ),
             registry,
         };
         Self {
             inner: Arc::new(families),
         }
+    }
+
+    /// The registry, for families other crates define (notifications).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The Prometheus text exposition of every family.

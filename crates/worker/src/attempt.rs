@@ -1,4 +1,6 @@
-//! One attempt at sending one message: the Graph API call, what Meta's
+//! One attempt at sending one message: the window check (a free-form
+//! message to a recipient whose window is closed, or closes within the
+//! margin, goes as its fallback template), the Graph API call, what Meta's
 //! answer means (the domain's error classes and retry policy), and the
 //! record of it in Redis. The dispatcher is told what to do next.
 
@@ -8,7 +10,7 @@ use std::time::{Duration, Instant};
 use gateway_config::SenderSettings;
 use gateway_domain::Recipient;
 use gateway_domain::rules::{
-    ErrorClass, RetryDecision, TransportFailure, classify_code, classify_transport,
+    ErrorClass, RetryDecision, TransportFailure, classify_code, classify_transport, window,
 };
 use gateway_graph::GraphError;
 use gateway_queue::Outcome;
@@ -68,6 +70,37 @@ pub(crate) async fn attempt(
             incoming,
             next: next.unwrap_or(Next::Done),
         };
+    }
+    if !incoming.progress.fallback_used && delivery.kind != TEMPLATE_KIND {
+        match worker
+            .queue
+            .window_opened_at(&sender.phone_number_id, &delivery.recipient)
+            .await
+        {
+            Ok(opened) => {
+                let margin = millis(worker.settings.worker.window_margin);
+                if !window::allows_free_form(opened, now_ms, margin) {
+                    incoming.progress.fallback_used = true;
+                }
+            }
+            Err(error) => {
+                // Without knowing the window, neither body is safe to send.
+                tracing::warn!(%error, "could not read the recipient's window; retrying");
+                worker
+                    .metrics
+                    .redis_errors
+                    .with_label_values(&["window"])
+                    .inc();
+                return Completion {
+                    incoming,
+                    next: Next::Retry {
+                        at: Instant::now() + WINDOW_READ_RETRY,
+                        sender_wait: false,
+                        throttled: false,
+                    },
+                };
+            }
+        }
     }
     let Some(body) = body_to_send(&sender, &incoming) else {
         let outcome = Outcome::Failed {
@@ -144,6 +177,17 @@ pub(crate) async fn attempt(
 
     let class = classify(&error);
     let (code, title) = code_and_title(&error);
+    if class == ErrorClass::WindowClosed {
+        // Meta knows better than our records: no free-form until the user writes again.
+        let recipient = &incoming.delivery.recipient;
+        if let Err(error) = worker
+            .queue
+            .close_window(&sender.phone_number_id, recipient)
+            .await
+        {
+            tracing::warn!(%error, "could not mark the window closed");
+        }
+    }
     worker
         .metrics
         .graph_errors
@@ -266,6 +310,12 @@ pub(crate) async fn attempt(
         next: recorded.unwrap_or(next),
     }
 }
+
+/// The message kind that needs no open window.
+const TEMPLATE_KIND: &str = "template";
+
+/// How soon to try again when the window could not be read.
+const WINDOW_READ_RETRY: Duration = Duration::from_secs(1);
 
 /// Why the message must not be sent any more, if it must not.
 fn expiry(

@@ -6,17 +6,22 @@
 //! Modules: [`ownership`] decides which senders this worker drains;
 //! [`dispatcher`] drains one sender (send window, pair limiter, lanes,
 //! backoff, pause); [`reader`] feeds it from the stream; [`attempt`] makes
-//! one Graph API call and records what it came to. A worker also serves
-//! `/healthz`, `/readyz` and `/metrics` on its own address.
+//! one Graph API call (after the window check) and records what it came to.
+//! Beside that, every worker processes Meta's webhook events
+//! ([`webhook_events`]: windows, statuses) and delivers what they tell the
+//! internal services ([`notifications`], through the notify crate). A
+//! worker also serves `/healthz`, `/readyz` and `/metrics` on its own address.
 
 mod attempt;
 mod depth;
 mod dispatcher;
 mod lanes;
 mod lease;
+mod notifications;
 mod ops_routes;
 mod ownership;
 mod reader;
+mod webhook_events;
 
 pub use ops_routes::ops_router;
 
@@ -26,9 +31,12 @@ use gateway_config::Settings;
 pub(crate) use gateway_domain::clock::unix_ms;
 use gateway_domain::rules::RetryPolicy;
 use gateway_graph::GraphClient;
+use gateway_notify::{DeliveryPolicy, NotifyMetrics, Outbox};
 use gateway_queue::Queue;
 use gateway_telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
+
+use notifications::Notifier;
 
 /// What every task of a worker shares.
 pub struct Worker {
@@ -68,13 +76,39 @@ impl Worker {
 
     /// Works until `shutdown` is cancelled, then finishes the sends in
     /// flight and hands every sender over.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let worker = Arc::new(self);
         tracing::info!(worker = %worker.consumer, senders = worker.settings.senders.len(), "worker started");
+        let outbox = Outbox::new(worker.queue.connection());
+        let notifier = Arc::new(Notifier::new(outbox.clone(), &worker.settings));
+        let notify = &worker.settings.notify;
+        let policy = DeliveryPolicy {
+            max_attempts: notify.max_attempts,
+            initial_backoff: notify.initial_backoff,
+            max_backoff: notify.max_backoff,
+            timeout: notify.timeout,
+            ..DeliveryPolicy::default()
+        };
+        let http = reqwest::Client::builder().timeout(notify.timeout).build()?;
+        let deliveries = tokio::spawn(gateway_notify::run(
+            outbox,
+            http,
+            notifications::signers(&worker.settings),
+            policy,
+            worker.consumer.clone(),
+            NotifyMetrics::register(worker.metrics.registry())?,
+            shutdown.clone(),
+        ));
+        let events = tokio::spawn(webhook_events::run(
+            worker.clone(),
+            notifier,
+            shutdown.clone(),
+        ));
         let depths = tokio::spawn(depth::report_depths(worker.clone(), shutdown.clone()));
         ownership::run(worker.clone(), shutdown).await;
-        let _ = depths.await;
+        let _ = tokio::join!(depths, events, deliveries);
         tracing::info!(worker = %worker.consumer, "worker stopped");
+        Ok(())
     }
 }
 

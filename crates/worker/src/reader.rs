@@ -140,8 +140,9 @@ fn fresh(entries: Vec<Result<Delivery, String>>) -> Batch {
         .into_iter()
         .map(|entry| {
             entry.map(|delivery| Incoming {
+                // A message queued again after an asynchronous failure carries on.
+                progress: delivery.prior,
                 delivery,
-                progress: Progress::default(),
                 not_before: now,
             })
         })

@@ -135,7 +135,12 @@ fn each_role_needs_only_its_secrets() {
         "senders[0].access_token_env"
     );
     let only_token = Environment::from_pairs([("WA_TOKEN_SUPPORT", "t")]);
-    assert!(load(MINIMAL, &only_token, Role::Worker).is_ok());
+    // A worker signs callbacks with the sending client's key.
+    assert_eq!(
+        error_key(load(MINIMAL, &only_token, Role::Worker)),
+        "clients[0].key_env"
+    );
+    assert!(load(MINIMAL, &env(), Role::Worker).is_ok());
     assert_eq!(
         error_key(load(MINIMAL, &only_token, Role::Api)),
         "clients[0].key_env"
@@ -155,4 +160,46 @@ fn secrets_never_show_in_debug_output() {
 fn syntax_errors_name_the_file() {
     let err = load("[api", &env(), Role::Dev).unwrap_err().to_string();
     assert!(err.contains("test.toml"), "{err}");
+}
+
+#[test]
+fn several_app_secrets_and_subscribers_are_read() {
+    let text = format!(
+        "{MINIMAL}\n[webhook]\napp_secret_env = [\"APP_A\", \"APP_B\", \"APP_UNSET\"]\n\
+         [[subscribers]]\nname = \"crm\"\nurl = \"http://crm.internal/events/\"\n\
+         secret_env = \"CRM_SECRET\"\nevents = [\"statuses\"]\n"
+    );
+    let env = Environment::from_pairs([
+        ("WA_TOKEN_SUPPORT", "token-1"),
+        ("GATEWAY_KEY_BILLING", "key-1"),
+        ("APP_A", "a"),
+        ("APP_B", "b"),
+        ("CRM_SECRET", "c"),
+    ]);
+    let settings = load(&text, &env, Role::Worker).expect("valid");
+    assert_eq!(settings.webhook.app_secrets.len(), 2);
+    assert_eq!(settings.webhook.max_body_bytes, 3 * 1024 * 1024);
+    let crm = &settings.subscribers[0];
+    assert_eq!(crm.url, "http://crm.internal/events");
+    assert!(crm.statuses && !crm.messages);
+    assert!(settings.secret_variables().contains(&"CRM_SECRET"));
+}
+
+#[test]
+fn a_subscriber_needs_its_secret_in_a_worker_and_known_event_kinds() {
+    let with = |events: &str| {
+        format!(
+            "{MINIMAL}\n[[subscribers]]\nname = \"crm\"\nurl = \"http://crm\"\n\
+             secret_env = \"CRM_SECRET\"\nevents = {events}\n"
+        )
+    };
+    assert_eq!(
+        error_key(load(&with("[\"statuses\"]"), &env(), Role::Worker)),
+        "subscribers[0].secret_env"
+    );
+    assert!(load(&with("[\"statuses\"]"), &env(), Role::Api).is_ok());
+    assert_eq!(
+        error_key(load(&with("[\"everything\"]"), &env(), Role::Api)),
+        "subscribers[0].events"
+    );
 }

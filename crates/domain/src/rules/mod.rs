@@ -1,6 +1,7 @@
 //! The gateway's rules as plain functions and small structs: what Meta's
 //! errors mean, when to retry, how fast a sender may send, how a 130429
-//! lowers that rate, and which worker owns which sender. No I/O and no clock:
+//! lowers that rate, which worker owns which sender, and whether a
+//! recipient's 24-hour window allows a free-form message. No I/O and no clock:
 //! the caller passes `now`, so every rule is tested in virtual time.
 
 pub mod adaptive_rate;
@@ -8,6 +9,7 @@ pub mod assignment;
 pub mod error_class;
 pub mod retry;
 pub mod send_window;
+pub mod window;
 
 pub use adaptive_rate::AdaptiveRate;
 pub use error_class::{ErrorClass, TransportFailure, classify_code, classify_transport};

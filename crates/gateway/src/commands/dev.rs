@@ -1,8 +1,9 @@
 //! `gateway dev`: the whole system in one process for trying it locally —
 //! Redis (a private `redis-server` if none answers at `redis.url`), the
-//! sandbox, the api and one worker pointed at the sandbox. Secrets missing
+//! sandbox, the api and one worker pointed at the sandbox, whose webhooks
+//! (statuses, inbound messages) go to the api's `/webhook`. Secrets missing
 //! from the environment get development values, printed where they are
-//! needed (the client key for the curl line).
+//! needed (the client key for the curl lines).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +25,12 @@ pub async fn run(config: &str) -> anyhow::Result<()> {
 
     let sandbox_listener = bind(settings.sandbox.listen, "sandbox").await?;
     settings.graph.base_url = format!("http://{}", sandbox_listener.local_addr()?);
-    let sandbox = Sandbox::new(sandbox_config(&settings)?);
     let api_listener = bind(settings.api.listen, "api").await?;
+    if settings.sandbox.webhook_url.is_none() {
+        let api_port = api_listener.local_addr()?.port();
+        settings.sandbox.webhook_url = Some(format!("http://127.0.0.1:{api_port}/webhook"));
+    }
+    let sandbox = Sandbox::new(sandbox_config(&settings)?);
     let worker_listener = bind(settings.worker.listen, "worker").await?;
     let settings = Arc::new(settings);
 
@@ -144,16 +149,36 @@ fn print_try_it(settings: &Settings, api: std::net::SocketAddr, worker: std::net
         .name
         .clone();
     let host = format!("http://127.0.0.1:{}", api.port());
+    let sandbox = &settings.graph.base_url;
+    let pnid = settings
+        .sender(&sender_name)
+        .map(|s| s.phone_number_id.clone())
+        .unwrap_or_default();
+    let send = |body: &str| {
+        format!(
+            "curl -s -X POST {host}/send -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n    -d '{body}'"
+        )
+    };
+    let text = format!(
+        r#"{{"from": "{sender_name}", "to": "+1 650 555 1234", "type": "text", "text": {{"body": "Your order shipped"}}}}"#
+    );
     println!(
-        "\nThe gateway is up: api {host}, worker metrics http://127.0.0.1:{}/metrics, sandbox {}\n\
-         Send a template message (the key is a development key for client {:?}):\n\n  \
-         curl -s -X POST {host}/send -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n    \
-         -d '{{\"from\": \"{sender_name}\", \"to\": \"+1 650 555 1234\", \"type\": \"template\", \"template\": {{\"name\": \"hello_world\", \"language\": {{\"code\": \"en_US\"}}}}}}'\n\n\
-         Then read its status with the id it answered:\n\n  \
+        "\nThe gateway is up: api {host}, worker metrics http://127.0.0.1:{}/metrics, sandbox {sandbox}\n\
+         The key below is a development key for client {:?}.\n\n\
+         1. Send a text to a user who has not written to you: their 24-hour window is closed,\n   \
+         so the gateway sends the sender's fallback template instead (\"fallback_used\": true):\n\n  \
+         {}\n\n\
+         2. Read its status and history with the id it answered (sent, then delivered and read\n   \
+         as the sandbox's webhooks arrive):\n\n  \
          curl -s {host}/messages/<id> -H 'Authorization: Bearer {key}'\n\n\
+         3. Let the user write to you (the sandbox posts a signed webhook to the api), which opens\n   \
+         their window:\n\n  \
+         curl -s -X POST {sandbox}/admin/inbound -H 'Content-Type: application/json' \\\n    \
+         -d '{{\"phone_number_id\": \"{pnid}\", \"from\": \"+16505551234\", \"text\": \"hi\"}}'\n\n\
+         4. Send the same text again: now it goes as text (\"fallback_used\": false).\n\n\
          Ctrl-C stops everything.\n",
         worker.port(),
-        settings.graph.base_url,
         client.name,
+        send(&text),
     );
 }

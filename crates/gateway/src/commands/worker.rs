@@ -50,7 +50,7 @@ pub async fn serve(
     let ops = tokio::spawn(async move { ops.await });
     Worker::new(settings, queue, graph, metrics)
         .run(shutdown)
-        .await;
+        .await?;
     ops.await??;
     Ok(())
 }

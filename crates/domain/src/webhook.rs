@@ -1,0 +1,386 @@
+//! What Meta's webhooks say, parsed once: the `whatsapp_business_account`
+//! envelope flattened into the events the gateway acts on (a status of an
+//! outbound message, an inbound user message) and the ones it only counts.
+//!
+//! Parsing is lenient where Meta adds things (unknown fields are ignored, an
+//! item of a kind we do not know is kept as `Other`) and strict where a wrong
+//! value would move state (a status without a wamid or with a timestamp that
+//! is not a number is dropped as `Other`, never guessed). A body that is not
+//! the envelope at all is an error, which the api answers with 400.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::Recipient;
+
+/// One thing a webhook told us.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WebhookEvent {
+    Status(StatusUpdate),
+    Inbound(InboundMessage),
+    /// Anything else (template or quality updates, statuses we do not
+    /// track, items missing what we need): counted, not acted on.
+    Other {
+        phone_number_id: Option<String>,
+        kind: String,
+    },
+}
+
+/// Meta's statuses for an outbound message, in the order they happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaStatus {
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+impl MetaStatus {
+    fn parse(input: &str) -> Option<Self> {
+        match input {
+            "sent" => Some(Self::Sent),
+            "delivered" => Some(Self::Delivered),
+            "read" => Some(Self::Read),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The message status this event moves a message to.
+    pub fn message_status(self) -> crate::MessageStatus {
+        match self {
+            Self::Sent => crate::MessageStatus::Sent,
+            Self::Delivered => crate::MessageStatus::Delivered,
+            Self::Read => crate::MessageStatus::Read,
+            Self::Failed => crate::MessageStatus::Failed,
+        }
+    }
+}
+
+/// A status event for a message the business sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusUpdate {
+    pub phone_number_id: String,
+    pub wamid: String,
+    pub status: MetaStatus,
+    /// When it happened, by Meta's clock (Unix ms; Meta sends seconds).
+    pub timestamp_ms: i64,
+    /// Meta's first error, for `failed`.
+    pub error: Option<MetaError>,
+    /// `biz_opaque_callback_data` as echoed (the gateway's message id).
+    pub callback_data: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaError {
+    pub code: i64,
+    pub title: String,
+}
+
+/// A message a user sent to the business: it opens their 24-hour window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboundMessage {
+    pub phone_number_id: String,
+    pub wamid: String,
+    /// The user by phone number, when Meta shows one.
+    pub from: Option<Recipient>,
+    /// The user by business-scoped user id, when they have one.
+    pub from_user_id: Option<Recipient>,
+    /// When the user sent it (Unix ms; Meta sends seconds).
+    pub timestamp_ms: i64,
+    /// `text`, `interactive`, `image`, ...
+    pub kind: String,
+    /// The message object as Meta sent it, for subscribers.
+    pub raw: Value,
+}
+
+impl InboundMessage {
+    /// Every key the user's window and pair state may be stored under.
+    pub fn recipient_keys(&self) -> impl Iterator<Item = &str> {
+        self.from
+            .iter()
+            .chain(&self.from_user_id)
+            .map(Recipient::key)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("the body is not JSON: {0}")]
+    NotJson(String),
+    #[error("the body is not a WhatsApp webhook: {0}")]
+    NotWhatsApp(String),
+}
+
+/// The events of one webhook body, in the order Meta listed them.
+pub fn parse(body: &[u8]) -> Result<Vec<WebhookEvent>, WebhookError> {
+    let envelope: Envelope = match serde_json::from_slice(body) {
+        Ok(envelope) => envelope,
+        Err(error) if error.is_data() => return Err(WebhookError::NotWhatsApp(error.to_string())),
+        Err(error) => return Err(WebhookError::NotJson(error.to_string())),
+    };
+    if envelope.object != "whatsapp_business_account" {
+        return Err(WebhookError::NotWhatsApp(format!(
+            "object is {:?}, not \"whatsapp_business_account\"",
+            envelope.object
+        )));
+    }
+    let mut events = Vec::new();
+    for change in envelope.entry.into_iter().flat_map(|entry| entry.changes) {
+        let value = change.value;
+        let phone_number_id = value.metadata.map(|m| m.phone_number_id);
+        if change.field != "messages" {
+            events.push(WebhookEvent::Other {
+                phone_number_id,
+                kind: change.field,
+            });
+            continue;
+        }
+        let Some(pnid) = phone_number_id else {
+            events.push(WebhookEvent::Other {
+                phone_number_id: None,
+                kind: "messages_without_metadata".into(),
+            });
+            continue;
+        };
+        events.extend(value.statuses.into_iter().map(|s| status_event(&pnid, s)));
+        events.extend(value.messages.into_iter().map(|m| inbound_event(&pnid, m)));
+    }
+    Ok(events)
+}
+
+fn other(pnid: &str, kind: impl Into<String>) -> WebhookEvent {
+    WebhookEvent::Other {
+        phone_number_id: Some(pnid.to_owned()),
+        kind: kind.into(),
+    }
+}
+
+fn status_event(pnid: &str, raw: RawStatus) -> WebhookEvent {
+    let (Some(status), Some(timestamp_ms)) =
+        (MetaStatus::parse(&raw.status), timestamp_ms(&raw.timestamp))
+    else {
+        return other(pnid, format!("status_{}", raw.status));
+    };
+    if raw.id.is_empty() {
+        return other(pnid, "status_without_id");
+    }
+    WebhookEvent::Status(StatusUpdate {
+        phone_number_id: pnid.to_owned(),
+        wamid: raw.id,
+        status,
+        timestamp_ms,
+        error: raw.errors.into_iter().next().map(|e| MetaError {
+            code: e.code,
+            title: e.title.or(e.message).unwrap_or_default(),
+        }),
+        callback_data: raw.biz_opaque_callback_data,
+    })
+}
+
+fn inbound_event(pnid: &str, raw: Value) -> WebhookEvent {
+    let text = |name: &str| raw.get(name).and_then(Value::as_str);
+    let from = text("from").and_then(|f| Recipient::parse_phone(f).ok());
+    let from_user_id = text("from_user_id").and_then(|u| Recipient::parse_user_id(u).ok());
+    let (Some(wamid), Some(timestamp_ms)) = (text("id"), text("timestamp").and_then(timestamp_ms))
+    else {
+        return other(pnid, "message_without_id_or_timestamp");
+    };
+    if from.is_none() && from_user_id.is_none() {
+        return other(pnid, "message_without_sender");
+    }
+    WebhookEvent::Inbound(InboundMessage {
+        phone_number_id: pnid.to_owned(),
+        wamid: wamid.to_owned(),
+        from,
+        from_user_id,
+        timestamp_ms,
+        kind: text("type").unwrap_or("unknown").to_owned(),
+        raw,
+    })
+}
+
+/// Meta's timestamps are Unix seconds in a string.
+fn timestamp_ms(seconds: &str) -> Option<i64> {
+    seconds.parse::<i64>().ok()?.checked_mul(1000)
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    object: String,
+    #[serde(default)]
+    entry: Vec<Entry>,
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    #[serde(default)]
+    changes: Vec<Change>,
+}
+
+#[derive(Deserialize)]
+struct Change {
+    field: String,
+    #[serde(default)]
+    value: ChangeValue,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ChangeValue {
+    metadata: Option<Metadata>,
+    statuses: Vec<RawStatus>,
+    /// Kept as JSON: subscribers get the message as Meta sent it.
+    messages: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    phone_number_id: String,
+}
+
+#[derive(Deserialize)]
+struct RawStatus {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    timestamp: String,
+    #[serde(default)]
+    errors: Vec<RawError>,
+    #[serde(default)]
+    biz_opaque_callback_data: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawError {
+    code: i64,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn envelope(value: Value) -> Vec<u8> {
+        json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398",
+            "changes": [{"field": "messages", "value": value}]}]})
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn statuses_are_read_with_their_errors_and_callback_data() {
+        let body = envelope(json!({
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550001111", "phone_number_id": "106540352242922"},
+            "statuses": [
+                {"id": "wamid.A", "status": "delivered", "timestamp": "1749416383",
+                 "recipient_id": "16505551234", "biz_opaque_callback_data": "106540352242922-1-0",
+                 "pricing": {"billable": true}, "something_new": 1},
+                {"id": "wamid.B", "status": "failed", "timestamp": "1749416384",
+                 "errors": [{"code": 131047, "title": "Re-engagement message"}]},
+            ]
+        }));
+        let events = parse(&body).expect("parses");
+        assert_eq!(events.len(), 2);
+        let WebhookEvent::Status(delivered) = &events[0] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(delivered.status, MetaStatus::Delivered);
+        assert_eq!(delivered.timestamp_ms, 1_749_416_383_000);
+        assert_eq!(
+            delivered.callback_data.as_deref(),
+            Some("106540352242922-1-0")
+        );
+        let WebhookEvent::Status(failed) = &events[1] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(
+            failed.error,
+            Some(MetaError {
+                code: 131047,
+                title: "Re-engagement message".into()
+            })
+        );
+    }
+
+    #[test]
+    fn inbound_messages_carry_both_ids_when_meta_gives_both() {
+        let body = envelope(json!({
+            "metadata": {"phone_number_id": "1"},
+            "messages": [{"from": "16505551234", "from_user_id": "US.13491208655302741918",
+                "id": "wamid.IN", "timestamp": "1749416383", "type": "text", "text": {"body": "hi"}}]
+        }));
+        let events = parse(&body).expect("parses");
+        let WebhookEvent::Inbound(message) = &events[0] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(
+            message.recipient_keys().collect::<Vec<_>>(),
+            ["+16505551234", "US.13491208655302741918"]
+        );
+        assert_eq!(message.kind, "text");
+        assert_eq!(message.raw["text"]["body"], "hi");
+    }
+
+    #[test]
+    fn items_we_cannot_act_on_are_kept_as_other() {
+        let body = envelope(json!({
+            "metadata": {"phone_number_id": "1"},
+            "statuses": [{"id": "wamid.A", "status": "deleted", "timestamp": "1"},
+                         {"id": "wamid.B", "status": "read", "timestamp": "yesterday"}],
+            "messages": [{"id": "wamid.C", "timestamp": "1", "type": "text"}]
+        }));
+        let events = parse(&body).expect("parses");
+        assert_eq!(events.len(), 3);
+        assert!(
+            events
+                .iter()
+                .all(|e| matches!(e, WebhookEvent::Other { .. }))
+        );
+    }
+
+    #[test]
+    fn other_fields_are_counted_not_acted_on() {
+        let body = json!({"object": "whatsapp_business_account", "entry": [{"changes": [
+            {"field": "message_template_status_update", "value": {"event": "APPROVED"}}]}]});
+        let events = parse(body.to_string().as_bytes()).expect("parses");
+        assert_eq!(
+            events,
+            [WebhookEvent::Other {
+                phone_number_id: None,
+                kind: "message_template_status_update".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn what_is_not_the_envelope_is_an_error() {
+        assert!(matches!(parse(b"{not json"), Err(WebhookError::NotJson(_))));
+        assert!(matches!(parse(b""), Err(WebhookError::NotJson(_))));
+        assert!(matches!(
+            parse(br#"{"object": "page", "entry": []}"#),
+            Err(WebhookError::NotWhatsApp(_))
+        ));
+        assert!(matches!(
+            parse(br#"{"entry": "x"}"#),
+            Err(WebhookError::NotWhatsApp(_))
+        ));
+        assert!(matches!(parse(b"[1,2]"), Err(WebhookError::NotWhatsApp(_))));
+    }
+}

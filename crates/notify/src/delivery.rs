@@ -1,0 +1,555 @@
+//! The delivery loop: reads the outbox through the consumer group, POSTs
+//! each notification signed, and settles it in Redis: 2xx = done (acked and
+//! deleted); anything else = retry at a growing, jittered delay, until
+//! `max_attempts`, then the dead stream. An unknown signer or an unusable
+//! URL goes to the dead stream at once: retrying cannot fix configuration.
+//!
+//! Reading polls: `XREADGROUP` without `BLOCK`, sleeping 5 ms doubling to
+//! 200 ms while the outbox is empty. The outbox shares one multiplexed
+//! connection, and a blocking read on it would hold up every command queued
+//! behind it (the deliveries' own acks); polling costs at most 5 reads a
+//! second per idle worker and adds at most 200 ms of latency.
+//!
+//! Every ~500 ms due retries are moved back into the stream; every ~10 s
+//! (or half `claim_idle`, if shorter) entries pending longer than
+//! `claim_idle` (a worker crashed holding them) are taken over with
+//! `XAUTOCLAIM`. A delivery is settled only after its
+//! POST finished, so a crash between POST and settle delivers it again:
+//! at least once. On shutdown the loop stops reading, lets deliveries in
+//! flight finish for up to `timeout + 1 s`, and returns; whatever it did
+//! not settle stays pending in Redis for another worker.
+
+use std::collections::HashMap;
+use std::error::Error as _;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::outbox::{Malformed, Outbox, Pending};
+use crate::{NotifyError, NotifyMetrics, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
+
+/// How often due retries are moved back into the stream.
+const PROMOTE_EVERY: Duration = Duration::from_millis(500);
+/// Most retries moved per promotion, so one script call stays short; a
+/// full batch promotes again at once.
+const PROMOTE_BATCH: usize = 500;
+/// How often stale pending entries are looked for: every 10 s, or every
+/// half `claim_idle` if that is shorter (looking more often than entries
+/// can become stale finds nothing; looking much less often delays recovery
+/// well past `claim_idle`), but not more often than every 100 ms.
+const CLAIM_EVERY_MAX: Duration = Duration::from_secs(10);
+const CLAIM_EVERY_MIN: Duration = Duration::from_millis(100);
+/// Polling an empty outbox: from this...
+const IDLE_MIN: Duration = Duration::from_millis(5);
+/// ...doubling up to this.
+const IDLE_MAX: Duration = Duration::from_millis(200);
+/// After a Redis error, wait this long before the next read.
+const REDIS_ERROR_PAUSE: Duration = Duration::from_millis(500);
+/// On shutdown, deliveries in flight get their POST timeout plus this to
+/// settle.
+const SHUTDOWN_MARGIN: Duration = Duration::from_secs(1);
+/// See [`DeliveryPolicy::backoff`].
+const MAX_BACKOFF_STEPS: u32 = 1_000;
+/// The metric label for a signer name that is not configured, so a name
+/// from Redis cannot add label values.
+const UNKNOWN_TARGET: &str = "unknown";
+
+/// The signing secrets by name (`subscriber:crm`, `client:billing`, ...).
+/// `Debug` shows the names only.
+#[derive(Clone, Default)]
+pub struct Signers {
+    secrets: HashMap<String, SecretString>,
+}
+
+impl Signers {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) the secret for `name`.
+    pub fn insert(&mut self, name: impl Into<String>, secret: SecretString) {
+        self.secrets.insert(name.into(), secret);
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.secrets.contains_key(name)
+    }
+
+    fn get(&self, name: &str) -> Option<&SecretString> {
+        self.secrets.get(name)
+    }
+}
+
+impl FromIterator<(String, SecretString)> for Signers {
+    fn from_iter<I: IntoIterator<Item = (String, SecretString)>>(iter: I) -> Self {
+        Self {
+            secrets: iter.into_iter().collect(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Signers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&str> = self.secrets.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        f.debug_struct("Signers").field("names", &names).finish()
+    }
+}
+
+/// How deliveries are attempted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryPolicy {
+    /// Attempts in all (the first included) before a notification is dead.
+    pub max_attempts: u32,
+    /// The delay before the first retry.
+    pub initial_backoff: Duration,
+    /// The longest delay between attempts (jitter included).
+    pub max_backoff: Duration,
+    /// Each delay is the previous one times this (before jitter).
+    pub backoff_factor: f32,
+    /// The whole POST, connecting included.
+    pub timeout: Duration,
+    /// POSTs in flight at once, per worker.
+    pub concurrency: usize,
+    /// An entry read but not settled for this long belongs to a worker that
+    /// is gone; another takes it over. Must exceed `timeout` by a margin, or
+    /// slow deliveries are taken over (and sent twice).
+    pub claim_idle: Duration,
+}
+
+impl Default for DeliveryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 15,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            backoff_factor: 2.0,
+            timeout: Duration::from_secs(5),
+            concurrency: 32,
+            claim_idle: Duration::from_secs(60),
+        }
+    }
+}
+
+impl DeliveryPolicy {
+    /// The delay after the `failures`-th failed attempt (1 = after the first):
+    /// `initial * factor^(failures-1)` plus up to as much again in jitter,
+    /// never more than `max_backoff`.
+    pub fn backoff(&self, failures: u32) -> Duration {
+        // Past this many steps the delay has long reached the maximum (for
+        // any factor worth using); the cap keeps a huge count cheap.
+        let nth = usize::try_from(failures.saturating_sub(1).min(MAX_BACKOFF_STEPS)).unwrap_or(0);
+        ExponentialBuilder::default()
+            .with_min_delay(self.initial_backoff)
+            .with_max_delay(self.max_backoff)
+            .with_factor(self.backoff_factor)
+            .with_jitter()
+            .without_max_times()
+            .build()
+            .nth(nth)
+            .unwrap_or(self.max_backoff)
+            .min(self.max_backoff)
+    }
+}
+
+/// What every delivery task shares.
+struct Context {
+    outbox: Outbox,
+    http: reqwest::Client,
+    signers: Signers,
+    policy: DeliveryPolicy,
+    metrics: NotifyMetrics,
+}
+
+/// Delivers notifications from `outbox` until `shutdown` is cancelled.
+/// `consumer` names this worker in the consumer group (unique per worker
+/// process, e.g. host and pid). Redis errors are logged and retried; this
+/// returns only on shutdown.
+pub async fn run(
+    outbox: Outbox,
+    http: reqwest::Client,
+    signers: Signers,
+    policy: DeliveryPolicy,
+    consumer: String,
+    metrics: NotifyMetrics,
+    shutdown: CancellationToken,
+) {
+    let concurrency = policy.concurrency.max(1);
+    let grace = policy.timeout.saturating_add(SHUTDOWN_MARGIN);
+    let claim_every = (policy.claim_idle / 2).clamp(CLAIM_EVERY_MIN, CLAIM_EVERY_MAX);
+    let ctx = Arc::new(Context {
+        outbox,
+        http,
+        signers,
+        policy,
+        metrics,
+    });
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    let mut group_ready = false;
+    let mut idle = IDLE_MIN;
+    let mut next_promote = Instant::now();
+    // Look for stale entries at once: this worker may be replacing one that
+    // crashed.
+    let mut next_claim = Instant::now();
+    let mut claim_cursor = String::from("0-0");
+
+    while !shutdown.is_cancelled() {
+        while let Some(done) = tasks.try_join_next() {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "a notification delivery task failed");
+            }
+        }
+        if !group_ready {
+            match ctx.outbox.ensure_group().await {
+                Ok(()) => group_ready = true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot create the notification consumer group");
+                    pause(&shutdown, REDIS_ERROR_PAUSE).await;
+                    continue;
+                }
+            }
+        }
+
+        let now = Instant::now();
+        if now >= next_promote {
+            next_promote = now + PROMOTE_EVERY;
+            if promote(&ctx).await {
+                next_promote = now;
+            }
+        }
+
+        if tasks.len() >= concurrency {
+            tokio::select! {
+                _ = tasks.join_next() => {}
+                () = shutdown.cancelled() => {}
+            }
+            continue;
+        }
+
+        let mut started = 0;
+        if now >= next_claim {
+            let free = concurrency - tasks.len();
+            match ctx
+                .outbox
+                .claim_stale(&consumer, ctx.policy.claim_idle, &claim_cursor, free)
+                .await
+            {
+                Ok((next, entries)) => {
+                    if !entries.is_empty() {
+                        tracing::info!(count = entries.len(), "took over stale notifications");
+                    }
+                    started += entries.len();
+                    for entry in entries {
+                        tasks.spawn(deliver(Arc::clone(&ctx), entry));
+                    }
+                    // A scan not yet complete continues on the next round.
+                    if next == "0-0" {
+                        next_claim = now + claim_every;
+                    }
+                    claim_cursor = next;
+                }
+                Err(e) => {
+                    group_ready &= !is_nogroup(&e);
+                    tracing::warn!(error = %e, "cannot claim stale notifications");
+                    next_claim = now + claim_every;
+                }
+            }
+        }
+
+        let free = concurrency.saturating_sub(tasks.len());
+        if free > 0 {
+            match ctx.outbox.read_new(&consumer, free).await {
+                Ok(entries) => {
+                    started += entries.len();
+                    for entry in entries {
+                        tasks.spawn(deliver(Arc::clone(&ctx), entry));
+                    }
+                }
+                Err(e) => {
+                    group_ready &= !is_nogroup(&e);
+                    tracing::warn!(error = %e, "cannot read the notification outbox");
+                    pause(&shutdown, REDIS_ERROR_PAUSE).await;
+                    continue;
+                }
+            }
+        }
+
+        if started > 0 {
+            idle = IDLE_MIN;
+            continue;
+        }
+        let until_promote = next_promote.saturating_duration_since(Instant::now());
+        pause(
+            &shutdown,
+            idle.min(until_promote).max(Duration::from_millis(1)),
+        )
+        .await;
+        idle = (idle * 2).min(IDLE_MAX);
+    }
+
+    // Stop reading; let what is in flight settle, within bounds.
+    let in_flight = tasks.len();
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(
+            unfinished = tasks.len(),
+            "notification deliveries did not finish before shutdown; they stay pending in redis"
+        );
+        tasks.shutdown().await;
+    } else if in_flight > 0 {
+        tracing::info!(
+            in_flight,
+            "notification deliveries in flight finished at shutdown"
+        );
+    }
+}
+
+/// Sleeps `duration` or until shutdown.
+async fn pause(shutdown: &CancellationToken, duration: Duration) {
+    tokio::select! {
+        () = tokio::time::sleep(duration) => {}
+        () = shutdown.cancelled() => {}
+    }
+}
+
+/// Moves due retries back into the stream; true if a full batch moved (more
+/// may be due).
+async fn promote(ctx: &Context) -> bool {
+    match ctx.outbox.promote_due(unix_ms(), PROMOTE_BATCH).await {
+        Ok((moved, dropped)) => {
+            if dropped > 0 {
+                tracing::warn!(
+                    dropped,
+                    "dropped malformed entries from the notification retry set"
+                );
+            }
+            if let Ok(depth) = ctx.outbox.depth().await {
+                let pending = depth.queued.saturating_add(depth.retrying);
+                ctx.metrics
+                    .pending
+                    .set(i64::try_from(pending).unwrap_or(i64::MAX));
+            }
+            usize::try_from(moved + dropped).is_ok_and(|n| n >= PROMOTE_BATCH)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot promote due notification retries");
+            false
+        }
+    }
+}
+
+fn is_nogroup(e: &NotifyError) -> bool {
+    matches!(e, NotifyError::Redis(e) if e.code() == Some("NOGROUP"))
+}
+
+/// One delivery attempt and its settlement in Redis.
+async fn deliver(ctx: Arc<Context>, entry: Result<Pending, Malformed>) {
+    let pending = match entry {
+        Ok(pending) => pending,
+        Err(malformed) => {
+            tracing::warn!(entry_id = %malformed.entry_id, problem = %malformed.problem,
+                "moving a malformed notification to the dead stream");
+            settle_dead(
+                &ctx,
+                &malformed.entry_id,
+                &malformed.notification,
+                0,
+                &malformed.problem,
+                UNKNOWN_TARGET,
+            )
+            .await;
+            return;
+        }
+    };
+    let n = &pending.notification;
+    let Some(secret) = ctx.signers.get(&n.signer) else {
+        let problem = format!(
+            "unknown signer `{}`: no such secret is configured (configuration changed?)",
+            n.signer
+        );
+        settle_dead(
+            &ctx,
+            &pending.entry_id,
+            n,
+            pending.attempts,
+            &problem,
+            UNKNOWN_TARGET,
+        )
+        .await;
+        return;
+    };
+    let target = n.signer.as_str();
+    let url = match reqwest::Url::parse(&n.url) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => url,
+        _ => {
+            settle_dead(
+                &ctx,
+                &pending.entry_id,
+                n,
+                pending.attempts,
+                "invalid url: not an absolute http(s) URL",
+                target,
+            )
+            .await;
+            return;
+        }
+    };
+
+    let timestamp = unix_secs();
+    let signature = sign(
+        secret.expose_secret().as_bytes(),
+        timestamp,
+        n.body.as_bytes(),
+    );
+    let started = Instant::now();
+    let result = ctx
+        .http
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(TIMESTAMP_HEADER, timestamp.to_string())
+        .header(SIGNATURE_HEADER, signature)
+        .timeout(ctx.policy.timeout)
+        .body(n.body.clone())
+        .send()
+        .await;
+    ctx.metrics
+        .delivery_duration
+        .with_label_values(&[target])
+        .observe(started.elapsed().as_secs_f64());
+
+    let failure = match result {
+        Ok(response) if response.status().is_success() => None,
+        Ok(response) => Some(format!("HTTP {}", response.status().as_u16())),
+        Err(e) => Some(describe(&e, ctx.policy.timeout)),
+    };
+    let Some(failure) = failure else {
+        ctx.metrics.delivered.with_label_values(&[target]).inc();
+        if let Err(e) = ctx.outbox.delivered(&pending.entry_id).await {
+            // It stays pending and is delivered again after `claim_idle`.
+            tracing::warn!(error = %e, entry_id = %pending.entry_id, target,
+                "notification delivered but not acknowledged; it will be sent again");
+        }
+        return;
+    };
+
+    ctx.metrics
+        .attempts_failed
+        .with_label_values(&[target])
+        .inc();
+    let attempts = pending.attempts.saturating_add(1);
+    if attempts >= ctx.policy.max_attempts {
+        tracing::warn!(entry_id = %pending.entry_id, target, attempts, error = %failure,
+            "notification given up on");
+        settle_dead(&ctx, &pending.entry_id, n, attempts, &failure, target).await;
+        return;
+    }
+    let delay = ctx.policy.backoff(attempts);
+    let due_ms = unix_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+    tracing::debug!(entry_id = %pending.entry_id, target, attempts, error = %failure,
+        retry_in_ms = delay.as_millis(), "notification delivery failed; will retry");
+    if let Err(e) = ctx
+        .outbox
+        .retry_at(&pending, attempts, due_ms, &failure)
+        .await
+    {
+        tracing::warn!(error = %e, entry_id = %pending.entry_id, target,
+            "cannot schedule a notification retry; it stays pending");
+    }
+}
+
+async fn settle_dead(
+    ctx: &Context,
+    entry_id: &str,
+    n: &crate::Notification,
+    attempts: u32,
+    last_error: &str,
+    target: &str,
+) {
+    ctx.metrics.dead_letters.with_label_values(&[target]).inc();
+    if let Err(e) = ctx.outbox.bury(entry_id, n, attempts, last_error).await {
+        tracing::warn!(error = %e, entry_id, target,
+            "cannot move a notification to the dead stream; it stays pending");
+    }
+}
+
+/// A failed request in words, without its URL (a callback URL may carry a
+/// token in its query).
+fn describe(e: &reqwest::Error, timeout: Duration) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_request() {
+        "request failed"
+    } else {
+        "error"
+    };
+    // The innermost cause says most ("Connection refused (os error 111)").
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = e.source();
+    let mut innermost = None;
+    while let Some(c) = cause {
+        innermost = Some(c);
+        cause = c.source();
+    }
+    match innermost {
+        _ if e.is_timeout() => format!("{kind} after {timeout:?}"),
+        Some(c) => format!("{kind}: {c}"),
+        None => kind.to_owned(),
+    }
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
+
+fn unix_secs() -> i64 {
+    unix_ms() / 1_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_stays_under_the_maximum() {
+        let policy = DeliveryPolicy {
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            ..DeliveryPolicy::default()
+        };
+        for _ in 0..50 {
+            let first = policy.backoff(1);
+            assert!(
+                first >= Duration::from_secs(1) && first < Duration::from_secs(2),
+                "{first:?}"
+            );
+            let fourth = policy.backoff(4);
+            assert!(
+                fourth >= Duration::from_secs(8) && fourth < Duration::from_secs(16),
+                "{fourth:?}"
+            );
+            assert!(policy.backoff(30) <= Duration::from_secs(300));
+            assert!(policy.backoff(u32::MAX) <= Duration::from_secs(300));
+        }
+        // Zero failures is treated as the first.
+        assert!(policy.backoff(0) < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn signers_debug_shows_names_only() {
+        let mut signers = Signers::new();
+        signers.insert("subscriber:crm", SecretString::from("s3cret-value"));
+        let shown = format!("{signers:?}");
+        assert!(shown.contains("subscriber:crm"), "{shown}");
+        assert!(!shown.contains("s3cret-value"), "{shown}");
+    }
+}

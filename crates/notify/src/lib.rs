@@ -1,0 +1,56 @@
+//! Notifications: events the gateway forwards to internal HTTP endpoints
+//! (configured subscribers and per-message `callback_url`s), signed, retried
+//! with backoff, then dead-lettered.
+//!
+//! A caller [`Outbox::push`]es a [`Notification`] (stored in Redis before it
+//! returns); [`run`] delivers it: POST of the body with
+//! [`TIMESTAMP_HEADER`] and [`SIGNATURE_HEADER`], 2xx = done, anything else
+//! retried at growing delays up to [`DeliveryPolicy::max_attempts`], then
+//! kept in the dead stream ([`Outbox::dead_letters`],
+//! [`Outbox::replay_dead`]). State lives in Redis only (keys: [`outbox`]),
+//! so a crashed worker's deliveries are taken over by another: at least
+//! once, never silently dropped.
+//!
+//! Secrets never leave [`Signers`]: Redis holds the signer's name, and
+//! neither logs, metrics nor errors carry a secret. Metric labels are signer
+//! names (bounded by configuration), never URLs.
+
+mod delivery;
+mod metrics;
+pub mod outbox;
+mod signature;
+
+pub use delivery::{DeliveryPolicy, Signers, run};
+pub use metrics::NotifyMetrics;
+pub use outbox::{DeadNotification, Outbox, OutboxDepth, Replay};
+pub use signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify};
+
+/// The registry [`NotifyMetrics::register`] registers into.
+pub use prometheus::Registry;
+/// The secret type [`Signers`] holds.
+pub use secrecy::SecretString;
+
+use serde::{Deserialize, Serialize};
+
+/// One event to POST.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Where to POST it.
+    pub url: String,
+    /// The name of the secret to sign with, e.g. `subscriber:crm` or
+    /// `client:billing` (a key of [`Signers`]); never the secret itself.
+    pub signer: String,
+    /// The JSON body, POSTed byte for byte as given.
+    pub body: String,
+}
+
+/// What can go wrong talking to Redis. Never carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// Redis did not answer, refused, or timed out: the caller may retry later.
+    #[error("redis is unavailable: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Redis answered something this code did not write.
+    #[error("unexpected data in redis: {0}")]
+    Protocol(String),
+}

@@ -1,0 +1,556 @@
+//! The Redis side of notifications: where they wait, how a delivery's
+//! outcome moves them, and the dead letters.
+//!
+//! Keys (one hash tag, `{notify}`, so a script may touch them together on
+//! Redis Cluster):
+//! - [`OUTBOX_STREAM`]: notifications to deliver, read through the consumer
+//!   group [`CONSUMER_GROUP`]. An entry stays in the group's pending list
+//!   while a worker holds it, so a crashed worker's entries are found again
+//!   (`XAUTOCLAIM`) and delivered by another: at least once.
+//! - [`RETRY_SET`]: failed deliveries waiting for their next attempt; score
+//!   = due Unix ms, member = the notification as JSON with its attempts.
+//! - [`DEAD_STREAM`]: deliveries given up on, with attempts and last error,
+//!   trimmed to about [`DEAD_MAX_LEN`] entries.
+//!
+//! Entry fields: `url`, `signer` (the NAME of the secret to sign with, never
+//! the secret), `body`, `attempts` (failed attempts so far), optionally
+//! `last_error`. Every move between keys (outbox to retry, outbox to dead,
+//! retry to outbox, dead to outbox) is one Lua script, so a crash leaves a
+//! notification in exactly one place.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamRangeReply, StreamReadReply};
+use redis::{Script, Value};
+use serde::Serialize;
+
+use crate::{Notification, NotifyError};
+
+/// The stream of notifications waiting to be delivered (or in flight).
+pub const OUTBOX_STREAM: &str = "gw:{notify}:outbox";
+/// The sorted set of notifications waiting to be tried again.
+pub const RETRY_SET: &str = "gw:{notify}:retry";
+/// The stream of notifications given up on.
+pub const DEAD_STREAM: &str = "gw:{notify}:dead";
+/// The consumer group every delivery worker reads the outbox through.
+pub const CONSUMER_GROUP: &str = "notifiers";
+/// About how many dead letters are kept (`XADD MAXLEN ~`).
+pub const DEAD_MAX_LEN: u64 = 100_000;
+
+mod field {
+    pub(super) const URL: &str = "url";
+    pub(super) const SIGNER: &str = "signer";
+    pub(super) const BODY: &str = "body";
+    pub(super) const ATTEMPTS: &str = "attempts";
+    pub(super) const LAST_ERROR: &str = "last_error";
+}
+
+static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/retry.lua")));
+static DEAD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/dead.lua")));
+static PROMOTE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/promote.lua")));
+static REPLAY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/replay.lua")));
+
+/// Dead letters re-queued per script call by [`Outbox::replay_dead`], so
+/// one call holds Redis only briefly.
+const REPLAY_BATCH: usize = 256;
+
+/// The notification outbox in Redis. Cheap to clone (the connection is
+/// multiplexed); no command on it blocks.
+#[derive(Clone)]
+pub struct Outbox {
+    conn: ConnectionManager,
+}
+
+/// A notification given up on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadNotification {
+    /// The dead stream entry id, for [`Replay::Ids`].
+    pub id: String,
+    /// When it was given up on (Unix ms, from the entry id).
+    pub dead_at_ms: i64,
+    pub notification: Notification,
+    /// Attempts made before giving up (0 if it was never tried, e.g. an
+    /// unknown signer).
+    pub attempts: u32,
+    pub last_error: String,
+}
+
+/// Which dead letters [`Outbox::replay_dead`] re-queues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replay {
+    /// Every dead letter that exists when the replay starts.
+    All,
+    /// These dead stream entry ids; unknown or malformed ids are skipped.
+    Ids(Vec<String>),
+}
+
+/// How many notifications are in each place.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxDepth {
+    /// In the outbox stream: waiting or in flight.
+    pub queued: u64,
+    /// In the retry set.
+    pub retrying: u64,
+    /// In the dead stream.
+    pub dead: u64,
+}
+
+/// An outbox entry handed to a delivery worker.
+#[derive(Debug, Clone)]
+pub(crate) struct Pending {
+    pub(crate) entry_id: String,
+    pub(crate) notification: Notification,
+    /// Failed attempts before this one.
+    pub(crate) attempts: u32,
+}
+
+/// An outbox entry this code did not write; it is moved to the dead stream
+/// with what it has, so it neither blocks nor vanishes.
+#[derive(Debug, Clone)]
+pub(crate) struct Malformed {
+    pub(crate) entry_id: String,
+    pub(crate) notification: Notification,
+    pub(crate) problem: String,
+}
+
+/// The retry set's member: the notification, its attempts, and the id of
+/// the entry that failed, which makes every member unique (two equal
+/// notifications failing alike must not collapse into one).
+#[derive(Serialize)]
+struct RetryMember<'a> {
+    id: &'a str,
+    url: &'a str,
+    signer: &'a str,
+    body: &'a str,
+    attempts: u32,
+    last_error: &'a str,
+}
+
+impl Outbox {
+    pub fn new(conn: ConnectionManager) -> Self {
+        Self { conn }
+    }
+
+    /// Queues a notification for delivery (one `XADD`). Once this returns
+    /// `Ok`, Redis holds it.
+    pub async fn push(&self, n: &Notification) -> Result<(), NotifyError> {
+        Self::push_command(n)
+            .query_async::<()>(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// The `XADD` that [`push`](Self::push) runs, for a caller that wants it
+    /// in its own pipeline or transaction (e.g. together with the write that
+    /// caused the event).
+    pub fn push_command(n: &Notification) -> redis::Cmd {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(OUTBOX_STREAM)
+            .arg("*")
+            .arg(field::URL)
+            .arg(&n.url)
+            .arg(field::SIGNER)
+            .arg(&n.signer)
+            .arg(field::BODY)
+            .arg(&n.body)
+            .arg(field::ATTEMPTS)
+            .arg(0);
+        cmd
+    }
+
+    /// Up to `count` dead letters, oldest first.
+    pub async fn dead_letters(&self, count: usize) -> Result<Vec<DeadNotification>, NotifyError> {
+        let reply: StreamRangeReply = redis::cmd("XRANGE")
+            .arg(DEAD_STREAM)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(reply.ids.iter().map(dead_from_entry).collect())
+    }
+
+    /// Puts dead letters back into the outbox with attempts reset to 0;
+    /// returns how many. [`Replay::All`] takes the ones that exist when it
+    /// starts, so letters that die again meanwhile are not replayed in a loop.
+    pub async fn replay_dead(&self, which: Replay) -> Result<usize, NotifyError> {
+        match which {
+            Replay::Ids(ids) => {
+                let ids: Vec<String> = ids.into_iter().filter(|id| is_entry_id(id)).collect();
+                let mut replayed = 0;
+                for chunk in ids.chunks(REPLAY_BATCH) {
+                    replayed += self.replay_ids(chunk).await?;
+                }
+                Ok(replayed)
+            }
+            Replay::All => {
+                let last: StreamRangeReply = redis::cmd("XREVRANGE")
+                    .arg(DEAD_STREAM)
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1)
+                    .query_async(&mut self.conn.clone())
+                    .await?;
+                let Some(last) = last.ids.first().map(|e| e.id.clone()) else {
+                    return Ok(0);
+                };
+                let mut start = "-".to_owned();
+                let mut replayed = 0;
+                loop {
+                    let page: StreamRangeReply = redis::cmd("XRANGE")
+                        .arg(DEAD_STREAM)
+                        .arg(&start)
+                        .arg(&last)
+                        .arg("COUNT")
+                        .arg(REPLAY_BATCH)
+                        .query_async(&mut self.conn.clone())
+                        .await?;
+                    let ids: Vec<String> = page.ids.iter().map(|e| e.id.clone()).collect();
+                    let Some(page_last) = ids.last() else { break };
+                    // Exclusive start: entries the script skipped stay behind us.
+                    start = format!("({page_last}");
+                    replayed += self.replay_ids(&ids).await?;
+                    if ids.len() < REPLAY_BATCH {
+                        break;
+                    }
+                }
+                Ok(replayed)
+            }
+        }
+    }
+
+    /// How many notifications are queued, retrying and dead.
+    pub async fn depth(&self) -> Result<OutboxDepth, NotifyError> {
+        let (queued, retrying, dead): (u64, u64, u64) = redis::pipe()
+            .cmd("XLEN")
+            .arg(OUTBOX_STREAM)
+            .cmd("ZCARD")
+            .arg(RETRY_SET)
+            .cmd("XLEN")
+            .arg(DEAD_STREAM)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(OutboxDepth {
+            queued,
+            retrying,
+            dead,
+        })
+    }
+
+    async fn replay_ids(&self, ids: &[String]) -> Result<usize, NotifyError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut call = REPLAY.prepare_invoke();
+        call.key(DEAD_STREAM).key(OUTBOX_STREAM);
+        for id in ids {
+            call.arg(id);
+        }
+        let replayed: usize = call.invoke_async(&mut self.conn.clone()).await?;
+        Ok(replayed)
+    }
+
+    /// Creates the consumer group (and the stream) if missing. It starts at
+    /// the beginning, so notifications pushed before any worker ran are read.
+    pub(crate) async fn ensure_group(&self) -> Result<(), NotifyError> {
+        let result: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(OUTBOX_STREAM)
+            .arg(CONSUMER_GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut self.conn.clone())
+            .await;
+        match result {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => Ok(other?),
+        }
+    }
+
+    /// Up to `count` entries no consumer has read yet, without waiting.
+    pub(crate) async fn read_new(
+        &self,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<Result<Pending, Malformed>>, NotifyError> {
+        let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(CONSUMER_GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS")
+            .arg(OUTBOX_STREAM)
+            .arg(">")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(reply
+            .into_iter()
+            .flat_map(|r| r.keys)
+            .flat_map(|k| k.ids)
+            .map(|entry| pending_from_entry(&entry))
+            .collect())
+    }
+
+    /// Takes over up to `count` entries that have been pending (read but not
+    /// settled) for at least `min_idle`, scanning the pending list from
+    /// `cursor`; returns the cursor to continue from (`0-0` when the scan is
+    /// complete) and the entries. Entries deleted meanwhile are dropped from
+    /// the pending list by Redis.
+    pub(crate) async fn claim_stale(
+        &self,
+        consumer: &str,
+        min_idle: Duration,
+        cursor: &str,
+        count: usize,
+    ) -> Result<(String, Vec<Result<Pending, Malformed>>), NotifyError> {
+        let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+            .arg(OUTBOX_STREAM)
+            .arg(CONSUMER_GROUP)
+            .arg(consumer)
+            .arg(u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX))
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok((
+            reply.next_stream_id,
+            reply.claimed.iter().map(pending_from_entry).collect(),
+        ))
+    }
+
+    /// The delivery succeeded: the entry leaves the group and the stream.
+    pub(crate) async fn delivered(&self, entry_id: &str) -> Result<(), NotifyError> {
+        redis::pipe()
+            .atomic()
+            .cmd("XACK")
+            .arg(OUTBOX_STREAM)
+            .arg(CONSUMER_GROUP)
+            .arg(entry_id)
+            .ignore()
+            .cmd("XDEL")
+            .arg(OUTBOX_STREAM)
+            .arg(entry_id)
+            .ignore()
+            .query_async::<()>(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// The delivery failed and is tried again at `due_ms`: one script moves
+    /// it from the stream to the retry set. `attempts` counts this failure.
+    pub(crate) async fn retry_at(
+        &self,
+        pending: &Pending,
+        attempts: u32,
+        due_ms: i64,
+        last_error: &str,
+    ) -> Result<(), NotifyError> {
+        let n = &pending.notification;
+        let member = serde_json::to_string(&RetryMember {
+            id: &pending.entry_id,
+            url: &n.url,
+            signer: &n.signer,
+            body: &n.body,
+            attempts,
+            last_error,
+        })
+        .map_err(|e| NotifyError::Protocol(format!("retry member: {e}")))?;
+        RETRY
+            .key(OUTBOX_STREAM)
+            .key(RETRY_SET)
+            .arg(CONSUMER_GROUP)
+            .arg(&pending.entry_id)
+            .arg(due_ms)
+            .arg(member)
+            .invoke_async::<i64>(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Gives up on an entry: one script moves it from the stream to the
+    /// dead stream with its attempts and `last_error`.
+    pub(crate) async fn bury(
+        &self,
+        entry_id: &str,
+        n: &Notification,
+        attempts: u32,
+        last_error: &str,
+    ) -> Result<(), NotifyError> {
+        DEAD.key(OUTBOX_STREAM)
+            .key(DEAD_STREAM)
+            .arg(CONSUMER_GROUP)
+            .arg(entry_id)
+            .arg(DEAD_MAX_LEN)
+            .arg(field::URL)
+            .arg(&n.url)
+            .arg(field::SIGNER)
+            .arg(&n.signer)
+            .arg(field::BODY)
+            .arg(&n.body)
+            .arg(field::ATTEMPTS)
+            .arg(attempts)
+            .arg(field::LAST_ERROR)
+            .arg(last_error)
+            .invoke_async::<i64>(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Moves up to `limit` retries due by `now_ms` back into the stream;
+    /// returns (moved, dropped as malformed).
+    pub(crate) async fn promote_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<(u64, u64), NotifyError> {
+        let (moved, dropped): (u64, u64) = PROMOTE
+            .key(RETRY_SET)
+            .key(OUTBOX_STREAM)
+            .arg(now_ms)
+            .arg(limit)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok((moved, dropped))
+    }
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("stream", &OUTBOX_STREAM)
+            .finish_non_exhaustive()
+    }
+}
+
+fn text(entry: &StreamId, name: &str) -> Option<String> {
+    match entry.map.get(name)? {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn pending_from_entry(entry: &StreamId) -> Result<Pending, Malformed> {
+    let url = text(entry, field::URL);
+    let signer = text(entry, field::SIGNER);
+    let body = text(entry, field::BODY);
+    let attempts = text(entry, field::ATTEMPTS).and_then(|a| a.parse::<u32>().ok());
+    match (url, signer, body, attempts) {
+        (Some(url), Some(signer), Some(body), Some(attempts)) => Ok(Pending {
+            entry_id: entry.id.clone(),
+            notification: Notification { url, signer, body },
+            attempts,
+        }),
+        (url, signer, body, attempts) => {
+            let missing: Vec<&str> = [
+                (field::URL, url.is_none()),
+                (field::SIGNER, signer.is_none()),
+                (field::BODY, body.is_none()),
+                (field::ATTEMPTS, attempts.is_none()),
+            ]
+            .into_iter()
+            .filter_map(|(name, missing)| missing.then_some(name))
+            .collect();
+            Err(Malformed {
+                entry_id: entry.id.clone(),
+                notification: Notification {
+                    url: url.unwrap_or_default(),
+                    signer: signer.unwrap_or_default(),
+                    body: body.unwrap_or_default(),
+                },
+                problem: format!(
+                    "malformed outbox entry: missing or invalid {}",
+                    missing.join(", ")
+                ),
+            })
+        }
+    }
+}
+
+fn dead_from_entry(entry: &StreamId) -> DeadNotification {
+    DeadNotification {
+        id: entry.id.clone(),
+        dead_at_ms: entry
+            .id
+            .split_once('-')
+            .and_then(|(ms, _)| ms.parse().ok())
+            .unwrap_or_default(),
+        notification: Notification {
+            url: text(entry, field::URL).unwrap_or_default(),
+            signer: text(entry, field::SIGNER).unwrap_or_default(),
+            body: text(entry, field::BODY).unwrap_or_default(),
+        },
+        attempts: text(entry, field::ATTEMPTS)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_default(),
+        last_error: text(entry, field::LAST_ERROR).unwrap_or_default(),
+    }
+}
+
+/// `<ms>-<seq>`: what XRANGE accepts as an exact id; anything else would
+/// make the replay script fail for every id in its batch.
+fn is_entry_id(id: &str) -> bool {
+    id.split_once('-').is_some_and(|(ms, seq)| {
+        !ms.is_empty()
+            && !seq.is_empty()
+            && ms.bytes().all(|b| b.is_ascii_digit())
+            && seq.bytes().all(|b| b.is_ascii_digit())
+            && ms.parse::<u64>().is_ok()
+            && seq.parse::<u64>().is_ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_ids_are_checked_before_they_reach_a_script() {
+        assert!(is_entry_id("1700000000000-0"));
+        assert!(is_entry_id("1-42"));
+        for bad in [
+            "",
+            "-",
+            "1-",
+            "-1",
+            "1",
+            "1-2-3",
+            "a-1",
+            "+",
+            "(1-0",
+            "99999999999999999999-0",
+        ] {
+            assert!(!is_entry_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn retry_members_differ_for_equal_notifications_failing_alike() {
+        let member = |id| {
+            serde_json::to_string(&RetryMember {
+                id,
+                url: "http://127.0.0.1/hook",
+                signer: "subscriber:crm",
+                body: "{}",
+                attempts: 1,
+                last_error: "HTTP 503",
+            })
+            .expect("json")
+        };
+        assert_ne!(member("1-0"), member("1-1"));
+    }
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        for key in [OUTBOX_STREAM, RETRY_SET, DEAD_STREAM] {
+            assert!(key.contains("{notify}"), "{key}");
+        }
+    }
+}

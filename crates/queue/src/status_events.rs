@@ -1,0 +1,239 @@
+//! Meta's status events applied to the records of the messages they are
+//! about: found by the message id echoed in `biz_opaque_callback_data` (or
+//! the wamid index), read once so the worker can decide what the event
+//! means, then applied by one script that counts each (status, wamid) once
+//! and moves the status only forward.
+
+use std::collections::HashMap;
+
+use gateway_domain::webhook::{MetaError, MetaStatus};
+use gateway_domain::{Lane, MessageId, MessageStatus};
+
+use crate::{Queue, QueueError, keys, scripts};
+
+/// What a message's record says, for deciding what a status event means.
+#[derive(Debug, Clone)]
+pub struct StatusView {
+    pub message_id: MessageId,
+    pub status: MessageStatus,
+    /// The wamid of the message's latest send.
+    pub wamid: String,
+    /// This (status, wamid) was applied before.
+    pub seen: bool,
+    pub client: String,
+    pub recipient: String,
+    pub callback_url: Option<String>,
+    pub metadata: Option<String>,
+    pub attempts: u32,
+    pub fallback_used: bool,
+    /// The caller gave a fallback template.
+    pub has_fallback: bool,
+    pub created_ms: i64,
+}
+
+/// What applying an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusResult {
+    /// The message moved to the event's status (or back to the queue).
+    Moved,
+    /// Added to the history only: the message was already further along.
+    Recorded,
+    /// Applied before: Meta sent it again.
+    Duplicate,
+    /// About an earlier send of a message that was sent again since.
+    Stale,
+    /// No record (never ours, or expired).
+    Unknown,
+}
+
+/// A status to apply.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusChange<'a> {
+    pub wamid: &'a str,
+    pub status: MetaStatus,
+    /// Meta's time for it (Unix ms).
+    pub at_ms: i64,
+    pub now_ms: i64,
+    pub error: Option<&'a MetaError>,
+    /// Why it failed, for the dead letter (`failed` only).
+    pub reason: &'a str,
+}
+
+/// An asynchronous failure to try again.
+#[derive(Debug, Clone, Copy)]
+pub struct Requeue<'a> {
+    pub wamid: &'a str,
+    pub at_ms: i64,
+    pub now_ms: i64,
+    pub error: &'a MetaError,
+    /// When the next attempt is due (Unix ms).
+    pub due_ms: i64,
+    /// Send the fallback template next (131047).
+    pub fallback: bool,
+    /// Close the recipient's window in our records (131047).
+    pub close_window: bool,
+}
+
+const VIEW_FIELDS: [&str; 10] = [
+    "status",
+    "wamid",
+    "client",
+    "to",
+    "callback_url",
+    "metadata",
+    "attempts",
+    "fallback_used",
+    "fb",
+    "created_ms",
+];
+
+impl Queue {
+    /// The record a status event is about, if there is one.
+    pub async fn status_view(
+        &self,
+        phone_number_id: &str,
+        wamid: &str,
+        callback_data: Option<&str>,
+        status: MetaStatus,
+    ) -> Result<Option<StatusView>, QueueError> {
+        let echoed = callback_data
+            .and_then(MessageId::parse)
+            .filter(|id| id.phone_number_id() == phone_number_id);
+        let message_id = match echoed {
+            Some(id) => id,
+            None => {
+                let indexed: Option<String> = redis::cmd("GET")
+                    .arg(keys::wamid(phone_number_id, wamid))
+                    .query_async(&mut self.conn.clone())
+                    .await?;
+                match indexed.as_deref().and_then(MessageId::parse) {
+                    Some(id) => id,
+                    None => return Ok(None),
+                }
+            }
+        };
+        let seen_field = format!("seen:{}:{wamid}", status.as_str());
+        let values: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(keys::record(phone_number_id, message_id.as_str()))
+            .arg(&VIEW_FIELDS[..])
+            .arg(&seen_field)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let mut fields: HashMap<&str, String> = VIEW_FIELDS
+            .iter()
+            .chain([&"seen"])
+            .zip(values)
+            .filter_map(|(name, value)| Some((*name, value.filter(|v| !v.is_empty())?)))
+            .collect();
+        let (Some(status), Some(wamid)) = (
+            fields.get("status").and_then(|s| MessageStatus::parse(s)),
+            fields.remove("wamid"),
+        ) else {
+            return Ok(None);
+        };
+        let created_ms = fields.get("created_ms").and_then(|v| v.parse().ok());
+        Ok(Some(StatusView {
+            status,
+            wamid,
+            seen: fields.contains_key("seen"),
+            attempts: fields
+                .get("attempts")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1),
+            fallback_used: fields.get("fallback_used").is_some_and(|f| f == "1"),
+            has_fallback: fields.contains_key("fb"),
+            created_ms: created_ms.unwrap_or_else(|| message_id.accepted_at_ms()),
+            client: fields.remove("client").unwrap_or_default(),
+            recipient: fields.remove("to").unwrap_or_default(),
+            callback_url: fields.remove("callback_url"),
+            metadata: fields.remove("metadata"),
+            message_id,
+        }))
+    }
+
+    /// Applies a status event to the message's record (see apply_status.lua).
+    pub async fn apply_status(
+        &self,
+        phone_number_id: &str,
+        message_id: &MessageId,
+        change: StatusChange<'_>,
+    ) -> Result<StatusResult, QueueError> {
+        let (code, title) = change.error.map_or((String::new(), ""), |e| {
+            (e.code.to_string(), e.title.as_str())
+        });
+        let result: String = scripts::APPLY_STATUS
+            .key(keys::record(phone_number_id, message_id.as_str()))
+            .key(keys::dead_letters(phone_number_id))
+            .arg(change.wamid)
+            .arg(change.status.as_str())
+            .arg(meta_event(
+                change.status.as_str(),
+                change.at_ms,
+                change.error,
+            ))
+            .arg(change.now_ms)
+            .arg(code)
+            .arg(title)
+            .arg(change.reason)
+            .arg(keys::DEAD_LETTER_MAX_LEN)
+            .arg(message_id.as_str())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        StatusResult::parse(&result)
+    }
+
+    /// Queues a message again after an asynchronous failure (see requeue_failed.lua).
+    pub async fn requeue_failed(
+        &self,
+        phone_number_id: &str,
+        view: &StatusView,
+        requeue: Requeue<'_>,
+    ) -> Result<StatusResult, QueueError> {
+        let id = &view.message_id;
+        let lane = if id.lane() == Lane::Bulk { "b" } else { "" };
+        let result: String = scripts::REQUEUE_FAILED
+            .key(keys::record(phone_number_id, id.as_str()))
+            .key(keys::scheduled(phone_number_id))
+            .key(keys::window(phone_number_id, &view.recipient))
+            .arg(requeue.wamid)
+            .arg(meta_event("failed", requeue.at_ms, Some(requeue.error)))
+            .arg(requeue.now_ms)
+            .arg(requeue.error.code)
+            .arg(&requeue.error.title)
+            .arg(requeue.due_ms)
+            .arg(id.as_str())
+            .arg(lane)
+            .arg(if requeue.fallback { "1" } else { "0" })
+            .arg(if requeue.close_window { "1" } else { "0" })
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        StatusResult::parse(&result)
+    }
+}
+
+/// A history event from Meta: `source` tells it apart from the gateway's own.
+fn meta_event(status: &str, at_ms: i64, error: Option<&MetaError>) -> String {
+    let mut event = serde_json::json!({ "status": status, "at_ms": at_ms, "source": "meta" });
+    if let (Some(error), Some(map)) = (error, event.as_object_mut()) {
+        map.insert("error_code".into(), error.code.into());
+        map.insert("error_title".into(), error.title.clone().into());
+    }
+    event.to_string()
+}
+
+impl StatusResult {
+    fn parse(reply: &str) -> Result<Self, QueueError> {
+        Ok(match reply {
+            "moved" => Self::Moved,
+            "recorded" => Self::Recorded,
+            "duplicate" => Self::Duplicate,
+            "stale" => Self::Stale,
+            "unknown" => Self::Unknown,
+            other => {
+                return Err(QueueError::Protocol(format!(
+                    "unexpected status script reply {other:?}"
+                )));
+            }
+        })
+    }
+}

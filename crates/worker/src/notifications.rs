@@ -1,0 +1,238 @@
+//! What the internal services hear about: inbound messages and status
+//! events, forwarded to the configured subscribers and to a message's own
+//! `callback_url`. This module decides who gets what and what the body
+//! says; the notify crate stores, signs, delivers and retries.
+//!
+//! Bodies are signed with the subscriber's secret, or for a callback with
+//! the key of the client that sent the message, so a service checks them
+//! with a secret it already holds.
+
+use gateway_config::{SenderSettings, Settings};
+use gateway_domain::webhook::{InboundMessage, StatusUpdate};
+use gateway_notify::{Notification, NotifyError, Outbox, SecretString, Signers};
+use gateway_queue::StatusView;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+pub(crate) struct Notifier {
+    outbox: Outbox,
+    subscribers: Vec<Subscriber>,
+}
+
+struct Subscriber {
+    signer: String,
+    url: String,
+    messages: bool,
+    statuses: bool,
+}
+
+impl Notifier {
+    pub(crate) fn new(outbox: Outbox, settings: &Settings) -> Self {
+        let subscribers = settings
+            .subscribers
+            .iter()
+            .map(|s| Subscriber {
+                signer: subscriber_signer(&s.name),
+                url: s.url.clone(),
+                messages: s.messages,
+                statuses: s.statuses,
+            })
+            .collect();
+        Self {
+            outbox,
+            subscribers,
+        }
+    }
+
+    /// Forwards an inbound message to the subscribers of `messages`.
+    pub(crate) async fn inbound(
+        &self,
+        sender: &SenderSettings,
+        message: &InboundMessage,
+    ) -> Result<(), NotifyError> {
+        let body = inbound_body(sender, message);
+        for subscriber in self.subscribers.iter().filter(|s| s.messages) {
+            self.push(&subscriber.url, &subscriber.signer, &body)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Forwards a status to the subscribers of `statuses` and to the
+    /// message's callback URL.
+    pub(crate) async fn status(
+        &self,
+        sender: &SenderSettings,
+        view: &StatusView,
+        update: &StatusUpdate,
+    ) -> Result<(), NotifyError> {
+        let body = status_body(sender, view, update);
+        for subscriber in self.subscribers.iter().filter(|s| s.statuses) {
+            self.push(&subscriber.url, &subscriber.signer, &body)
+                .await?;
+        }
+        if let Some(url) = &view.callback_url {
+            self.push(url, &client_signer(&view.client), &body).await?;
+        }
+        Ok(())
+    }
+
+    async fn push(&self, url: &str, signer: &str, body: &str) -> Result<(), NotifyError> {
+        self.outbox
+            .push(&Notification {
+                url: url.to_owned(),
+                signer: signer.to_owned(),
+                body: body.to_owned(),
+            })
+            .await
+    }
+}
+
+/// Every secret a notification may be signed with, by signer name.
+pub fn signers(settings: &Settings) -> Signers {
+    let mut signers = Signers::new();
+    for subscriber in &settings.subscribers {
+        if let Some(secret) = &subscriber.secret {
+            signers.insert(subscriber_signer(&subscriber.name), copy(secret));
+        }
+    }
+    for client in &settings.clients {
+        if let Some(key) = &client.key {
+            signers.insert(client_signer(&client.name), copy(key));
+        }
+    }
+    signers
+}
+
+fn copy(secret: &SecretString) -> SecretString {
+    SecretString::from(secret.expose_secret().to_owned())
+}
+
+fn subscriber_signer(name: &str) -> String {
+    format!("subscriber:{name}")
+}
+
+fn client_signer(name: &str) -> String {
+    format!("client:{name}")
+}
+
+fn inbound_body(sender: &SenderSettings, message: &InboundMessage) -> String {
+    json!({
+        "type": "inbound",
+        "sender": sender.name,
+        "phone_number_id": sender.phone_number_id,
+        "wamid": message.wamid,
+        "from": message.from.as_ref().map(|r| r.key()),
+        "from_user_id": message.from_user_id.as_ref().map(|r| r.key()),
+        "timestamp_ms": message.timestamp_ms,
+        "message": message.raw,
+    })
+    .to_string()
+}
+
+fn status_body(sender: &SenderSettings, view: &StatusView, update: &StatusUpdate) -> String {
+    let mut body = json!({
+        "type": "status",
+        "message_id": view.message_id.as_str(),
+        "sender": sender.name,
+        "phone_number_id": sender.phone_number_id,
+        "to": view.recipient,
+        "wamid": update.wamid,
+        "status": update.status.as_str(),
+        "timestamp_ms": update.timestamp_ms,
+        "fallback_used": view.fallback_used,
+    });
+    if let Some(map) = body.as_object_mut() {
+        if let Some(error) = &update.error {
+            map.insert(
+                "error".into(),
+                json!({ "code": error.code, "title": error.title }),
+            );
+        }
+        if let Some(metadata) = view
+            .metadata
+            .as_deref()
+            .and_then(|m| serde_json::from_str::<Value>(m).ok())
+        {
+            map.insert("metadata".into(), metadata);
+        }
+    }
+    body.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gateway_domain::webhook::{MetaError, MetaStatus};
+    use gateway_domain::{MessageId, MessageStatus, Recipient};
+    use std::time::Duration;
+
+    fn sender() -> SenderSettings {
+        SenderSettings {
+            name: "support".into(),
+            phone_number_id: "106540352242922".into(),
+            waba_id: "1".into(),
+            access_token_env: "T".into(),
+            access_token: Some(SecretString::from("token-must-not-leak")),
+            rate_per_second: 70,
+            fallback_template: None,
+            max_age: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn a_status_body_carries_the_message_its_metadata_and_the_error() {
+        let id = MessageId::parse("106540352242922-1700000000000-0").expect("id");
+        let view = StatusView {
+            message_id: id,
+            status: MessageStatus::Sent,
+            wamid: "wamid.A".into(),
+            seen: false,
+            client: "billing".into(),
+            recipient: "+16505551234".into(),
+            callback_url: Some("http://billing.internal/status".into()),
+            metadata: Some(r#"{"order":42}"#.into()),
+            attempts: 1,
+            fallback_used: true,
+            has_fallback: false,
+            created_ms: 1_700_000_000_000,
+        };
+        let update = StatusUpdate {
+            phone_number_id: "106540352242922".into(),
+            wamid: "wamid.A".into(),
+            status: MetaStatus::Failed,
+            timestamp_ms: 1_700_000_001_000,
+            error: Some(MetaError {
+                code: 131026,
+                title: "Message undeliverable".into(),
+            }),
+            callback_data: None,
+        };
+        let body: Value =
+            serde_json::from_str(&status_body(&sender(), &view, &update)).expect("json");
+        assert_eq!(body["message_id"], "106540352242922-1700000000000-0");
+        assert_eq!(body["status"], "failed");
+        assert_eq!(body["error"]["code"], 131026);
+        assert_eq!(body["metadata"]["order"], 42);
+        assert_eq!(body["fallback_used"], true);
+        assert!(!body.to_string().contains("token-must-not-leak"));
+    }
+
+    #[test]
+    fn an_inbound_body_names_the_user_both_ways() {
+        let message = InboundMessage {
+            phone_number_id: "106540352242922".into(),
+            wamid: "wamid.IN".into(),
+            from: Recipient::parse_phone("16505551234").ok(),
+            from_user_id: Recipient::parse_user_id("US.13491208655302741918").ok(),
+            timestamp_ms: 1_700_000_000_000,
+            kind: "text".into(),
+            raw: json!({"type": "text", "text": {"body": "hi"}}),
+        };
+        let body: Value = serde_json::from_str(&inbound_body(&sender(), &message)).expect("json");
+        assert_eq!(body["from"], "+16505551234");
+        assert_eq!(body["from_user_id"], "US.13491208655302741918");
+        assert_eq!(body["message"]["text"]["body"], "hi");
+        assert_eq!(body["sender"], "support");
+    }
+}
