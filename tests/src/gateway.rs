@@ -36,6 +36,8 @@ pub struct GatewayOptions {
     pub webhooks: bool,
     /// Extra top-level TOML (`[[subscribers]]`, `[notify]`), appended last.
     pub extra_toml: String,
+    /// Extra environment variables (secrets the extra TOML names).
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl Default for GatewayOptions {
@@ -51,6 +53,7 @@ impl Default for GatewayOptions {
             worker_toml: String::new(),
             webhooks: false,
             extra_toml: String::new(),
+            extra_env: Vec::new(),
         }
     }
 }
@@ -340,6 +343,7 @@ fn config(
         names.join(", ")
     ));
     toml.push_str(&options.extra_toml);
+    env.extend(options.extra_env.iter().cloned());
     (toml, env)
 }
 
