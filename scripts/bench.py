@@ -3,13 +3,16 @@
 writes BENCHMARKS.md. Everything runs on loopback, on free ports, with a
 private redis-server; every process started here is stopped by its PID.
 
-1. accepting: raw XADD (redis-benchmark) next to POST /send (wrk), 64 connections
+1. accepting: raw XADD (redis-benchmark) next to POST /send and a signed
+   POST /webhook (wrk), 64 connections
 2. draining: one worker against the sandbox with its limits off, next to the
    apalis reference worker (benches/reference-apalis) on the same sandbox
 3. memory: one worker with 100,000 messages queued across 100 senders
 4. rate fidelity: 10 senders at 70/s with Meta's limits on, 1 and 3 workers
 """
 
+import hashlib
+import hmac
 import json
 import os
 import platform
@@ -38,6 +41,7 @@ FIDELITY_SECONDS = int(os.environ.get("BENCH_FIDELITY_SECONDS", "20"))
 ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
 TOKEN = "bench-token"
 KEY = "bench-key"
+APP_SECRET = "bench-app-secret"
 PROCESSES = []
 
 
@@ -124,6 +128,7 @@ def config_text(ports, senders):
         f'[redis]\nurl = "redis://127.0.0.1:{ports["redis"]}"\n',
         f'[graph]\nbase_url = "http://127.0.0.1:{ports["sandbox"]}"\n',
         f'[sandbox]\nlisten = "127.0.0.1:{ports["sandbox"]}"\n',
+        '[webhook]\napp_secret_env = "BENCH_APP_SECRET"\n',
     ]
     for name, pnid, rate in senders:
         lines.append(
@@ -211,7 +216,7 @@ def main():
     config = os.path.join(workdir, "gateway.toml")
     with open(config, "w") as f:
         f.write(config_text(ports, senders + drain_senders + memory_senders + fidelity_senders))
-    env = dict(os.environ, BENCH_TOKEN=TOKEN, BENCH_KEY=KEY, RUST_LOG="warn")
+    env = dict(os.environ, BENCH_TOKEN=TOKEN, BENCH_KEY=KEY, BENCH_APP_SECRET=APP_SECRET, RUST_LOG="warn")
     api_url = f"http://127.0.0.1:{ports['api']}"
     sandbox_url = f"http://127.0.0.1:{ports['sandbox']}"
     results = {}
@@ -227,8 +232,9 @@ def main():
 
     if wanted("send"):
         accept_phase(redis, api, api_url, workdir, results)
-    # The /send backlog is for one sender at 70/s: not something to drain here.
-    redis.cli("del", "gw:{100000000001}:queue")
+    # The /send backlog is for one sender at 70/s, and the webhooks are about
+    # messages that do not exist: not something to drain here.
+    redis.cli("del", "gw:{100000000001}:queue", "gw:events")
 
     if wanted("drain"):
         drain_phase(api_url, sandbox_url, config, workdir, env, results)
@@ -262,27 +268,51 @@ def accept_phase(redis, api, api_url, workdir, results):
     print(f"   {xadd:.0f} XADD/s")
 
     print(f"== POST /send (wrk, {CONNECTIONS} connections, {SEND_SECONDS} s)")
-    lua = os.path.join(workdir, "send.lua")
     body = json.dumps({**template("bench", "+16505551234"), "metadata": {"campaign": "bench"}})
+    results["send"] = dict(xadd=xadd, **wrk(api, f"{api_url}/send", workdir, body,
+                                             {"Authorization": f"Bearer {KEY}"}))
+    send = results["send"]
+    print(f"   {send['rate']:.0f} /send/s ({send['rate'] / xadd:.2f} of XADD), non-2xx {send['non2xx']}")
+
+    print(f"== POST /webhook, signed (wrk, {CONNECTIONS} connections, {SEND_SECONDS} s)")
+    # A status webhook as Meta sends it, for a sender this gateway serves.
+    status = {"id": "wamid.HBgLMTY1MDU1NTEyMzQVAgARGBI1QjM0RjFCMzFCNUQ0NDE2OTcA", "status": "delivered",
+              "timestamp": "1767225600", "recipient_id": "16505551234",
+              "biz_opaque_callback_data": "100000000001-1767225600000-0",
+              "pricing": {"billable": True, "pricing_model": "PMP", "type": "regular", "category": "utility"}}
+    hook = json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "200000000001", "changes": [
+        {"field": "messages", "value": {"messaging_product": "whatsapp",
+                                        "metadata": {"display_phone_number": "15550001111",
+                                                     "phone_number_id": "100000000001"},
+                                        "statuses": [status]}}]}]}, separators=(",", ":"))
+    signature = "sha256=" + hmac.new(APP_SECRET.encode(), hook.encode(), hashlib.sha256).hexdigest()
+    results["webhook"] = wrk(api, f"{api_url}/webhook", workdir, hook, {"X-Hub-Signature-256": signature})
+    hook_result = results["webhook"]
+    print(f"   {hook_result['rate']:.0f} /webhook/s ({hook_result['rate'] / xadd:.2f} of XADD), "
+          f"non-2xx {hook_result['non2xx']}")
+
+
+def wrk(api, url, workdir, body, headers):
+    """POSTs `body` to `url` for SEND_SECONDS with wrk; rate, latency and api CPU per request."""
+    lua = os.path.join(workdir, "post.lua")
+    header_lines = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
     with open(lua, "w") as f:
         f.write(
             'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-            f'wrk.headers["Authorization"] = "Bearer {KEY}"\nwrk.body = [[{body}]]\n'
+            f'{header_lines}wrk.body = [[{body}]]\n'
             "done = function(summary, latency, requests)\n"
             '  io.write(string.format("RESULT %d %d %d %.3f %.3f\\n", summary.requests, summary.errors.status,\n'
             "    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,\n"
             "    latency:percentile(50) / 1000, latency:percentile(99) / 1000))\nend\n"
         )
     api_cpu0 = cpu_seconds(api.pid)
-    out = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SEND_SECONDS}s", "-s", lua, f"{api_url}/send"],
+    out = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SEND_SECONDS}s", "-s", lua, url],
                          capture_output=True, text=True, check=True).stdout
     api_cpu = cpu_seconds(api.pid) - api_cpu0
     _, requests, non2xx, socket_errors, p50, p99 = next(l for l in out.splitlines() if l.startswith("RESULT")).split()
-    send_rps = int(requests) / SEND_SECONDS
-    results["send"] = dict(xadd=xadd, send=send_rps, ratio=send_rps / xadd, non2xx=int(non2xx),
-                           socket_errors=int(socket_errors), p50=float(p50), p99=float(p99),
-                           cpu_us=api_cpu / max(int(requests), 1) * 1e6)
-    print(f"   {send_rps:.0f} /send/s ({send_rps / xadd:.2f} of XADD), non-2xx {non2xx}")
+    rate = int(requests) / SEND_SECONDS
+    return dict(rate=rate, non2xx=int(non2xx), socket_errors=int(socket_errors), p50=float(p50), p99=float(p99),
+                cpu_us=api_cpu / max(int(requests), 1) * 1e6)
 
 
 def drain_phase(api_url, sandbox_url, config, workdir, env, results):
@@ -358,7 +388,7 @@ def write_report(r):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]
-    s, d = r["send"], r["drain"]
+    s, w, d = r["send"], r["webhook"], r["drain"]
     ref = r.get("reference")
     lines = [
         "# Benchmarks",
@@ -368,15 +398,20 @@ def write_report(r):
         "gateway share the machine. Each reference is measured in the same run, so the ratios hold even though the "
         "machine is noisy; the absolute numbers move from run to run.",
         "",
-        "## Accepting: `POST /send` against raw XADD",
+        "## Accepting: `POST /send` and `POST /webhook` against raw XADD",
         "",
         "| what | command | result |",
         "| --- | --- | --- |",
         f"| raw XADD on the bench Redis | `redis-benchmark -c {CONNECTIONS} -n 400000 XADD bench:raw * …` | {s['xadd']:.0f} per second |",
-        f"| `POST /send` (auth, validation, one XADD) | `wrk -t1 -c{CONNECTIONS} -d{SEND_SECONDS}s -s send.lua /send` | "
-        f"{s['send']:.0f} per second, p50 {s['p50']:.2f} ms, p99 {s['p99']:.2f} ms, non-2xx {s['non2xx']}, "
+        f"| `POST /send` (auth, validation, one XADD) | `wrk -t1 -c{CONNECTIONS} -d{SEND_SECONDS}s -s post.lua /send` | "
+        f"{s['rate']:.0f} per second, p50 {s['p50']:.2f} ms, p99 {s['p99']:.2f} ms, non-2xx {s['non2xx']}, "
         f"{s['cpu_us']:.0f} µs of api CPU each |",
-        f"| ratio | | **{s['ratio']:.2f}** of raw XADD (goal ≥ 0.5) |",
+        f"| ratio | | **{s['rate'] / s['xadd']:.2f}** of raw XADD (goal ≥ 0.5) |",
+        f"| `POST /webhook`: one-status Meta webhook (signature check over the raw body, parse, one XADD) | "
+        f"`wrk -t1 -c{CONNECTIONS} -d{SEND_SECONDS}s -s post.lua /webhook` | "
+        f"{w['rate']:.0f} per second, p50 {w['p50']:.2f} ms, p99 {w['p99']:.2f} ms, non-2xx {w['non2xx']}, "
+        f"{w['cpu_us']:.0f} µs of api CPU each |",
+        f"| ratio | | **{w['rate'] / s['xadd']:.2f}** of raw XADD |",
         "",
         "## Draining: one worker against the sandbox with its limits off",
         "",

@@ -1,7 +1,9 @@
 //! The durable queue: everything the gateway keeps in Redis, behind a small
 //! typed API. One stream per sender holds the messages waiting to be sent; a
 //! hash per message holds its record; scripts change them together so that
-//! every step (accept, sent, failed) is all-or-nothing. Key layout: [`keys`].
+//! every step (accept, sent, failed, a status from Meta) is all-or-nothing.
+//! Beside them: the webhook events stream, the recipients' windows, leases
+//! and dead letters. Key layout: [`keys`].
 //!
 //! Guarantees: `enqueue` returns `Queued` only after Redis has stored the
 //! entry, the record and the idempotency key; a stream entry leaves the

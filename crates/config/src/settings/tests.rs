@@ -203,3 +203,21 @@ fn a_subscriber_needs_its_secret_in_a_worker_and_known_event_kinds() {
         "subscribers[0].events"
     );
 }
+
+#[test]
+fn the_shipped_configuration_files_load() {
+    for (name, text) in [
+        (
+            "gateway.toml",
+            include_str!("../../../../config/gateway.toml"),
+        ),
+        (
+            "production.example.toml",
+            include_str!("../../../../config/production.example.toml"),
+        ),
+    ] {
+        if let Err(error) = load(text, &Environment::default(), Role::Ops) {
+            panic!("{name}: {error}");
+        }
+    }
+}

@@ -175,7 +175,8 @@ fn print_try_it(settings: &Settings, api: std::net::SocketAddr, worker: std::net
          their window:\n\n  \
          curl -s -X POST {sandbox}/admin/inbound -H 'Content-Type: application/json' \\\n    \
          -d '{{\"phone_number_id\": \"{pnid}\", \"from\": \"+16505551234\", \"text\": \"hi\"}}'\n\n\
-         4. Send the same text again: now it goes as text (\"fallback_used\": false).\n\n\
+         4. Send the same text again: now it goes as text (\"fallback_used\": false), after up to\n   \
+         6 s (Meta's pair limit: one message to one user per 6 s).\n\n\
          Ctrl-C stops everything.\n",
         worker.port(),
         client.name,
