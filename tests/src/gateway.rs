@@ -38,6 +38,8 @@ pub struct GatewayOptions {
     pub extra_toml: String,
     /// Extra environment variables (secrets the extra TOML names).
     pub extra_env: Vec<(String, String)>,
+    /// Give every sender the default fallback template `hello_world`.
+    pub sender_fallback: bool,
 }
 
 impl Default for GatewayOptions {
@@ -54,6 +56,7 @@ impl Default for GatewayOptions {
             webhooks: false,
             extra_toml: String::new(),
             extra_env: Vec::new(),
+            sender_fallback: true,
         }
     }
 }
@@ -321,11 +324,15 @@ fn config(
         ("WA_VERIFY_TOKEN".to_owned(), VERIFY_TOKEN.to_owned()),
     ];
     let mut names = Vec::new();
+    let fallback = if options.sender_fallback {
+        "fallback_template = { name = \"hello_world\", language = { code = \"en_US\" } }\n"
+    } else {
+        ""
+    };
     for i in 0..options.senders {
         toml.push_str(&format!(
             "[[senders]]\nname = \"s{i}\"\nphone_number_id = \"{}\"\nwaba_id = \"2000\"\n\
-             access_token_env = \"TOKEN_{i}\"\nrate_per_second = {}\n\
-             fallback_template = {{ name = \"hello_world\", language = {{ code = \"en_US\" }} }}\n",
+             access_token_env = \"TOKEN_{i}\"\nrate_per_second = {}\n{fallback}",
             phone_number_id(i),
             options.rate_per_second
         ));

@@ -203,10 +203,23 @@ async fn statuses_reach_the_record_in_order_even_reordered_and_duplicated() {
     let ids = gateway
         .send_all(&(0..40).map(template).collect::<Vec<_>>())
         .await;
+    let meta_events = |record: &Value| {
+        record["history"]
+            .as_array()
+            .map_or(0, |h| h.iter().filter(|e| e["source"] == "meta").count())
+    };
     for id in &ids {
-        let record = gateway
-            .wait_for_status(id, "read", Duration::from_secs(30))
-            .await;
+        // Reordered statuses come read first: wait for all three of Meta's.
+        let record = wait_until(
+            &format!("{id}: Meta's three statuses"),
+            Duration::from_secs(30),
+            || async {
+                let (_, record) = gateway.message(id).await;
+                (meta_events(&record) >= 3).then_some(record)
+            },
+        )
+        .await;
+        assert_eq!(record["status"], "read", "{record}");
         let meta: Vec<&str> = record["history"]
             .as_array()
             .expect("history")
@@ -214,12 +227,11 @@ async fn statuses_reach_the_record_in_order_even_reordered_and_duplicated() {
             .filter(|e| e["source"] == "meta")
             .filter_map(|e| e["status"].as_str())
             .collect();
-        let wanted: Vec<&str> = ["sent", "delivered", "read"]
-            .into_iter()
-            .filter(|s| meta.contains(s))
-            .collect();
-        assert_eq!(meta, wanted, "each once, in order: {record}");
-        assert!(meta.ends_with(&["delivered", "read"]), "{record}");
+        assert_eq!(
+            meta,
+            ["sent", "delivered", "read"],
+            "each once, in order: {record}"
+        );
         for event in record["history"].as_array().expect("history") {
             assert!(
                 event["at"].as_str().is_some_and(|t| t.len() >= 20),
@@ -242,4 +254,49 @@ async fn statuses_reach_the_record_in_order_even_reordered_and_duplicated() {
         .await
         .expect("json");
     assert_eq!(found["id"], ids[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_any_fallback_a_closed_window_fails_the_message_unsent() {
+    let gateway = TestGateway::start(GatewayOptions {
+        sender_fallback: false,
+        ..options()
+    })
+    .await;
+    let ids = gateway.send_all(&[text_to(&phone(1))]).await;
+    let record = gateway
+        .wait_for_status(&ids[0], "failed", Duration::from_secs(20))
+        .await;
+    let history = record["history"].as_array().expect("history");
+    assert!(
+        history.iter().any(|e| e["reason"] == "window_closed"),
+        "{record}"
+    );
+    assert!(gateway.sandbox.accepted().is_empty(), "nothing was sent");
+    // With its own fallback template the same message goes as that template.
+    let mut with_fallback = text_to(&phone(1));
+    with_fallback["fallback_template"] =
+        json!({"name": "hello_world", "language": {"code": "en_US"}});
+    let ids = gateway.send_all(&[with_fallback]).await;
+    let records = wait_sent(&gateway, &ids).await;
+    assert_eq!(records[0]["fallback_used"], true, "{}", records[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_known_only_by_their_bsuid_has_a_window_too() {
+    let gateway = TestGateway::start(options()).await;
+    let user = "US.13491208655302741918";
+    gateway
+        .sandbox
+        .inbound(&phone_number_id(0), user, "hi")
+        .expect("inbound");
+    wait_for_windows(&gateway, &[user.to_owned()]).await;
+    let message =
+        json!({"from": "s0", "recipient": user, "type": "text", "text": {"body": "Welcome back"}});
+    let ids = gateway.send_all(&[message]).await;
+    let records = wait_sent(&gateway, &ids).await;
+    assert_eq!(records[0]["fallback_used"], false, "{}", records[0]);
+    let sent = gateway.sandbox.accepted();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].message_type, "text");
 }
