@@ -12,10 +12,15 @@ use serde_json::{Value, json};
 use crate::auth::Client;
 use crate::{ApiError, AppState};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// Only this sender (name or phone_number_id); else all of the client's.
     from: Option<String>,
+    /// Only this Meta error code.
     code: Option<i64>,
+    /// At most this many (1 to 1,000; default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -47,11 +52,15 @@ pub(crate) async fn list(
     Ok(Json(json!({ "dead_letters": letters })))
 }
 
-#[derive(Deserialize)]
+/// Which dead letters to queue again; each filter is optional.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReplayRequest {
+    /// Only this sender (name or phone_number_id); else all of the client's.
     from: Option<String>,
+    /// Only this Meta error code.
     code: Option<i64>,
+    /// Only these message ids.
     ids: Option<Vec<String>>,
 }
 

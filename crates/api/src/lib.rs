@@ -1,7 +1,10 @@
 //! The HTTP API internal services call: `POST /send`, `POST /send/batch`,
 //! `GET /messages/{id}` (or `?wamid=`), `GET /dead-letters`,
 //! `POST /dead-letters/replay`; Meta's `GET|POST /webhook`; plus
-//! `/healthz`, `/readyz` and `/metrics`.
+//! `/healthz`, `/readyz` and `/metrics`; and `GET /openapi.json`, the
+//! OpenAPI 3.1 document of all of them, generated from [`openapi`] (also as
+//! [`openapi_json`], without a server; a copy is checked in at the repo root
+//! and a contract test keeps the two equal).
 //!
 //! Guarantees: a `202` is answered only after Redis has stored the message
 //! (stream entry, record and idempotency key in one script); bad input is
@@ -14,12 +17,14 @@ mod dead_letters;
 mod error;
 mod health;
 mod messages;
+pub mod openapi;
 mod send;
 mod send_request;
 mod state;
 mod webhook;
 
 pub use error::ApiError;
+pub use openapi::openapi_json;
 pub use state::AppState;
 
 use axum::Router;
@@ -33,19 +38,20 @@ use tokio_util::sync::CancellationToken;
 pub fn router(state: AppState) -> Router {
     let metrics = state.metrics.clone();
     Router::new()
-        .route("/send", post(send::send_one))
-        .route("/send/batch", post(send::send_batch))
-        .route("/messages", get(messages::find))
-        .route("/messages/{id}", get(messages::show))
-        .route("/dead-letters", get(dead_letters::list))
-        .route("/dead-letters/replay", post(dead_letters::replay))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+        .route(paths::SEND, post(send::send_one))
+        .route(paths::SEND_BATCH, post(send::send_batch))
+        .route(paths::MESSAGES, get(messages::find))
+        .route(paths::MESSAGE, get(messages::show))
+        .route(paths::DEAD_LETTERS, get(dead_letters::list))
+        .route(paths::DEAD_LETTERS_REPLAY, post(dead_letters::replay))
+        .route(paths::HEALTHZ, get(health::healthz))
+        .route(paths::READYZ, get(health::readyz))
+        .route(paths::OPENAPI, get(openapi::serve))
         .layer(DefaultBodyLimit::max(state.settings.api.max_body_bytes))
         // Meta's payloads may be larger than anything a client sends.
         .merge(
             Router::new()
-                .route("/webhook", get(webhook::verify).post(webhook::receive))
+                .route(paths::WEBHOOK, get(webhook::verify).post(webhook::receive))
                 .layer(DefaultBodyLimit::max(state.settings.webhook.max_body_bytes)),
         )
         .route_layer(middleware::from_fn_with_state(
@@ -53,6 +59,7 @@ pub fn router(state: AppState) -> Router {
             count_responses,
         ))
         .with_state(state)
+        // Serves `paths::METRICS`.
         .merge(gateway_telemetry::metrics_routes(metrics))
 }
 
@@ -68,18 +75,38 @@ pub async fn serve(
         .await
 }
 
-/// Routes as metric labels: a fixed set, so a scan for unknown paths
-/// cannot grow the label space.
-const ROUTES: [&str; 9] = [
-    "/send",
-    "/send/batch",
-    "/messages",
-    "/messages/{id}",
-    "/webhook",
-    "/dead-letters",
-    "/dead-letters/replay",
-    "/healthz",
-    "/readyz",
+/// The api's paths, named once: the router, [`ROUTES`] and the OpenAPI
+/// document use these.
+pub mod paths {
+    pub const SEND: &str = "/send";
+    pub const SEND_BATCH: &str = "/send/batch";
+    pub const MESSAGES: &str = "/messages";
+    pub const MESSAGE: &str = "/messages/{id}";
+    pub const DEAD_LETTERS: &str = "/dead-letters";
+    pub const DEAD_LETTERS_REPLAY: &str = "/dead-letters/replay";
+    pub const WEBHOOK: &str = "/webhook";
+    pub const HEALTHZ: &str = "/healthz";
+    pub const READYZ: &str = "/readyz";
+    pub const METRICS: &str = "/metrics";
+    pub const OPENAPI: &str = "/openapi.json";
+}
+
+/// Every path the router serves. Also the `route` metric label: a fixed set,
+/// so a scan for unknown paths cannot grow the label space (`/metrics`
+/// itself is not counted). Each must be described in the OpenAPI document;
+/// a test checks it.
+pub const ROUTES: [&str; 11] = [
+    paths::SEND,
+    paths::SEND_BATCH,
+    paths::MESSAGES,
+    paths::MESSAGE,
+    paths::WEBHOOK,
+    paths::DEAD_LETTERS,
+    paths::DEAD_LETTERS_REPLAY,
+    paths::HEALTHZ,
+    paths::READYZ,
+    paths::METRICS,
+    paths::OPENAPI,
 ];
 
 async fn count_responses(State(state): State<AppState>, request: Request, next: Next) -> Response {

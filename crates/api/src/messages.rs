@@ -28,8 +28,10 @@ pub(crate) async fn show(
     Ok(Json(render(record)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ByWamid {
+    /// Meta's id of the message (`wamid....`).
     wamid: String,
 }
 

@@ -114,8 +114,8 @@ pub(crate) async fn attempt(
             next: next.unwrap_or(Next::Done),
         };
     };
-    let Some(token) = sender.access_token.as_ref() else {
-        tracing::error!(sender = %sender.name, "no access token; pausing the sender");
+    let Some(endpoint) = worker.endpoints.get(&sender.phone_number_id) else {
+        tracing::error!(sender = %sender.name, "no usable access token; pausing the sender");
         return Completion {
             incoming,
             next: Next::Pause,
@@ -123,10 +123,7 @@ pub(crate) async fn attempt(
     };
 
     let started = Instant::now();
-    let result = worker
-        .graph
-        .send_message(&sender.phone_number_id, token, body)
-        .await;
+    let result = worker.graph.send_message(endpoint, body).await;
     incoming.progress.attempts += 1;
     let labels = [
         sender.name.as_str(),

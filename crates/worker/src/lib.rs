@@ -25,12 +25,13 @@ mod webhook_events;
 
 pub use ops_routes::ops_router;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use gateway_config::Settings;
 pub(crate) use gateway_domain::clock::unix_ms;
 use gateway_domain::rules::RetryPolicy;
-use gateway_graph::GraphClient;
+use gateway_graph::{GraphClient, SenderEndpoint};
 use gateway_notify::{DeliveryPolicy, NotifyMetrics, Outbox};
 use gateway_queue::Queue;
 use gateway_telemetry::Metrics;
@@ -50,6 +51,9 @@ pub struct Worker {
     pub(crate) consumer: String,
     /// Permits for Graph API calls in flight, shared by all senders.
     pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
+    /// Each sender's send URL and authorization, by phone_number_id; a
+    /// sender without a usable token has none and is paused when it sends.
+    pub(crate) endpoints: HashMap<String, SenderEndpoint>,
 }
 
 impl Worker {
@@ -63,7 +67,20 @@ impl Worker {
             max_attempts: settings.worker.max_attempts,
             ..RetryPolicy::default()
         };
+        let mut endpoints = HashMap::new();
+        for sender in &settings.senders {
+            let Some(token) = &sender.access_token else {
+                continue;
+            };
+            match graph.endpoint(&sender.phone_number_id, token) {
+                Ok(endpoint) => {
+                    endpoints.insert(sender.phone_number_id.clone(), endpoint);
+                }
+                Err(error) => tracing::error!(sender = %sender.name, %error, "sender cannot send"),
+            }
+        }
         Self {
+            endpoints,
             in_flight: Arc::new(tokio::sync::Semaphore::new(settings.worker.max_in_flight)),
             settings,
             queue,

@@ -256,22 +256,21 @@ async fn status(
             .retry_policy
             .decide(class, view.attempts, age, fallback_available);
         tracing::info!(message_id = %view.message_id, code = error.code, class = class.as_str(), ?decision, "Meta reported a failure");
+        let requeue_after = |delay: Duration, fallback: bool| Requeue {
+            wamid: &update.wamid,
+            at_ms: update.timestamp_ms,
+            now_ms,
+            error,
+            due_ms: now_ms.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
+            fallback,
+            close_window: fallback,
+        };
         match failure_action(decision) {
             FailureAction::Retry { delay } => {
-                return requeue(worker, sender, &view, update, error, now_ms, delay, false).await;
+                return requeue(worker, sender, &view, requeue_after(delay, false)).await;
             }
             FailureAction::Fallback => {
-                return requeue(
-                    worker,
-                    sender,
-                    &view,
-                    update,
-                    error,
-                    now_ms,
-                    Duration::ZERO,
-                    true,
-                )
-                .await;
+                return requeue(worker, sender, &view, requeue_after(Duration::ZERO, true)).await;
             }
             FailureAction::Fail { reason: why } => {
                 if class == ErrorClass::WindowClosed {
@@ -304,37 +303,21 @@ async fn status(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Queues the message again after an asynchronous failure.
 async fn requeue(
     worker: &Worker,
     sender: &SenderSettings,
     view: &StatusView,
-    update: &StatusUpdate,
-    error: &MetaError,
-    now_ms: i64,
-    delay: Duration,
-    fallback: bool,
+    requeue: Requeue<'_>,
 ) -> Result<(), ProcessError> {
-    let due_ms = now_ms + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+    let code = requeue.error.code;
     let result = worker
         .queue
-        .requeue_failed(
-            &sender.phone_number_id,
-            view,
-            Requeue {
-                wamid: &update.wamid,
-                at_ms: update.timestamp_ms,
-                now_ms,
-                error,
-                due_ms,
-                fallback,
-                close_window: fallback,
-            },
-        )
+        .requeue_failed(&sender.phone_number_id, view, requeue)
         .await?;
     count(worker, "status");
     if result == StatusResult::Moved {
-        let class = classify_code(error.code);
+        let class = classify_code(code);
         worker
             .metrics
             .retries

@@ -23,12 +23,16 @@ use subtle::ConstantTimeEq;
 
 use crate::{ApiError, AppState};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct Handshake {
+    /// `subscribe`.
     #[serde(rename = "hub.mode")]
     mode: Option<String>,
+    /// Must equal the configured verify token.
     #[serde(rename = "hub.verify_token")]
     verify_token: Option<String>,
+    /// Answered back as the whole body.
     #[serde(rename = "hub.challenge")]
     challenge: Option<String>,
 }

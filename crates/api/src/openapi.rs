@@ -1,0 +1,691 @@
+//! The api's OpenAPI 3.1 document, generated from this module by `utoipa`
+//! and served at `GET /openapi.json` (no auth). The copy checked in at the
+//! repo root, `openapi.json`, must equal [`openapi_json`]: the contract test
+//! `tests/tests/openapi_contract.rs` fails otherwise and says how to
+//! regenerate it.
+//!
+//! Handlers build most of their JSON with `json!`, so the schemas here are
+//! plain types that describe it; the operations are described on empty
+//! functions, one per route and method, so the handlers stay unannotated.
+//! Every path in [`crate::ROUTES`] must appear here (a unit test checks it).
+
+use std::sync::OnceLock;
+
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{AdditionalProperties, Schema};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::paths;
+
+/// The document as pretty JSON, exactly as `GET /openapi.json` answers it.
+pub fn openapi_json() -> String {
+    let mut json = ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serialises");
+    json.push('\n');
+    json
+}
+
+/// `GET /openapi.json`: the document, rendered once.
+pub(crate) async fn serve() -> impl IntoResponse {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    (
+        [(CONTENT_TYPE, "application/json")],
+        DOCUMENT.get_or_init(openapi_json).as_str(),
+    )
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "WhatsApp gateway",
+        description = "The gateway's HTTP api: internal services send WhatsApp messages \
+            through it (`/send`, `/send/batch`), follow them (`/messages`) and replay \
+            failures (`/dead-letters`); Meta posts its webhooks to `/webhook`. Every \
+            endpoint but `/webhook`, `/healthz`, `/readyz`, `/metrics` and \
+            `/openapi.json` needs `Authorization: Bearer <client key>`, and a client \
+            may use only the senders configured for it."
+    ),
+    paths(
+        operations::send,
+        operations::send_batch,
+        operations::find_message,
+        operations::show_message,
+        operations::list_dead_letters,
+        operations::replay_dead_letters,
+        operations::webhook_verify,
+        operations::webhook_receive,
+        operations::healthz,
+        operations::readyz,
+        operations::metrics,
+        operations::openapi,
+    ),
+    components(schemas(
+        schemas::ErrorBody,
+        schemas::ErrorDetail,
+        schemas::SendBody,
+        schemas::Priority,
+        schemas::SendAccepted,
+        schemas::AcceptedStatus,
+        schemas::SendDuplicate,
+        schemas::BatchBody,
+        schemas::BatchAnswer,
+        schemas::BatchResult,
+        schemas::MessageRecord,
+        schemas::MessageStatus,
+        schemas::MessageError,
+        schemas::HistoryEvent,
+        schemas::EventSource,
+        schemas::DeadLetterList,
+        schemas::DeadLetter,
+        crate::dead_letters::ReplayRequest,
+        schemas::ReplayAnswer,
+        schemas::Health,
+        schemas::Readiness,
+    )),
+    modifiers(&ClientKeyScheme, &OpenSendBody),
+    tags(
+        (name = "send", description = "Queue messages"),
+        (name = "messages", description = "Follow a message"),
+        (name = "dead-letters", description = "Messages that failed for good"),
+        (name = "webhook", description = "Meta's webhooks"),
+        (name = "operations", description = "Health, readiness, metrics, this document"),
+    )
+)]
+struct ApiDoc;
+
+/// The security scheme operations name in `security(("client_key" = []))`.
+const CLIENT_KEY: &str = "client_key";
+
+struct ClientKeyScheme;
+
+impl Modify for ClientKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            CLIENT_KEY,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A client key from the gateway's configuration ([[clients]] key_env).",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The `/send` body takes Meta's type-specific properties beside the
+/// gateway's: `additionalProperties: true`.
+struct OpenSendBody;
+
+impl Modify for OpenSendBody {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let schema = openapi
+            .components
+            .as_mut()
+            .and_then(|c| c.schemas.get_mut("SendBody"));
+        if let Some(RefOr::T(Schema::Object(object))) = schema {
+            object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(true)));
+        }
+    }
+}
+
+/// One empty function per route and method: only their attributes matter.
+#[allow(dead_code)]
+mod operations {
+    use super::paths;
+    use super::schemas::*;
+    use crate::dead_letters::{ListQuery, ReplayRequest};
+    use crate::messages::ByWamid;
+    use crate::webhook::Handshake;
+
+    /// Queue one message
+    ///
+    /// The body is Meta's own message object plus the gateway's fields. It is
+    /// answered `202` only once the message is stored in Redis.
+    #[utoipa::path(
+        post,
+        path = paths::SEND,
+        tag = "send",
+        request_body(content = SendBody, content_type = "application/json"),
+        responses(
+            (status = 202, description = "Stored in Redis: `queued`, or `scheduled` with `send_after`", body = SendAccepted),
+            (status = 200, description = "An idempotent repeat: the first message's id", body = SendDuplicate),
+            (status = 400, description = "`malformed_json`: the body is not a JSON object", body = ErrorBody),
+            (status = 401, description = "`unauthorized`: no or unknown client key", body = ErrorBody),
+            (status = 403, description = "`forbidden`: a sender the client may not use", body = ErrorBody),
+            (status = 409, description = "`idempotency_conflict`: the key was used for another payload", body = ErrorBody),
+            (status = 413, description = "`payload_too_large`: the body is over `api.max_body_bytes`", body = ErrorBody),
+            (status = 422, description = "A rule is broken; `field` is the path, e.g. `interactive.action.buttons`", body = ErrorBody),
+            (status = 503, description = "`unavailable`: Redis cannot take it; nothing was stored", body = ErrorBody,
+                headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        ),
+        security(("client_key" = []))
+    )]
+    fn send() {}
+
+    /// Queue up to 1,000 messages
+    ///
+    /// Stored in one pipelined round trip; one result per item, in order.
+    /// An item that breaks a rule gets its `error` and is not stored; the
+    /// others are.
+    #[utoipa::path(
+        post,
+        path = paths::SEND_BATCH,
+        tag = "send",
+        request_body(content = BatchBody, content_type = "application/json"),
+        responses(
+            (status = 200, description = "One result per item, in order", body = BatchAnswer),
+            (status = 400, description = "`malformed_json`: the body is not a JSON object", body = ErrorBody),
+            (status = 401, description = "`unauthorized`: no or unknown client key", body = ErrorBody),
+            (status = 413, description = "`payload_too_large`: the body is over `api.max_body_bytes`", body = ErrorBody),
+            (status = 422, description = "`messages` is missing, not an array, empty or too long", body = ErrorBody),
+            (status = 503, description = "`unavailable`: Redis cannot take them; nothing was stored", body = ErrorBody,
+                headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        ),
+        security(("client_key" = []))
+    )]
+    fn send_batch() {}
+
+    /// Find a message by Meta's id
+    #[utoipa::path(
+        get,
+        path = paths::MESSAGES,
+        tag = "messages",
+        params(ByWamid),
+        responses(
+            (status = 200, description = "The message, among the client's senders", body = MessageRecord),
+            (status = 400, description = "`wamid` is missing", body = String, content_type = "text/plain"),
+            (status = 401, description = "`unauthorized`: no or unknown client key", body = ErrorBody),
+            (status = 404, description = "`not_found`", body = ErrorBody),
+            (status = 503, description = "`unavailable`: Redis did not answer", body = ErrorBody,
+                headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        ),
+        security(("client_key" = []))
+    )]
+    fn find_message() {}
+
+    /// A message's state and history
+    #[utoipa::path(
+        get,
+        path = paths::MESSAGE,
+        tag = "messages",
+        params(("id" = String, Path, description = "The id `/send` answered")),
+        responses(
+            (status = 200, description = "The message", body = MessageRecord),
+            (status = 401, description = "`unauthorized`: no or unknown client key", body = ErrorBody),
+            (status = 404, description = "`not_found`: unknown, or of a sender the client may not use", body = ErrorBody),
+            (status = 503, description = "`unavailable`: Redis did not answer", body = ErrorBody,
+                headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        ),
+        security(("client_key" = []))
+    )]
+    fn show_message() {}
+
+    /// The client's dead letters
+    ///
+    /// Messages of the client's senders that failed for good, oldest first.
+    #[utoipa::path(
+        get,
+        path = paths::DEAD_LETTERS,
+        tag = "dead-letters",
+        params(ListQuery),
+        responses(
+            (status = 200, description = "The matching dead letters", body = DeadLetterList),
+            (status = 400, description = "A query parameter is not of its type", body = String, content_type = "text/plain"),
+            (status = 401, description = "`unauthorized`: no or unknown client key", body = ErrorBody),
+            (status = 403, description = "`forbidden`: a sender the client may not use", body = ErrorBody),
+            (status = 422, description = "`unknown_sender`", body = ErrorBody),
+            (status = 503, description = "`unavailable`: Redis did not answer", body = ErrorBody,
+                headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        ),
+        security(("client_key" = []))
+    )]
+    fn list_dead_letters() {}
+
+    /// Queue dead letters again
+    ///
+    /// The matching dead letters are queued again under their own ids.
+    #[utoipa::path(
+        post,
+        path = paths::DEAD_LETTERS_REPLAY,
+        tag = "dead-letters",
+        request_body(content = ReplayRequest, content_type = "application/json"),
+        responses(
+            (status = 200, description = "How many were queued again", body = ReplayAnswer),
+            (status = 400, description = "`malformed_json`: not JSON, or not of this shape", body = ErrorBody),
+            (status = 401, description = "`unauthorized`: no or unknown client key", body = ErrorBody),
+            (status = 403, description = "`forbidden`: a sender the client may not use", body = ErrorBody),
+            (status = 422, description = "`unknown_sender`", body = ErrorBody),
+            (status = 503, description = "`unavailable`: Redis did not answer", body = ErrorBody,
+                headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        ),
+        security(("client_key" = []))
+    )]
+    fn replay_dead_letters() {}
+
+    /// Meta's verification handshake
+    #[utoipa::path(
+        get,
+        path = paths::WEBHOOK,
+        tag = "webhook",
+        params(Handshake),
+        responses(
+            (status = 200, description = "The raw `hub.challenge`", body = String, content_type = "text/plain"),
+            (status = 403, description = "`forbidden`: wrong mode or verify token", body = ErrorBody),
+        )
+    )]
+    fn webhook_verify() {}
+
+    /// A signed event from Meta
+    ///
+    /// Checked against every configured app secret, stored in the events
+    /// stream and answered at once; workers process it behind the answer.
+    #[utoipa::path(
+        post,
+        path = paths::WEBHOOK,
+        tag = "webhook",
+        params(("X-Hub-Signature-256" = String, Header,
+            description = "`sha256=<hex HMAC-SHA256 of the raw body with the app secret>`")),
+        request_body(content = Object, content_type = "application/json",
+            description = "Meta's webhook payload (`object`, `entry[].changes[].value`)"),
+        responses(
+            (status = 200, description = "Stored; or only about phone numbers this gateway does not serve, and stored nowhere"),
+            (status = 400, description = "`malformed_json`: signed, but not a WhatsApp webhook", body = ErrorBody),
+            (status = 401, description = "`invalid_signature`: missing, malformed or wrong signature; nothing stored", body = ErrorBody),
+            (status = 413, description = "`payload_too_large`: over `webhook.max_body_bytes`", body = ErrorBody),
+            (status = 503, description = "`unavailable` (Redis cannot take it; Meta retries) or `webhook_not_configured` (no app secret)", body = ErrorBody),
+        )
+    )]
+    fn webhook_receive() {}
+
+    /// Liveness: the process runs
+    #[utoipa::path(
+        get,
+        path = paths::HEALTHZ,
+        tag = "operations",
+        responses((status = 200, description = "Always", body = Health))
+    )]
+    fn healthz() {}
+
+    /// Readiness: Redis answers
+    #[utoipa::path(
+        get,
+        path = paths::READYZ,
+        tag = "operations",
+        responses(
+            (status = 200, description = "Redis answers", body = Readiness),
+            (status = 503, description = "Redis does not answer", body = Readiness),
+        )
+    )]
+    fn readyz() {}
+
+    /// Prometheus metrics
+    #[utoipa::path(
+        get,
+        path = paths::METRICS,
+        tag = "operations",
+        responses((status = 200, description = "Prometheus text exposition format",
+            body = String, content_type = "text/plain; version=0.0.4"))
+    )]
+    fn metrics() {}
+
+    /// This document
+    #[utoipa::path(
+        get,
+        path = paths::OPENAPI,
+        tag = "operations",
+        responses((status = 200, description = "The OpenAPI 3.1 document of this api",
+            body = Object, content_type = "application/json"))
+    )]
+    fn openapi() {}
+}
+
+/// The JSON the handlers answer and take, described. The handlers build
+/// most of it with `json!`; these types exist for the document only.
+#[allow(dead_code)]
+mod schemas {
+    use serde::Serialize;
+    use serde_json::Value;
+    use utoipa::ToSchema;
+
+    /// Every error answer.
+    #[derive(Serialize, ToSchema)]
+    pub struct ErrorBody {
+        pub error: ErrorDetail,
+    }
+
+    /// What went wrong; also each failed item of a batch.
+    #[derive(Serialize, ToSchema)]
+    pub struct ErrorDetail {
+        /// Stable and machine-readable, e.g. `malformed_json`, `too_short`,
+        /// `unknown_sender`, `idempotency_conflict`, `unavailable`.
+        #[schema(example = "too_long")]
+        pub code: String,
+        /// For people.
+        pub message: String,
+        /// The path of the field at fault, when there is one, e.g.
+        /// `interactive.action.buttons` or `messages[1].text.body`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false, example = "text.body")]
+        pub field: Option<String>,
+    }
+
+    /// `transactional` goes first; a sender sends `bulk` only when no
+    /// transactional message is ready.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Priority {
+        Transactional,
+        Bulk,
+    }
+
+    /// Meta's message object (`type` plus the object of that type: `text`,
+    /// `template`, `image`, `document`, `audio`, `video`, `sticker`,
+    /// `interactive`, `location`, `contacts`, `reaction`; optional
+    /// `context`), as in Meta's documentation, plus the gateway's fields.
+    /// The other properties (`text`, `template`, `interactive`, ...,
+    /// `context`, `messaging_product`: `whatsapp`, `recipient_type`:
+    /// `individual`) are Meta's and checked against Meta's limits, but not
+    /// described here.
+    #[derive(Serialize, ToSchema)]
+    #[schema(example = json!({
+        "from": "support", "to": "+16505551234", "type": "text",
+        "text": {"body": "Your code is 123456"},
+        "idempotency_key": "otp-42", "metadata": {"order": 1234}
+    }))]
+    pub struct SendBody {
+        /// A configured sender's name or phone_number_id.
+        pub from: String,
+        /// The recipient's phone number (`+`, spaces, dashes and parentheses
+        /// accepted, stored as E.164) or business-scoped user id; give `to`
+        /// or `recipient`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false)]
+        pub to: Option<String>,
+        /// The same as `to`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false)]
+        pub recipient: Option<String>,
+        /// Meta's message type; the object of that name holds the content.
+        #[serde(rename = "type")]
+        #[schema(example = "text")]
+        pub kind: String,
+        /// A template object sent instead when the recipient's 24-hour
+        /// window is closed (else the sender's configured default).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false, value_type = Object)]
+        pub fallback_template: Option<Value>,
+        /// The same key from the same client for the same sender within
+        /// 24 h returns the first id (`200`); with another payload, `409`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false, min_length = 1, max_length = 256)]
+        pub idempotency_key: Option<String>,
+        /// Kept with the message and echoed in its status events; at most
+        /// 4 KiB as JSON.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false, value_type = Object)]
+        pub metadata: Option<Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false)]
+        pub priority: Option<Priority>,
+        /// Not sent before this time (at most 30 days ahead); `scheduled`
+        /// until then.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false, format = DateTime)]
+        pub send_after: Option<String>,
+        /// Never sent after this time; the message then ends `expired`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false, format = DateTime)]
+        pub expires_at: Option<String>,
+        /// An http(s) URL the message's status events are POSTed to,
+        /// signed with the client's key.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false, max_length = 2048)]
+        pub callback_url: Option<String>,
+    }
+
+    /// `202`: stored.
+    #[derive(Serialize, ToSchema)]
+    pub struct SendAccepted {
+        #[schema(example = "106540352242922-1764000000000-0")]
+        pub id: String,
+        pub status: AcceptedStatus,
+    }
+
+    /// `scheduled` when `send_after` is in the future, else `queued`.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum AcceptedStatus {
+        Queued,
+        Scheduled,
+    }
+
+    /// `200`: an idempotent repeat.
+    #[derive(Serialize, ToSchema)]
+    pub struct SendDuplicate {
+        /// The first message's id.
+        pub id: String,
+        pub duplicate: bool,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct BatchBody {
+        /// `/send` bodies.
+        #[schema(min_items = 1, max_items = 1000)]
+        pub messages: Vec<SendBody>,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct BatchAnswer {
+        /// One per item, in order.
+        pub results: Vec<BatchResult>,
+    }
+
+    /// One item's outcome: stored, an idempotent repeat, or refused.
+    #[derive(Serialize, ToSchema)]
+    #[serde(untagged)]
+    pub enum BatchResult {
+        Stored {
+            index: usize,
+            id: String,
+            status: AcceptedStatus,
+        },
+        Duplicate {
+            index: usize,
+            id: String,
+            duplicate: bool,
+        },
+        Refused {
+            index: usize,
+            error: ErrorDetail,
+        },
+    }
+
+    /// A message's life so far.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum MessageStatus {
+        Queued,
+        Scheduled,
+        Sending,
+        Retrying,
+        Sent,
+        Delivered,
+        Read,
+        Failed,
+        Expired,
+        Cancelled,
+    }
+
+    /// A message's current state and history.
+    #[derive(Serialize, ToSchema)]
+    pub struct MessageRecord {
+        pub id: String,
+        pub status: MessageStatus,
+        /// The sender's name.
+        pub from: String,
+        /// The recipient: E.164 number or business-scoped user id.
+        pub to: String,
+        /// Meta's message type.
+        #[serde(rename = "type")]
+        pub kind: String,
+        pub attempts: u32,
+        /// Whether the fallback template went instead of the message.
+        pub fallback_used: bool,
+        #[schema(format = DateTime)]
+        pub created_at: String,
+        #[schema(format = DateTime)]
+        pub updated_at: String,
+        /// In order, each event once.
+        pub history: Vec<HistoryEvent>,
+        /// Meta's id, once Meta accepted the message.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false)]
+        pub wamid: Option<String>,
+        /// The last failure.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false)]
+        pub error: Option<MessageError>,
+        /// The caller's metadata.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false, value_type = Object)]
+        pub metadata: Option<Value>,
+    }
+
+    /// Meta's error code and title (code `0` for the gateway's own reasons).
+    #[derive(Serialize, ToSchema)]
+    pub struct MessageError {
+        #[schema(example = 131026)]
+        pub code: i64,
+        pub title: Option<String>,
+    }
+
+    /// One step: the gateway's own, or a status event from Meta
+    /// (`"source": "meta"`, with Meta's time).
+    #[derive(Serialize, ToSchema)]
+    pub struct HistoryEvent {
+        pub status: MessageStatus,
+        #[schema(format = DateTime)]
+        pub at: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false)]
+        pub source: Option<EventSource>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false)]
+        pub wamid: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false)]
+        pub error_code: Option<i64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false)]
+        pub error_title: Option<String>,
+        /// A retry's next attempt, in Unix milliseconds.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false)]
+        pub next_attempt_ms: Option<i64>,
+        /// A scheduled message's due time, in Unix milliseconds.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false)]
+        pub send_after_ms: Option<i64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false, example = "replayed from the dead letters")]
+        pub detail: Option<String>,
+    }
+
+    /// Set on Meta's status events.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum EventSource {
+        Meta,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct DeadLetterList {
+        pub dead_letters: Vec<DeadLetter>,
+    }
+
+    /// A message that failed for good.
+    #[derive(Serialize, ToSchema)]
+    pub struct DeadLetter {
+        /// Where it sits in the sender's dead-letter stream.
+        pub entry_id: String,
+        /// The message's id.
+        pub id: String,
+        /// The sender's name.
+        pub sender: String,
+        pub recipient: String,
+        /// Meta's message type.
+        #[serde(rename = "type")]
+        pub kind: String,
+        /// Meta's error code (`0` for the gateway's own reasons).
+        pub code: i64,
+        pub title: String,
+        pub reason: String,
+        pub attempts: u32,
+        /// When it failed, in Unix milliseconds.
+        pub failed_ms: i64,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct ReplayAnswer {
+        /// How many dead letters were queued again.
+        pub replayed: u64,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct Health {
+        #[schema(example = "ok")]
+        pub status: String,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct Readiness {
+        /// `ready` or `not_ready`.
+        #[schema(example = "ready")]
+        pub status: String,
+        /// `ok` or `unreachable`.
+        #[schema(example = "ok")]
+        pub redis: String,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_described() {
+        let document: serde_json::Value =
+            serde_json::from_str(&openapi_json()).expect("the document is JSON");
+        let described = document["paths"].as_object().expect("paths");
+        for route in crate::ROUTES {
+            assert!(
+                described.contains_key(route),
+                "{route} is served but not in the OpenAPI document (crates/api/src/openapi.rs)"
+            );
+        }
+        for path in described.keys() {
+            assert!(
+                crate::ROUTES.contains(&path.as_str()),
+                "{path} is in the OpenAPI document but not in ROUTES"
+            );
+        }
+        assert_eq!(document["openapi"], "3.1.0");
+    }
+
+    #[tokio::test]
+    async fn the_route_answers_the_document() {
+        let response = serve().await.into_response();
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("the body");
+        assert_eq!(body, openapi_json().as_bytes());
+    }
+}
