@@ -45,10 +45,65 @@ enum Command {
         #[command(subcommand)]
         action: SendersAction,
     },
-    /// List or replay dead letters (messages that failed for good).
+    /// List, replay or purge dead letters (messages that failed for good).
     Dlq {
         #[command(subcommand)]
         action: DlqAction,
+    },
+    /// Queue depth, owner, pause and dead letters per sender; workers and shared queues.
+    ///
+    /// Per sender: the messages not yet done in both streams (waiting, and in
+    /// flight: read by a worker, being sent or waiting for a retry), the age
+    /// of the oldest, scheduled messages, dead letters, the worker holding
+    /// its lease and the lease's time left, and why it is paused. Then the
+    /// registered workers, the webhook events not yet processed and the
+    /// notification outbox (queued, retrying, dead).
+    ///
+    /// Sending rate: Redis keeps no count of messages sent, so "last minute"
+    /// is the number of distinct recipients sent to in the last minute (a
+    /// lower bound of the messages sent), shown with the configured
+    /// rate_per_second. The effective rate (lowered after a 130429) is on the
+    /// owning worker's /metrics as gateway_sender_effective_rate.
+    Stats {
+        /// Only this sender (name or phone_number_id).
+        #[arg(long)]
+        sender: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one message.
+    Message {
+        #[command(subcommand)]
+        action: MessageAction,
+    },
+    /// Check the configuration and the secrets a process needs, without starting it.
+    ///
+    /// Reports every missing secret variable by name (never a value) and a
+    /// bad value with its key, or "ok" and a summary; exits 1 on any problem.
+    CheckConfig {
+        /// The process to check for: each needs different secrets.
+        #[arg(long, value_enum, default_value = "all")]
+        role: commands::check_config::CheckRole,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum MessageAction {
+    /// Status, wamid, attempts, fallback, error and history of a message.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["id", "wamid"])))]
+    Show {
+        /// The message id `/send` answered.
+        id: Option<String>,
+        /// Find the message by Meta's id instead.
+        #[arg(long)]
+        wamid: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -61,12 +116,15 @@ enum SendersAction {
         /// Why, shown in the worker's /readyz.
         #[arg(long, default_value = "paused by an operator")]
         reason: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Start sending again (after fixing a token, for example).
     Resume {
+        /// Sender name or phone_number_id.
         name: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -81,6 +139,7 @@ enum DlqAction {
         /// Show at most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -91,6 +150,24 @@ enum DlqAction {
         /// Replay every dead letter of every sender.
         #[arg(long, conflicts_with_all = ["sender", "code", "id"])]
         all: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete dead letters for good; say which (--sender, --code, --id) or --all.
+    ///
+    /// Selectors combine: `--sender s0 --code 132001` deletes that sender's
+    /// 132001s. Their message records stay until they expire.
+    Purge {
+        #[command(flatten)]
+        selection: DlqSelection,
+        /// Delete the dead letters of every sender (with --older-than-seconds, only the old ones).
+        #[arg(long, conflicts_with_all = ["sender", "code", "id"])]
+        all: bool,
+        /// Only those that failed more than this many seconds ago.
+        #[arg(long, value_name = "N")]
+        older_than_seconds: Option<u64>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -122,10 +199,36 @@ impl DlqSelection {
 /// Parses the arguments and runs the command.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(run(cli))
+        .block_on(run(cli));
+    match result {
+        Ok(()) => Ok(()),
+        // The command printed its verdict already (check-config).
+        Err(error) if error.is::<commands::AlreadyReported>() => std::process::exit(1),
+        Err(error) => {
+            eprintln!("Error: {}", one_line(&error));
+            std::process::exit(1)
+        }
+    }
+}
+
+/// The error and its causes on one line, without a backtrace, each cause
+/// once (a Redis error repeats its source in its own message).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -155,6 +258,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             DlqAction::Replay {
                 selection, json, ..
             } => commands::dlq::replay(&cli.config, selection.as_selection(), json).await,
+            DlqAction::Purge {
+                selection,
+                all,
+                older_than_seconds,
+                json,
+            } => {
+                commands::dlq::purge(
+                    &cli.config,
+                    selection.as_selection(),
+                    all,
+                    older_than_seconds,
+                    json,
+                )
+                .await
+            }
         },
+        Command::Stats { sender, json } => {
+            commands::stats::run(&cli.config, sender.as_deref(), json).await
+        }
+        Command::Message {
+            action: MessageAction::Show { id, wamid, json },
+        } => {
+            let lookup = match (&id, &wamid) {
+                (_, Some(wamid)) => commands::message::Lookup::Wamid(wamid),
+                (Some(id), None) => commands::message::Lookup::Id(id),
+                (None, None) => anyhow::bail!("name a message: ID or --wamid W"),
+            };
+            commands::message::show(&cli.config, lookup, json).await
+        }
+        Command::CheckConfig { role, json } => commands::check_config::run(&cli.config, role, json),
     }
 }

@@ -21,33 +21,59 @@ pub struct NotifyMetrics {
 }
 
 impl NotifyMetrics {
+    /// The name of every family [`NotifyMetrics::register`] registers, in
+    /// that order, whether or not it has a sample yet (an empty `*Vec`
+    /// family is absent from `Registry::gather`).
+    pub const FAMILY_NAMES: &'static [&'static str] = &[
+        "gateway_notifications_delivered_total",
+        "gateway_notification_attempts_failed_total",
+        "gateway_notification_dead_letters_total",
+        "gateway_notification_delivery_duration_seconds",
+        "gateway_notifications_pending",
+    ];
+
+    /// The families of [`NotifyMetrics::FAMILY_NAMES`] that are histograms
+    /// (exported as `<name>_bucket`, `<name>_sum` and `<name>_count`).
+    pub const HISTOGRAM_NAMES: &'static [&'static str] =
+        &["gateway_notification_delivery_duration_seconds"];
+
     /// Creates the families and registers them; fails if `registry` already
     /// has them.
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let [
+            delivered_name,
+            attempts_failed_name,
+            dead_letters_name,
+            delivery_duration_name,
+            pending_name,
+        ] = Self::FAMILY_NAMES
+        else {
+            unreachable!("five notification families")
+        };
         let delivered = IntCounterVec::new(
             Opts::new(
-                "gateway_notifications_delivered_total",
+                *delivered_name,
                 "Notifications delivered (answered with a 2xx).",
             ),
             &["target"],
         )?;
         let attempts_failed = IntCounterVec::new(
             Opts::new(
-                "gateway_notification_attempts_failed_total",
+                *attempts_failed_name,
                 "Notification delivery attempts that failed (non-2xx, timeout, connection error).",
             ),
             &["target"],
         )?;
         let dead_letters = IntCounterVec::new(
             Opts::new(
-                "gateway_notification_dead_letters_total",
+                *dead_letters_name,
                 "Notifications given up on and moved to the dead stream.",
             ),
             &["target"],
         )?;
         let delivery_duration = HistogramVec::new(
             HistogramOpts::new(
-                "gateway_notification_delivery_duration_seconds",
+                *delivery_duration_name,
                 "Duration of each notification POST, whatever its outcome.",
             )
             .buckets(vec![
@@ -56,7 +82,7 @@ impl NotifyMetrics {
             &["target"],
         )?;
         let pending = IntGauge::new(
-            "gateway_notifications_pending",
+            *pending_name,
             "Notifications waiting for delivery or a retry (outbox stream and retry set).",
         )?;
         registry.register(Box::new(delivered.clone()))?;
@@ -93,5 +119,29 @@ mod tests {
             .collect();
         assert!(names.contains(&"gateway_notifications_delivered_total".to_owned()));
         assert!(NotifyMetrics::register(&registry).is_err());
+    }
+
+    #[test]
+    fn family_names_match_what_is_registered() {
+        use prometheus::core::Collector;
+        let metrics = NotifyMetrics::register(&Registry::new()).expect("registration");
+        let collectors: [&dyn Collector; 5] = [
+            &metrics.delivered,
+            &metrics.attempts_failed,
+            &metrics.dead_letters,
+            &metrics.delivery_duration,
+            &metrics.pending,
+        ];
+        let names: Vec<&str> = collectors
+            .iter()
+            .flat_map(|c| c.desc())
+            .map(|d| d.fq_name.as_str())
+            .collect();
+        assert_eq!(names, NotifyMetrics::FAMILY_NAMES);
+        assert_eq!(
+            metrics.delivery_duration.desc()[0].fq_name,
+            NotifyMetrics::HISTOGRAM_NAMES[0]
+        );
+        assert_eq!(NotifyMetrics::HISTOGRAM_NAMES.len(), 1);
     }
 }

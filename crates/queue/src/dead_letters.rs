@@ -137,12 +137,55 @@ impl Queue {
         }
         Ok(replayed)
     }
+
+    /// Deletes the sender's dead letters matching `filter` that failed
+    /// before `failed_before_ms` (all of them when `None`); returns how
+    /// many. Their message records are left to expire on their own.
+    pub async fn purge_dead_letters(
+        &self,
+        phone_number_id: &str,
+        filter: &DeadLetterFilter,
+        failed_before_ms: Option<i64>,
+    ) -> Result<usize, QueueError> {
+        let letters = self
+            .dead_letters(phone_number_id, filter, usize::MAX)
+            .await?;
+        let doomed: Vec<&str> = letters
+            .iter()
+            .filter(|letter| failed_before_ms.is_none_or(|cutoff| letter.failed_at_ms() < cutoff))
+            .map(|letter| letter.entry_id.as_str())
+            .collect();
+        let key = keys::dead_letters(phone_number_id);
+        let mut purged = 0;
+        for chunk in doomed.chunks(PAGE) {
+            // XDEL counts only what it removed: a letter replayed or purged
+            // meanwhile by someone else is not counted twice.
+            let removed: usize = redis::cmd("XDEL")
+                .arg(&key)
+                .arg(chunk)
+                .query_async(&mut self.conn.clone())
+                .await?;
+            purged += removed;
+        }
+        Ok(purged)
+    }
 }
 
 impl DeadLetter {
     /// The stream a replay puts it in: bulk stays bulk, the rest is transactional.
     fn lane(&self) -> gateway_domain::Lane {
         MessageId::parse(&self.id).map_or(gateway_domain::Lane::Transactional, |id| id.lane())
+    }
+
+    /// When it failed (Unix ms): its recorded time, else its entry id's.
+    fn failed_at_ms(&self) -> i64 {
+        if self.failed_ms > 0 {
+            return self.failed_ms;
+        }
+        self.entry_id
+            .split_once('-')
+            .and_then(|(ms, _)| ms.parse().ok())
+            .unwrap_or(0)
     }
 
     fn from_entry(entry_id: String, map: HashMap<String, Value>) -> Option<Self> {

@@ -4,8 +4,10 @@
 //! the `tracing` subscriber.
 
 mod metrics;
+mod process;
 
 pub use metrics::Metrics;
+pub use process::PROCESS_FAMILY_NAMES;
 
 use axum::Router;
 use axum::extract::State;

@@ -1,7 +1,10 @@
 //! Every metric family the gateway exports. Label values come from bounded
 //! sets: configured sender names, Meta error codes, error classes, outcomes.
 
+use std::cell::RefCell;
 use std::sync::Arc;
+
+use crate::process::ProcessCollector;
 
 use prometheus::core::Collector;
 use prometheus::{
@@ -67,6 +70,11 @@ pub struct Families {
     pub webhook_signature_failures: IntCounterVec,
     /// Inbound messages that opened or extended a recipient's window.
     pub windows_opened: IntCounterVec,
+    /// The name of every family registered above, recorded at registration
+    /// (an empty `*Vec` family is absent from `Registry::gather`).
+    names: Vec<String>,
+    /// Those of them that are histograms (exported as `_bucket`, `_sum`, `_count`).
+    histograms: Vec<String>,
 }
 
 impl std::ops::Deref for Metrics {
@@ -82,14 +90,27 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
 
-/// Registers one family; the names and labels are constants of this file,
-/// so a failure is a programming error caught by the test below.
+/// Where families are registered, remembering their names.
+struct Registrar {
+    registry: Registry,
+    names: RefCell<Vec<String>>,
+    histograms: RefCell<Vec<String>>,
+}
+
+/// Registers one family (or collector of several) and records its names; the
+/// names and labels are constants of this crate, so a failure is a
+/// programming error caught by the tests below.
 fn register<C: Collector + Clone + 'static>(
-    registry: &Registry,
+    registrar: &Registrar,
     family: prometheus::Result<C>,
 ) -> C {
     let family = family.expect("valid metric definition");
-    registry
+    registrar
+        .names
+        .borrow_mut()
+        .extend(family.desc().iter().map(|d| d.fq_name.clone()));
+    registrar
+        .registry
         .register(Box::new(family.clone()))
         .expect("metric registered once");
     family
@@ -97,8 +118,14 @@ fn register<C: Collector + Clone + 'static>(
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let r = &registry;
+        let registrar = Registrar {
+            registry: Registry::new(),
+            names: RefCell::new(Vec::new()),
+            histograms: RefCell::new(Vec::new()),
+        };
+        let r = &registrar;
+        // The standard process_* families: CPU, memory, file descriptors.
+        register(r, ProcessCollector::new());
         let counter = |name: &str, help: &str, labels: &[&str]| {
             register(r, IntCounterVec::new(Opts::new(name, help), labels))
         };
@@ -106,6 +133,7 @@ impl Metrics {
             register(r, IntGaugeVec::new(Opts::new(name, help), labels))
         };
         let histogram = |name: &str, help: &str, labels: &[&str]| {
+            r.histograms.borrow_mut().push(name.to_owned());
             register(
                 r,
                 HistogramVec::new(
@@ -247,11 +275,28 @@ impl Metrics {
                 "Inbound messages that opened or extended a recipient's 24-hour window.",
                 &["sender"],
             ),
-            registry,
+            // Last, so that every name above is recorded.
+            registry: registrar.registry.clone(),
+            names: registrar.names.take(),
+            histograms: registrar.histograms.take(),
         };
         Self {
             inner: Arc::new(families),
         }
+    }
+
+    /// The name of every family these metrics export, whether or not it has
+    /// a sample yet: the gateway's own and the `process_*` families. Families
+    /// other crates register later in [`Metrics::registry`] (notifications)
+    /// are not included; see `gateway_notify::NotifyMetrics::FAMILY_NAMES`.
+    pub fn family_names(&self) -> Vec<String> {
+        self.names.clone()
+    }
+
+    /// The families of [`Metrics::family_names`] that are histograms: each
+    /// is exported as `<name>_bucket`, `<name>_sum` and `<name>_count`.
+    pub fn histogram_names(&self) -> Vec<String> {
+        self.histograms.clone()
     }
 
     /// The registry, for families other crates define (notifications).
@@ -295,5 +340,39 @@ mod tests {
             text.contains("gateway_messages_failed_total{code=\"131026\",sender=\"support\"} 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn family_names_list_every_family_even_without_samples() {
+        let metrics = Metrics::new();
+        let names = metrics.family_names();
+        for name in [
+            "gateway_messages_accepted_total",
+            "gateway_queue_oldest_age_seconds",
+            "gateway_worker_senders_owned",
+            "gateway_accept_to_delivered_seconds",
+            "process_cpu_seconds_total",
+            "process_open_fds",
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name} missing: {names:?}");
+        }
+        let histograms = metrics.histogram_names();
+        assert!(histograms.contains(&"gateway_accept_to_send_seconds".to_owned()));
+        assert!(histograms.iter().all(|h| names.contains(h)));
+        assert!(!histograms.contains(&"gateway_queue_oldest_age_seconds".to_owned()));
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "a name listed twice: {names:?}");
+        // Nothing gathered that is not listed.
+        metrics.accepted.with_label_values(&["support"]).inc();
+        metrics.senders_owned.set(1);
+        for family in metrics.registry().gather() {
+            assert!(
+                names.iter().any(|n| n == family.name()),
+                "{} is exported but not listed",
+                family.name()
+            );
+        }
     }
 }

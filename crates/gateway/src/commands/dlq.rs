@@ -1,10 +1,12 @@
-//! `gateway dlq list|replay`: the messages that failed for good, by sender
-//! and Meta error code, and queueing them again once the cause is fixed.
+//! `gateway dlq list|replay|purge`: the messages that failed for good, by
+//! sender and Meta error code; queueing them again once the cause is fixed,
+//! or deleting them.
 
+use anyhow::Context;
 use gateway_config::{Role, Settings};
 use gateway_queue::DeadLetterFilter;
 
-use super::{load_settings, queue, sender};
+use super::{load_settings, ops_queue, redis_context, sender};
 
 pub struct Selection<'a> {
     pub sender: Option<&'a str>,
@@ -19,14 +21,16 @@ pub async fn list(
     json: bool,
 ) -> anyhow::Result<()> {
     let settings = load_settings(config, Role::Ops)?;
-    let queue = queue(&settings)?;
+    let pnids = senders(&settings, selection.sender)?;
+    let queue = ops_queue(&settings).await?;
     let filter = filter(&selection);
     let mut letters = Vec::new();
-    for pnid in senders(&settings, selection.sender)? {
+    for pnid in pnids {
         letters.extend(
             queue
                 .dead_letters(&pnid, &filter, limit.saturating_sub(letters.len()))
-                .await?,
+                .await
+                .with_context(|| redis_context(&settings))?,
         );
     }
     if json {
@@ -75,18 +79,75 @@ pub async fn replay_all(config: &str, json: bool) -> anyhow::Result<()> {
 
 async fn replay_selected(config: &str, selection: Selection<'_>, json: bool) -> anyhow::Result<()> {
     let settings = load_settings(config, Role::Ops)?;
-    let queue = queue(&settings)?;
+    let pnids = senders(&settings, selection.sender)?;
+    let queue = ops_queue(&settings).await?;
     let filter = filter(&selection);
     let mut total = 0;
-    for pnid in senders(&settings, selection.sender)? {
+    for pnid in pnids {
         total += queue
             .replay_dead_letters(&pnid, &filter, super::unix_ms())
-            .await?;
+            .await
+            .with_context(|| redis_context(&settings))?;
     }
     if json {
         println!("{}", serde_json::json!({ "replayed": total }));
     } else {
         println!("replayed {total} message(s)");
+    }
+    Ok(())
+}
+
+/// Deletes the selected dead letters; `all` (with no other selector) is
+/// the only way to name every one. `older_than_seconds` keeps the recent ones.
+pub async fn purge(
+    config: &str,
+    selection: Selection<'_>,
+    all: bool,
+    older_than_seconds: Option<u64>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let selected =
+        selection.sender.is_some() || selection.code.is_some() || !selection.ids.is_empty();
+    if !selected && !all {
+        anyhow::bail!(
+            "name what to purge: --sender, --code, --id, or --all (add --older-than-seconds N to keep recent ones)"
+        );
+    }
+    let settings = load_settings(config, Role::Ops)?;
+    let pnids = senders(&settings, selection.sender)?;
+    let queue = ops_queue(&settings).await?;
+    let filter = filter(&selection);
+    let cutoff = older_than_seconds.map(|seconds| {
+        super::unix_ms()
+            .saturating_sub(i64::try_from(seconds.saturating_mul(1_000)).unwrap_or(i64::MAX))
+    });
+    let mut per_sender = Vec::new();
+    for pnid in pnids {
+        let purged = queue
+            .purge_dead_letters(&pnid, &filter, cutoff)
+            .await
+            .with_context(|| redis_context(&settings))?;
+        let name = settings
+            .sender(&pnid)
+            .map_or(pnid.clone(), |s| s.name.clone());
+        per_sender.push((name, purged));
+    }
+    let total: usize = per_sender.iter().map(|(_, n)| n).sum();
+    if json {
+        let senders: serde_json::Map<String, serde_json::Value> = per_sender
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| (name, n.into()))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({ "purged": total, "senders": senders })
+        );
+    } else {
+        println!("purged {total} dead letter(s)");
+        for (name, n) in per_sender.iter().filter(|(_, n)| *n > 0) {
+            println!("  {name}: {n}");
+        }
     }
     Ok(())
 }
