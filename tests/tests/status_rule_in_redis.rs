@@ -37,21 +37,21 @@ async fn the_script_moves_status_exactly_when_the_domain_rule_says_so() {
                 .query_async(&mut conn)
                 .await
                 .expect("hset");
-            let result = queue
-                .apply_status(
+            let apply = |now_ms| {
+                queue.apply_status(
                     pnid,
                     &id,
                     StatusChange {
                         wamid: "wamid.X",
                         status: to,
                         at_ms: 1_700_000_001_000,
-                        now_ms: 1_700_000_001_000,
+                        now_ms,
                         error: None,
                         reason: "permanent_error",
                     },
                 )
-                .await
-                .expect("applied");
+            };
+            let result = apply(1_700_000_001_000).await.expect("applied");
             let expected = if from.may_become(to.message_status()) {
                 StatusResult::Moved
             } else {
@@ -77,21 +77,7 @@ async fn the_script_moves_status_exactly_when_the_domain_rule_says_so() {
             };
             assert_eq!(status, now);
             // Meta sending it again changes nothing.
-            let again = queue
-                .apply_status(
-                    pnid,
-                    &id,
-                    StatusChange {
-                        wamid: "wamid.X",
-                        status: to,
-                        at_ms: 1_700_000_001_000,
-                        now_ms: 1_700_000_002_000,
-                        error: None,
-                        reason: "permanent_error",
-                    },
-                )
-                .await
-                .expect("applied");
+            let again = apply(1_700_000_002_000).await.expect("applied");
             assert_eq!(again, StatusResult::Duplicate);
         }
     }

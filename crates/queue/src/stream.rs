@@ -49,20 +49,26 @@ impl Queue {
     /// the first worker came up are read too.
     pub async fn ensure_group(&self, phone_number_id: &str) -> Result<(), QueueError> {
         for stream in [keys::queue(phone_number_id), keys::bulk(phone_number_id)] {
-            let result: redis::RedisResult<()> = redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(stream)
-                .arg(keys::CONSUMER_GROUP)
-                .arg("0")
-                .arg("MKSTREAM")
-                .query_async(&mut self.conn.clone())
-                .await;
-            match result {
-                Err(e) if e.code() == Some("BUSYGROUP") => {}
-                other => other?,
-            }
+            self.create_group(&stream).await?;
         }
         Ok(())
+    }
+
+    /// Creates `stream` and the `workers` group on it, reading from the
+    /// start; one that exists already is left as it is.
+    pub(crate) async fn create_group(&self, stream: &str) -> Result<(), QueueError> {
+        let result: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(stream)
+            .arg(keys::CONSUMER_GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut self.conn.clone())
+            .await;
+        match result {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => Ok(other?),
+        }
     }
 
     /// Up to `count` new entries of one of the sender's streams for this

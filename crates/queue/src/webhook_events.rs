@@ -39,18 +39,7 @@ impl Queue {
 
     /// Creates the events stream and its group if they do not exist.
     pub async fn ensure_events_group(&self) -> Result<(), QueueError> {
-        let result: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(keys::EVENTS)
-            .arg(keys::CONSUMER_GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut self.conn.clone())
-            .await;
-        match result {
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            other => Ok(other?),
-        }
+        self.create_group(keys::EVENTS).await
     }
 
     /// Up to `count` new events for this consumer, without waiting.
