@@ -188,6 +188,23 @@ impl TestGateway {
         WorkerProcess { child: Some(child) }
     }
 
+    /// Starts `gateway api` as a process of its own on `listen` (a free
+    /// loopback address), against this gateway's Redis and configuration.
+    pub fn spawn_api(&self, binary: &str, listen: std::net::SocketAddr) -> WorkerProcess {
+        let child = std::process::Command::new(binary)
+            .arg("--config")
+            .arg(self.config_dir.path().join("gateway.toml"))
+            .arg("api")
+            .arg("--listen")
+            .arg(listen.to_string())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start an api process");
+        WorkerProcess { child: Some(child) }
+    }
+
     /// Runs a `gateway` command (`dlq list`, `senders resume`, ...) against
     /// this gateway's configuration; returns its exit status and output.
     pub fn command(&self, binary: &str, args: &[&str]) -> (bool, String) {

@@ -5,6 +5,7 @@
 
 mod gateway;
 mod rates;
+mod redis_cluster;
 mod redis_server;
 mod wait;
 
@@ -13,5 +14,6 @@ pub use gateway::{
     phone_number_id,
 };
 pub use rates::{RateReport, rate_reports, send_counts};
+pub use redis_cluster::RedisCluster;
 pub use redis_server::RedisServer;
 pub use wait::{wait_until, wait_until_every};

@@ -27,6 +27,8 @@ pub(crate) struct FileConfig {
     pub subscribers: Vec<SubscriberSection>,
     #[serde(default)]
     pub notify: NotifySection,
+    #[serde(default)]
+    pub log: LogSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -235,6 +237,25 @@ impl Default for NotifySection {
             initial_backoff_ms: 1_000,
             max_backoff_ms: 300_000,
             timeout_ms: 5_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LogSection {
+    /// `text` (for people) or `json` (one object per line, for collectors).
+    pub format: String,
+    /// A level (`info`) or `tracing` directives (`info,gateway_worker=debug`);
+    /// `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            level: "info".into(),
         }
     }
 }

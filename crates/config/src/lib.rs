@@ -13,8 +13,8 @@ mod settings;
 pub use env::Environment;
 pub use error::ConfigError;
 pub use settings::{
-    ApiSettings, ClientSettings, GraphSettings, RedisSettings, Role, SandboxSettings,
-    SenderSettings, Settings, WebhookSettings, WorkerSettings,
+    ApiSettings, ClientSettings, GraphSettings, LogFormat, LogSettings, RedisSettings, Role,
+    SandboxSettings, SenderSettings, Settings, WebhookSettings, WorkerSettings,
 };
 
 /// Where `--config` points when it is not given.

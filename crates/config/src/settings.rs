@@ -12,7 +12,7 @@ use secrecy::SecretString;
 
 use crate::env::Environment;
 use crate::error::ConfigError;
-use crate::file::{ClientSection, FileConfig, SenderSection, SubscriberSection};
+use crate::file::{ClientSection, FileConfig, LogSection, SenderSection, SubscriberSection};
 
 /// Which process is starting: each needs a different set of secrets, so an
 /// api pod is not handed the senders' access tokens it never uses.
@@ -39,6 +39,33 @@ pub struct Settings {
     pub clients: Vec<ClientSettings>,
     pub subscribers: Vec<SubscriberSettings>,
     pub notify: NotifySettings,
+    pub log: LogSettings,
+}
+
+/// How a process logs (`[log]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// `tracing` filter directives: a level (`info`) or
+    /// `info,gateway_worker=debug`. `RUST_LOG`, when set, wins.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, span fields included.
+    Json,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -340,6 +367,7 @@ impl Settings {
             max_backoff: millis("notify.max_backoff_ms", file.notify.max_backoff_ms)?,
             timeout: millis("notify.timeout_ms", file.notify.timeout_ms)?,
         };
+        let log = log_settings(file.log)?;
 
         Ok(Self {
             api,
@@ -352,8 +380,52 @@ impl Settings {
             clients,
             subscribers,
             notify,
+            log,
         })
     }
+}
+
+fn log_settings(section: LogSection) -> Result<LogSettings, ConfigError> {
+    let format = match section.format.as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(ConfigError::invalid(
+                "log.format",
+                format!("{other:?} is not a log format; use \"text\" or \"json\""),
+            ));
+        }
+    };
+    let level = section.level.trim().to_ascii_lowercase();
+    if !valid_log_directives(&level) {
+        return Err(ConfigError::invalid(
+            "log.level",
+            format!(
+                "{:?} is not a log level; use trace, debug, info, warn, error or off, \
+                 optionally per module (info,gateway_worker=debug)",
+                section.level
+            ),
+        ));
+    }
+    Ok(LogSettings { format, level })
+}
+
+/// `level` or `target=level`, comma-separated.
+fn valid_log_directives(directives: &str) -> bool {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    !directives.is_empty()
+        && directives.split(',').all(|directive| {
+            let (target, level) = match directive.split_once('=') {
+                Some((target, level)) => (Some(target), level),
+                None => (None, directive),
+            };
+            let target_ok = target.is_none_or(|t| {
+                !t.is_empty()
+                    && t.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':' || b == b'-')
+            });
+            target_ok && LEVELS.contains(&level)
+        })
 }
 
 fn sender(
@@ -635,13 +707,22 @@ fn http_url(key: &str, value: &str) -> Result<String, ConfigError> {
 }
 
 fn redis_url(value: &str) -> Result<String, ConfigError> {
-    let known = ["redis://", "rediss://", "unix://", "redis+unix://"];
+    // `redis+cluster://host1:7000,host2:7001` (or `rediss+cluster://`) is a
+    // Redis Cluster reached through any of the nodes listed.
+    let known = [
+        "redis://",
+        "rediss://",
+        "unix://",
+        "redis+unix://",
+        "redis+cluster://",
+        "rediss+cluster://",
+    ];
     if known.iter().any(|scheme| value.starts_with(scheme)) {
         Ok(value.to_owned())
     } else {
         Err(ConfigError::invalid(
             "redis.url",
-            "must start with redis://, rediss:// or unix://",
+            "must start with redis://, rediss://, unix:// or redis+cluster:// (a cluster)",
         ))
     }
 }

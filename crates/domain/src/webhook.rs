@@ -158,6 +158,104 @@ pub fn parse(body: &[u8]) -> Result<Vec<WebhookEvent>, WebhookError> {
     Ok(events)
 }
 
+/// An account-level change Meta reports beside messages: a template's
+/// review status, or a number's quality or throughput.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountUpdate {
+    TemplateStatus(TemplateStatusUpdate),
+    Quality(QualityUpdate),
+}
+
+/// `message_template_status_update`: a template in one language changed
+/// status (`APPROVED`, `PAUSED`, `DISABLED`, `REJECTED`, `PENDING_DELETION`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateStatusUpdate {
+    /// The WABA (the entry's id).
+    pub waba_id: Option<String>,
+    pub name: String,
+    pub language: String,
+    pub event: String,
+    pub reason: Option<String>,
+}
+
+impl TemplateStatusUpdate {
+    /// Whether sends may use the template now.
+    pub fn is_usable(&self) -> bool {
+        self.event.eq_ignore_ascii_case("APPROVED")
+    }
+}
+
+/// `phone_number_quality_update`: a number's quality or throughput or
+/// messaging limit changed. Meta names the number by its display number
+/// only, so what changed is read back from the Graph API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QualityUpdate {
+    pub waba_id: Option<String>,
+    pub display_phone_number: Option<String>,
+    /// `FLAGGED`, `UNFLAGGED`, `UPGRADE`, `DOWNGRADE`, `THROUGHPUT_UPGRADE`, ...
+    pub event: String,
+    pub current_limit: Option<String>,
+}
+
+/// The `message_template_status_update` and `phone_number_quality_update`
+/// changes of a webhook body (which [`parse`] keeps as `Other`); items
+/// without what is needed (a template's name and language, an event) are
+/// skipped. A body that does not parse has none.
+pub fn account_updates(body: &[u8]) -> Vec<AccountUpdate> {
+    let Ok(envelope) = serde_json::from_slice::<Value>(body) else {
+        return Vec::new();
+    };
+    let text = |value: &Value, key: &str| -> Option<String> {
+        match value.get(key)? {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    let mut updates = Vec::new();
+    let entries = envelope.get("entry").and_then(Value::as_array);
+    for entry in entries.into_iter().flatten() {
+        let waba_id = text(entry, "id");
+        let changes = entry.get("changes").and_then(Value::as_array);
+        for change in changes.into_iter().flatten() {
+            let Some(value) = change.get("value") else {
+                continue;
+            };
+            match change.get("field").and_then(Value::as_str) {
+                Some("message_template_status_update") => {
+                    let (Some(name), Some(language), Some(event)) = (
+                        text(value, "message_template_name"),
+                        text(value, "message_template_language"),
+                        text(value, "event"),
+                    ) else {
+                        continue;
+                    };
+                    updates.push(AccountUpdate::TemplateStatus(TemplateStatusUpdate {
+                        waba_id: waba_id.clone(),
+                        name,
+                        language,
+                        event,
+                        reason: text(value, "reason"),
+                    }));
+                }
+                Some("phone_number_quality_update") => {
+                    let Some(event) = text(value, "event") else {
+                        continue;
+                    };
+                    updates.push(AccountUpdate::Quality(QualityUpdate {
+                        waba_id: waba_id.clone(),
+                        display_phone_number: text(value, "display_phone_number"),
+                        event,
+                        current_limit: text(value, "current_limit"),
+                    }));
+                }
+                _ => {}
+            }
+        }
+    }
+    updates
+}
+
 fn other(pnid: &str, kind: impl Into<String>) -> WebhookEvent {
     WebhookEvent::Other {
         phone_number_id: Some(pnid.to_owned()),
@@ -367,6 +465,38 @@ mod tests {
                 kind: "message_template_status_update".into()
             }]
         );
+    }
+
+    #[test]
+    fn template_and_quality_updates_are_read_as_account_updates() {
+        let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "2000", "time": 1,
+            "changes": [
+                {"field": "message_template_status_update", "value": {"event": "PAUSED",
+                    "message_template_id": 1234, "message_template_name": "hello_world",
+                    "message_template_language": "en_US", "reason": "NONE"}},
+                {"field": "phone_number_quality_update", "value": {"display_phone_number": "15550100000",
+                    "event": "FLAGGED", "current_limit": "TIER_2K"}},
+                {"field": "message_template_status_update", "value": {"event": "APPROVED"}},
+                {"field": "messages", "value": {}}
+            ]}]})
+        .to_string();
+        let updates = account_updates(body.as_bytes());
+        assert_eq!(updates.len(), 2, "{updates:?}");
+        let AccountUpdate::TemplateStatus(template) = &updates[0] else {
+            panic!("{updates:?}")
+        };
+        assert_eq!(
+            (template.name.as_str(), template.language.as_str()),
+            ("hello_world", "en_US")
+        );
+        assert!(!template.is_usable());
+        assert_eq!(template.waba_id.as_deref(), Some("2000"));
+        let AccountUpdate::Quality(quality) = &updates[1] else {
+            panic!("{updates:?}")
+        };
+        assert_eq!(quality.event, "FLAGGED");
+        assert_eq!(quality.current_limit.as_deref(), Some("TIER_2K"));
+        assert!(account_updates(b"not json").is_empty());
     }
 
     #[test]

@@ -77,6 +77,26 @@ enum Command {
         #[command(subcommand)]
         action: MessageAction,
     },
+    /// Check each sender against Meta: token, number, WABA, fallback template, subscription, webhook.
+    ///
+    /// Per sender: the access token is valid, does not expire within 7 days
+    /// and has whatsapp_business_management and whatsapp_business_messaging;
+    /// the number is registered and CONNECTED, with its quality rating (RED
+    /// fails) and throughput level; it belongs to the configured waba_id; the
+    /// fallback_template exists and is APPROVED in its language; the WABA has
+    /// the app subscribed. Then the api's GET /webhook answers the
+    /// verification handshake with the configured verify token. Every line
+    /// says pass or FAIL and, on a failure, the fix; exits 1 if any fails.
+    Doctor {
+        /// Only this sender (name or phone_number_id).
+        sender: Option<String>,
+        /// The api's base URL for the webhook check [default: http://127.0.0.1:<api.listen port>].
+        #[arg(long)]
+        api_url: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the configuration and the secrets a process needs, without starting it.
     ///
     /// Reports every missing secret variable by name (never a value) and a
@@ -287,6 +307,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             commands::message::show(&cli.config, lookup, json).await
         }
+        Command::Doctor {
+            sender,
+            api_url,
+            json,
+        } => commands::doctor::run(&cli.config, sender.as_deref(), api_url.as_deref(), json).await,
         Command::CheckConfig { role, json } => commands::check_config::run(&cli.config, role, json),
     }
 }

@@ -2,14 +2,19 @@
 
 use tokio_util::sync::CancellationToken;
 
-/// A token cancelled on the first SIGTERM or Ctrl-C.
+/// A token cancelled on the first SIGTERM or Ctrl-C. The process then stops
+/// gracefully (see each command); a second signal ends it at once, for an
+/// operator who will not wait.
 pub fn on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let trigger = token.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutdown requested");
+        tracing::info!("shutdown requested; stopping gracefully (a second signal stops at once)");
         trigger.cancel();
+        wait_for_signal().await;
+        tracing::warn!("second shutdown signal: exiting now");
+        std::process::exit(130);
     });
     token
 }

@@ -3,14 +3,21 @@
 //! and Meta's answers parsed into typed successes and errors. Nothing here
 //! decides what to do about an error; see the domain's error classes.
 //!
-//! Routes touched: `POST {base_url}/{version}/{phone_number_id}/messages`.
+//! Routes touched: `POST {base_url}/{version}/{phone_number_id}/messages`,
+//! and the management reads in `management.rs` (`debug_token`, a number's
+//! health, a WABA's numbers, templates and subscribed apps).
 //! Access tokens go only into the `Authorization` header, marked sensitive,
 //! and never into an error or a log line.
 
 mod error;
+mod management;
 mod response;
 
 pub use error::GraphError;
+pub use management::{
+    MANAGEMENT_SCOPE, MESSAGING_SCOPE, PhoneNumberInfo, SubscribedApp, TemplateInfo, Throughput,
+    TokenError, TokenInfo, throughput_limit,
+};
 pub use response::SendAccepted;
 
 use std::time::Duration;

@@ -21,7 +21,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use gateway_queue::RedisConnection;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamRangeReply, StreamReadReply};
 use redis::{Script, Value};
 use serde::Serialize;
@@ -61,7 +61,7 @@ const REPLAY_BATCH: usize = 256;
 /// multiplexed); no command on it blocks.
 #[derive(Clone)]
 pub struct Outbox {
-    conn: ConnectionManager,
+    conn: RedisConnection,
 }
 
 /// A notification given up on.
@@ -130,8 +130,10 @@ struct RetryMember<'a> {
 }
 
 impl Outbox {
-    pub fn new(conn: ConnectionManager) -> Self {
-        Self { conn }
+    /// On the process's connection (`Queue::connection`), to one server or
+    /// a cluster; a `ConnectionManager` converts into it.
+    pub fn new(conn: impl Into<RedisConnection>) -> Self {
+        Self { conn: conn.into() }
     }
 
     /// Queues a notification for delivery (one `XADD`). Once this returns

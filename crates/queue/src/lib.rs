@@ -24,7 +24,7 @@ mod stream;
 mod webhook_events;
 mod window;
 
-pub use connection::connect;
+pub use connection::{RedisConnection, connect};
 pub use dead_letters::{DeadLetter, DeadLetterFilter};
 pub use error::QueueError;
 pub use leases::RetryState;
@@ -38,7 +38,6 @@ pub use webhook_events::StoredEvent;
 use std::collections::HashMap;
 
 use gateway_domain::{Lane, MessageId};
-use redis::aio::ConnectionManager;
 
 /// A message the api has accepted and wants stored.
 #[derive(Debug)]
@@ -83,11 +82,11 @@ pub enum EnqueueOutcome {
     Conflict(MessageId),
 }
 
-/// The gateway's handle on Redis. Cheap to clone: all clones share one
-/// multiplexed connection that reconnects by itself.
+/// The gateway's handle on Redis (one server or a cluster). Cheap to clone:
+/// all clones share one multiplexed connection that reconnects by itself.
 #[derive(Clone)]
 pub struct Queue {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     record_ttl_ms: u64,
 }
 
@@ -123,7 +122,9 @@ impl Queue {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         // EVALSHA in a pipeline is not retried on NOSCRIPT (after a Redis
-        // restart), so the script is loaded first in the same round trip.
+        // restart), so the script is loaded first in the same round trip. On
+        // a cluster the pipeline is split per slot and the SCRIPT LOAD leads
+        // each part, so every master is loaded before its EVALSHAs.
         pipe.cmd("SCRIPT").arg("LOAD").arg(scripts::ENQUEUE_SOURCE);
         let mut scripted = Vec::with_capacity(messages.len());
         for message in messages {
@@ -302,7 +303,7 @@ impl Queue {
     }
 
     /// The shared connection, for other stores kept in the same Redis (notifications).
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConnection {
         self.conn.clone()
     }
 

@@ -52,7 +52,7 @@ pub(crate) fn routes() -> Router<Arc<Engine>> {
 
 /// A JSON body whose rejection (bad JSON, unknown key, wrong type) is
 /// answered in JSON too, so scripts can always parse the answer.
-struct Body<T>(T);
+pub(crate) struct Body<T>(pub(crate) T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = Response;
@@ -110,9 +110,11 @@ async fn close_window(
     }
 }
 
-fn refusal(refused: &SandboxError) -> Response {
+pub(crate) fn refusal(refused: &SandboxError) -> Response {
     let status = match refused {
-        SandboxError::UnknownNumber(_) => StatusCode::NOT_FOUND,
+        SandboxError::UnknownNumber(_)
+        | SandboxError::UnknownToken
+        | SandboxError::UnknownTemplate { .. } => StatusCode::NOT_FOUND,
         SandboxError::InvalidUser(_) | SandboxError::InvalidText => StatusCode::BAD_REQUEST,
     };
     error(status, &refused.to_string())

@@ -129,12 +129,36 @@ fn default_category() -> String {
     "UTILITY".to_owned()
 }
 
+/// A template's review status, as Meta lists it (`APPROVED`, `PAUSED`, ...);
+/// the capitalised names (`Approved`) are accepted too.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TemplateStatus {
     #[default]
+    #[serde(alias = "APPROVED")]
     Approved,
+    #[serde(alias = "PAUSED")]
     Paused,
+    #[serde(alias = "DISABLED")]
     Disabled,
+    /// Submitted, not reviewed yet: sends get 132001 as for a missing one.
+    #[serde(alias = "PENDING")]
+    Pending,
+    /// Refused at review: sends get 132001 as for a missing one.
+    #[serde(alias = "REJECTED")]
+    Rejected,
+}
+
+impl TemplateStatus {
+    /// The name Meta's `message_templates` listing and webhooks use.
+    pub fn meta_name(self) -> &'static str {
+        match self {
+            Self::Approved => "APPROVED",
+            Self::Paused => "PAUSED",
+            Self::Disabled => "DISABLED",
+            Self::Pending => "PENDING",
+            Self::Rejected => "REJECTED",
+        }
+    }
 }
 
 /// A WhatsApp user the sandbox knows something special about; users not

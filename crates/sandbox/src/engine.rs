@@ -19,7 +19,8 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::config::{FailureMode, Rules, SandboxConfig, TemplateConfig, UserConfig};
+use crate::account::Account;
+use crate::config::{FailureMode, NumberConfig, Rules, SandboxConfig, TemplateConfig, UserConfig};
 use crate::errors::{MetaError, SandboxError};
 use crate::faults::{ActiveFaults, Faults};
 use crate::ids::{Direction, Ids};
@@ -43,7 +44,9 @@ pub(crate) struct Engine {
     /// Every configured token, to tell an unknown token (190) from a known
     /// token used on an unknown number (100).
     tokens: HashSet<String>,
-    templates: TemplateRegistry,
+    pub(crate) templates: TemplateRegistry,
+    /// Tokens, number health and subscriptions, for the management reads.
+    pub(crate) account: Account,
     users: HashMap<String, UserConfig>,
     rules: RwLock<Rules>,
     faults: RwLock<ActiveFaults>,
@@ -70,7 +73,9 @@ impl Engine {
                 (key, user)
             })
             .collect();
+        let account = Account::new(&config.numbers);
         Self {
+            account,
             tokens: config
                 .numbers
                 .iter()
@@ -234,6 +239,9 @@ impl Engine {
         if check_token && token != Some(number.config.access_token.as_str()) {
             return Err(MetaError::invalid_token());
         }
+        if check_token && let Some(refusal) = token.and_then(|t| self.account.send_refusal(t)) {
+            return Err(refusal);
+        }
         Ok(number)
     }
 
@@ -332,6 +340,24 @@ impl Engine {
         let user = parse_user(user)?;
         number.close_window(user.key());
         Ok(())
+    }
+
+    /// The configuration of a number, for the management reads.
+    pub(crate) fn number_config(&self, phone_number_id: &str) -> Option<Arc<NumberConfig>> {
+        self.numbers
+            .get(phone_number_id)
+            .map(|n| Arc::clone(&n.config))
+    }
+
+    /// Every configured number, sorted by id.
+    pub(crate) fn number_configs(&self) -> Vec<Arc<NumberConfig>> {
+        let mut all: Vec<_> = self
+            .numbers
+            .values()
+            .map(|n| Arc::clone(&n.config))
+            .collect();
+        all.sort_by(|a, b| a.phone_number_id.cmp(&b.phone_number_id));
+        all
     }
 
     fn number(&self, phone_number_id: &str) -> Result<&NumberState, SandboxError> {

@@ -50,6 +50,37 @@ impl MetaError {
         }
     }
 
+    /// 100 on a read: the object does not exist or the token may not see it.
+    pub(crate) fn unknown_read(id: &str) -> Self {
+        Self {
+            message: Some(format!(
+                "Unsupported get request. Object with ID '{id}' does not exist, cannot be loaded due to \
+                 missing permissions, or does not support this operation. Please read the Graph API \
+                 documentation at https://developers.facebook.com/docs/graph-api"
+            )),
+            kind: "GraphMethodException",
+            ..Self::new(StatusCode::BAD_REQUEST, 100, "")
+        }
+    }
+
+    /// 190 for a token that has expired (Meta's subcode 463 is no longer sent).
+    pub(crate) fn expired_token() -> Self {
+        Self {
+            message: Some("Error validating access token: Session has expired".to_owned()),
+            ..Self::new(StatusCode::UNAUTHORIZED, 190, "")
+        }
+    }
+
+    /// 200: the token lacks the permission (scope) the call needs.
+    pub(crate) fn missing_permission(scope: &str) -> Self {
+        Self {
+            message: Some(format!(
+                "(#200) Requires {scope} permission to manage the object"
+            )),
+            ..Self::new(StatusCode::FORBIDDEN, 200, "")
+        }
+    }
+
     /// 100: a parameter Meta does not accept (wrong type, unknown value, bad length of `text.body`).
     pub(crate) fn invalid_parameter(details: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, 100, details)
@@ -238,6 +269,10 @@ pub enum SandboxError {
     InvalidUser(String),
     #[error("the text must be 1 to 4096 characters")]
     InvalidText,
+    #[error("no configured number has this access token")]
+    UnknownToken,
+    #[error("no template {name:?} in language {language:?} is registered")]
+    UnknownTemplate { name: String, language: String },
 }
 
 #[cfg(test)]

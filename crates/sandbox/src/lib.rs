@@ -16,6 +16,14 @@
 //! per-user state and queued webhooks all have limits); with the rules off
 //! the send path takes no lock but the record's.
 //!
+//! Beside sends it serves Meta's management reads (`debug_token`, the
+//! phone-number node, a WABA's `phone_numbers`, `message_templates` and
+//! `subscribed_apps`; see `account_routes`), all healthy by default and each
+//! breakable (`Sandbox::set_token`, `change_number`, `set_subscribed`,
+//! `set_template_status`, or the matching `/admin` routes), with the
+//! `phone_number_quality_update` and `message_template_status_update`
+//! webhooks Meta sends for such changes.
+//!
 //! For window tests, a user message can be dated in the past
 //! (`Sandbox::inbound_at`) and a window closed behind the gateway's back
 //! (`Sandbox::close_window`).
@@ -38,6 +46,8 @@
 //! # Ok(()) }
 //! ```
 
+mod account;
+mod account_routes;
 mod admin_routes;
 mod config;
 mod connection;
@@ -63,6 +73,10 @@ use std::time::SystemTime;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use account::{
+    MANAGEMENT_SCOPE, MESSAGING_SCOPE, NumberHealth, NumberHealthChange, QualityRating,
+    ThroughputLevel, TokenState,
+};
 pub use config::{
     DEFAULT_RATE_PER_SECOND, FailureMode, NumberConfig, Rules, SandboxConfig, StatusConfig,
     TemplateConfig, TemplateStatus, UserConfig, WebhookTarget,
@@ -96,6 +110,7 @@ impl Sandbox {
     /// runs.
     pub fn router(&self) -> axum::Router {
         graph_routes::routes()
+            .merge(account_routes::routes())
             .merge(admin_routes::routes())
             .with_state(Arc::clone(&self.engine))
     }
@@ -197,6 +212,55 @@ impl Sandbox {
     /// webhook, as Meta sends none.
     pub fn close_window(&self, phone_number_id: &str, user: &str) -> Result<(), SandboxError> {
         self.engine.close_window(phone_number_id, user)
+    }
+
+    /// What `debug_token` says about a configured token.
+    pub fn token(&self, access_token: &str) -> Option<TokenState> {
+        self.engine.account.token(access_token)
+    }
+
+    /// Expires, revokes or de-scopes a configured token (sends with it then
+    /// fail with 190, or 200 without `whatsapp_business_messaging`).
+    pub fn set_token(&self, access_token: &str, state: TokenState) -> Result<(), SandboxError> {
+        if self.engine.account.set_token(access_token, state) {
+            Ok(())
+        } else {
+            Err(SandboxError::UnknownToken)
+        }
+    }
+
+    /// A number's status, quality rating, throughput level and WABA now.
+    pub fn number_health(&self, phone_number_id: &str) -> Option<NumberHealth> {
+        self.engine.account.number(phone_number_id)
+    }
+
+    /// Changes a number's health; a changed quality rating, throughput level
+    /// or messaging tier sends a signed `phone_number_quality_update` webhook.
+    pub fn change_number(
+        &self,
+        phone_number_id: &str,
+        change: NumberHealthChange,
+    ) -> Result<NumberHealth, SandboxError> {
+        account_routes::change_number(&self.engine, phone_number_id, change)
+    }
+
+    /// Subscribes or unsubscribes the app from a WABA's webhooks (what
+    /// `GET /{waba_id}/subscribed_apps` lists).
+    pub fn set_subscribed(&self, waba_id: &str, subscribed: bool) {
+        self.engine.account.set_subscribed(waba_id, subscribed);
+    }
+
+    /// Changes a registered template's status (sends follow it: paused →
+    /// 132015, disabled → 132016, pending or rejected → 132001) and, when
+    /// it changed, sends a signed `message_template_status_update` webhook
+    /// for every WABA.
+    pub fn set_template_status(
+        &self,
+        name: &str,
+        language: &str,
+        status: TemplateStatus,
+    ) -> Result<(), SandboxError> {
+        account_routes::set_template_status(&self.engine, name, language, status)
     }
 
     /// Forgets accepted records, counters, windows, pair state and queued

@@ -5,16 +5,22 @@
 //! disabled → 132016, wrong number of body parameters → 132000.
 
 use std::collections::HashMap;
+use std::sync::RwLock;
 
 use serde_json::Value;
 
 use crate::config::{TemplateConfig, TemplateStatus};
 use crate::errors::MetaError;
+use crate::locks::{read, write};
 
 #[derive(Debug, Default)]
 pub(crate) struct TemplateRegistry {
     /// name → language → template; nested so a lookup needs no allocation.
     by_name: HashMap<String, HashMap<String, TemplateConfig>>,
+    /// Statuses changed at run time (`Sandbox::set_template_status`), by
+    /// (name, language); empty unless a test changes one, so the send path
+    /// pays one uncontended read lock.
+    changed: RwLock<HashMap<(String, String), TemplateStatus>>,
 }
 
 impl TemplateRegistry {
@@ -26,7 +32,10 @@ impl TemplateRegistry {
                 .or_default()
                 .insert(template.language.clone(), template.clone());
         }
-        Self { by_name }
+        Self {
+            by_name,
+            changed: RwLock::default(),
+        }
     }
 
     pub(crate) fn find(&self, name: &str, language: &str) -> Option<&TemplateConfig> {
@@ -38,10 +47,13 @@ impl TemplateRegistry {
         let template = self
             .find(used.name, used.language)
             .ok_or_else(|| MetaError::template_missing(used.name, used.language))?;
-        match template.status {
+        match self.status(template) {
             TemplateStatus::Approved => {}
             TemplateStatus::Paused => return Err(MetaError::template_paused(used.name)),
             TemplateStatus::Disabled => return Err(MetaError::template_disabled(used.name)),
+            TemplateStatus::Pending | TemplateStatus::Rejected => {
+                return Err(MetaError::template_missing(used.name, used.language));
+            }
         }
         if template.body_parameters != used.body_parameters {
             return Err(MetaError::template_parameters(
@@ -50,6 +62,48 @@ impl TemplateRegistry {
             ));
         }
         Ok(template)
+    }
+}
+
+impl TemplateRegistry {
+    /// The template's status now: as configured, unless changed since.
+    pub(crate) fn status(&self, template: &TemplateConfig) -> TemplateStatus {
+        let changed = read(&self.changed);
+        if changed.is_empty() {
+            return template.status;
+        }
+        changed
+            .get(&(template.name.clone(), template.language.clone()))
+            .copied()
+            .unwrap_or(template.status)
+    }
+
+    /// Changes a registered template's status; the one it had before, or
+    /// `None` when no such template (name and language) is registered.
+    pub(crate) fn set_status(
+        &self,
+        name: &str,
+        language: &str,
+        status: TemplateStatus,
+    ) -> Option<TemplateStatus> {
+        let template = self.find(name, language)?;
+        let before = self.status(template);
+        write(&self.changed).insert((name.to_owned(), language.to_owned()), status);
+        Some(before)
+    }
+
+    /// Every registered template with its status now, sorted by name and
+    /// language; only those named `name` when given.
+    pub(crate) fn list(&self, name: Option<&str>) -> Vec<(&TemplateConfig, TemplateStatus)> {
+        let mut all: Vec<_> = self
+            .by_name
+            .iter()
+            .filter(|(n, _)| name.is_none_or(|wanted| wanted == n.as_str()))
+            .flat_map(|(_, languages)| languages.values())
+            .map(|t| (t, self.status(t)))
+            .collect();
+        all.sort_by(|a, b| (&a.0.name, &a.0.language).cmp(&(&b.0.name, &b.0.language)));
+        all
     }
 }
 

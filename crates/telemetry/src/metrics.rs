@@ -50,6 +50,8 @@ pub struct Families {
     pub effective_rate: IntGaugeVec,
     /// Senders this worker holds a lease for.
     pub senders_owned: IntGauge,
+    /// Senders in this worker's configuration: what all workers together should own.
+    pub senders_configured: IntGauge,
     /// Leases acquired, released and lost.
     pub lease_changes: IntCounterVec,
     /// Entries in each sender's queue not yet done.
@@ -70,6 +72,12 @@ pub struct Families {
     pub webhook_signature_failures: IntCounterVec,
     /// Inbound messages that opened or extended a recipient's window.
     pub windows_opened: IntCounterVec,
+    /// A sender's quality rating as Meta last reported it: 0 unknown (not
+    /// polled yet, or Meta says UNKNOWN), 1 green, 2 yellow, 3 red.
+    pub sender_quality_rating: IntGaugeVec,
+    /// Messages per second Meta allows a sender's number at its throughput
+    /// level (80 standard, 1000 high); 0 when unknown.
+    pub sender_throughput_limit: IntGaugeVec,
     /// The name of every family registered above, recorded at registration
     /// (an empty `*Vec` family is absent from `Registry::gather`).
     names: Vec<String>,
@@ -220,6 +228,13 @@ impl Metrics {
                     "Senders this worker holds a lease for.",
                 ),
             ),
+            senders_configured: register(
+                r,
+                IntGauge::new(
+                    "gateway_worker_senders_configured",
+                    "Senders in this worker's configuration (0 on the api).",
+                ),
+            ),
             lease_changes: counter(
                 "gateway_lease_changes_total",
                 "Sender leases acquired, released and lost by this worker.",
@@ -273,6 +288,16 @@ impl Metrics {
             windows_opened: counter(
                 "gateway_windows_opened_total",
                 "Inbound messages that opened or extended a recipient's 24-hour window.",
+                &["sender"],
+            ),
+            sender_quality_rating: gauge(
+                "gateway_sender_quality_rating",
+                "A sender's quality rating from Meta: 0 unknown, 1 green, 2 yellow, 3 red.",
+                &["sender"],
+            ),
+            sender_throughput_limit: gauge(
+                "gateway_sender_throughput_limit",
+                "Messages per second Meta allows a sender at its throughput level (0 unknown).",
                 &["sender"],
             ),
             // Last, so that every name above is recorded.

@@ -102,7 +102,7 @@ pub(crate) async fn attempt(
             }
         }
     }
-    let Some(body) = body_to_send(&sender, &incoming) else {
+    let Some(body) = body_to_send(&worker, &sender, &incoming) else {
         let outcome = Outcome::Failed {
             code: 131047,
             title: "no fallback template for a closed window",
@@ -340,13 +340,19 @@ fn millis(duration: Duration) -> i64 {
 
 /// The body for this attempt: the message itself, or once the window was
 /// found closed, the caller's fallback template or the sender's default.
-fn body_to_send(sender: &SenderSettings, incoming: &Incoming) -> Option<String> {
+/// The body to POST: the message, or as its fallback the message's own
+/// template or else the sender's, unless Meta said (webhook or poll) that
+/// the sender's is no longer approved; `None` when no fallback is left.
+fn body_to_send(worker: &Worker, sender: &SenderSettings, incoming: &Incoming) -> Option<String> {
     let delivery = &incoming.delivery;
     if !incoming.progress.fallback_used {
         return Some(delivery.graph_body());
     }
     delivery.fallback_body().or_else(|| {
         let template = sender.fallback_template.as_ref()?;
+        if worker.sender_health.is_unusable(template) {
+            return None;
+        }
         let recipient = Recipient::from_key(&delivery.recipient)?;
         Some(delivery.with_callback_data(&template.graph_body(&recipient)))
     })

@@ -1,8 +1,23 @@
-//! Keeps the queue depth and oldest-age gauges of every sender current.
+//! The per-sender gauges a worker exports: queue depth and oldest age,
+//! paused, effective rate. Only the sender's current owner exports them:
+//! the gauges are set for a sender once the worker takes its lease, and
+//! their label values removed when it hands the sender over or loses it,
+//! so that after a handover no stale value (a paused 1, an old depth) keeps
+//! an alert firing on the worker that let the sender go.
+//!
+//! [`OwnedGauges`] is the set of senders whose gauges this worker exports.
+//! Every write to a sender's gauges and every removal happen under its lock
+//! after checking that set, so a write racing a removal (a depth read that
+//! was in flight when the lease was lost) cannot bring a removed series back.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use gateway_config::SenderSettings;
+use gateway_telemetry::Metrics;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::Worker;
@@ -10,48 +25,190 @@ use crate::unix_ms as now_ms;
 
 const INTERVAL: Duration = Duration::from_secs(5);
 
+/// The senders whose gauges a worker exports, by the worker's consumer
+/// name: the depth reporter and the ownership loop are started separately
+/// and find the same set here.
+static BY_WORKER: LazyLock<Mutex<HashMap<String, Arc<OwnedGauges>>>> =
+    LazyLock::new(Default::default);
+
+/// The set of senders (by phone_number_id) this worker exports gauges for.
+pub(crate) struct OwnedGauges {
+    metrics: Metrics,
+    owned: Mutex<HashMap<String, Owner>>,
+    next_generation: AtomicU64,
+    /// A sender was taken: report its depth now rather than at the next tick.
+    taken: Notify,
+}
+
+struct Owner {
+    /// The `sender` label: the sender's configured name.
+    name: String,
+    /// Which taking of the sender this is: a dispatcher still finishing
+    /// after its lease was lost must not write over its successor's rate.
+    generation: u64,
+}
+
+/// What a dispatcher updates its sender's effective rate through.
+pub(crate) struct RateGauge {
+    gauges: Arc<OwnedGauges>,
+    phone_number_id: String,
+    generation: u64,
+}
+
+impl RateGauge {
+    pub fn set(&self, rate: u32) {
+        let owned = self.gauges.lock();
+        if let Some(owner) = owned
+            .get(&self.phone_number_id)
+            .filter(|o| o.generation == self.generation)
+        {
+            self.gauges
+                .metrics
+                .effective_rate
+                .with_label_values(&[owner.name.as_str()])
+                .set(i64::from(rate));
+        }
+    }
+}
+
+/// This worker's set (created on first use).
+pub(crate) fn owned_gauges(worker: &Worker) -> Arc<OwnedGauges> {
+    let mut all = BY_WORKER.lock().unwrap_or_else(PoisonError::into_inner);
+    all.entry(worker.consumer.clone())
+        .or_insert_with(|| {
+            Arc::new(OwnedGauges {
+                metrics: worker.metrics.clone(),
+                owned: Mutex::new(HashMap::new()),
+                next_generation: AtomicU64::new(0),
+                taken: Notify::new(),
+            })
+        })
+        .clone()
+}
+
+/// Forgets this worker's set once it has stopped.
+pub(crate) fn forget(worker: &Worker) {
+    let mut all = BY_WORKER.lock().unwrap_or_else(PoisonError::into_inner);
+    all.remove(&worker.consumer);
+}
+
+impl OwnedGauges {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Owner>> {
+        self.owned.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The worker took `sender`'s lease: its gauges are this worker's to
+    /// export from now on, starting with the configured rate.
+    pub fn take(self: &Arc<Self>, sender: &SenderSettings) -> RateGauge {
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let mut owned = self.lock();
+        owned.insert(
+            sender.phone_number_id.clone(),
+            Owner {
+                name: sender.name.clone(),
+                generation,
+            },
+        );
+        self.metrics
+            .effective_rate
+            .with_label_values(&[sender.name.as_str()])
+            .set(i64::from(sender.rate_per_second));
+        drop(owned);
+        self.taken.notify_one();
+        RateGauge {
+            gauges: self.clone(),
+            phone_number_id: sender.phone_number_id.clone(),
+            generation,
+        }
+    }
+
+    /// The worker let `phone_number_id` go (handed over, lost, stopping):
+    /// removes every series of its gauges.
+    pub fn release(&self, phone_number_id: &str) {
+        let mut owned = self.lock();
+        let Some(owner) = owned.remove(phone_number_id) else {
+            return;
+        };
+        let labels = [owner.name.as_str()];
+        // An error only says the series was never set.
+        let _ = self.metrics.sender_paused.remove_label_values(&labels);
+        let _ = self.metrics.effective_rate.remove_label_values(&labels);
+        let _ = self.metrics.queue_depth.remove_label_values(&labels);
+        let _ = self.metrics.queue_oldest_age.remove_label_values(&labels);
+    }
+
+    /// Lets every sender go (the worker stops).
+    pub fn release_all(&self) {
+        let pnids: Vec<String> = self.lock().keys().cloned().collect();
+        for pnid in pnids {
+            self.release(&pnid);
+        }
+    }
+
+    pub fn set_paused(&self, phone_number_id: &str, paused: bool) {
+        let owned = self.lock();
+        if let Some(owner) = owned.get(phone_number_id) {
+            self.metrics
+                .sender_paused
+                .with_label_values(&[owner.name.as_str()])
+                .set(i64::from(paused));
+        }
+    }
+
+    fn set_depth(&self, phone_number_id: &str, length: u64, oldest_age_seconds: f64) {
+        let owned = self.lock();
+        if let Some(owner) = owned.get(phone_number_id) {
+            let labels = [owner.name.as_str()];
+            self.metrics
+                .queue_depth
+                .with_label_values(&labels)
+                .set(i64::try_from(length).unwrap_or(i64::MAX));
+            self.metrics
+                .queue_oldest_age
+                .with_label_values(&labels)
+                .set(oldest_age_seconds);
+        }
+    }
+
+    fn phone_number_ids(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+}
+
+/// Keeps the queue depth and oldest-age gauges of the senders this worker
+/// owns current: every few seconds, and at once when it takes a sender.
 pub(crate) async fn report_depths(worker: Arc<Worker>, shutdown: CancellationToken) {
+    let gauges = owned_gauges(&worker);
     let mut ticker = tokio::time::interval(INTERVAL);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
+            _ = gauges.taken.notified() => {}
         }
         // A round against an unreachable Redis can take long: never let it
         // hold up a stopping worker.
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = report_once(&worker) => {}
+            _ = report_once(&worker, &gauges) => {}
         }
     }
 }
 
-async fn report_once(worker: &Worker) {
-    {
-        for sender in &worker.settings.senders {
-            match worker.queue.depth(&sender.phone_number_id).await {
-                Ok(depth) => {
-                    let labels = [sender.name.as_str()];
-                    worker
-                        .metrics
-                        .queue_depth
-                        .with_label_values(&labels)
-                        .set(depth.length as i64);
-                    let age = depth
-                        .oldest_ms
-                        .map_or(0.0, |ms| (now_ms() - ms).max(0) as f64 / 1000.0);
-                    worker
-                        .metrics
-                        .queue_oldest_age
-                        .with_label_values(&labels)
-                        .set(age);
-                }
-                Err(_) => worker
-                    .metrics
-                    .redis_errors
-                    .with_label_values(&["depth"])
-                    .inc(),
+async fn report_once(worker: &Worker, gauges: &OwnedGauges) {
+    for pnid in gauges.phone_number_ids() {
+        match worker.queue.depth(&pnid).await {
+            Ok(depth) => {
+                let age = depth
+                    .oldest_ms
+                    .map_or(0.0, |ms| (now_ms() - ms).max(0) as f64 / 1000.0);
+                gauges.set_depth(&pnid, depth.length, age);
             }
+            Err(_) => worker
+                .metrics
+                .redis_errors
+                .with_label_values(&["depth"])
+                .inc(),
         }
     }
 }

@@ -20,8 +20,10 @@ use governor::{Quota, RateLimiter, clock::Clock, clock::DefaultClock};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::attempt::{Completion, Next, attempt};
+use crate::depth::RateGauge;
 use crate::lanes::Lanes;
 use crate::lease::Lease;
 use crate::reader::{Incoming, read_sender};
@@ -58,13 +60,16 @@ type PairLimiter =
     RateLimiter<String, governor::state::keyed::HashMapStateStore<String>, DefaultClock>;
 
 /// Runs until `stop` is cancelled or the lease is lost; returns the send
-/// times (Unix ms) of the last window, for the next owner.
+/// times (Unix ms) of the last window, for the next owner. Every change of
+/// the sender's effective rate (halved on a 130429, each recovery step)
+/// goes to `rate_gauge`.
 pub(crate) async fn dispatch_sender(
     worker: Arc<Worker>,
     sender: Arc<SenderSettings>,
     mut lease: Lease,
     mut paused: watch::Receiver<bool>,
     handed_over: Option<String>,
+    rate_gauge: RateGauge,
     stop: CancellationToken,
 ) -> Vec<i64> {
     let settings = &worker.settings.worker;
@@ -116,6 +121,7 @@ pub(crate) async fn dispatch_sender(
         let limit = rate.current(now);
         if window.limit() != limit {
             window.set_limit(limit);
+            rate_gauge.set(limit);
         }
         let sending_allowed =
             !*paused.borrow() && lease.valid_until().is_some_and(|until| now < until);
@@ -178,7 +184,14 @@ pub(crate) async fn dispatch_sender(
             }
             last_send = Some(now);
             let held = permit.take();
-            let call = attempt(worker.clone(), sender.clone(), incoming, lease.clone());
+            // Every log line of the attempt names the message and its sender.
+            let span = tracing::info_span!(
+                "message",
+                message_id = %incoming.delivery.message_id,
+                sender = name,
+            );
+            let call =
+                attempt(worker.clone(), sender.clone(), incoming, lease.clone()).instrument(span);
             in_flight.spawn(async move {
                 let completion = call.await;
                 drop(held);
@@ -203,7 +216,7 @@ pub(crate) async fn dispatch_sender(
                             Next::Pause => 1,
                             _ => in_flight_cap,
                         };
-                        if let Some(until) = apply(&mut lanes, &mut rate, completion, &worker, name) {
+                        if let Some(until) = apply(&mut lanes, &mut rate, completion, name) {
                             sender_wait_until = Some(sender_wait_until.map_or(until, |u| u.max(until)));
                         }
                     }
@@ -290,7 +303,6 @@ fn apply(
     lanes: &mut Priorities,
     rate: &mut AdaptiveRate,
     completion: Completion,
-    worker: &Worker,
     name: &str,
 ) -> Option<Instant> {
     let now = Instant::now();
@@ -307,17 +319,14 @@ fn apply(
             throttled,
         } => {
             if throttled {
+                // The send window and the gauge follow on the next turn of
+                // the loop, as they do for each recovery step.
                 let lowered = rate.on_throttled(now);
                 tracing::warn!(
                     sender = name,
                     rate = lowered,
                     "130429: lowering the sender's rate for a while"
                 );
-                worker
-                    .metrics
-                    .effective_rate
-                    .with_label_values(&[name])
-                    .set(i64::from(lowered));
             }
             lanes.put_back(&recipient, completion.incoming, at);
             sender_wait.then_some(at)

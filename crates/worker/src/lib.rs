@@ -21,6 +21,7 @@ mod notifications;
 mod ops_routes;
 mod ownership;
 mod reader;
+mod sender_health;
 mod webhook_events;
 
 pub use ops_routes::ops_router;
@@ -54,6 +55,8 @@ pub struct Worker {
     /// Each sender's send URL and authorization, by phone_number_id; a
     /// sender without a usable token has none and is paused when it sends.
     pub(crate) endpoints: HashMap<String, SenderEndpoint>,
+    /// Fallback templates known unusable, throughput levels seen.
+    pub(crate) sender_health: Arc<sender_health::SenderHealth>,
 }
 
 impl Worker {
@@ -88,6 +91,7 @@ impl Worker {
             metrics,
             retry_policy,
             consumer: consumer_name(),
+            sender_health: Arc::default(),
         }
     }
 
@@ -96,6 +100,10 @@ impl Worker {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let worker = Arc::new(self);
         tracing::info!(worker = %worker.consumer, senders = worker.settings.senders.len(), "worker started");
+        worker
+            .metrics
+            .senders_configured
+            .set(i64::try_from(worker.settings.senders.len()).unwrap_or(i64::MAX));
         let outbox = Outbox::new(worker.queue.connection());
         let notifier = Arc::new(Notifier::new(outbox.clone(), &worker.settings));
         let notify = &worker.settings.notify;
@@ -122,8 +130,9 @@ impl Worker {
             shutdown.clone(),
         ));
         let depths = tokio::spawn(depth::report_depths(worker.clone(), shutdown.clone()));
+        let health = tokio::spawn(sender_health::run(worker.clone(), shutdown.clone()));
         ownership::run(worker.clone(), shutdown).await;
-        let _ = tokio::join!(depths, events, deliveries);
+        let _ = tokio::join!(depths, events, deliveries, health);
         tracing::info!(worker = %worker.consumer, "worker stopped");
         Ok(())
     }

@@ -4,6 +4,10 @@
 //! holds, hands over those another worker should now own, and takes those
 //! that are free and should be its own. A dead worker's leases expire and
 //! the survivors take its senders, reclaiming its pending entries.
+//!
+//! The per-sender gauges (paused, effective rate, queue depth and age) are
+//! exported by the owner only: set when it takes a sender, removed when it
+//! lets the sender go (see [`crate::depth`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::depth::{OwnedGauges, owned_gauges};
 use crate::dispatcher::dispatch_sender;
 use crate::lease::{LeaseKeeper, new_lease};
 use crate::{Worker, unix_ms};
@@ -42,6 +47,7 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
     let all: Vec<String> = senders.keys().cloned().collect();
     let ttl_ms = u64::try_from(settings.lease_ttl.as_millis()).unwrap_or(u64::MAX);
     let mut owned: HashMap<String, Owned> = HashMap::new();
+    let gauges = owned_gauges(&worker);
     // Leases are renewed every `lease_renew`; handovers are checked more
     // often, so a sender moving between workers pauses for a moment only.
     let mut ticker = tokio::time::interval(HANDOVER_TICK.min(settings.lease_renew));
@@ -79,7 +85,7 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
                     continue;
                 }
             }
-            renew(&worker, &mut owned, started, ttl_ms).await;
+            renew(&worker, &gauges, &mut owned, started, ttl_ms).await;
         }
         let desired: Vec<&str> = owned_by(&worker.consumer, &all, &live);
 
@@ -97,7 +103,7 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
             .collect();
         for pnid in finished {
             if let Some(state) = owned.remove(&pnid) {
-                release(&worker, &pnid, state).await;
+                release(&worker, &gauges, &pnid, state).await;
             }
         }
 
@@ -132,12 +138,14 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
                     keeper.renewed(requested_at, settings.lease_ttl);
                     let (paused_tx, paused_rx) = watch::channel(false);
                     let stop = shutdown.child_token();
+                    let rate_gauge = gauges.take(sender);
                     let task = tokio::spawn(dispatch_sender(
                         worker.clone(),
                         sender.clone(),
                         lease,
                         paused_rx,
                         handed_over,
+                        rate_gauge,
                         stop.clone(),
                     ));
                     owned.insert(
@@ -163,7 +171,7 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
             }
         }
 
-        update_pauses(&worker, &senders, &owned).await;
+        update_pauses(&worker, &gauges, &owned).await;
         worker.metrics.senders_owned.set(owned.len() as i64);
     }
 
@@ -175,8 +183,8 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
     // All at once, and bounded: with Redis unreachable each release would
     // wait for its timeout, and the leases expire by themselves anyway.
     let releases = owned.drain().map(|(pnid, state)| {
-        let worker = worker.clone();
-        async move { release(&worker, &pnid, state).await }
+        let (worker, gauges) = (worker.clone(), gauges.clone());
+        async move { release(&worker, &gauges, &pnid, state).await }
     });
     let deadline = settings.shutdown_grace + settings.lease_ttl;
     if tokio::time::timeout(deadline, futures_util::future::join_all(releases))
@@ -185,6 +193,8 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
     {
         tracing::warn!("handing the senders over timed out; their leases expire by themselves");
     }
+    gauges.release_all();
+    crate::depth::forget(&worker);
     worker.metrics.senders_owned.set(0);
     let left = tokio::time::timeout(settings.lease_ttl, worker.queue.leave(&worker.consumer)).await;
     if let Ok(Err(error)) = left {
@@ -194,7 +204,13 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
 
 /// Renews every lease this worker holds, including those being handed
 /// over; a lease found taken stops its dispatcher at once.
-async fn renew(worker: &Worker, owned: &mut HashMap<String, Owned>, started: Instant, ttl_ms: u64) {
+async fn renew(
+    worker: &Worker,
+    gauges: &OwnedGauges,
+    owned: &mut HashMap<String, Owned>,
+    started: Instant,
+    ttl_ms: u64,
+) {
     let settings = &worker.settings.worker;
     let held: Vec<&str> = owned.keys().map(String::as_str).collect();
     match worker
@@ -219,6 +235,7 @@ async fn renew(worker: &Worker, owned: &mut HashMap<String, Owned>, started: Ins
                     tracing::warn!(sender = %pnid, "lease lost; stopping");
                     state.keeper.lost();
                     state.stop.cancel();
+                    gauges.release(&pnid);
                     worker
                         .metrics
                         .lease_changes
@@ -238,9 +255,11 @@ async fn renew(worker: &Worker, owned: &mut HashMap<String, Owned>, started: Ins
     }
 }
 
-async fn release(worker: &Worker, pnid: &str, state: Owned) {
+async fn release(worker: &Worker, gauges: &OwnedGauges, pnid: &str, state: Owned) {
     let log = state.task.await.unwrap_or_default();
     state.keeper.lost();
+    // Before the lease is freed: the next owner exports them from now on.
+    gauges.release(pnid);
     let log: Vec<String> = log.iter().map(i64::to_string).collect();
     match worker
         .queue
@@ -261,11 +280,7 @@ async fn release(worker: &Worker, pnid: &str, state: Owned) {
     }
 }
 
-async fn update_pauses(
-    worker: &Worker,
-    senders: &HashMap<String, Arc<SenderSettings>>,
-    owned: &HashMap<String, Owned>,
-) {
+async fn update_pauses(worker: &Worker, gauges: &OwnedGauges, owned: &HashMap<String, Owned>) {
     let pnids: Vec<&str> = owned.keys().map(String::as_str).collect();
     let Ok(states) = worker.queue.sender_states(&pnids).await else {
         return;
@@ -277,12 +292,6 @@ async fn update_pauses(
                 .paused
                 .send_if_modified(|p| std::mem::replace(p, is_paused) != is_paused);
         }
-        if let Some(sender) = senders.get(*pnid) {
-            worker
-                .metrics
-                .sender_paused
-                .with_label_values(&[sender.name.as_str()])
-                .set(i64::from(is_paused));
-        }
+        gauges.set_paused(pnid, is_paused);
     }
 }

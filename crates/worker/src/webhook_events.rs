@@ -147,10 +147,20 @@ async fn process(
             return Ok(());
         }
     };
+    let mut account_updates = false;
     for event in events {
         let pnid = match &event {
             WebhookEvent::Status(s) => &s.phone_number_id,
             WebhookEvent::Inbound(m) => &m.phone_number_id,
+            WebhookEvent::Other { kind, .. }
+                if kind == "message_template_status_update"
+                    || kind == "phone_number_quality_update" =>
+            {
+                // Read from the body below, once for all of its changes.
+                count(worker, kind);
+                account_updates = true;
+                continue;
+            }
             WebhookEvent::Other { kind, .. } => {
                 tracing::debug!(kind, "webhook event not acted on");
                 count(worker, "other");
@@ -166,6 +176,9 @@ async fn process(
             WebhookEvent::Inbound(message) => inbound(worker, notifier, &sender, &message).await?,
             WebhookEvent::Other { .. } => {}
         }
+    }
+    if account_updates {
+        crate::sender_health::handle(worker, webhook::account_updates(&event.body)).await;
     }
     Ok(())
 }

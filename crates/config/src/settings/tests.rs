@@ -61,6 +61,23 @@ fn environment_overrides_file_keys() {
 }
 
 #[test]
+fn a_cluster_url_lists_its_nodes() {
+    let mut env = env();
+    env.set(
+        "GATEWAY_REDIS__URL",
+        "redis+cluster://10.0.0.1:7000,10.0.0.2:7001",
+    );
+    let settings = load(MINIMAL, &env, Role::Dev).expect("valid");
+    assert_eq!(
+        settings.redis.url,
+        "redis+cluster://10.0.0.1:7000,10.0.0.2:7001"
+    );
+    env.set("GATEWAY_REDIS__URL", "cluster://10.0.0.1:7000");
+    let err = load(MINIMAL, &env, Role::Dev).unwrap_err().to_string();
+    assert!(err.contains("redis.url"), "{err}");
+}
+
+#[test]
 fn unknown_keys_are_named() {
     let text = format!("{MINIMAL}\n[redis]\nurll = \"redis://x\"\n");
     let err = load(&text, &env(), Role::Dev).unwrap_err().to_string();
@@ -219,5 +236,38 @@ fn the_shipped_configuration_files_load() {
         if let Err(error) = load(text, &Environment::default(), Role::Ops) {
             panic!("{name}: {error}");
         }
+    }
+}
+
+#[test]
+fn the_log_section_has_defaults_and_checked_values() {
+    let settings = load(MINIMAL, &env(), Role::Dev).expect("valid");
+    assert_eq!(settings.log, LogSettings::default());
+    assert_eq!(settings.log.format, LogFormat::Text);
+    assert_eq!(settings.log.level, "info");
+
+    let text =
+        format!("{MINIMAL}\n[log]\nformat = \"json\"\nlevel = \"info,gateway_worker=debug\"\n");
+    let settings = load(&text, &env(), Role::Dev).expect("valid");
+    assert_eq!(settings.log.format, LogFormat::Json);
+    assert_eq!(settings.log.level, "info,gateway_worker=debug");
+
+    let mut overridden = env();
+    overridden.set("GATEWAY_LOG__LEVEL", "WARN");
+    let settings = load(MINIMAL, &overridden, Role::Dev).expect("valid");
+    assert_eq!(settings.log.level, "warn");
+
+    for (variable, value, key) in [
+        ("GATEWAY_LOG__FORMAT", "xml", "log.format"),
+        ("GATEWAY_LOG__LEVEL", "loud", "log.level"),
+        ("GATEWAY_LOG__LEVEL", "info,=debug", "log.level"),
+    ] {
+        let mut env = env();
+        env.set(variable, value);
+        assert_eq!(
+            error_key(load(MINIMAL, &env, Role::Dev)),
+            key,
+            "{variable}={value}"
+        );
     }
 }

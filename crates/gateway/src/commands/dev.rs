@@ -71,7 +71,9 @@ fn load_with_dev_secrets(config: &str) -> anyhow::Result<Settings> {
             );
         }
     }
-    Settings::load(config, &env, Role::Dev).context("configuration")
+    let settings = Settings::load(config, &env, Role::Dev).context("configuration")?;
+    super::apply_log_settings(&settings);
+    Ok(settings)
 }
 
 /// Uses the Redis at `url` if it answers, else starts a private one on the

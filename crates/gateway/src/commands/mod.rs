@@ -4,6 +4,7 @@ pub mod api;
 pub mod check_config;
 pub mod dev;
 pub mod dlq;
+pub mod doctor;
 pub mod message;
 pub mod sandbox;
 pub mod senders;
@@ -19,7 +20,18 @@ use gateway_queue::Queue;
 
 /// Loads the configuration for `role` from the file and this process's environment.
 pub fn load_settings(path: &str, role: Role) -> anyhow::Result<Settings> {
-    Settings::load(path, &Environment::from_process(), role).context("configuration")
+    let settings =
+        Settings::load(path, &Environment::from_process(), role).context("configuration")?;
+    apply_log_settings(&settings);
+    Ok(settings)
+}
+
+/// The `[log]` section, applied to the logger `main` installed.
+pub fn apply_log_settings(settings: &Settings) {
+    gateway_telemetry::configure_logging(
+        settings.log.format == gateway_config::LogFormat::Json,
+        &settings.log.level,
+    );
 }
 
 pub async fn bind(

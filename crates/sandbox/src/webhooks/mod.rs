@@ -118,6 +118,18 @@ impl Webhooks {
         }
     }
 
+    /// Queues an account-level webhook (template status, number quality),
+    /// due at once and signed like every other.
+    pub(crate) fn account(&self, body: &serde_json::Value, now: Instant) {
+        if self.is_enabled() {
+            let post = Post {
+                body: payload::encode(body),
+                attempts: 0,
+            };
+            self.push(now, Work::Retry(post));
+        }
+    }
+
     fn push(&self, at: Instant, work: Work) {
         if !self.outbox.push(at, work) {
             self.counters.count(Event::WebhookDiscarded);
