@@ -326,11 +326,20 @@ async fn a_paused_fallback_template_is_no_longer_sent_as_the_fallback() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_exports_quality_and_throughput_and_follows_quality_webhooks() {
+    // Configured above any tier: the tier decides the sender's rate.
     let gateway = TestGateway::start(GatewayOptions {
         webhooks: true,
+        rate_per_second: 1_000,
         ..Default::default()
     })
     .await;
+    let effective_rate = || {
+        gateway
+            .metrics
+            .effective_rate
+            .with_label_values(&["s0"])
+            .get()
+    };
     let gauge = |family: &str| {
         let metrics = &gateway.metrics;
         match family {
@@ -348,6 +357,13 @@ async fn the_worker_exports_quality_and_throughput_and_follows_quality_webhooks(
     wait_until("the first health poll", Duration::from_secs(20), || async {
         (gauge("quality") == 1 && gauge("throughput") == 80).then_some(())
     })
+    .await;
+    // STANDARD allows 80 per second, inbound included: the sender gets 70.
+    wait_until(
+        "the rate to follow the STANDARD tier",
+        Duration::from_secs(10),
+        || async { (effective_rate() == 70).then_some(()) },
+    )
     .await;
     // Meta flags the number and raises its throughput: the webhook makes
     // the worker read the number again.
@@ -378,6 +394,12 @@ async fn the_worker_exports_quality_and_throughput_and_follows_quality_webhooks(
     wait_until("throughput HIGH", Duration::from_secs(20), || async {
         (gauge("throughput") == 1_000).then_some(())
     })
+    .await;
+    wait_until(
+        "the rate to follow the HIGH tier",
+        Duration::from_secs(10),
+        || async { (effective_rate() == 875).then_some(()) },
+    )
     .await;
     let text = gateway.metrics.render();
     assert!(

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use gateway_config::SenderSettings;
 use gateway_domain::Lane;
+use gateway_domain::rules::adaptive_rate::tier_capped;
 use gateway_domain::rules::{AdaptiveRate, SendWindow};
 use governor::{Quota, RateLimiter, clock::Clock, clock::DefaultClock};
 use tokio::sync::{mpsc, watch};
@@ -55,6 +56,10 @@ const PAIR_STATE_GC: Duration = Duration::from_secs(10);
 
 /// How often idle state is checked even when nothing happens.
 const IDLE_TICK: Duration = Duration::from_millis(250);
+
+/// How often the sender's throughput tier (polled by `sender_health`) is
+/// looked at: tiers change rarely, and a lookup takes a lock.
+const TIER_CHECK: Duration = Duration::from_secs(1);
 
 type PairLimiter =
     RateLimiter<String, governor::state::keyed::HashMapStateStore<String>, DefaultClock>;
@@ -116,8 +121,23 @@ pub(crate) async fn dispatch_sender(
     let mut permit: Option<tokio::sync::OwnedSemaphorePermit> = None;
     let mut waiting_for_permit = false;
 
+    let mut next_tier_check = Instant::now();
     while !stop.is_cancelled() {
         let now = Instant::now();
+        if now >= next_tier_check {
+            next_tier_check = now + TIER_CHECK;
+            let tier = worker.sender_health.tier_limit(name);
+            let capped = tier_capped(sender.rate_per_second, tier);
+            if capped != rate.configured() {
+                tracing::warn!(
+                    sender = name,
+                    rate = capped,
+                    ?tier,
+                    "the throughput tier sets the sender's rate"
+                );
+                rate.set_configured(capped);
+            }
+        }
         let limit = rate.current(now);
         if window.limit() != limit {
             window.set_limit(limit);

@@ -20,9 +20,10 @@
 //!   learn it at their next poll. `phone_number_quality_update` names the
 //!   number by its display number only, so the WABA's senders are read
 //!   again at once.
-//! - A changed throughput level is logged and exported; the sender keeps
-//!   its configured `rate_per_second` (the dispatcher's rate is not changed
-//!   from here).
+//! - The throughput level caps the sender's rate: the dispatcher asks
+//!   [`SenderHealth::tier_limit`] and holds the sender to
+//!   `rules::adaptive_rate::tier_capped` (its `rate_per_second`, but never
+//!   more than the tier allows less the share kept for inbound messages).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -71,6 +72,14 @@ impl SenderHealth {
         } else {
             unusable.insert(key)
         }
+    }
+
+    /// The messages per second Meta allows the sender's number, once polled.
+    pub(crate) fn tier_limit(&self, sender: &str) -> Option<u32> {
+        let last = self.throughput.lock().unwrap_or_else(|e| e.into_inner());
+        last.get(sender)
+            .and_then(|limit| u32::try_from(*limit).ok())
+            .filter(|limit| *limit > 0)
     }
 
     /// Records a sender's throughput limit; the previous one if it changed.
@@ -225,15 +234,13 @@ fn record_number(worker: &Worker, sender: &SenderSettings, number: &PhoneNumberI
         .with_label_values(&[name])
         .set(limit);
     if let Some(before) = worker.sender_health.throughput_changed(name, limit) {
-        // The dispatcher keeps the configured rate; raising it is an
-        // operator's decision (rate_per_second), lowering it is safe already.
         tracing::warn!(
             sender = name,
             before,
             limit,
             level = number.throughput_level().unwrap_or("unknown"),
             configured_rate = sender.rate_per_second,
-            "the number's throughput level changed; the sender keeps its configured rate_per_second"
+            "the number's throughput level changed; the sender's rate follows it"
         );
     }
     if quality == 3 {

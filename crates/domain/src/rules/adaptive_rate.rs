@@ -132,6 +132,17 @@ impl AdaptiveRate {
     }
 }
 
+/// The rate a sender is held to under its number's throughput tier: its
+/// configured rate, but never more than the tier allows less an eighth kept
+/// for inbound messages, which Meta counts too (80 → 70, 1,000 → 875,
+/// 20 → 18). Configure a high `rate_per_second` to follow the tier up.
+pub fn tier_capped(configured: u32, tier_limit: Option<u32>) -> u32 {
+    match tier_limit {
+        Some(limit) => configured.min(limit - limit / 8).max(1),
+        None => configured,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,5 +283,15 @@ mod tests {
         let mut slow = AdaptiveRate::new(u32::MAX).with_recovery_step(Duration::MAX);
         slow.on_throttled(t0);
         assert_eq!(slow.current(t0 + secs(1_000_000)), u32::MAX / 2);
+    }
+
+    #[test]
+    fn the_tier_caps_the_configured_rate_with_room_for_inbound_messages() {
+        assert_eq!(tier_capped(70, None), 70);
+        assert_eq!(tier_capped(70, Some(80)), 70);
+        assert_eq!(tier_capped(70, Some(20)), 18);
+        assert_eq!(tier_capped(1_000, Some(80)), 70);
+        assert_eq!(tier_capped(1_000, Some(1_000)), 875);
+        assert_eq!(tier_capped(5, Some(1)), 1);
     }
 }

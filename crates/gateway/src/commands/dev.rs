@@ -165,7 +165,8 @@ fn print_try_it(settings: &Settings, api: std::net::SocketAddr, worker: std::net
         r#"{{"from": "{sender_name}", "to": "+1 650 555 1234", "type": "text", "text": {{"body": "Your order shipped"}}}}"#
     );
     println!(
-        "\nThe gateway is up: api {host}, worker metrics http://127.0.0.1:{}/metrics, sandbox {sandbox}\n\
+        "\nThe gateway is up: api {host} (its metrics at {host}/metrics, its contract at {host}/openapi.json),\n\
+         worker metrics http://127.0.0.1:{}/metrics, sandbox {sandbox}\n\
          The key below is a development key for client {:?}.\n\n\
          1. Send a text to a user who has not written to you: their 24-hour window is closed,\n   \
          so the gateway sends the sender's fallback template instead (\"fallback_used\": true):\n\n  \
