@@ -333,6 +333,18 @@ async fn the_worker_exports_quality_and_throughput_and_follows_quality_webhooks(
         ..Default::default()
     })
     .await;
+    // A number configured at 1,000 per second starts on the HIGH level; Meta
+    // moves it down to STANDARD.
+    gateway
+        .sandbox
+        .change_number(
+            &phone_number_id(0),
+            NumberHealthChange {
+                throughput: Some(gateway_sandbox::ThroughputLevel::Standard),
+                ..Default::default()
+            },
+        )
+        .expect("known number");
     let effective_rate = || {
         gateway
             .metrics

@@ -427,3 +427,86 @@ fn urls_lose_their_passwords_and_times_read_as_rfc3339() {
         gateway_notify::outbox::DEAD_STREAM
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn senders_pause_stops_only_that_sender_until_resumed() {
+    let gateway = TestGateway::start(GatewayOptions {
+        senders: 2,
+        ..Default::default()
+    })
+    .await;
+    let (ok, out) = gateway.command(BINARY, &["senders", "pause", "s1"]);
+    assert!(ok, "{out}");
+    let ids = gateway
+        .send_all(&[
+            template("s0", "+16505550031", "hello_world"),
+            template("s1", "+16505550032", "hello_world"),
+            template("s0", "+16505550033", "hello_world"),
+        ])
+        .await;
+    for id in [&ids[0], &ids[2]] {
+        gateway
+            .wait_for_status(id, "sent", Duration::from_secs(30))
+            .await;
+    }
+    let paused_sends = || {
+        gateway
+            .sandbox
+            .accepted()
+            .iter()
+            .filter(|m| m.phone_number_id == phone_number_id(1))
+            .count()
+    };
+    assert_eq!(paused_sends(), 0, "the paused sender sent nothing");
+    let (_, record) = gateway.message(&ids[1]).await;
+    assert_eq!(record["status"], "queued", "{record}");
+
+    let (ok, out) = gateway.command(BINARY, &["senders", "resume", "s1"]);
+    assert!(ok, "{out}");
+    gateway
+        .wait_for_status(&ids[1], "sent", Duration::from_secs(45))
+        .await;
+    assert_eq!(paused_sends(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_replay_queues_exactly_the_named_dead_letter() {
+    let gateway = TestGateway::start(GatewayOptions::default()).await;
+    let ids = gateway
+        .send_all(&[
+            template("s0", "+16505550041", "no_such_template"),
+            template("s0", "+16505550042", "no_such_template"),
+            template("s0", "+16505550043", "no_such_template"),
+        ])
+        .await;
+    for id in &ids {
+        gateway
+            .wait_for_status(id, "failed", Duration::from_secs(30))
+            .await;
+    }
+    let history_len = |record: &Value| record["history"].as_array().map_or(0, Vec::len);
+    let mut before = Vec::new();
+    for id in &ids {
+        before.push(history_len(&gateway.message(id).await.1));
+    }
+
+    let (ok, out) = gateway.command(BINARY, &["dlq", "replay", "--id", &ids[1], "--json"]);
+    assert!(ok, "{out}");
+    // The replayed message is tried again (the template is still unknown, so
+    // it fails again); the other two are left alone.
+    gateway_tests::wait_until(
+        "the replayed message to fail again",
+        Duration::from_secs(30),
+        || async {
+            let (_, record) = gateway.message(&ids[1]).await;
+            (record["status"] == "failed" && history_len(&record) > before[1]).then_some(())
+        },
+    )
+    .await;
+    for i in [0, 2] {
+        let (_, record) = gateway.message(&ids[i]).await;
+        assert_eq!(history_len(&record), before[i], "{record}");
+    }
+    let tries = gateway.sandbox.stats().rejections.get(&132001).copied();
+    assert_eq!(tries, Some(4), "three first tries and one replay");
+}

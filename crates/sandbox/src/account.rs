@@ -126,6 +126,9 @@ pub struct NumberHealthChange {
     pub messaging_limit_tier: Option<String>,
 }
 
+/// Messages per second of Meta's `HIGH` throughput level.
+const HIGH_THROUGHPUT: u32 = 1_000;
+
 #[derive(Debug)]
 pub(crate) struct Account {
     tokens: RwLock<HashMap<String, TokenState>>,
@@ -151,8 +154,15 @@ impl Account {
                 numbers
                     .iter()
                     .map(|n| {
+                        // A number configured at Meta's top rate is on the HIGH level.
+                        let throughput = if n.rate_per_second >= HIGH_THROUGHPUT {
+                            ThroughputLevel::High
+                        } else {
+                            ThroughputLevel::Standard
+                        };
                         let health = NumberHealth {
                             waba_id: n.waba_id.clone(),
+                            throughput,
                             ..NumberHealth::default()
                         };
                         (n.phone_number_id.clone(), health)
@@ -259,6 +269,16 @@ pub(crate) fn unix_now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_number_at_a_thousand_per_second_is_on_the_high_level() {
+        let mut fast = NumberConfig::new("2", "w", "t2");
+        fast.rate_per_second = 1_000;
+        let account = Account::new(&[NumberConfig::new("1", "w", "t"), fast]);
+        let level = |id: &str| account.number(id).map(|n| n.throughput);
+        assert_eq!(level("1"), Some(ThroughputLevel::Standard));
+        assert_eq!(level("2"), Some(ThroughputLevel::High));
+    }
 
     #[test]
     fn everything_starts_healthy_and_changes_one_field_at_a_time() {
