@@ -3,12 +3,14 @@
 //! the sandbox over real HTTP, and the api and a worker in-process, behind
 //! one [`TestGateway`] with `send`, `message` and `wait_until`.
 
+mod backlog;
 mod gateway;
 mod rates;
 mod redis_cluster;
 mod redis_server;
 mod wait;
 
+pub use backlog::template_backlog;
 pub use gateway::{
     APP_SECRET, GatewayOptions, KEY_ALL, KEY_ONE, TestGateway, VERIFY_TOKEN, WorkerProcess,
     phone_number_id,

@@ -12,29 +12,12 @@ use std::time::{Duration, Instant};
 
 use gateway_tests::{
     GatewayOptions, KEY_ALL, TestGateway, WorkerProcess, phone_number_id, rate_reports,
-    send_counts, wait_until, wait_until_every,
+    send_counts, template_backlog, wait_until, wait_until_every,
 };
 use serde_json::{Value, json};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_gateway-under-test");
 const RATE: usize = 70;
-
-/// `per_sender` template messages for each sender, over enough recipients
-/// that Meta's pair limit is never in the way.
-fn backlog(senders: usize, per_sender: usize) -> Vec<Value> {
-    let mut messages = Vec::with_capacity(senders * per_sender);
-    for i in 0..per_sender {
-        for s in 0..senders {
-            messages.push(json!({
-                "from": format!("s{s}"),
-                "to": format!("+1650{:07}", s * 10_000 + i % 1_000),
-                "type": "template",
-                "template": {"name": "hello_world", "language": {"code": "en_US"}},
-            }));
-        }
-    }
-    messages
-}
 
 /// The lease owner of each sender.
 async fn lease_owners(gateway: &TestGateway, senders: usize) -> Vec<Option<String>> {
@@ -180,7 +163,9 @@ async fn a_terminated_worker_hands_its_senders_over_within_two_seconds() {
         ..Default::default()
     })
     .await;
-    let ids = gateway.send_all(&backlog(SENDERS, RATE * 20)).await;
+    let ids = gateway
+        .send_all(&template_backlog(SENDERS, RATE * 20))
+        .await;
 
     let first = gateway.spawn_worker(BINARY);
     let first_name = wait_for_workers(&gateway, 1).await.remove(0);
@@ -247,7 +232,9 @@ async fn a_rolling_restart_loses_nothing_and_keeps_the_limits() {
         ..Default::default()
     })
     .await;
-    let ids = gateway.send_all(&backlog(SENDERS, RATE * 25)).await;
+    let ids = gateway
+        .send_all(&template_backlog(SENDERS, RATE * 25))
+        .await;
 
     let mut workers = Vec::new();
     let mut names = Vec::new();

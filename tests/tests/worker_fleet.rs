@@ -7,28 +7,11 @@ use std::time::Duration;
 
 use gateway_tests::{
     GatewayOptions, TestGateway, WorkerProcess, phone_number_id, rate_reports, send_counts,
-    wait_until, wait_until_every,
+    template_backlog, wait_until, wait_until_every,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_gateway-under-test");
-
-/// `per_sender` template messages for each sender, spread over enough
-/// recipients that Meta's pair limit is never the bottleneck.
-fn backlog(senders: usize, per_sender: usize) -> Vec<Value> {
-    let mut messages = Vec::with_capacity(senders * per_sender);
-    for i in 0..per_sender {
-        for s in 0..senders {
-            messages.push(json!({
-                "from": format!("s{s}"),
-                "to": format!("+1650{:07}", s * 10_000 + i % 1_000),
-                "type": "template",
-                "template": {"name": "hello_world", "language": {"code": "en_US"}},
-            }));
-        }
-    }
-    messages
-}
 
 /// Waits until the sandbox accepted `expected` distinct messages. Polls the
 /// cheap counter first: copying the sandbox's records every few
@@ -60,7 +43,9 @@ async fn three_workers_keep_every_sender_at_its_rate_and_no_higher() {
         ..Default::default()
     })
     .await;
-    let ids = gateway.send_all(&backlog(SENDERS, RATE * SECONDS)).await;
+    let ids = gateway
+        .send_all(&template_backlog(SENDERS, RATE * SECONDS))
+        .await;
 
     let workers: Vec<WorkerProcess> = (0..3).map(|_| gateway.spawn_worker(BINARY)).collect();
     wait_until_sent(
@@ -116,7 +101,9 @@ async fn killed_and_added_workers_lose_nothing_and_keep_the_rate() {
         ..Default::default()
     })
     .await;
-    let ids = gateway.send_all(&backlog(SENDERS, PER_SENDER)).await;
+    let ids = gateway
+        .send_all(&template_backlog(SENDERS, PER_SENDER))
+        .await;
 
     let mut workers: Vec<WorkerProcess> = (0..3).map(|_| gateway.spawn_worker(BINARY)).collect();
     for round in 0..3 {
