@@ -306,6 +306,18 @@ impl TestGateway {
             .await
             .expect("XLEN")
     }
+
+    /// The worker holding the lease of each of the first `senders` senders.
+    pub async fn lease_owners(&self, senders: usize) -> Vec<Option<String>> {
+        let keys: Vec<String> = (0..senders)
+            .map(|i| gateway_queue::keys::lease(&phone_number_id(i)))
+            .collect();
+        redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut self.redis().await)
+            .await
+            .expect("MGET")
+    }
 }
 
 impl Drop for TestGateway {

@@ -236,18 +236,6 @@ async fn every_family_is_exported_after_a_short_run() {
     }
 }
 
-/// The lease owner of every sender, by phone_number_id.
-async fn lease_owners(gateway: &TestGateway, senders: usize) -> Vec<Option<String>> {
-    let keys: Vec<String> = (0..senders)
-        .map(|i| gateway_queue::keys::lease(&phone_number_id(i)))
-        .collect();
-    redis::cmd("MGET")
-        .arg(&keys)
-        .query_async(&mut gateway.redis().await)
-        .await
-        .expect("MGET")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_sender_gauges_leave_with_the_sender() {
     // The worker in this process (its metrics are `gateway.metrics`) takes
@@ -265,7 +253,7 @@ async fn per_sender_gauges_leave_with_the_sender() {
         "the worker here to own every sender",
         Duration::from_secs(20),
         || async {
-            let owners = lease_owners(&gateway, SENDERS).await;
+            let owners = gateway.lease_owners(SENDERS).await;
             owners
                 .iter()
                 .all(|o| o.as_deref().is_some_and(|o| o.contains(&here)))
@@ -289,7 +277,7 @@ async fn per_sender_gauges_leave_with_the_sender() {
         "the new worker to take some senders",
         Duration::from_secs(20),
         || async {
-            let owners = lease_owners(&gateway, SENDERS).await;
+            let owners = gateway.lease_owners(SENDERS).await;
             let moved: Vec<usize> = (0..SENDERS)
                 .filter(|&i| owners[i].as_deref().is_some_and(|o| !o.contains(&here)))
                 .collect();
@@ -298,13 +286,37 @@ async fn per_sender_gauges_leave_with_the_sender() {
         },
     )
     .await;
-    // Let a handover still under way finish, then compare.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let owners = lease_owners(&gateway, SENDERS).await;
-    let text = scrape(&gateway).await;
+    // A handover may still be under way: wait, with a deadline, until what
+    // this worker exports follows who owns what.
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(10);
+    let (owners, kept) = loop {
+        let owners = gateway.lease_owners(SENDERS).await;
+        let text = scrape(&gateway).await;
+        let (problems, kept) = exported_against_owners(&owners, &text, &here);
+        if problems.is_empty() {
+            break (owners, kept);
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "moved {moved:?}: {problems:?}\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(kept > 0, "every sender moved: {owners:?}");
+}
+
+/// What this worker's per-sender gauges get wrong against the lease owners
+/// (a sender it owns must be exported, one it lost must not be, and the
+/// owned count must match), and how many senders it owns.
+fn exported_against_owners(
+    owners: &[Option<String>],
+    text: &str,
+    here: &str,
+) -> (Vec<String>, u32) {
+    let mut problems = Vec::new();
     let mut kept = 0;
     for (i, owner) in owners.iter().enumerate() {
-        let ours = owner.as_deref().is_some_and(|o| o.contains(&here));
+        let ours = owner.as_deref().is_some_and(|o| o.contains(here));
         for family in [
             "gateway_sender_paused",
             "gateway_sender_effective_rate",
@@ -312,27 +324,20 @@ async fn per_sender_gauges_leave_with_the_sender() {
             "gateway_queue_oldest_age_seconds",
         ] {
             let series = format!(r#"{family}{{sender="s{i}"}}"#);
-            if ours {
-                // Depth is reported on take; give it the benefit of a round.
-                if family.starts_with("gateway_queue") {
-                    continue;
-                }
-                assert!(sample(&text, &series).is_some(), "{series} missing\n{text}");
-            } else {
-                assert!(
-                    sample(&text, &series).is_none(),
-                    "s{i} moved ({moved:?}) but {series} is still exported\n{text}"
-                );
+            let exported = sample(text, &series).is_some();
+            // Depth is reported on take; give it the benefit of a round.
+            if ours && !exported && !family.starts_with("gateway_queue") {
+                problems.push(format!("{series} missing"));
+            } else if !ours && exported {
+                problems.push(format!("{series} still exported after s{i} moved"));
             }
         }
         if ours {
             kept += 1;
         }
     }
-    assert!(kept > 0, "every sender moved: {owners:?}");
-    assert_eq!(
-        sample(&text, "gateway_worker_senders_owned"),
-        Some(f64::from(kept)),
-        "{text}"
-    );
+    if sample(text, "gateway_worker_senders_owned") != Some(f64::from(kept)) {
+        problems.push(format!("gateway_worker_senders_owned is not {kept}"));
+    }
+    (problems, kept)
 }

@@ -19,18 +19,6 @@ use serde_json::{Value, json};
 const BINARY: &str = env!("CARGO_BIN_EXE_gateway-under-test");
 const RATE: usize = 70;
 
-/// The lease owner of each sender.
-async fn lease_owners(gateway: &TestGateway, senders: usize) -> Vec<Option<String>> {
-    let keys: Vec<String> = (0..senders)
-        .map(|i| gateway_queue::keys::lease(&phone_number_id(i)))
-        .collect();
-    redis::cmd("MGET")
-        .arg(&keys)
-        .query_async(&mut gateway.redis().await)
-        .await
-        .expect("MGET")
-}
-
 /// The workers registered as live.
 async fn live_workers(gateway: &TestGateway) -> Vec<String> {
     redis::cmd("ZRANGE")
@@ -63,7 +51,7 @@ async fn wait_until_owned(gateway: &TestGateway, senders: usize, workers: &[Stri
         Duration::from_secs(20),
         Duration::from_millis(50),
         || async {
-            let owners = lease_owners(gateway, senders).await;
+            let owners = gateway.lease_owners(senders).await;
             owners
                 .iter()
                 .all(|o| o.as_ref().is_some_and(|o| workers.contains(o)))
@@ -182,7 +170,7 @@ async fn a_terminated_worker_hands_its_senders_over_within_two_seconds() {
         (gateway.sandbox.stats().accepted > sent_before + 700).then_some(())
     })
     .await;
-    let owners = lease_owners(&gateway, SENDERS).await;
+    let owners = gateway.lease_owners(SENDERS).await;
     let moving: Vec<usize> = (0..SENDERS)
         .filter(|&i| owners[i].as_deref() == Some(first_name.as_str()))
         .collect();
@@ -195,7 +183,7 @@ async fn a_terminated_worker_hands_its_senders_over_within_two_seconds() {
         Duration::from_secs(10),
         Duration::from_millis(25),
         || async {
-            let owners = lease_owners(&gateway, SENDERS).await;
+            let owners = gateway.lease_owners(SENDERS).await;
             owners
                 .iter()
                 .all(|o| o.as_deref() == Some(second_name.as_str()))
@@ -265,7 +253,19 @@ async fn a_rolling_restart_loses_nothing_and_keeps_the_limits() {
             .find(|w| !names.contains(w))
             .expect("the new worker");
         // Its share moves to it at the others' next heartbeat.
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        wait_until_every(
+            &format!("round {round}: the new worker to take its share"),
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || async {
+                let owners = gateway.lease_owners(SENDERS).await;
+                owners
+                    .iter()
+                    .any(|o| o.as_deref() == Some(new_name.as_str()))
+                    .then_some(())
+            },
+        )
+        .await;
         let old = workers.remove(0);
         let old_name = names.remove(0);
         let stopping = Instant::now();

@@ -659,6 +659,24 @@ mod schemas {
 mod tests {
     use super::*;
 
+    /// The documented statuses are a copy of the domain's: they must not drift.
+    #[test]
+    fn the_documented_statuses_are_the_domains() {
+        let document: serde_json::Value =
+            serde_json::from_str(&openapi_json()).expect("the document is JSON");
+        let documented: Vec<&str> = document["components"]["schemas"]["MessageStatus"]["enum"]
+            .as_array()
+            .expect("MessageStatus is a string enum")
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .collect();
+        let domain: Vec<&str> = gateway_domain::MessageStatus::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(documented, domain);
+    }
+
     #[test]
     fn every_route_is_described() {
         let document: serde_json::Value =

@@ -128,7 +128,7 @@ impl Queue {
             }
         }
         for (field, value) in delivery.record_fields() {
-            invocation.arg(field).arg(value);
+            invocation.arg(field).arg(value.as_ref());
         }
         let _: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
         Ok(())

@@ -1,6 +1,8 @@
 //! Reading a sender's queue stream through the `workers` consumer group, and
 //! measuring it.
 
+use std::borrow::Cow;
+
 use gateway_domain::{Lane, MessageId};
 use redis::Value;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
@@ -246,26 +248,32 @@ impl Delivery {
 
     /// The fields a message's record is created with. The bodies are kept
     /// until Meta reports the message delivered, so that an asynchronous
-    /// failure can be retried (see `status_events`).
-    pub(crate) fn record_fields(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("sender", self.sender.clone()),
-            ("client", self.client.clone()),
-            ("to", self.recipient.clone()),
-            ("kind", self.kind.clone()),
-            ("created_ms", self.message_id.accepted_at_ms().to_string()),
-            ("metadata", self.metadata.clone().unwrap_or_default()),
+    /// failure can be retried (see `status_events`). Borrowed: they are
+    /// written with every outcome.
+    pub(crate) fn record_fields(&self) -> [(&'static str, Cow<'_, str>); 10] {
+        fn text(value: &Option<String>) -> Cow<'_, str> {
+            Cow::Borrowed(value.as_deref().unwrap_or(""))
+        }
+        [
+            ("sender", Cow::Borrowed(self.sender.as_str())),
+            ("client", Cow::Borrowed(self.client.as_str())),
+            ("to", Cow::Borrowed(self.recipient.as_str())),
+            ("kind", Cow::Borrowed(self.kind.as_str())),
             (
-                "callback_url",
-                self.callback_url.clone().unwrap_or_default(),
+                "created_ms",
+                Cow::Owned(self.message_id.accepted_at_ms().to_string()),
             ),
-            ("body", self.body.clone()),
-            ("fb", self.fallback.clone().unwrap_or_default()),
+            ("metadata", text(&self.metadata)),
+            ("callback_url", text(&self.callback_url)),
+            ("body", Cow::Borrowed(self.body.as_str())),
+            ("fb", text(&self.fallback)),
             (
                 "exp",
-                self.expires_at_ms
-                    .map(|e| e.to_string())
-                    .unwrap_or_default(),
+                Cow::Owned(
+                    self.expires_at_ms
+                        .map(|e| e.to_string())
+                        .unwrap_or_default(),
+                ),
             ),
         ]
     }

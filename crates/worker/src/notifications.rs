@@ -44,6 +44,11 @@ impl Notifier {
         }
     }
 
+    /// Whether any subscriber takes inbound messages.
+    pub(crate) fn forwards_inbound(&self) -> bool {
+        self.subscribers.iter().any(|s| s.messages)
+    }
+
     /// Forwards an inbound message to the subscribers of `messages`.
     pub(crate) async fn inbound(
         &self,

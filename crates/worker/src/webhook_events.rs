@@ -198,11 +198,16 @@ async fn inbound(
     message: &InboundMessage,
 ) -> Result<(), ProcessError> {
     let pnid = &sender.phone_number_id;
-    if worker.queue.inbound_seen(pnid, &message.wamid).await? {
-        count(worker, "duplicate");
-        return Ok(());
+    // Forwarded before it is recorded (at least once); the check for a
+    // repeat is needed only when there is someone to forward it to, since
+    // recording counts it once anyway.
+    if notifier.forwards_inbound() {
+        if worker.queue.inbound_seen(pnid, &message.wamid).await? {
+            count(worker, "duplicate");
+            return Ok(());
+        }
+        notifier.inbound(sender, message).await?;
     }
-    notifier.inbound(sender, message).await?;
     let recipients: Vec<&str> = message.recipient_keys().collect();
     let new = worker
         .queue
@@ -221,6 +226,8 @@ async fn inbound(
             .windows_opened
             .with_label_values(&[sender.name.as_str()])
             .inc();
+    } else {
+        count(worker, "duplicate");
     }
     Ok(())
 }
