@@ -657,7 +657,6 @@ fn the_image_builds_the_binary_and_runs_it_unprivileged() {
         "cargo build --release --locked -p gateway",
         "FROM debian:bookworm-slim",
         "ca-certificates",
-        "libssl3",
         "COPY config ./config",
         "USER 10001",
         "ENTRYPOINT [\"gateway\"]",

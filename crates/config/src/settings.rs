@@ -105,6 +105,14 @@ pub struct WorkerSettings {
     pub window_margin: Duration,
 }
 
+impl WorkerSettings {
+    /// How far back a recipient counts as messaged for the pair limit:
+    /// `pair_interval` times `pair_burst`.
+    pub fn pair_window(&self) -> Duration {
+        self.pair_interval.saturating_mul(self.pair_burst)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
     pub url: String,

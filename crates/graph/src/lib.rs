@@ -66,6 +66,11 @@ impl GraphClient {
             // fewer were kept.
             .pool_max_idle_per_host(max_connections)
             .tcp_nodelay(true)
+            // The Graph API does not redirect, a redirect must not carry the
+            // token elsewhere, and retrying is the worker's decision (with
+            // its backoff and limits): both layers would only cost CPU.
+            .redirect(reqwest::redirect::Policy::none())
+            .retry(reqwest::retry::never())
             .user_agent(concat!("whatsapp-gateway/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| GraphError::Connection(format!("cannot build HTTP client: {e}")))?;

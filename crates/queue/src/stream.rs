@@ -165,24 +165,27 @@ impl Delivery {
         lane: Lane,
         entry: StreamId,
     ) -> Result<Self, String> {
-        let text = |name: &str| -> Option<String> {
-            match entry.map.get(name)? {
-                Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
-                Value::SimpleString(s) => Some(s.clone()),
+        let entry_id = entry.id;
+        let mut fields = entry.map;
+        // Each value is taken out of the reply, not copied.
+        let mut text = |name: &str| -> Option<String> {
+            match fields.remove(name)? {
+                Value::BulkString(bytes) => String::from_utf8(bytes).ok(),
+                Value::SimpleString(s) => Some(s),
                 _ => None,
             }
         };
         let parsed = (|| {
             let message_id = match text(entry::ID) {
                 Some(id) => MessageId::parse(&id)?,
-                None => MessageId::new(phone_number_id, lane, &entry.id)?,
+                None => MessageId::new(phone_number_id, lane, &entry_id)?,
             };
             let body = text(entry::BODY)?;
             // The body is a JSON object the api rendered; anything else was not written by us.
             body.ends_with('}').then_some(())?;
             Some(Self {
                 lane,
-                entry_id: entry.id.clone(),
+                entry_id: entry_id.clone(),
                 message_id,
                 sender: text(entry::SENDER)?,
                 client: text(entry::CLIENT)?,
@@ -201,7 +204,7 @@ impl Delivery {
                 },
             })
         })();
-        parsed.ok_or_else(|| entry.id.clone())
+        parsed.ok_or(entry_id)
     }
 
     /// The Graph API body to POST, carrying the message id in

@@ -5,9 +5,11 @@
 
 mod metrics;
 mod process;
+mod sender;
 
 pub use metrics::Metrics;
 pub use process::PROCESS_FAMILY_NAMES;
+pub use sender::SenderMetrics;
 
 use axum::Router;
 use axum::extract::State;

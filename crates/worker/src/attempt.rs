@@ -14,6 +14,7 @@ use gateway_domain::rules::{
 };
 use gateway_graph::GraphError;
 use gateway_queue::Outcome;
+use gateway_telemetry::SenderMetrics;
 
 use crate::lease::Lease;
 use crate::reader::Incoming;
@@ -44,6 +45,7 @@ pub(crate) struct Completion {
 pub(crate) async fn attempt(
     worker: Arc<Worker>,
     sender: Arc<SenderSettings>,
+    sender_metrics: Arc<SenderMetrics>,
     mut incoming: Incoming,
     lease: Lease,
 ) -> Completion {
@@ -125,31 +127,21 @@ pub(crate) async fn attempt(
     let started = Instant::now();
     let result = worker.graph.send_message(endpoint, body).await;
     incoming.progress.attempts += 1;
-    let labels = [
-        sender.name.as_str(),
-        if result.is_ok() { "ok" } else { "error" },
-    ];
-    worker
-        .metrics
-        .graph_request_duration
-        .with_label_values(&labels)
-        .observe(started.elapsed().as_secs_f64());
+    let took = started.elapsed().as_secs_f64();
+    match result {
+        Ok(_) => sender_metrics.graph_ok.observe(took),
+        Err(_) => sender_metrics.graph_error.observe(took),
+    }
 
     let error = match result {
         Ok(accepted) => {
-            let metrics = &worker.metrics;
-            metrics
-                .sent
-                .with_label_values(&[sender.name.as_str()])
-                .inc();
+            sender_metrics.sent.inc();
             let waited =
                 (unix_ms() - incoming.delivery.message_id.accepted_at_ms()).max(0) as f64 / 1000.0;
-            metrics
-                .accept_to_send
-                .with_label_values(&[sender.name.as_str()])
-                .observe(waited);
+            sender_metrics.accept_to_send.observe(waited);
             if incoming.progress.fallback_used {
-                metrics
+                worker
+                    .metrics
                     .fallbacks
                     .with_label_values(&[sender.name.as_str()])
                     .inc();

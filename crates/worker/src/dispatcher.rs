@@ -18,7 +18,7 @@ use gateway_domain::Lane;
 use gateway_domain::rules::adaptive_rate::tier_capped;
 use gateway_domain::rules::{AdaptiveRate, SendWindow};
 use governor::{Quota, RateLimiter, clock::Clock, clock::DefaultClock};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -47,8 +47,8 @@ const MIN_SPACING_FRACTION: f64 = 0.8;
 /// attempt if nobody resumes it sooner.
 const PAUSE_RECHECK: Duration = Duration::from_secs(30);
 
-/// Messages between a reader and the dispatcher: the lanes are the buffer
-/// (`worker.read_ahead`); this only decouples the two.
+/// Messages between a reader and the dispatcher: what a reader may hold is
+/// bounded by its lane's read-ahead permits; this only decouples the two.
 const CHANNEL_CAPACITY: usize = 16;
 
 /// How often recipients whose pair limit has lapsed are forgotten.
@@ -81,12 +81,17 @@ pub(crate) async fn dispatch_sender(
     let reader_stop = stop.child_token();
     let (tx_in, mut transactional_rx) = mpsc::channel(CHANNEL_CAPACITY);
     let (bulk_in, mut bulk_rx) = mpsc::channel(CHANNEL_CAPACITY);
+    // Each priority holds at most this many messages in memory, from the
+    // read to the end of the last attempt.
+    let read_ahead = read_ahead(sender.rate_per_second, settings.read_ahead);
     let readers = [
         tokio::spawn(read_sender(
             worker.clone(),
             sender.clone(),
             Lane::Transactional,
             tx_in,
+            Arc::new(Semaphore::new(read_ahead)),
+            read_ahead,
             reader_stop.clone(),
         )),
         tokio::spawn(read_sender(
@@ -94,6 +99,8 @@ pub(crate) async fn dispatch_sender(
             sender.clone(),
             Lane::Bulk,
             bulk_in,
+            Arc::new(Semaphore::new(read_ahead)),
+            read_ahead,
             reader_stop.clone(),
         )),
     ];
@@ -111,17 +118,23 @@ pub(crate) async fn dispatch_sender(
     let mut in_flight: JoinSet<Completion> = JoinSet::new();
     let mut sender_wait_until: Option<Instant> = None;
     let name = sender.name.as_str();
+    let sender_metrics = Arc::new(worker.metrics.for_sender(name));
     let mut last_gc = Instant::now();
     let mut last_send: Option<Instant> = None;
     // Slow start: one call in flight until one comes back finished, then
     // doubling. A sender whose token is dead costs one attempt, not a
     // whole batch, before it is paused.
     let mut in_flight_cap: usize = 1;
-    let read_ahead = read_ahead(sender.rate_per_second, settings.read_ahead);
     let mut permit: Option<tokio::sync::OwnedSemaphorePermit> = None;
     let mut waiting_for_permit = false;
 
     let mut next_tier_check = Instant::now();
+    // One timer and one cancellation wait for the whole loop: making them
+    // anew on every turn cost a lock each, several times per message.
+    let wake_timer = tokio::time::sleep(IDLE_TICK);
+    tokio::pin!(wake_timer);
+    let cancelled = stop.cancelled();
+    tokio::pin!(cancelled);
     while !stop.is_cancelled() {
         let now = Instant::now();
         if now >= next_tier_check {
@@ -170,11 +183,7 @@ pub(crate) async fn dispatch_sender(
             let paced_at = last_send.map_or(now, |t| t + spacing);
             let window_at = window.next_allowed(now).max(paced_at);
             if window_at > now {
-                worker
-                    .metrics
-                    .limiter_waits
-                    .with_label_values(&[name])
-                    .inc();
+                sender_metrics.limiter_waits.inc();
                 wake = wake.min(window_at);
                 break;
             }
@@ -186,11 +195,7 @@ pub(crate) async fn dispatch_sender(
             };
             let lanes = lanes.of(lane);
             if let Err(not_until) = pairs.check_key(&recipient) {
-                worker
-                    .metrics
-                    .pair_deferrals
-                    .with_label_values(&[name])
-                    .inc();
+                sender_metrics.pair_deferrals.inc();
                 lanes.defer(&recipient, now + not_until.wait_time_from(clock.now()));
                 continue;
             }
@@ -210,8 +215,14 @@ pub(crate) async fn dispatch_sender(
                 message_id = %incoming.delivery.message_id,
                 sender = name,
             );
-            let call =
-                attempt(worker.clone(), sender.clone(), incoming, lease.clone()).instrument(span);
+            let call = attempt(
+                worker.clone(),
+                sender.clone(),
+                sender_metrics.clone(),
+                incoming,
+                lease.clone(),
+            )
+            .instrument(span);
             in_flight.spawn(async move {
                 let completion = call.await;
                 drop(held);
@@ -224,10 +235,11 @@ pub(crate) async fn dispatch_sender(
             last_gc = Instant::now();
         }
 
-        let transactional_room = lanes.transactional.len() < read_ahead;
-        let bulk_room = lanes.bulk.len() < read_ahead;
+        if wake_timer.deadline() != wake.into() {
+            wake_timer.as_mut().reset(wake.into());
+        }
         tokio::select! {
-            _ = stop.cancelled() => break,
+            _ = &mut cancelled => break,
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
                 match done {
                     Ok(completion) => {
@@ -243,15 +255,15 @@ pub(crate) async fn dispatch_sender(
                     Err(error) => tracing::error!(%error, sender = name, "a send task failed"),
                 }
             }
-            incoming = transactional_rx.recv(), if transactional_room => match incoming {
+            incoming = transactional_rx.recv() => match incoming {
                 Some(incoming) => lanes.push(*incoming),
                 None => break,
             },
-            incoming = bulk_rx.recv(), if bulk_room => match incoming {
+            incoming = bulk_rx.recv() => match incoming {
                 Some(incoming) => lanes.push(*incoming),
                 None => break,
             },
-            _ = tokio::time::sleep_until(wake.into()) => {}
+            _ = &mut wake_timer => {}
             _ = lease.changed() => {}
             acquired = worker.in_flight.clone().acquire_owned(), if waiting_for_permit => {
                 permit = acquired.ok();
@@ -298,8 +310,7 @@ fn read_ahead(rate_per_second: u32, configured: usize) -> usize {
 /// (a little stricter than the truth): a handover must not reset anyone's
 /// pair limit.
 async fn seed_pair_limits(worker: &Worker, sender: &SenderSettings, pairs: &PairLimiter) {
-    let settings = &worker.settings.worker;
-    let window = settings.pair_interval.saturating_mul(settings.pair_burst);
+    let window = worker.settings.worker.pair_window();
     let since = unix_ms() - i64::try_from(window.as_millis()).unwrap_or(i64::MAX / 2);
     match worker
         .queue

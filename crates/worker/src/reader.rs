@@ -1,7 +1,9 @@
 //! Feeds a sender's dispatcher: first every entry still pending in the
 //! sender's group (left by a worker that died or handed the sender over),
 //! with the retry state recorded for it, then new entries as they arrive.
-//! The channel is bounded, so a backlog stays in Redis, not in memory.
+//! A reader reads only as many entries as its lane has room for (one permit
+//! of `room` per message, held until the message is finished), so a
+//! backlog stays in Redis, not in memory.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +11,7 @@ use std::time::{Duration, Instant};
 use gateway_config::SenderSettings;
 use gateway_domain::Lane;
 use gateway_queue::{Delivery, Progress, QueueError};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Worker, unix_ms};
@@ -20,6 +22,9 @@ pub(crate) struct Incoming {
     pub progress: Progress,
     /// Not before this (a retry's due time, recorded before a handover).
     pub not_before: Instant,
+    /// The message's place in its lane's read-ahead, given back when the
+    /// message is dropped (finished).
+    room: Option<OwnedSemaphorePermit>,
 }
 
 const PAUSE_MIN: Duration = Duration::from_millis(100);
@@ -40,6 +45,8 @@ pub(crate) async fn read_sender(
     sender: Arc<SenderSettings>,
     lane: Lane,
     out: mpsc::Sender<Box<Incoming>>,
+    room: Arc<Semaphore>,
+    read_ahead: usize,
     stop: CancellationToken,
 ) {
     let pnid = sender.phone_number_id.as_str();
@@ -48,19 +55,21 @@ pub(crate) async fn read_sender(
     let mut cursor = String::from("0-0");
     let mut idle = IDLE_MIN;
     let mut last_promotion: Option<Instant> = None;
+    let batch_size = worker.settings.worker.batch_size.min(read_ahead);
+    let least = batch_size.div_ceil(2);
     while !stop.is_cancelled() {
+        let permits = tokio::select! {
+            _ = stop.cancelled() => return,
+            permits = take_room(&room, least, batch_size) => permits,
+        };
+        let Some(mut permits) = permits else { return };
+        let count = permits.num_permits();
         let step = async {
             if !claimed_all {
                 worker.queue.ensure_group(pnid).await?;
                 let (next, entries) = worker
                     .queue
-                    .claim_pending(
-                        pnid,
-                        lane,
-                        &worker.consumer,
-                        &cursor,
-                        worker.settings.worker.batch_size,
-                    )
+                    .claim_pending(pnid, lane, &worker.consumer, &cursor, count)
                     .await?;
                 claimed_all = next == "0-0";
                 cursor = next;
@@ -69,20 +78,14 @@ pub(crate) async fn read_sender(
             let promotion_due = last_promotion.is_none_or(|at| at.elapsed() >= PROMOTION_INTERVAL);
             if lane == Lane::Transactional && promotion_due {
                 last_promotion = Some(Instant::now());
-                let batch = worker.settings.worker.batch_size;
                 worker
                     .queue
-                    .promote_scheduled(pnid, unix_ms(), batch)
+                    .promote_scheduled(pnid, unix_ms(), batch_size)
                     .await?;
             }
             let entries = worker
                 .queue
-                .read_new(
-                    pnid,
-                    lane,
-                    &worker.consumer,
-                    worker.settings.worker.batch_size,
-                )
+                .read_new(pnid, lane, &worker.consumer, count)
                 .await?;
             Ok(fresh(entries))
         };
@@ -105,7 +108,9 @@ pub(crate) async fn read_sender(
                 idle = IDLE_MIN;
                 for item in batch {
                     match item {
-                        Ok(incoming) => {
+                        Ok(mut incoming) => {
+                            // One permit per message; the rest go back when `permits` drops.
+                            incoming.room = permits.split(1);
                             // Boxed: a channel allocates its slots in blocks of 32.
                             if out.send(Box::new(incoming)).await.is_err() {
                                 return;
@@ -144,6 +149,7 @@ fn fresh(entries: Vec<Result<Delivery, String>>) -> Batch {
                 progress: delivery.prior,
                 delivery,
                 not_before: now,
+                room: None,
             })
         })
         .collect()
@@ -176,6 +182,7 @@ async fn with_retry_state(
                         fallback_used: state.fallback_used,
                     },
                     not_before: now + Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0)),
+                    room: None,
                 }
             })
         })
@@ -190,4 +197,27 @@ async fn discard(worker: &Worker, pnid: &str, lane: Lane, entry_id: &str) {
     if let Err(error) = worker.queue.discard(pnid, lane, entry_id).await {
         tracing::warn!(%error, "discarding a malformed entry failed");
     }
+}
+
+/// Waits for room for `least` messages, then takes what else is free, up
+/// to `most`; `None` once the semaphore is closed. Waiting for more than
+/// one keeps reads in batches: reading each message as its place frees up
+/// would cost a Redis call per message.
+async fn take_room(
+    room: &Arc<Semaphore>,
+    least: usize,
+    most: usize,
+) -> Option<OwnedSemaphorePermit> {
+    let least = u32::try_from(least.clamp(1, most.max(1))).unwrap_or(1);
+    let mut permits = room.clone().acquire_many_owned(least).await.ok()?;
+    let more = room
+        .available_permits()
+        .min(most.saturating_sub(permits.num_permits()));
+    if let Ok(extra) = room
+        .clone()
+        .try_acquire_many_owned(u32::try_from(more).unwrap_or(0))
+    {
+        permits.merge(extra);
+    }
+    Some(permits)
 }

@@ -13,8 +13,7 @@ redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[7])
 -- So that the sender's next owner knows whom it must not message again yet.
 redis.call('ZADD', KEYS[4], ARGV[5], ARGV[11])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', tonumber(ARGV[5]) - tonumber(ARGV[12]))
-local status = redis.call('HGET', KEYS[2], 'status')
-local history = redis.call('HGET', KEYS[2], 'history')
+local status, history = unpack(redis.call('HMGET', KEYS[2], 'status', 'history'))
 if history and #history > 2 then
   history = string.sub(history, 1, -2) .. ',' .. ARGV[8] .. ']'
 else
