@@ -3,6 +3,7 @@
 //! (how the sandbox is configured from the gateway's own settings, how a
 //! process waits for SIGTERM).
 
+pub mod allocator;
 pub mod cli;
 pub mod commands;
 pub mod sandbox_setup;

@@ -123,3 +123,41 @@ impl GraphClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn a_redirect_is_not_followed_so_the_token_stays_home() {
+        let elsewhere = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let target = elsewhere.local_addr().expect("addr");
+        let graph = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", graph.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let (mut socket, _) = graph.accept().await.expect("accept");
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let answer = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{target}/v25.0/1/messages\r\ncontent-length: 0\r\n\r\n"
+            );
+            let _ = socket.write_all(answer.as_bytes()).await;
+        });
+
+        let client = GraphClient::new(&base, "v25.0", Duration::from_secs(5), 1).expect("client");
+        let endpoint = client
+            .endpoint("1", &SecretString::from("secret-token"))
+            .expect("endpoint");
+        let result = client.send_message(&endpoint, "{}".into()).await;
+
+        assert!(
+            matches!(result, Err(GraphError::Http { http_status: 307 })),
+            "the redirect itself is the answer: {result:?}"
+        );
+        // A followed redirect would have connected before the answer came back.
+        let followed = tokio::time::timeout(Duration::from_millis(50), elsewhere.accept()).await;
+        assert!(followed.is_err(), "the client followed the redirect");
+    }
+}

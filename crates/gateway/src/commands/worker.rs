@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::{bind, load_settings};
 
 pub async fn run(config: &str, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    crate::allocator::return_freed_memory_at_once();
     let mut settings = load_settings(config, Role::Worker)?;
     if let Some(listen) = listen {
         settings.worker.listen = listen;
