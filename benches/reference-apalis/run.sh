@@ -25,7 +25,8 @@ DEADLINE_SECONDS=$((60 + COUNT / 1000))
 
 cd "$(dirname "$0")"
 cargo build --release --quiet
-BIN=target/release/reference-worker
+# Where cargo put it: ./target unless the caller set CARGO_TARGET_DIR.
+BIN="${CARGO_TARGET_DIR:-target}/release/reference-worker"
 
 rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" -n "$DB" "$@"; }
 accepted() { curl -sf "$SANDBOX_URL/admin/stats" | sed -E 's/.*"accepted":([0-9]+).*/\1/'; }
