@@ -264,15 +264,7 @@ impl TestGateway {
 
     /// `GET /messages/{id}` as the client allowed every sender.
     pub async fn message(&self, id: &str) -> (u16, Value) {
-        let response = self
-            .http
-            .get(format!("{}/messages/{id}", self.api_url))
-            .bearer_auth(KEY_ALL)
-            .send()
-            .await
-            .expect("api answers");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        message_from(&self.http, &self.api_url, id).await
     }
 
     /// Waits until the message reaches `status`, and returns its record.
@@ -423,4 +415,17 @@ impl Drop for WorkerProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// `GET {api_url}/messages/{id}` as the client allowed every sender: the
+/// status and the body (`null` when it is not JSON).
+pub async fn message_from(http: &reqwest::Client, api_url: &str, id: &str) -> (u16, Value) {
+    let response = http
+        .get(format!("{api_url}/messages/{id}"))
+        .bearer_auth(KEY_ALL)
+        .send()
+        .await
+        .expect("api answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
 }

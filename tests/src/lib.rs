@@ -13,7 +13,7 @@ mod wait;
 pub use backlog::template_backlog;
 pub use gateway::{
     APP_SECRET, GatewayOptions, KEY_ALL, KEY_ONE, TestGateway, VERIFY_TOKEN, WorkerProcess,
-    phone_number_id,
+    message_from, phone_number_id,
 };
 pub use rates::{RateReport, rate_reports, send_counts};
 pub use redis_cluster::RedisCluster;

@@ -8,6 +8,8 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::redis_server::spawn_answering;
+
 pub struct RedisCluster {
     nodes: Vec<ClusterNode>,
 }
@@ -139,34 +141,19 @@ impl RedisCluster {
 impl ClusterNode {
     /// Spawns the server and waits until it answers; false if it exits.
     fn spawn(&mut self) -> bool {
-        let child = Command::new("redis-server")
-            .arg("--port")
-            .arg(self.port.to_string())
-            .args(["--bind", "127.0.0.1"])
-            .args(["--cluster-enabled", "yes"])
-            .arg("--cluster-config-file")
-            .arg(format!("nodes-{}.conf", self.port))
-            .args(["--appendonly", "yes", "--save", ""])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let Ok(mut child) = child else { return false };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return false;
-            }
-            if redis_cli(self.port, &["PING"]).is_some_and(|out| out.trim() == "PONG") {
-                self.child = Some(child);
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
+        let nodes_file = format!("nodes-{}.conf", self.port);
+        let args = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            &nodes_file,
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+        ];
+        self.child = spawn_answering(self.port, self.dir.path(), &args);
+        self.child.is_some()
     }
 
     fn terminate(&mut self) {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use gateway_config::{Environment, Role, Settings};
 use gateway_sandbox::{Sandbox, SandboxConfig};
-use gateway_tests::{KEY_ALL, RedisCluster, phone_number_id, wait_until};
+use gateway_tests::{KEY_ALL, RedisCluster, message_from, phone_number_id, wait_until};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -345,15 +345,7 @@ impl ClusterGateway {
 
     /// `GET /messages/{id}`.
     async fn message(&self, id: &str) -> (u16, Value) {
-        let response = self
-            .http
-            .get(format!("{}/messages/{id}", self.api_url))
-            .bearer_auth(KEY_ALL)
-            .send()
-            .await
-            .expect("api answers");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        message_from(&self.http, &self.api_url, id).await
     }
 
     /// `POST /send`: [`message`] from sender `sender`.

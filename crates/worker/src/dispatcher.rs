@@ -18,7 +18,7 @@ use gateway_domain::Lane;
 use gateway_domain::rules::adaptive_rate::tier_capped;
 use gateway_domain::rules::{AdaptiveRate, SendWindow};
 use governor::{Quota, RateLimiter, clock::Clock, clock::DefaultClock};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -90,7 +90,6 @@ pub(crate) async fn dispatch_sender(
             sender.clone(),
             Lane::Transactional,
             tx_in,
-            Arc::new(Semaphore::new(read_ahead)),
             read_ahead,
             reader_stop.clone(),
         )),
@@ -99,7 +98,6 @@ pub(crate) async fn dispatch_sender(
             sender.clone(),
             Lane::Bulk,
             bulk_in,
-            Arc::new(Semaphore::new(read_ahead)),
             read_ahead,
             reader_stop.clone(),
         )),

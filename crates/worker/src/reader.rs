@@ -1,9 +1,9 @@
 //! Feeds a sender's dispatcher: first every entry still pending in the
 //! sender's group (left by a worker that died or handed the sender over),
 //! with the retry state recorded for it, then new entries as they arrive.
-//! A reader reads only as many entries as its lane has room for (one permit
-//! of `room` per message, held until the message is finished), so a
-//! backlog stays in Redis, not in memory.
+//! A reader reads only as many entries as its lane has room for (one of
+//! `read_ahead` permits per message, held until the message is finished),
+//! so a backlog stays in Redis, not in memory.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,10 +45,10 @@ pub(crate) async fn read_sender(
     sender: Arc<SenderSettings>,
     lane: Lane,
     out: mpsc::Sender<Box<Incoming>>,
-    room: Arc<Semaphore>,
     read_ahead: usize,
     stop: CancellationToken,
 ) {
+    let room = Arc::new(Semaphore::new(read_ahead));
     let pnid = sender.phone_number_id.as_str();
     let mut pause = PAUSE_MIN;
     let mut claimed_all = false;
