@@ -162,10 +162,22 @@ impl TestGateway {
 
     /// Starts a worker in this process (one per gateway).
     pub async fn start_worker(&mut self) {
+        self.start_worker_with(self.settings.clone()).await;
+    }
+
+    /// Starts the worker with Redis reached through `redis_url` (a proxy
+    /// in front of this gateway's Redis).
+    pub async fn start_worker_through(&mut self, redis_url: &str) {
+        let mut settings = (*self.settings).clone();
+        settings.redis.url = redis_url.to_owned();
+        self.start_worker_with(Arc::new(settings)).await;
+    }
+
+    async fn start_worker_with(&mut self, settings: Arc<Settings>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind worker");
         let shutdown = self.shutdown.child_token();
         self.worker_shutdown = Some(shutdown.clone());
-        let (settings, metrics) = (self.settings.clone(), self.metrics.clone());
+        let metrics = self.metrics.clone();
         self.tasks.push(tokio::spawn(async move {
             gateway::commands::worker::serve(settings, listener, metrics, shutdown)
                 .await

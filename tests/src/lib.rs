@@ -8,6 +8,7 @@ mod gateway;
 mod rates;
 mod redis_cluster;
 mod redis_server;
+mod tcp_proxy;
 mod wait;
 
 pub use backlog::template_backlog;
@@ -18,4 +19,5 @@ pub use gateway::{
 pub use rates::{RateReport, rate_reports, send_counts};
 pub use redis_cluster::RedisCluster;
 pub use redis_server::RedisServer;
+pub use tcp_proxy::TcpProxy;
 pub use wait::{wait_until, wait_until_every};

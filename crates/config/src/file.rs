@@ -64,6 +64,7 @@ pub(crate) struct WorkerSection {
     pub max_attempts: u32,
     pub shutdown_grace_ms: u64,
     pub window_margin_seconds: u64,
+    pub park_after_ms: u64,
 }
 
 impl Default for WorkerSection {
@@ -71,9 +72,9 @@ impl Default for WorkerSection {
         Self {
             listen: "0.0.0.0:9090".into(),
             batch_size: 64,
-            read_ahead: 256,
-            max_in_flight_per_sender: 64,
-            max_in_flight: 256,
+            read_ahead: 1_024,
+            max_in_flight_per_sender: 1_024,
+            max_in_flight: 2_048,
             lease_ttl_ms: 5_000,
             lease_renew_ms: 1_000,
             pair_interval_ms: 6_000,
@@ -81,6 +82,7 @@ impl Default for WorkerSection {
             max_attempts: 8,
             shutdown_grace_ms: 10_000,
             window_margin_seconds: 60,
+            park_after_ms: 250,
         }
     }
 }

@@ -81,14 +81,19 @@ pub struct WorkerSettings {
     /// Stream entries read per XREADGROUP.
     pub batch_size: usize,
     /// At most this many messages of one sender (per priority) are held in
-    /// memory waiting their turn; fewer for slow senders (half a second's
-    /// worth, at least 16), so a worker owning many senders stays small.
+    /// memory; fewer for most senders (what its calls in flight need plus
+    /// half a second of sending, at least 16), so a worker owning many
+    /// senders stays small.
     pub read_ahead: usize,
-    /// Graph API calls one sender may have open at once.
+    /// Graph API calls one sender may have open at once, at most; fewer
+    /// for most senders (its rate times Meta's answer time, with headroom).
     pub max_in_flight_per_sender: usize,
     /// Graph API calls the whole worker may have open at once: bounds its
     /// memory however many senders it owns.
     pub max_in_flight: usize,
+    /// A message that cannot go within this (pair limit, a retry's
+    /// backoff) leaves memory and waits in Redis with its due time.
+    pub park_after: Duration,
     /// How long a sender's lease lasts without renewal.
     pub lease_ttl: Duration,
     /// How often leases are renewed and ownership rebalanced.
@@ -275,6 +280,7 @@ impl Settings {
             max_attempts: at_least("worker.max_attempts", file.worker.max_attempts, 1)?,
             shutdown_grace: millis("worker.shutdown_grace_ms", file.worker.shutdown_grace_ms)?,
             window_margin: Duration::from_secs(file.worker.window_margin_seconds.min(3_600)),
+            park_after: Duration::from_millis(file.worker.park_after_ms.min(60_000)),
         };
         // A lease must outlive several renewals, and a worker stops sending
         // 1.5 s before its lease runs out (see the worker's lease module).

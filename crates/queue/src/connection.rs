@@ -14,7 +14,8 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::{Cmd, Pipeline, ProtocolVersion, PushInfo, RedisFuture, Value};
+use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{Queue, QueueError};
 
@@ -57,26 +58,63 @@ impl RedisConnection {
         connect_timeout: Duration,
         response_timeout: Duration,
     ) -> Result<Self, QueueError> {
+        Self::open_with(url, connect_timeout, response_timeout, None)
+    }
+
+    /// Opens a connection of its own that speaks RESP3 and hands every
+    /// push message from the server (invalidations, and a `Disconnection`
+    /// the driver adds when a connection drops) to `pushes`: the key
+    /// watcher's connection.
+    pub fn open_for_pushes(
+        url: &str,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+        pushes: UnboundedSender<PushInfo>,
+    ) -> Result<Self, QueueError> {
+        Self::open_with(url, connect_timeout, response_timeout, Some(pushes))
+    }
+
+    fn open_with(
+        url: &str,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+        pushes: Option<UnboundedSender<PushInfo>>,
+    ) -> Result<Self, QueueError> {
         if let Some(nodes) = cluster_nodes(url)? {
-            let client = ClusterClient::builder(nodes)
+            let mut builder = ClusterClient::builder(nodes)
                 .connection_timeout(connect_timeout)
                 .response_timeout(response_timeout)
                 .retries(3)
-                .max_retry_wait(500)
-                .build()?;
+                .max_retry_wait(500);
+            if let Some(pushes) = pushes {
+                builder = builder
+                    .use_protocol(ProtocolVersion::RESP3)
+                    .push_sender(pushes);
+            }
             let config = ClusterConfig::new()
                 .set_connection_timeout(connect_timeout)
                 .set_response_timeout(response_timeout);
             return Ok(Self::Cluster(
-                client.get_pending_async_connection_with_config(config),
+                builder
+                    .build()?
+                    .get_pending_async_connection_with_config(config),
             ));
         }
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
+        let mut client = redis::Client::open(url)?;
+        let mut config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(connect_timeout))
             .set_response_timeout(Some(response_timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
+        if let Some(pushes) = pushes {
+            let info = client.get_connection_info().clone();
+            let resp3 = info
+                .redis_settings()
+                .clone()
+                .set_protocol(ProtocolVersion::RESP3);
+            client = redis::Client::open(info.set_redis_settings(resp3))?;
+            config = config.set_push_sender(pushes);
+        }
         Ok(Self::Single(ConnectionManager::new_lazy_with_config(
             client, config,
         )?))
@@ -258,7 +296,8 @@ fn split_by_slot(pipeline: &Pipeline) -> Option<SlotSplit> {
 }
 
 /// The slot a command's key hashes to: `Some(None)` for a keyless command
-/// that may run on any node (`SCRIPT LOAD`, `PING`), `None` for one this
+/// that may run on any node (`SCRIPT LOAD`, `PING`, `CLIENT TRACKING`),
+/// `None` for one this
 /// does not know.
 fn command_slot(cmd: &Cmd) -> Option<Option<Slot>> {
     let mut args = cmd.args_iter().map(|arg| match arg {
@@ -267,7 +306,7 @@ fn command_slot(cmd: &Cmd) -> Option<Option<Slot>> {
     });
     let name = args.next()??.to_ascii_uppercase();
     let key = match name.as_slice() {
-        b"SCRIPT" | b"PING" => return Some(None),
+        b"SCRIPT" | b"PING" | b"CLIENT" => return Some(None),
         b"EVAL" | b"EVALSHA" | b"EVAL_RO" | b"EVALSHA_RO" | b"FCALL" | b"FCALL_RO" => {
             let _script = args.next()??;
             let numkeys: usize = std::str::from_utf8(args.next()??).ok()?.parse().ok()?;

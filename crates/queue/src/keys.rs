@@ -12,13 +12,16 @@
 //! | `gw:{pnid}:wamid:<wamid>` | string | the message id a wamid belongs to, for status webhooks |
 //! | `gw:{pnid}:idem:<client>:<key>` | string | `<message id> <payload fingerprint>` for 24 h |
 //! | `gw:{pnid}:dlq` | stream | failed messages with reason, code and attempts, for replay |
-//! | `gw:{pnid}:lease` | string | the worker that drains this sender; expires unless renewed |
+//! | `gw:{pnid}:lease` | string | the worker that drains this sender; valid while that worker's `gw:worker:<id>` lives |
+//! | `gw:{pnid}:parked:t`, `gw:{pnid}:parked:b` | sorted set | recipients with parked messages (transactional, bulk), by when the oldest may go (Unix ms); see the `parked` module |
+//! | `gw:{pnid}:parked:t:<recipient>` (`:b:`) | sorted set | that recipient's parked entry ids, oldest first |
 //! | `gw:{pnid}:sendlog` | string | send times (Unix ms) of the last second, left by a worker handing the sender over |
 //! | `gw:{pnid}:paused` | string | why the sender is paused (JSON); absent when it is not |
 //! | `gw:{pnid}:recipients` | sorted set | recipients messaged in the last two minutes, by last send (Unix ms), for the pair limit across owners |
 //! | `gw:{pnid}:window:<recipient>` | string | the recipient's last inbound message (Unix ms); expires when their 24-hour window closes |
 //! | `gw:{pnid}:inbound:<wamid>` | string | an inbound message already handled, so Meta's duplicates are not forwarded twice; 7 days |
 //! | `gw:workers` | sorted set | live workers by last heartbeat (Unix ms); not per sender |
+//! | `gw:worker:<id>` | string | a worker is alive, and its leases valid, while this key exists; renewed with each heartbeat, never recreated |
 //! | `gw:events` | stream | webhook bodies as Meta posted them, signature checked, read by the `workers` group; not per sender, since a body may speak for several |
 
 /// The consumer group every worker reads a sender's queue through.
@@ -74,6 +77,36 @@ pub fn recent_recipients(phone_number_id: &str) -> String {
 /// How long a recipient stays in `recent_recipients`: longer than any
 /// sensible pair interval times burst.
 pub const RECENT_RECIPIENTS_MS: u64 = 120_000;
+
+/// The index of a sender's parked recipients for one priority.
+pub fn parked(phone_number_id: &str, lane: gateway_domain::Lane) -> String {
+    format!("gw:{{{phone_number_id}}}:parked:{}", lane_letter(lane))
+}
+
+/// One recipient's parked entries (with an empty recipient: the prefix the
+/// scripts build these keys from).
+pub fn parked_recipient(
+    phone_number_id: &str,
+    lane: gateway_domain::Lane,
+    recipient: &str,
+) -> String {
+    format!(
+        "gw:{{{phone_number_id}}}:parked:{}:{recipient}",
+        lane_letter(lane)
+    )
+}
+
+fn lane_letter(lane: gateway_domain::Lane) -> &'static str {
+    match lane {
+        gateway_domain::Lane::Bulk => "b",
+        _ => "t",
+    }
+}
+
+/// A worker's liveness: its leases hold while this key exists.
+pub fn worker(worker_id: &str) -> String {
+    format!("gw:worker:{worker_id}")
+}
 
 pub fn lease(phone_number_id: &str) -> String {
     format!("gw:{{{phone_number_id}}}:lease")
@@ -131,6 +164,8 @@ mod tests {
             send_log(pnid),
             paused(pnid),
             recent_recipients(pnid),
+            parked(pnid, gateway_domain::Lane::Bulk),
+            parked_recipient(pnid, gateway_domain::Lane::Transactional, "+16505551234"),
             window(pnid, "+16505551234"),
             inbound(pnid, "wamid.HBgL"),
         ] {

@@ -1,9 +1,15 @@
-//! Sender ownership in Redis: the registry of live workers, one lease per
-//! sender, the send log a worker leaves when it hands a sender over, and
-//! the paused flag. The decisions (who should own what, when to stop
-//! sending) live in the worker; this module only reads and writes keys.
-
-use redis::Value;
+//! Sender ownership in Redis: the registry of live workers, each worker's
+//! liveness key, one lease per sender, the send log a worker leaves when it
+//! hands a sender over, and the paused flag. The decisions (who should own
+//! what, when to stop sending) live in the worker; this module only reads
+//! and writes keys.
+//!
+//! A lease names its worker and lasts as long as that worker's liveness
+//! key (`gw:worker:<id>`, renewed with every heartbeat, `SET XX`, so never
+//! recreated once it lapsed). Renewing is one command per worker however
+//! many senders it holds; another worker takes a lease only once it is
+//! free or its holder's liveness key is gone, and a worker whose renewal
+//! fails holds nothing any more.
 
 use crate::{Delivery, Queue, QueueError, keys, scripts};
 
@@ -16,16 +22,26 @@ pub struct RetryState {
 }
 
 impl Queue {
-    /// Records this worker as alive, forgets workers silent for longer than
-    /// `ttl_ms`, and returns the live workers.
+    /// Records this worker as alive for `ttl_ms` more, forgets workers
+    /// silent for longer, and returns the live workers. `joining` is the
+    /// first heartbeat of this worker's life. `None` when this worker's
+    /// liveness had already lapsed: others may have taken its senders, and
+    /// it holds no lease any more.
     pub async fn heartbeat(
         &self,
         worker: &str,
         now_ms: i64,
         ttl_ms: u64,
-    ) -> Result<Vec<String>, QueueError> {
+        joining: bool,
+    ) -> Result<Option<Vec<String>>, QueueError> {
         let cutoff = now_ms - i64::try_from(ttl_ms).unwrap_or(i64::MAX);
-        let (live,): (Vec<String>,) = redis::pipe()
+        let (alive, live): (Option<String>, Vec<String>) = redis::pipe()
+            .cmd("SET")
+            .arg(keys::worker(worker))
+            .arg(now_ms)
+            .arg(if joining { "NX" } else { "XX" })
+            .arg("PX")
+            .arg(ttl_ms)
             .cmd("ZADD")
             .arg(keys::WORKERS)
             .arg(now_ms)
@@ -42,74 +58,63 @@ impl Queue {
             .arg(-1)
             .query_async(&mut self.conn.clone())
             .await?;
-        Ok(live)
+        Ok(alive.map(|_| live))
     }
 
     /// Takes this worker out of the registry (a clean stop).
     pub async fn leave(&self, worker: &str) -> Result<(), QueueError> {
-        let _: i64 = redis::cmd("ZREM")
+        redis::pipe()
+            .cmd("ZREM")
             .arg(keys::WORKERS)
             .arg(worker)
-            .query_async(&mut self.conn.clone())
+            .ignore()
+            .cmd("DEL")
+            .arg(keys::worker(worker))
+            .ignore()
+            .query_async::<()>(&mut self.conn.clone())
             .await?;
         Ok(())
     }
 
-    /// Takes the sender's lease if nobody holds it. Returns whether it did,
-    /// and the send log its previous owner left, if any.
+    /// Takes the sender's lease if nobody holds it, or its holder is gone
+    /// (its liveness key expired). Returns whether it did, and the send log
+    /// its previous owner left, if any.
     pub async fn acquire_lease(
         &self,
         phone_number_id: &str,
         worker: &str,
-        ttl_ms: u64,
     ) -> Result<Option<Option<String>>, QueueError> {
-        let (acquired, log): (Option<String>, Option<String>) = redis::pipe()
-            .cmd("SET")
-            .arg(keys::lease(phone_number_id))
-            .arg(worker)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl_ms)
-            .cmd("GET")
-            .arg(keys::send_log(phone_number_id))
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(acquired.map(|_| log))
+        let mut gone = String::new();
+        loop {
+            let (taken, value): (i64, Option<String>) = scripts::ACQUIRE_LEASE
+                .key(keys::lease(phone_number_id))
+                .key(keys::send_log(phone_number_id))
+                .arg(worker)
+                .arg(&gone)
+                .invoke_async(&mut self.conn.clone())
+                .await?;
+            if taken == 1 {
+                return Ok(Some(value));
+            }
+            let Some(holder) = value else {
+                return Ok(None);
+            };
+            if holder == gone || self.worker_alive(&holder).await? {
+                return Ok(None);
+            }
+            // The holder is gone for good: its name is never alive again,
+            // so taking the lease from exactly it is safe.
+            gone = holder;
+        }
     }
 
-    /// Renews the leases this worker holds, in one pipeline; for each sender,
-    /// whether it still holds the lease.
-    pub async fn renew_leases(
-        &self,
-        phone_number_ids: &[&str],
-        worker: &str,
-        ttl_ms: u64,
-    ) -> Result<Vec<bool>, QueueError> {
-        if phone_number_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for pnid in phone_number_ids {
-            pipe.invoke_script(
-                scripts::RENEW_LEASE
-                    .key(keys::lease(pnid))
-                    .arg(worker)
-                    .arg(ttl_ms),
-            );
-        }
-        let renewed: Vec<i64> = match pipe.query_async(&mut self.conn.clone()).await {
-            Ok(renewed) => renewed,
-            // After a Redis restart the script cache is empty; load it and try once more.
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                let _: String = scripts::RENEW_LEASE
-                    .prepare_invoke()
-                    .load_async(&mut self.conn.clone())
-                    .await?;
-                pipe.query_async(&mut self.conn.clone()).await?
-            }
-            Err(e) => return Err(e.into()),
-        };
-        Ok(renewed.into_iter().map(|r| r == 1).collect())
+    /// Whether `worker`'s liveness key exists.
+    pub async fn worker_alive(&self, worker: &str) -> Result<bool, QueueError> {
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg(keys::worker(worker))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(exists == 1)
     }
 
     /// Hands the sender over: leaves `send_log` (recent send times) for the
@@ -191,52 +196,6 @@ impl Queue {
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(removed == 1)
-    }
-
-    /// Claims every pending entry of the sender's group for this consumer,
-    /// starting at `cursor` ("0-0" first); returns the next cursor ("0-0"
-    /// when done) and the entries. Only the lease holder calls this, so the
-    /// entries' previous consumer is gone.
-    pub async fn claim_pending(
-        &self,
-        phone_number_id: &str,
-        lane: gateway_domain::Lane,
-        consumer: &str,
-        cursor: &str,
-        count: usize,
-    ) -> Result<(String, Vec<Result<Delivery, String>>), QueueError> {
-        let reply: Value = redis::cmd("XAUTOCLAIM")
-            .arg(keys::stream(phone_number_id, lane))
-            .arg(keys::CONSUMER_GROUP)
-            .arg(consumer)
-            .arg(0)
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(count)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        let Value::Array(parts) = reply else {
-            return Err(QueueError::Protocol("XAUTOCLAIM reply".into()));
-        };
-        let mut parts = parts.into_iter();
-        let next: String = parts
-            .next()
-            .map(redis::from_redis_value)
-            .transpose()
-            .map_err(|e| QueueError::Protocol(e.to_string()))?
-            .unwrap_or_else(|| "0-0".into());
-        let entries: redis::streams::StreamRangeReply = parts
-            .next()
-            .map(redis::from_redis_value)
-            .transpose()
-            .map_err(|e| QueueError::Protocol(e.to_string()))?
-            .unwrap_or_default();
-        let deliveries = entries
-            .ids
-            .into_iter()
-            .map(|entry| Delivery::from_entry(phone_number_id, lane, entry))
-            .collect();
-        Ok((next, deliveries))
     }
 
     /// The retry state recorded for messages a worker picks up again.

@@ -10,29 +10,35 @@
 //! queue only in the same step that records the message's outcome.
 
 mod connection;
+pub mod consumer;
 mod dead_letters;
 mod entry;
 mod error;
 pub mod keys;
 mod leases;
 mod outcome;
+pub mod parked;
 mod record;
 mod scripts;
 mod stats;
 mod status_events;
 mod stream;
+mod watch;
 mod webhook_events;
 mod window;
 
 pub use connection::{RedisConnection, connect};
+pub use consumer::{Claim, Consumer};
 pub use dead_letters::{DeadLetter, DeadLetterFilter};
 pub use error::QueueError;
 pub use leases::RetryState;
 pub use outcome::{Outcome, Progress};
+pub use parked::{PARKED_CONSUMER, ParkedSummary, RoutedRead, UnparkLimits, Unparked};
 pub use record::MessageRecord;
 pub use stats::{NOTIFY_DEAD, NOTIFY_OUTBOX, NOTIFY_RETRY, SenderStats, SharedStats, StreamDepth};
 pub use status_events::{Requeue, StatusChange, StatusResult, StatusView};
 pub use stream::{Delivery, QueueDepth};
+pub use watch::KeyWatcher;
 pub use webhook_events::StoredEvent;
 
 use std::collections::HashMap;
@@ -235,14 +241,14 @@ impl Queue {
     }
 
     /// Moves the sender's scheduled messages that are due into their
-    /// streams; returns how many moved.
+    /// streams; returns how many moved and when the next one is due (Unix ms).
     pub async fn promote_scheduled(
         &self,
         phone_number_id: &str,
         now_ms: i64,
         limit: usize,
-    ) -> Result<usize, QueueError> {
-        let moved: usize = scripts::PROMOTE_SCHEDULED
+    ) -> Result<(usize, Option<i64>), QueueError> {
+        let (moved, next): (usize, redis::Value) = scripts::PROMOTE_SCHEDULED
             .key(keys::scheduled(phone_number_id))
             .key(keys::queue(phone_number_id))
             .key(keys::bulk(phone_number_id))
@@ -250,7 +256,7 @@ impl Queue {
             .arg(limit)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        Ok(moved)
+        Ok((moved, parked::score_ms(next)))
     }
 
     /// The record of a message, or `None` if it is unknown or expired. A
@@ -305,6 +311,11 @@ impl Queue {
     /// The shared connection, for other stores kept in the same Redis (notifications).
     pub fn connection(&self) -> RedisConnection {
         self.conn.clone()
+    }
+
+    /// A reader of `stream` through `group` as `name` (see [`Consumer`]).
+    pub fn consumer(&self, stream: &str, group: &str, name: &str, claim: Claim) -> Consumer {
+        Consumer::new(self.conn.clone(), stream, group, name, claim)
     }
 
     /// Whether Redis answers.

@@ -21,15 +21,18 @@ pub const NOTIFY_DEAD: &str = "gw:{notify}:dead";
 pub struct StreamDepth {
     /// Entries not yet done: waiting or in flight.
     pub length: u64,
-    /// Entries a worker has read and not yet finished (being sent, or
-    /// waiting for a retry's due time).
+    /// Entries a worker holds: read and not yet finished (being sent, or
+    /// waiting a moment for their turn).
     pub in_flight: u64,
+    /// Entries parked in Redis until their due time (a recipient's pair
+    /// limit, a retry's backoff).
+    pub parked: u64,
 }
 
 impl StreamDepth {
     /// Entries no worker has read yet.
     pub fn waiting(&self) -> u64 {
-        self.length.saturating_sub(self.in_flight)
+        self.length.saturating_sub(self.in_flight + self.parked)
     }
 }
 
@@ -49,9 +52,10 @@ pub struct SenderStats {
     /// bound of the messages sent then (a recipient counts once however
     /// many messages they got).
     pub recipients_since: u64,
-    /// The worker holding the sender's lease, and the lease's time left (ms).
+    /// The worker holding the sender's lease, and whether that worker is
+    /// alive (a lease lasts as long as its holder's liveness).
     pub owner: Option<String>,
-    pub lease_ttl_ms: Option<i64>,
+    pub owner_alive: Option<bool>,
     /// Why the sender is paused (JSON, as stored); `None` when it is not.
     pub paused: Option<String>,
 }
@@ -77,7 +81,8 @@ pub struct SharedStats {
 }
 
 impl Queue {
-    /// The sender's figures, in one round trip; `since_ms` bounds
+    /// The sender's figures, in one round trip (and one more for the
+    /// owner's liveness); `since_ms` bounds
     /// [`SenderStats::recipients_since`].
     pub async fn sender_stats(
         &self,
@@ -118,13 +123,11 @@ impl Queue {
             .arg("+inf")
             .cmd("GET")
             .arg(&lease)
-            .cmd("PTTL")
-            .arg(&lease)
             .cmd("GET")
             .arg(keys::paused(phone_number_id));
         let replies: Vec<redis::RedisResult<Value>> =
             pipe.query_async(&mut self.conn.clone()).await?;
-        if replies.len() != 13 {
+        if replies.len() != 12 {
             return Err(QueueError::Protocol("stats pipeline reply count".into()));
         }
         let mut replies = replies.into_iter();
@@ -141,25 +144,36 @@ impl Queue {
                 (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
                 (a, b) => a.or(b),
             };
-            // The summary form: [count, smallest id, greatest id, consumers];
-            // an error when the stream or its group does not exist yet.
-            depth.in_flight = match next() {
-                Ok(Value::Array(parts)) => parts
-                    .into_iter()
-                    .next()
-                    .map(parse::<u64>)
+            // The summary form: [count, smallest id, greatest id, [[consumer,
+            // count], ...]]; an error when the stream or its group does not
+            // exist yet.
+            if let Ok(Value::Array(parts)) = next() {
+                let mut parts = parts.into_iter();
+                let pending: u64 = parts.next().map(parse).transpose()?.unwrap_or(0);
+                let consumers: Vec<(String, u64)> = parts
+                    .nth(2)
+                    .map(parse::<Option<Vec<(String, u64)>>>)
                     .transpose()?
-                    .unwrap_or(0),
-                _ => 0,
-            };
+                    .flatten()
+                    .unwrap_or_default();
+                depth.parked = consumers
+                    .iter()
+                    .filter(|(consumer, _)| consumer == crate::PARKED_CONSUMER)
+                    .map(|(_, count)| *count)
+                    .sum();
+                depth.in_flight = pending.saturating_sub(depth.parked);
+            }
         }
         let scheduled: u64 = parse(next()?)?;
         let first_due: Vec<(String, f64)> = parse(next()?)?;
         let dead_letters: u64 = parse(next()?)?;
         let recipients_since: u64 = parse(next()?)?;
         let owner: Option<String> = parse(next()?)?;
-        let ttl: i64 = parse(next()?)?;
         let paused: Option<String> = parse(next()?)?;
+        let owner_alive = match &owner {
+            Some(worker) => Some(self.worker_alive(worker).await?),
+            None => None,
+        };
         let [transactional, bulk] = depths;
         Ok(SenderStats {
             transactional,
@@ -169,9 +183,8 @@ impl Queue {
             next_scheduled_ms: first_due.first().map(|(_, due)| *due as i64),
             dead_letters,
             recipients_since,
-            // PTTL: -2 no key, -1 no expiry.
-            lease_ttl_ms: owner.as_ref().and((ttl >= 0).then_some(ttl)),
             owner,
+            owner_alive,
             paused,
         })
     }

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use gateway_domain::{Lane, MessageId};
 use redis::Value;
-use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
+use redis::streams::{StreamId, StreamRangeReply};
 
 use crate::{Queue, QueueError, entry, keys};
 
@@ -59,48 +59,7 @@ impl Queue {
     /// Creates `stream` and the `workers` group on it, reading from the
     /// start; one that exists already is left as it is.
     pub(crate) async fn create_group(&self, stream: &str) -> Result<(), QueueError> {
-        let result: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(stream)
-            .arg(keys::CONSUMER_GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut self.conn.clone())
-            .await;
-        match result {
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            other => Ok(other?),
-        }
-    }
-
-    /// Up to `count` new entries of one of the sender's streams for this
-    /// consumer, without waiting. Entries that cannot be
-    /// parsed are returned as `Err` with their entry id, so the caller can
-    /// move them out of the way.
-    pub async fn read_new(
-        &self,
-        phone_number_id: &str,
-        lane: Lane,
-        consumer: &str,
-        count: usize,
-    ) -> Result<Vec<Result<Delivery, String>>, QueueError> {
-        let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(keys::CONSUMER_GROUP)
-            .arg(consumer)
-            .arg("COUNT")
-            .arg(count)
-            .arg("STREAMS")
-            .arg(keys::stream(phone_number_id, lane))
-            .arg(">")
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(reply
-            .into_iter()
-            .flat_map(|r| r.keys)
-            .flat_map(|k| k.ids)
-            .map(|entry| Delivery::from_entry(phone_number_id, lane, entry))
-            .collect())
+        crate::consumer::create_group(&self.conn, stream, keys::CONSUMER_GROUP).await
     }
 
     /// Acknowledges and deletes an entry that is not a message this gateway
@@ -160,11 +119,9 @@ impl Queue {
 }
 
 impl Delivery {
-    pub(crate) fn from_entry(
-        phone_number_id: &str,
-        lane: Lane,
-        entry: StreamId,
-    ) -> Result<Self, String> {
+    /// The message a stream entry holds; `Err(entry id)` for an entry this
+    /// gateway did not write.
+    pub fn from_entry(phone_number_id: &str, lane: Lane, entry: StreamId) -> Result<Self, String> {
         let entry_id = entry.id;
         let mut fields = entry.map;
         // Each value is taken out of the reply, not copied.

@@ -10,7 +10,8 @@
 //!   user's window until they write again, without a webhook; 404 for an
 //!   unknown number, 400 for a bad `user`
 //! - `GET|PUT /admin/rules`, `GET|PUT /admin/faults` (periods as
-//!   `throttle_for_ms` / `maintenance_for_ms` from now),
+//!   `throttle_for_ms` / `maintenance_for_ms` from now, recipients as
+//!   `pair_limited_recipients` / `failing_recipients`),
 //!   `GET|PUT /admin/statuses`
 //! - `PUT /admin/webhook` `{url, app_secret, …}`, `DELETE /admin/webhook`
 //! - `GET /admin/messages[?phone_number_id=…]` → accepted sends in order
@@ -134,7 +135,7 @@ async fn faults(State(engine): State<Arc<Engine>>) -> Json<Faults> {
 }
 
 async fn set_faults(State(engine): State<Arc<Engine>>, Body(faults): Body<Faults>) -> Json<Faults> {
-    engine.set_faults(faults);
+    engine.set_faults(faults.clone());
     Json(faults)
 }
 

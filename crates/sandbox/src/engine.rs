@@ -6,9 +6,10 @@
 //! of it is stale.
 //!
 //! A send is decided in this order, and a refused send uses no quota: token (190) → number (100) → request validation
-//! (100, 131008, 131009) → template registry (132xxx) → forced maintenance
-//! (131057) and throttling (130429) → window when synchronous (131047) →
-//! throughput (130429) → pair limit (131056). An accepted send is recorded,
+//! (100, 131008, 131009) → template registry (132xxx) → a failing recipient
+//! (1, 2), forced maintenance (131057) and throttling (130429) → window when
+//! synchronous (131047) → throughput (130429) → pair limit, or a
+//! pair-limited recipient (131056). An accepted send is recorded,
 //! answered with a wamid, and followed by status webhooks, or by a `failed`
 //! status when the user directory or an asynchronous window says so.
 
@@ -22,7 +23,7 @@ use serde_json::{Value, json};
 use crate::account::Account;
 use crate::config::{FailureMode, NumberConfig, Rules, SandboxConfig, TemplateConfig, UserConfig};
 use crate::errors::{MetaError, SandboxError};
-use crate::faults::{ActiveFaults, Faults};
+use crate::faults::{self, ActiveFaults, Faults};
 use crate::ids::{Direction, Ids};
 use crate::locks::{read, write};
 use crate::number::NumberState;
@@ -49,7 +50,9 @@ pub(crate) struct Engine {
     pub(crate) account: Account,
     users: HashMap<String, UserConfig>,
     rules: RwLock<Rules>,
-    faults: RwLock<ActiveFaults>,
+    /// Shared rather than copied: each send reads it, and the recipient
+    /// sets would otherwise be cloned on every request.
+    faults: RwLock<Arc<ActiveFaults>>,
     records: Records,
     counters: Arc<Counters>,
     pub(crate) webhooks: Arc<Webhooks>,
@@ -89,7 +92,7 @@ impl Engine {
             templates: TemplateRegistry::new(&config.templates),
             users,
             rules: RwLock::new(config.rules),
-            faults: RwLock::new(ActiveFaults::new(config.faults, now)),
+            faults: RwLock::new(Arc::new(ActiveFaults::new(config.faults, now))),
             records: Records::new(config.record_limit),
             webhooks: Arc::new(Webhooks::new(
                 config.webhook,
@@ -110,8 +113,8 @@ impl Engine {
         *write(&self.rules) = rules;
     }
 
-    pub(crate) fn active_faults(&self) -> ActiveFaults {
-        *read(&self.faults)
+    pub(crate) fn active_faults(&self) -> Arc<ActiveFaults> {
+        Arc::clone(&read(&self.faults))
     }
 
     pub(crate) fn faults(&self) -> Faults {
@@ -119,7 +122,7 @@ impl Engine {
     }
 
     pub(crate) fn set_faults(&self, faults: Faults) {
-        *write(&self.faults) = ActiveFaults::new(faults, Instant::now());
+        *write(&self.faults) = Arc::new(ActiveFaults::new(faults, Instant::now()));
     }
 
     pub(crate) fn count(&self, event: Event) {
@@ -173,15 +176,24 @@ impl Engine {
         let outbound = validation::parse(&request, rules.validation)?;
         let template = self.template(&outbound, rules.templates)?;
 
+        let user = outbound.user.key();
         let faults = self.active_faults();
+        if faults.failing(user) {
+            return Err(faults::server_error(&self.random));
+        }
         if faults.in_maintenance(now) {
             return Err(MetaError::maintenance());
         }
         if faults.throttled(now) {
             return Err(MetaError::throttled(rules.throughput_http_429));
         }
-        let user = outbound.user.key();
-        let admitted = number.admit(user, outbound.is_template(), &rules, now)?;
+        let admitted = number.admit(
+            user,
+            outbound.is_template(),
+            faults.pair_limited(user),
+            &rules,
+            now,
+        )?;
 
         let failure = self.failure(&outbound, template, admitted.window_open, &rules);
         let sequence = self.ids.next_sequence();
@@ -533,6 +545,34 @@ mod tests {
             send(&engine, template("hello_world", "16505551235")).err(),
             Some(130_429)
         );
+    }
+
+    #[test]
+    fn faulted_recipients_are_refused_and_counted_without_using_quota() {
+        let engine = engine(|config| config.numbers[0].rate_per_second = 1);
+        engine.set_faults(Faults {
+            pair_limited_recipients: vec!["+1 650 555 0001".into()],
+            failing_recipients: vec!["US.1349".into()],
+            ..Faults::default()
+        });
+        let to_bsuid = json!({"messaging_product": "whatsapp", "recipient": "US.1349", "type": "template",
+                              "template": {"name": "hello_world", "language": {"code": "en_US"}}});
+        for _ in 0..3 {
+            assert_eq!(
+                send(&engine, template("hello_world", "16505550001")).err(),
+                Some(131_056)
+            );
+            assert!(matches!(send(&engine, to_bsuid.clone()).err(), Some(1 | 2)));
+        }
+        assert!(
+            send(&engine, template("hello_world", "16505550002")).is_ok(),
+            "the one token is still there"
+        );
+        let stats = engine.stats();
+        assert_eq!(stats.rejections.get(&131_056), Some(&3));
+        let server_errors: u64 = [1, 2].iter().filter_map(|c| stats.rejections.get(c)).sum();
+        assert_eq!(server_errors, 3);
+        assert_eq!(stats.accepted, 1);
     }
 
     #[test]

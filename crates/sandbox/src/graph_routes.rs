@@ -1,7 +1,9 @@
 //! The Graph API surface: `POST /{version}/{phone_number_id}/messages`
-//! (any version such as `v25.0`), with fault injection applied before the
-//! send is decided. Answers are Meta's: 200 with `contacts` and `messages`,
-//! or an error in Meta's shape with its HTTP status.
+//! (any version such as `v25.0`), with latency, dropped connections and the
+//! 5xx rate applied before the send is decided (faults aimed at one
+//! recipient need the parsed body, so the engine applies those). Answers are
+//! Meta's: 200 with `contacts` and `messages`, or an error in Meta's shape
+//! with its HTTP status.
 
 use std::sync::Arc;
 

@@ -99,15 +99,21 @@ impl NumberState {
 
     /// Applies the window (when it fails synchronously), throughput and pair
     /// rules to one send, in that order; a send they refuse uses no quota.
+    /// `pair_limited` (a fault) refuses the send where the pair rule would,
+    /// rule on or off, and leaves the user's pair state alone.
     pub(crate) fn admit(
         &self,
         user: &str,
         is_template: bool,
+        pair_limited: bool,
         rules: &Rules,
         now: Instant,
     ) -> Result<Admitted, MetaError> {
         if !rules.window && !rules.pair {
             self.take_token(rules, now)?;
+            if pair_limited {
+                return Err(self.refuse_pair(rules));
+            }
             return Ok(Admitted { window_open: true });
         }
         let mut users = lock(&self.users);
@@ -124,13 +130,20 @@ impl NumberState {
         }
         let window_open = !rules.window || window.is_open(now);
         self.take_token(rules, now)?;
-        if rules.pair && !users.with(user, now, |state| state.pair.try_accept(now)) {
-            if rules.throughput {
-                lock(&self.bucket).refund();
-            }
-            return Err(MetaError::pair_limited());
+        if pair_limited
+            || (rules.pair && !users.with(user, now, |state| state.pair.try_accept(now)))
+        {
+            return Err(self.refuse_pair(rules));
         }
         Ok(Admitted { window_open })
+    }
+
+    /// 131056, giving back the token the refused send took.
+    fn refuse_pair(&self, rules: &Rules) -> MetaError {
+        if rules.throughput {
+            lock(&self.bucket).refund();
+        }
+        MetaError::pair_limited()
     }
 
     fn take_token(&self, rules: &Rules, now: Instant) -> Result<(), MetaError> {
@@ -192,18 +205,21 @@ mod tests {
             pair: false,
             ..Rules::default()
         };
-        assert_eq!(code(number.admit("u", false, &rules, now)), Some(131_047));
         assert_eq!(
-            number.admit("u", true, &rules, now).ok(),
+            code(number.admit("u", false, false, &rules, now)),
+            Some(131_047)
+        );
+        assert_eq!(
+            number.admit("u", true, false, &rules, now).ok(),
             Some(Admitted { window_open: false })
         );
         number.receive("u", true, now, Duration::ZERO);
         assert_eq!(
-            number.admit("u", false, &rules, now).ok(),
+            number.admit("u", false, false, &rules, now).ok(),
             Some(Admitted { window_open: true })
         );
         assert_eq!(
-            code(number.admit("other", false, &rules, now)),
+            code(number.admit("other", false, false, &rules, now)),
             Some(131_047),
             "windows are per user"
         );
@@ -217,7 +233,7 @@ mod tests {
             ..Rules::default()
         };
         assert_eq!(
-            number.admit("u", false, &rules, now).ok(),
+            number.admit("u", false, false, &rules, now).ok(),
             Some(Admitted { window_open: false })
         );
     }
@@ -229,26 +245,63 @@ mod tests {
         // Window refusals come first and take nothing.
         for _ in 0..10 {
             assert_eq!(
-                code(number.admit("closed", false, &rules, now)),
+                code(number.admit("closed", false, false, &rules, now)),
                 Some(131_047)
             );
         }
         // A pair refusal gives its token back.
-        assert!(number.admit("a", true, &rules, now).is_ok());
-        assert!(number.admit("a", true, &rules, now).is_ok());
+        assert!(number.admit("a", true, false, &rules, now).is_ok());
+        assert!(number.admit("a", true, false, &rules, now).is_ok());
         let burst_over = now + Duration::from_secs(7);
-        assert!(number.admit("b", true, &rules, burst_over).is_ok());
+        assert!(number.admit("b", true, false, &rules, burst_over).is_ok());
         assert_eq!(
-            code(number.admit("a", true, &rules, burst_over)),
+            code(number.admit("a", true, false, &rules, burst_over)),
             Some(131_056)
         );
         assert!(
-            number.admit("c", true, &rules, burst_over).is_ok(),
+            number.admit("c", true, false, &rules, burst_over).is_ok(),
             "the refused send's token came back"
         );
         assert_eq!(
-            code(number.admit("d", true, &rules, burst_over)),
+            code(number.admit("d", true, false, &rules, burst_over)),
             Some(130_429)
+        );
+    }
+
+    #[test]
+    fn a_forced_pair_limit_refuses_where_and_as_the_pair_rule_does() {
+        let (number, now) = number(1);
+        for rules in [
+            Rules::default(),
+            Rules::off(),
+            Rules {
+                throughput: true,
+                ..Rules::off()
+            },
+        ] {
+            for _ in 0..3 {
+                assert_eq!(
+                    code(number.admit("u", true, true, &rules, now)),
+                    Some(131_056),
+                    "{rules:?}"
+                );
+            }
+        }
+        assert_eq!(number.tracked_users(), 0, "no pair state was touched");
+        let rules = Rules::default();
+        assert_eq!(
+            code(number.admit("u", false, true, &rules, now)),
+            Some(131_047),
+            "the window is checked first"
+        );
+        assert!(
+            number.admit("other", true, false, &rules, now).is_ok(),
+            "every refusal gave its token back"
+        );
+        assert_eq!(
+            code(number.admit("u", true, true, &rules, now)),
+            Some(130_429),
+            "throughput is checked first"
         );
     }
 
@@ -262,12 +315,15 @@ mod tests {
         };
         number.receive("u", true, now, Duration::ZERO);
         number.receive("u", true, now, Duration::ZERO);
-        assert!(number.admit("u", false, &throughput, now).is_ok());
+        assert!(number.admit("u", false, false, &throughput, now).is_ok());
         assert_eq!(
-            code(number.admit("u", false, &throughput, now)),
+            code(number.admit("u", false, false, &throughput, now)),
             Some(130_429)
         );
-        assert!(number.admit("u", false, &rules, now).is_ok(), "rule off");
+        assert!(
+            number.admit("u", false, false, &rules, now).is_ok(),
+            "rule off"
+        );
     }
 
     #[test]
@@ -278,18 +334,22 @@ mod tests {
             ..Rules::default()
         };
         for i in 0..MIN_SWEEP_SIZE - 1 {
-            assert!(number.admit(&format!("u{i}"), true, &rules, now).is_ok());
+            assert!(
+                number
+                    .admit(&format!("u{i}"), true, false, &rules, now)
+                    .is_ok()
+            );
         }
         number.receive("keep", false, now, Duration::ZERO);
         let later = now + Duration::from_secs(60);
-        assert!(number.admit("new", true, &rules, later).is_ok());
+        assert!(number.admit("new", true, false, &rules, later).is_ok());
         assert_eq!(
             number.tracked_users(),
             2,
             "only the open window and the new user remain"
         );
         assert_eq!(
-            code(number.admit("new", true, &rules, later)),
+            code(number.admit("new", true, false, &rules, later)),
             None,
             "burst still allows it"
         );
@@ -306,15 +366,18 @@ mod tests {
         };
         let hour = Duration::from_secs(3600);
         number.receive("old", true, now, 25 * hour);
-        assert_eq!(code(number.admit("old", false, &rules, now)), Some(131_047));
+        assert_eq!(
+            code(number.admit("old", false, false, &rules, now)),
+            Some(131_047)
+        );
         assert_eq!(number.tracked_users(), 0, "a stale message stores nothing");
 
         let minute = Duration::from_secs(60);
         number.receive("recent", true, now, window::LENGTH - minute);
-        assert!(number.admit("recent", false, &rules, now).is_ok());
+        assert!(number.admit("recent", false, false, &rules, now).is_ok());
         let later = now + minute;
         assert_eq!(
-            code(number.admit("recent", false, &rules, later)),
+            code(number.admit("recent", false, false, &rules, later)),
             Some(131_047),
             "open for one more minute only"
         );
@@ -322,7 +385,7 @@ mod tests {
         number.receive("recent", true, now, 23 * hour);
         assert!(
             number
-                .admit("recent", false, &rules, now + hour - minute)
+                .admit("recent", false, false, &rules, now + hour - minute)
                 .is_ok()
         );
     }
@@ -335,9 +398,15 @@ mod tests {
             ..Rules::off()
         };
         number.receive("u", true, now, Duration::from_secs(5));
-        assert!(number.admit("u", false, &rules, now).is_ok(), "not counted");
+        assert!(
+            number.admit("u", false, false, &rules, now).is_ok(),
+            "not counted"
+        );
         number.receive("u", true, now, Duration::from_millis(500));
-        assert_eq!(code(number.admit("u", false, &rules, now)), Some(130_429));
+        assert_eq!(
+            code(number.admit("u", false, false, &rules, now)),
+            Some(130_429)
+        );
     }
 
     #[test]
@@ -352,9 +421,12 @@ mod tests {
 
         number.receive("u", true, now, Duration::ZERO);
         number.close_window("u");
-        assert_eq!(code(number.admit("u", false, &rules, now)), Some(131_047));
+        assert_eq!(
+            code(number.admit("u", false, false, &rules, now)),
+            Some(131_047)
+        );
         assert!(
-            number.admit("u", true, &rules, now).is_ok(),
+            number.admit("u", true, false, &rules, now).is_ok(),
             "templates pass"
         );
         let async_rules = Rules {
@@ -362,10 +434,10 @@ mod tests {
             ..rules
         };
         assert_eq!(
-            number.admit("u", false, &async_rules, now).ok(),
+            number.admit("u", false, false, &async_rules, now).ok(),
             Some(Admitted { window_open: false })
         );
         number.receive("u", true, now, Duration::ZERO);
-        assert!(number.admit("u", false, &rules, now).is_ok());
+        assert!(number.admit("u", false, false, &rules, now).is_ok());
     }
 }

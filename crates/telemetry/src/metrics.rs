@@ -44,6 +44,12 @@ pub struct Families {
     pub limiter_waits: IntCounterVec,
     /// Times a message waited for its recipient's pair limit.
     pub pair_deferrals: IntCounterVec,
+    /// Messages that left a worker's memory to wait in Redis.
+    pub parked: IntCounterVec,
+    /// Graph API send calls this worker has open.
+    pub calls_in_flight: IntGauge,
+    /// The most it may have open (`worker.max_in_flight`).
+    pub calls_in_flight_limit: IntGauge,
     /// 1 while a sender is paused.
     pub sender_paused: IntGaugeVec,
     /// The rate a sender is held to after a 130429 lowered it.
@@ -210,6 +216,25 @@ impl Metrics {
                 "gateway_pair_limit_deferrals_total",
                 "Times a message waited for its recipient's pair limit.",
                 &["sender"],
+            ),
+            parked: counter(
+                "gateway_messages_parked_total",
+                "Messages that left a worker's memory to wait in Redis (pair limit, a retry's backoff).",
+                &["sender"],
+            ),
+            calls_in_flight: register(
+                r,
+                IntGauge::new(
+                    "gateway_worker_calls_in_flight",
+                    "Graph API send calls this worker has open.",
+                ),
+            ),
+            calls_in_flight_limit: register(
+                r,
+                IntGauge::new(
+                    "gateway_worker_calls_in_flight_limit",
+                    "The most Graph API send calls this worker may have open (worker.max_in_flight).",
+                ),
             ),
             sender_paused: gauge(
                 "gateway_sender_paused",

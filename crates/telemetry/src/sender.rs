@@ -15,6 +15,7 @@ pub struct SenderMetrics {
     pub graph_error: Histogram,
     pub limiter_waits: IntCounter,
     pub pair_deferrals: IntCounter,
+    pub parked: IntCounter,
 }
 
 impl Metrics {
@@ -32,6 +33,7 @@ impl Metrics {
                 .with_label_values(&[sender, "error"]),
             limiter_waits: self.limiter_waits.with_label_values(&[sender]),
             pair_deferrals: self.pair_deferrals.with_label_values(&[sender]),
+            parked: self.parked.with_label_values(&[sender]),
         }
     }
 }

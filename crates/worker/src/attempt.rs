@@ -1,8 +1,10 @@
 //! One attempt at sending one message: the window check (a free-form
 //! message to a recipient whose window is closed, or closes within the
 //! margin, goes as its fallback template), the Graph API call, what Meta's
-//! answer means (the domain's error classes and retry policy), and the
-//! record of it in Redis. The dispatcher is told what to do next.
+//! answer means (the domain's error classes and [`RetryPolicy::judge`]),
+//! and the record of it in Redis. The dispatcher is told what came of it.
+//!
+//! [`RetryPolicy::judge`]: gateway_domain::rules::RetryPolicy::judge
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,43 +12,21 @@ use std::time::{Duration, Instant};
 use gateway_config::SenderSettings;
 use gateway_domain::Recipient;
 use gateway_domain::rules::{
-    ErrorClass, RetryDecision, TransportFailure, classify_code, classify_transport, window,
+    ErrorClass, Failure, TransportFailure, Verdict, classify_code, classify_transport, window,
 };
 use gateway_graph::GraphError;
 use gateway_queue::Outcome;
 use gateway_telemetry::SenderMetrics;
 
 use crate::lease::Lease;
-use crate::reader::Incoming;
+use crate::sender_state::{Completion, HeldMessage, Next};
 use crate::{Worker, unix_ms};
-
-/// What the dispatcher does with the message's lane after an attempt.
-pub(crate) enum Next {
-    /// The message is finished (sent, failed, expired).
-    Done,
-    /// Try again at `at`; with `sender_wait`, the whole sender waits that long.
-    Retry {
-        at: Instant,
-        sender_wait: bool,
-        throttled: bool,
-    },
-    /// The sender is paused; the message stays first in its lane.
-    Pause,
-    /// The outcome could not be recorded before the lease ran out: the
-    /// entry stays pending for the next owner.
-    Abandon,
-}
-
-pub(crate) struct Completion {
-    pub incoming: Incoming,
-    pub next: Next,
-}
 
 pub(crate) async fn attempt(
     worker: Arc<Worker>,
     sender: Arc<SenderSettings>,
     sender_metrics: Arc<SenderMetrics>,
-    mut incoming: Incoming,
+    mut incoming: HeldMessage,
     lease: Lease,
 ) -> Completion {
     let delivery = &incoming.delivery;
@@ -54,25 +34,6 @@ pub(crate) async fn attempt(
     let age = Duration::from_millis(
         u64::try_from(now_ms - delivery.message_id.accepted_at_ms()).unwrap_or(0),
     );
-    if let Some(reason) = expiry(&sender, &incoming, now_ms, age) {
-        let next = record(
-            &worker,
-            &sender,
-            &incoming,
-            Outcome::Expired { reason },
-            &lease,
-        )
-        .await;
-        worker
-            .metrics
-            .expired
-            .with_label_values(&[sender.name.as_str()])
-            .inc();
-        return Completion {
-            incoming,
-            next: next.unwrap_or(Next::Done),
-        };
-    }
     if !incoming.progress.fallback_used && delivery.kind != TEMPLATE_KIND {
         match worker
             .queue
@@ -94,12 +55,13 @@ pub(crate) async fn attempt(
                     .with_label_values(&["window"])
                     .inc();
                 return Completion {
-                    incoming,
+                    message: incoming,
                     next: Next::Retry {
                         at: Instant::now() + WINDOW_READ_RETRY,
                         sender_wait: false,
                         throttled: false,
                     },
+                    answered_in: None,
                 };
             }
         }
@@ -112,26 +74,34 @@ pub(crate) async fn attempt(
         };
         let next = record(&worker, &sender, &incoming, outcome, &lease).await;
         return Completion {
-            incoming,
+            message: incoming,
             next: next.unwrap_or(Next::Done),
+            answered_in: None,
         };
     };
     let Some(endpoint) = worker.endpoints.get(&sender.phone_number_id) else {
         tracing::error!(sender = %sender.name, "no usable access token; pausing the sender");
         return Completion {
-            incoming,
+            message: incoming,
             next: Next::Pause,
+            answered_in: None,
         };
     };
 
     let started = Instant::now();
     let result = worker.graph.send_message(endpoint, body).await;
     incoming.progress.attempts += 1;
-    let took = started.elapsed().as_secs_f64();
+    let took = started.elapsed();
     match result {
-        Ok(_) => sender_metrics.graph_ok.observe(took),
-        Err(_) => sender_metrics.graph_error.observe(took),
+        Ok(_) => sender_metrics.graph_ok.observe(took.as_secs_f64()),
+        Err(_) => sender_metrics.graph_error.observe(took.as_secs_f64()),
     }
+    // Meta answered (an error in its shape or an HTTP status), as opposed
+    // to a timeout or a dropped connection.
+    let answered_in = match &result {
+        Ok(_) | Err(GraphError::Meta { .. } | GraphError::Http { .. }) => Some(took),
+        Err(_) => None,
+    };
 
     let error = match result {
         Ok(accepted) => {
@@ -157,8 +127,9 @@ pub(crate) async fn attempt(
             )
             .await;
             return Completion {
-                incoming,
+                message: incoming,
                 next: next.unwrap_or(Next::Done),
+                answered_in,
             };
         }
         Err(error) => error,
@@ -184,19 +155,22 @@ pub(crate) async fn attempt(
         .inc();
     let fallback_available = !incoming.progress.fallback_used
         && (incoming.delivery.has_fallback() || sender.fallback_template.is_some());
-    let decision =
-        worker
-            .retry_policy
-            .decide(class, incoming.progress.attempts, age, fallback_available);
-    tracing::info!(message_id = %incoming.delivery.message_id, sender = %sender.name, %error, class = class.as_str(), ?decision, "send failed");
+    let expires_in = incoming
+        .delivery
+        .expires_at_ms
+        .map(|expires| Duration::from_millis(u64::try_from(expires - now_ms).unwrap_or(0)));
+    let verdict = worker.retry_policy.judge(&Failure {
+        class,
+        attempts: incoming.progress.attempts,
+        age,
+        fallback_available,
+        expires_in,
+        reported_later: false,
+    });
+    tracing::info!(message_id = %incoming.delivery.message_id, sender = %sender.name, %error, class = class.as_str(), ?verdict, "send failed");
     let now = Instant::now();
-    let (outcome, next) = match decision {
-        RetryDecision::RetryAfter { delay, .. }
-            if incoming
-                .delivery
-                .expires_at_ms
-                .is_some_and(|expires| now_ms + millis(delay) >= expires) =>
-        {
+    let (outcome, next) = match verdict {
+        Verdict::Expire => {
             // The next attempt would come too late: an OTP that arrives late is worse than none.
             worker
                 .metrics
@@ -210,7 +184,7 @@ pub(crate) async fn attempt(
                 Next::Done,
             )
         }
-        RetryDecision::RetryAfter {
+        Verdict::Retry {
             delay,
             sender_backoff,
         } => {
@@ -233,7 +207,7 @@ pub(crate) async fn attempt(
                 },
             )
         }
-        RetryDecision::UseFallback => {
+        Verdict::Fallback => {
             incoming.progress.fallback_used = true;
             worker
                 .metrics
@@ -253,7 +227,7 @@ pub(crate) async fn attempt(
                 },
             )
         }
-        RetryDecision::Fail { reason } => {
+        Verdict::Fail { reason } => {
             worker
                 .metrics
                 .failed
@@ -273,7 +247,7 @@ pub(crate) async fn attempt(
                 Next::Done,
             )
         }
-        RetryDecision::PauseSender => {
+        Verdict::PauseSender => {
             let reason = serde_json::json!({ "code": code, "title": title, "class": class.as_str(), "at_ms": now_ms }).to_string();
             if let Err(error) = worker
                 .queue
@@ -295,8 +269,9 @@ pub(crate) async fn attempt(
     };
     let recorded = record(&worker, &sender, &incoming, outcome, &lease).await;
     Completion {
-        incoming,
+        message: incoming,
         next: recorded.unwrap_or(next),
+        answered_in,
     }
 }
 
@@ -306,36 +281,18 @@ const TEMPLATE_KIND: &str = "template";
 /// How soon to try again when the window could not be read.
 const WINDOW_READ_RETRY: Duration = Duration::from_secs(1);
 
-/// Why the message must not be sent any more, if it must not.
-fn expiry(
-    sender: &SenderSettings,
-    incoming: &Incoming,
-    now_ms: i64,
-    age: Duration,
-) -> Option<&'static str> {
-    if incoming
-        .delivery
-        .expires_at_ms
-        .is_some_and(|expires| now_ms >= expires)
-    {
-        Some("expires_at")
-    } else if age > sender.max_age {
-        Some("max_age")
-    } else {
-        None
-    }
-}
-
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2)
 }
 
-/// The body for this attempt: the message itself, or once the window was
-/// found closed, the caller's fallback template or the sender's default.
 /// The body to POST: the message, or as its fallback the message's own
 /// template or else the sender's, unless Meta said (webhook or poll) that
 /// the sender's is no longer approved; `None` when no fallback is left.
-fn body_to_send(worker: &Worker, sender: &SenderSettings, incoming: &Incoming) -> Option<String> {
+fn body_to_send(
+    worker: &Worker,
+    sender: &SenderSettings,
+    incoming: &HeldMessage,
+) -> Option<String> {
     let delivery = &incoming.delivery;
     if !incoming.progress.fallback_used {
         return Some(delivery.graph_body());
@@ -377,10 +334,10 @@ fn code_and_title(error: &GraphError) -> (i64, String) {
 /// Records an outcome, retrying while Redis is away and the lease holds:
 /// the entry stays pending until this succeeds. `None` when recorded; else
 /// the message is left to the sender's next owner.
-async fn record(
+pub(crate) async fn record(
     worker: &Worker,
     sender: &SenderSettings,
-    incoming: &Incoming,
+    incoming: &HeldMessage,
     outcome: Outcome<'_>,
     lease: &Lease,
 ) -> Option<Next> {

@@ -46,27 +46,59 @@ struct Owner {
     /// Which taking of the sender this is: a dispatcher still finishing
     /// after its lease was lost must not write over its successor's rate.
     generation: u64,
+    /// Something happened since the last depth report, or the last one
+    /// found messages: report it again.
+    active: bool,
 }
 
-/// What a dispatcher updates its sender's effective rate through.
-pub(crate) struct RateGauge {
+/// What a dispatcher updates its sender's gauges through.
+pub(crate) struct SenderGauges {
     gauges: Arc<OwnedGauges>,
     phone_number_id: String,
     generation: u64,
 }
 
-impl RateGauge {
-    pub fn set(&self, rate: u32) {
+impl SenderGauges {
+    /// The rate the sender keeps now.
+    pub fn set_rate(&self, rate: u32) {
+        self.with_owner(|metrics, name| {
+            metrics
+                .effective_rate
+                .with_label_values(&[name])
+                .set(i64::from(rate));
+        });
+    }
+
+    pub fn set_paused(&self, paused: bool) {
+        self.with_owner(|metrics, name| {
+            metrics
+                .sender_paused
+                .with_label_values(&[name])
+                .set(i64::from(paused));
+        });
+    }
+
+    /// The sender's queue may have changed: its depth is reported at the
+    /// next round (an idle sender's is not read at all).
+    pub fn touch(&self) {
+        let mut owned = self.gauges.lock();
+        if let Some(owner) = owned
+            .get_mut(&self.phone_number_id)
+            .filter(|o| o.generation == self.generation)
+        {
+            owner.active = true;
+        }
+    }
+
+    /// A dispatcher still finishing after its lease was lost must not
+    /// write over its successor's values.
+    fn with_owner(&self, write: impl FnOnce(&Metrics, &str)) {
         let owned = self.gauges.lock();
         if let Some(owner) = owned
             .get(&self.phone_number_id)
             .filter(|o| o.generation == self.generation)
         {
-            self.gauges
-                .metrics
-                .effective_rate
-                .with_label_values(&[owner.name.as_str()])
-                .set(i64::from(rate));
+            write(&self.gauges.metrics, owner.name.as_str());
         }
     }
 }
@@ -99,7 +131,7 @@ impl OwnedGauges {
 
     /// The worker took `sender`'s lease: its gauges are this worker's to
     /// export from now on, starting with the configured rate.
-    pub fn take(self: &Arc<Self>, sender: &SenderSettings) -> RateGauge {
+    pub fn take(self: &Arc<Self>, sender: &SenderSettings) -> SenderGauges {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let mut owned = self.lock();
         owned.insert(
@@ -107,6 +139,7 @@ impl OwnedGauges {
             Owner {
                 name: sender.name.clone(),
                 generation,
+                active: true,
             },
         );
         self.metrics
@@ -115,7 +148,7 @@ impl OwnedGauges {
             .set(i64::from(sender.rate_per_second));
         drop(owned);
         self.taken.notify_one();
-        RateGauge {
+        SenderGauges {
             gauges: self.clone(),
             phone_number_id: sender.phone_number_id.clone(),
             generation,
@@ -145,19 +178,16 @@ impl OwnedGauges {
         }
     }
 
-    pub fn set_paused(&self, phone_number_id: &str, paused: bool) {
-        let owned = self.lock();
-        if let Some(owner) = owned.get(phone_number_id) {
-            self.metrics
-                .sender_paused
-                .with_label_values(&[owner.name.as_str()])
-                .set(i64::from(paused));
-        }
+    /// Whether this worker owns the sender now.
+    pub fn owns(&self, phone_number_id: &str) -> bool {
+        self.lock().contains_key(phone_number_id)
     }
 
     fn set_depth(&self, phone_number_id: &str, length: u64, oldest_age_seconds: f64) {
-        let owned = self.lock();
-        if let Some(owner) = owned.get(phone_number_id) {
+        let mut owned = self.lock();
+        if let Some(owner) = owned.get_mut(phone_number_id) {
+            // A sender with messages left is looked at again next round.
+            owner.active = length > 0;
             let labels = [owner.name.as_str()];
             self.metrics
                 .queue_depth
@@ -170,13 +200,20 @@ impl OwnedGauges {
         }
     }
 
-    fn phone_number_ids(&self) -> Vec<String> {
-        self.lock().keys().cloned().collect()
+    /// The owned senders whose depth may have changed since the last report.
+    fn active(&self) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, owner)| owner.active)
+            .map(|(pnid, _)| pnid.clone())
+            .collect()
     }
 }
 
 /// Keeps the queue depth and oldest-age gauges of the senders this worker
-/// owns current: every few seconds, and at once when it takes a sender.
+/// owns current: every few seconds for those with messages or something
+/// new (an idle sender costs no Redis call), and at once when it takes a
+/// sender.
 pub(crate) async fn report_depths(worker: Arc<Worker>, shutdown: CancellationToken) {
     let gauges = owned_gauges(&worker);
     let mut ticker = tokio::time::interval(INTERVAL);
@@ -196,7 +233,7 @@ pub(crate) async fn report_depths(worker: Arc<Worker>, shutdown: CancellationTok
 }
 
 async fn report_once(worker: &Worker, gauges: &OwnedGauges) {
-    for pnid in gauges.phone_number_ids() {
+    for pnid in gauges.active() {
         match worker.queue.depth(&pnid).await {
             Ok(depth) => {
                 let age = depth

@@ -1,277 +1,284 @@
-//! Drains one owned sender: messages wait in per-recipient lanes and go out
-//! when the sender's send window, the recipient's pair limiter, any backoff,
-//! the pause flag and the lease all allow, with up to
-//! `worker.max_in_flight_per_sender` Graph API calls at once.
+//! Drains one owned sender: the thin I/O loop around its state machine
+//! ([`SenderState`]). Each turn it carries out what the state machine
+//! decides (a Graph API call per message, through `attempt`), runs the
+//! next Redis step it needs (`sender_io`: take over, read, park, unpark,
+//! promote, arm), and then sleeps until something happens: a call
+//! finishes, a step returns, Redis reports a change to the sender's keys
+//! (new entries, the pause flag, the lease), or the next due time comes.
+//! An idle sender does nothing at all: no timer, no Redis call.
 //!
-//! Guarantees: no one-second window holds more sends than the sender's rate
-//! (lowered for a while after a 130429), also across handovers (the window
-//! is seeded with the previous owner's sends); one recipient gets its
-//! messages in the order they were accepted; no send starts without a
-//! valid lease.
+//! Guarantees (with the state machine's): no send starts without a valid
+//! lease; a sender paused in Redis sends nothing; everything held when the
+//! sender is let go stays pending in Redis for the next owner, and the
+//! sends already started finish within `worker.shutdown_grace`.
 
-use std::num::NonZeroU32;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gateway_config::SenderSettings;
 use gateway_domain::Lane;
 use gateway_domain::rules::adaptive_rate::tier_capped;
-use gateway_domain::rules::{AdaptiveRate, SendWindow};
-use governor::{Quota, RateLimiter, clock::Clock, clock::DefaultClock};
-use tokio::sync::{mpsc, watch};
+use gateway_queue::{Outcome, QueueError};
+use gateway_telemetry::SenderMetrics;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::attempt::{Completion, Next, attempt};
-use crate::depth::RateGauge;
-use crate::lanes::Lanes;
+use crate::attempt::{attempt, record};
+use crate::depth::SenderGauges;
 use crate::lease::Lease;
-use crate::reader::{Incoming, read_sender};
+use crate::sender_io::{Done, SenderIo, Step, instant_at};
+use crate::sender_state::{Completion, Decision, HeldMessage, Limits, Next, SenderState};
 use crate::{Worker, unix_ms};
 
-/// The window the sender's rate is kept in: one second, plus a margin for
-/// the jitter between a send leaving here and arriving at Meta, so that
-/// Meta sees no second with more than the rate either (costs 2 % of
-/// throughput).
-const RATE_WINDOW: Duration = Duration::from_millis(1_020);
+/// After a failed Redis step, the next one waits this long, doubling up to
+/// [`STEP_RETRY_MAX`].
+const STEP_RETRY_MIN: Duration = Duration::from_millis(50);
+const STEP_RETRY_MAX: Duration = Duration::from_secs(2);
 
-/// Sends are also spread out: at least this fraction of the average gap
-/// (window / rate) apart. A burst of a whole second's worth at once would
-/// reach Meta smeared over a few hundred milliseconds when anything on the
-/// way is busy, and then share a second with the next burst. Below 1, so
-/// that a send that went out late can be caught up with.
-const MIN_SPACING_FRACTION: f64 = 0.8;
+type Running = Pin<Box<dyn Future<Output = (SenderIo, Result<Done, QueueError>)> + Send>>;
 
-/// How long a sender that met a sender-level error waits before its next
-/// attempt if nobody resumes it sooner.
-const PAUSE_RECHECK: Duration = Duration::from_secs(30);
+/// What Redis work is due, besides what the state machine asks for.
+struct Plan {
+    /// Read the lease and the pause flag (at start, and when either changed).
+    control: bool,
+    /// Read what is parked (at start).
+    summary: bool,
+    /// Move due scheduled messages into the streams.
+    promote: bool,
+    next_promote: Option<Instant>,
+    /// Redis will wake the sender on new entries.
+    armed: bool,
+    /// The streams may have new entries since the consumers last read.
+    woken: bool,
+    /// Reads of these lanes may have been lost (a send could not be recorded).
+    uncertain: [bool; 2],
+    /// A step failed: none before this.
+    retry_at: Option<Instant>,
+    retry_pause: Duration,
+}
 
-/// Messages between a reader and the dispatcher: what a reader may hold is
-/// bounded by its lane's read-ahead permits; this only decouples the two.
-const CHANNEL_CAPACITY: usize = 16;
-
-/// How often recipients whose pair limit has lapsed are forgotten.
-const PAIR_STATE_GC: Duration = Duration::from_secs(10);
-
-/// How often idle state is checked even when nothing happens.
-const IDLE_TICK: Duration = Duration::from_millis(250);
-
-/// How often the sender's throughput tier (polled by `sender_health`) is
-/// looked at: tiers change rarely, and a lookup takes a lock.
-const TIER_CHECK: Duration = Duration::from_secs(1);
-
-type PairLimiter =
-    RateLimiter<String, governor::state::keyed::HashMapStateStore<String>, DefaultClock>;
-
-/// Runs until `stop` is cancelled or the lease is lost; returns the send
-/// times (Unix ms) of the last window, for the next owner. Every change of
-/// the sender's effective rate (halved on a 130429, each recovery step)
-/// goes to `rate_gauge`.
+/// Runs until `stop` is cancelled or the lease is lost (`owner` = the name
+/// the lease must show); returns the send times (Unix ms) of the last
+/// window, for the next owner.
 pub(crate) async fn dispatch_sender(
     worker: Arc<Worker>,
     sender: Arc<SenderSettings>,
-    mut lease: Lease,
-    mut paused: watch::Receiver<bool>,
+    owner: String,
+    lease: Lease,
     handed_over: Option<String>,
-    rate_gauge: RateGauge,
+    gauges: SenderGauges,
     stop: CancellationToken,
 ) -> Vec<i64> {
+    let mut lease = lease;
     let settings = &worker.settings.worker;
-    let reader_stop = stop.child_token();
-    let (tx_in, mut transactional_rx) = mpsc::channel(CHANNEL_CAPACITY);
-    let (bulk_in, mut bulk_rx) = mpsc::channel(CHANNEL_CAPACITY);
-    // Each priority holds at most this many messages in memory, from the
-    // read to the end of the last attempt.
-    let read_ahead = read_ahead(sender.rate_per_second, settings.read_ahead);
-    let readers = [
-        tokio::spawn(read_sender(
-            worker.clone(),
-            sender.clone(),
-            Lane::Transactional,
-            tx_in,
-            read_ahead,
-            reader_stop.clone(),
-        )),
-        tokio::spawn(read_sender(
-            worker.clone(),
-            sender.clone(),
-            Lane::Bulk,
-            bulk_in,
-            read_ahead,
-            reader_stop.clone(),
-        )),
-    ];
-
-    let mut rate = AdaptiveRate::new(sender.rate_per_second);
-    let mut window = SendWindow::new(sender.rate_per_second, RATE_WINDOW);
-    window.seed(parse_send_log(handed_over.as_deref()));
-    let pairs: PairLimiter =
-        RateLimiter::hashmap(pair_quota(settings.pair_interval, settings.pair_burst));
-    let clock = DefaultClock::default();
-    seed_pair_limits(&worker, &sender, &pairs).await;
-    // Transactional messages first: a bulk message goes only when no
-    // transactional one is ready.
-    let mut lanes = Priorities::default();
-    let mut in_flight: JoinSet<Completion> = JoinSet::new();
-    let mut sender_wait_until: Option<Instant> = None;
-    let name = sender.name.as_str();
-    let sender_metrics = Arc::new(worker.metrics.for_sender(name));
-    let mut last_gc = Instant::now();
-    let mut last_send: Option<Instant> = None;
-    // Slow start: one call in flight until one comes back finished, then
-    // doubling. A sender whose token is dead costs one attempt, not a
-    // whole batch, before it is paused.
-    let mut in_flight_cap: usize = 1;
-    let mut permit: Option<tokio::sync::OwnedSemaphorePermit> = None;
+    let name = sender.name.clone();
+    let limits = Limits {
+        rate: sender.rate_per_second,
+        pair_interval: settings.pair_interval,
+        pair_burst: settings.pair_burst,
+        park_after: settings.park_after,
+        read_ahead_most: settings.read_ahead,
+        in_flight_most: settings.max_in_flight_per_sender,
+        batch_size: settings.batch_size,
+        max_age: sender.max_age,
+    };
+    let now = Instant::now();
+    let recent = recent_recipients(&worker, &sender, now).await;
+    // Without a send log the previous owner did not hand the sender over:
+    // it died, maybe in the middle of calls.
+    let crashed = handed_over.is_none();
+    let mut state = SenderState::new(limits, now, parse_send_log(handed_over.as_deref()), recent);
+    let io = SenderIo::new(worker.clone(), sender.clone());
+    let (wake, control) = (io.wake.clone(), io.control.clone());
+    let mut io = Some(io);
+    let mut running: Option<Running> = None;
+    let mut plan = Plan {
+        control: true,
+        summary: true,
+        promote: true,
+        next_promote: None,
+        armed: false,
+        woken: false,
+        uncertain: [false; 2],
+        retry_at: None,
+        retry_pause: STEP_RETRY_MIN,
+    };
+    let mut sends: JoinSet<Completion> = JoinSet::new();
+    let mut permit: Option<OwnedSemaphorePermit> = None;
     let mut waiting_for_permit = false;
-
-    let mut next_tier_check = Instant::now();
+    let metrics = Arc::new(worker.metrics.for_sender(&name));
+    let mut reported_rate = sender.rate_per_second;
+    // The throughput tier (polled by `sender_health`) is looked at when it
+    // changes; `true` for the first look.
+    let mut tiers = worker.sender_health.tier_changes();
+    let mut tier_changed = true;
     // One timer and one cancellation wait for the whole loop: making them
-    // anew on every turn cost a lock each, several times per message.
-    let wake_timer = tokio::time::sleep(IDLE_TICK);
-    tokio::pin!(wake_timer);
+    // anew on every turn costs a timer-wheel lock each.
+    let timer = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(timer);
     let cancelled = stop.cancelled();
     tokio::pin!(cancelled);
-    while !stop.is_cancelled() {
+
+    loop {
         let now = Instant::now();
-        if now >= next_tier_check {
-            next_tier_check = now + TIER_CHECK;
-            let tier = worker.sender_health.tier_limit(name);
+        if std::mem::take(&mut tier_changed) {
+            let tier = worker.sender_health.tier_limit(&name);
             let capped = tier_capped(sender.rate_per_second, tier);
-            if capped != rate.configured() {
-                tracing::warn!(
-                    sender = name,
-                    rate = capped,
-                    ?tier,
-                    "the throughput tier sets the sender's rate"
-                );
-                rate.set_configured(capped);
+            if capped != state.configured_rate() {
+                tracing::warn!(sender = %name, rate = capped, ?tier, "the throughput tier sets the sender's rate");
+                state.set_rate(capped);
             }
-        }
-        let limit = rate.current(now);
-        if window.limit() != limit {
-            window.set_limit(limit);
-            rate_gauge.set(limit);
-        }
-        let sending_allowed =
-            !*paused.borrow() && lease.valid_until().is_some_and(|until| now < until);
-        let mut wake = now + IDLE_TICK;
-        // More calls in flight than a second's worth would only pile up
-        // behind a slow answer and arrive at Meta in a bunch.
-        let max_in_flight = settings
-            .max_in_flight_per_sender
-            .min(usize::try_from(limit).unwrap_or(usize::MAX))
-            .min(in_flight_cap);
-        while sending_allowed && in_flight.len() < max_in_flight {
-            let now = Instant::now();
-            // The worker's own bound on calls in flight, shared by its senders.
-            if permit.is_none() {
-                permit = worker.in_flight.clone().try_acquire_owned().ok();
-            }
-            if permit.is_none() {
-                waiting_for_permit = true;
-                break;
-            }
-            if let Some(until) = sender_wait_until.filter(|until| *until > now) {
-                wake = wake.min(until);
-                break;
-            }
-            let spacing = RATE_WINDOW.mul_f64(MIN_SPACING_FRACTION / f64::from(limit.max(1)));
-            let paced_at = last_send.map_or(now, |t| t + spacing);
-            let window_at = window.next_allowed(now).max(paced_at);
-            if window_at > now {
-                sender_metrics.limiter_waits.inc();
-                wake = wake.min(window_at);
-                break;
-            }
-            let Some((lane, recipient)) = lanes.next_ready(now) else {
-                if let Some(at) = lanes.next_wake() {
-                    wake = wake.min(at);
-                }
-                break;
-            };
-            let lanes = lanes.of(lane);
-            if let Err(not_until) = pairs.check_key(&recipient) {
-                sender_metrics.pair_deferrals.inc();
-                lanes.defer(&recipient, now + not_until.wait_time_from(clock.now()));
-                continue;
-            }
-            let Some(incoming) = lanes.take(&recipient) else {
-                continue;
-            };
-            if window.try_acquire(now).is_err() {
-                // Cannot happen right after next_allowed; keep the order anyway.
-                lanes.put_back(&recipient, incoming, now);
-                break;
-            }
-            last_send = Some(now);
-            let held = permit.take();
-            // Every log line of the attempt names the message and its sender.
-            let span = tracing::info_span!(
-                "message",
-                message_id = %incoming.delivery.message_id,
-                sender = name,
-            );
-            let call = attempt(
-                worker.clone(),
-                sender.clone(),
-                sender_metrics.clone(),
-                incoming,
-                lease.clone(),
-            )
-            .instrument(span);
-            in_flight.spawn(async move {
-                let completion = call.await;
-                drop(held);
-                completion
-            });
-        }
-        if last_gc.elapsed() > PAIR_STATE_GC {
-            pairs.retain_recent();
-            pairs.shrink_to_fit();
-            last_gc = Instant::now();
         }
 
-        if wake_timer.deadline() != wake.into() {
-            wake_timer.as_mut().reset(wake.into());
-        }
-        tokio::select! {
-            _ = &mut cancelled => break,
-            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                match done {
-                    Ok(completion) => {
-                        in_flight_cap = match completion.next {
-                            Next::Done => in_flight_cap.saturating_mul(2).min(settings.max_in_flight_per_sender),
-                            Next::Pause => 1,
-                            _ => in_flight_cap,
-                        };
-                        if let Some(until) = apply(&mut lanes, &mut rate, completion, name) {
-                            sender_wait_until = Some(sender_wait_until.map_or(until, |u| u.max(until)));
-                        }
+        // Sends: as many as may start now.
+        let mut wake_at = None;
+        if lease.valid_until().is_some_and(|until| now < until) {
+            loop {
+                match state.next(Instant::now(), unix_ms(), permit.is_some()) {
+                    Decision::Send(message) => {
+                        let held = permit.take();
+                        let span = tracing::info_span!(
+                            "message",
+                            message_id = %message.delivery.message_id,
+                            sender = %name,
+                        );
+                        let call = attempt(
+                            worker.clone(),
+                            sender.clone(),
+                            metrics.clone(),
+                            message,
+                            lease.clone(),
+                        )
+                        .instrument(span);
+                        let calls = worker.metrics.calls_in_flight.clone();
+                        calls.inc();
+                        sends.spawn(async move {
+                            let completion = call.await;
+                            drop(held);
+                            calls.dec();
+                            completion
+                        });
                     }
-                    Err(error) => tracing::error!(%error, sender = name, "a send task failed"),
+                    Decision::Expire(message, reason) => {
+                        sends.spawn(expire(
+                            worker.clone(),
+                            sender.clone(),
+                            message,
+                            reason,
+                            lease.clone(),
+                        ));
+                    }
+                    Decision::NeedPermit => match worker.in_flight.clone().try_acquire_owned() {
+                        Ok(acquired) => permit = Some(acquired),
+                        Err(_) => {
+                            waiting_for_permit = true;
+                            break;
+                        }
+                    },
+                    Decision::Wait(at) => {
+                        wake_at = at;
+                        break;
+                    }
                 }
             }
-            incoming = transactional_rx.recv() => match incoming {
-                Some(incoming) => lanes.push(*incoming),
-                None => break,
+        }
+        // A permit is only held to start a send right away.
+        if !waiting_for_permit {
+            permit = None;
+        }
+        report(&metrics, &mut state, &gauges, &mut reported_rate, now);
+
+        // Redis: the next step, if none is running.
+        if running.is_none()
+            && let Some(mut taken) = io.take()
+        {
+            plan.apply_to(&mut taken);
+            match next_step(&mut state, &taken, &mut plan, now) {
+                Some(step) => {
+                    running = Some(Box::pin(async move {
+                        let result = taken.run(step).await;
+                        (taken, result)
+                    }));
+                }
+                None => io = Some(taken),
+            }
+        }
+
+        let due = [
+            wake_at,
+            plan.next_promote,
+            plan.retry_at,
+            state
+                .next_parked_due()
+                .map(|due| due.checked_sub(settings.park_after).unwrap_or(due)),
+            io.as_ref().and_then(|io| {
+                [Lane::Transactional, Lane::Bulk]
+                    .into_iter()
+                    .filter_map(|lane| io.consumer(lane).next_due())
+                    .min()
+            }),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if let Some(due) = due
+            && timer.deadline() != due.into()
+        {
+            timer.as_mut().reset(due.into());
+        }
+
+        tokio::select! {
+            _ = &mut cancelled => break,
+            Some(done) = sends.join_next(), if !sends.is_empty() => match done {
+                Ok(completion) => {
+                    if matches!(completion.next, Next::Abandon) {
+                        plan.uncertain[lane_index(completion.message.delivery.lane)] = true;
+                    }
+                    state.completed(completion, Instant::now());
+                    gauges.touch();
+                }
+                Err(error) => tracing::error!(%error, sender = %name, "a send task failed"),
             },
-            incoming = bulk_rx.recv() => match incoming {
-                Some(incoming) => lanes.push(*incoming),
-                None => break,
-            },
-            _ = &mut wake_timer => {}
+            (returned, result) = async {
+                match running.as_mut() {
+                    Some(step) => step.await,
+                    None => std::future::pending().await,
+                }
+            }, if running.is_some() => {
+                running = None;
+                io = Some(returned);
+                match result {
+                    Ok(done) => {
+                        plan.retry_pause = STEP_RETRY_MIN;
+                        if !apply(&owner, crashed, &mut state, &mut plan, &gauges, done) {
+                            tracing::warn!(sender = %name, "the lease is another worker's; stopping");
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(sender = %name, %error, "a Redis step failed; retrying");
+                        worker.metrics.redis_errors.with_label_values(&["read"]).inc();
+                        plan.failed();
+                    }
+                }
+            }
+            _ = wake.notified() => {
+                plan.woken = true;
+                plan.armed = false;
+                plan.promote = true;
+                gauges.touch();
+            }
+            _ = control.notified() => plan.control = true,
+            Ok(()) = tiers.changed() => tier_changed = true,
+            _ = &mut timer, if due.is_some() => {}
             _ = lease.changed() => {}
             acquired = worker.in_flight.clone().acquire_owned(), if waiting_for_permit => {
                 permit = acquired.ok();
                 waiting_for_permit = false;
-            }
-            _ = paused.changed() => {
-                if !*paused.borrow() {
-                    // Resumed by an operator: try again now.
-                    sender_wait_until = None;
-                }
             }
         }
         if lease.valid_until().is_none() {
@@ -279,141 +286,264 @@ pub(crate) async fn dispatch_sender(
         }
     }
 
-    reader_stop.cancel();
-    // A reader may be waiting for room in its channel: closing it frees it.
-    drop(transactional_rx);
-    drop(bulk_rx);
     // Sends already started finish and are recorded; what was read but not
     // started stays pending in Redis for whoever owns the sender next.
+    drop(running);
     let grace = worker.settings.worker.shutdown_grace;
     let _ = tokio::time::timeout(grace, async {
-        while in_flight.join_next().await.is_some() {}
+        while let Some(done) = sends.join_next().await {
+            if let Ok(completion) = done {
+                state.completed(completion, Instant::now());
+            }
+        }
     })
     .await;
-    in_flight.abort_all();
-    for reader in readers {
-        let _ = reader.await;
+    sends.abort_all();
+    let (now, now_ms) = (Instant::now(), unix_ms());
+    state
+        .recent_sends()
+        .map(|t| now_ms - i64::try_from(now.saturating_duration_since(t).as_millis()).unwrap_or(0))
+        .collect()
+}
+
+impl Plan {
+    /// Carries what happened while the sender's Redis handles were lent to
+    /// a step over to them.
+    fn apply_to(&mut self, io: &mut SenderIo) {
+        for lane in [Lane::Transactional, Lane::Bulk] {
+            if self.woken {
+                io.consumer_mut(lane).woken();
+            }
+            if std::mem::take(&mut self.uncertain[lane_index(lane)]) {
+                io.consumer_mut(lane).mark_uncertain();
+            }
+        }
+        self.woken = false;
     }
-    send_log(&window)
+
+    fn failed(&mut self) {
+        self.retry_at = Some(Instant::now() + self.retry_pause);
+        self.retry_pause = (self.retry_pause * 2).min(STEP_RETRY_MAX);
+        // Whatever was being read may have been missed.
+        self.control = true;
+        self.armed = false;
+        self.woken = true;
+    }
 }
 
-/// Messages held in memory per priority: half a second of sending, at
-/// least 16, at most the configured bound.
-fn read_ahead(rate_per_second: u32, configured: usize) -> usize {
-    let half_second = usize::try_from(rate_per_second / 2).unwrap_or(usize::MAX);
-    half_second.max(16).min(configured)
+/// The Redis step the sender needs next, most urgent first: who holds the
+/// lease and whether the sender is paused; parks (they free memory, and
+/// must precede any read of the same recipients); what is parked; entries
+/// to take over (before any new one, to keep each recipient's order);
+/// scheduled messages now due; parked messages now due; new entries;
+/// finally, arming the wake-up once both streams are read to the end.
+fn next_step(
+    state: &mut SenderState,
+    io: &SenderIo,
+    plan: &mut Plan,
+    now: Instant,
+) -> Option<Step> {
+    if plan.retry_at.is_some_and(|at| at > now) {
+        return None;
+    }
+    plan.retry_at = None;
+    if std::mem::take(&mut plan.control) {
+        return Some(Step::Control);
+    }
+    if state.has_parks() {
+        return Some(Step::Park(state.take_parks()));
+    }
+    if std::mem::take(&mut plan.summary) {
+        return Some(Step::Summary);
+    }
+    let lanes = [Lane::Transactional, Lane::Bulk];
+    for lane in lanes {
+        if io.consumer(lane).has_claims_due(now) && state.room(lane) > 0 {
+            return Some(Step::Claim {
+                lane,
+                count: state.read_size(lane),
+                held: state.held_ids(lane),
+                routed: state.routes_reads(lane),
+            });
+        }
+    }
+    if plan.promote || plan.next_promote.is_some_and(|at| at <= now) {
+        plan.promote = false;
+        plan.next_promote = None;
+        return Some(Step::Promote);
+    }
+    let now_ms = unix_ms();
+    for lane in lanes {
+        if let Some(limits) = state.unpark_due(lane, now, now_ms) {
+            return Some(Step::Unpark { lane, limits });
+        }
+    }
+    for lane in lanes {
+        let consumer = io.consumer(lane);
+        if !consumer.has_claims_due(now) && !consumer.caught_up() && state.worth_reading(lane) {
+            return Some(Step::Read {
+                lane,
+                count: state.read_size(lane),
+                routed: state.routes_reads(lane),
+            });
+        }
+    }
+    if !plan.armed && lanes.iter().all(|lane| io.consumer(*lane).caught_up()) {
+        return Some(Step::Arm);
+    }
+    None
 }
 
-/// Recipients the previous owner messaged recently count as messaged now
+/// Applies a step's result; false when the lease turned out to be another
+/// worker's.
+fn apply(
+    owner: &str,
+    crashed: bool,
+    state: &mut SenderState,
+    plan: &mut Plan,
+    gauges: &SenderGauges,
+    done: Done,
+) -> bool {
+    let (now, now_ms) = (Instant::now(), unix_ms());
+    let due = |ms: Option<i64>| ms.map(|ms| instant_at(ms, now, now_ms));
+    match done {
+        Done::Control {
+            lease_holder,
+            paused,
+        } => {
+            if lease_holder.as_deref() != Some(owner) {
+                return false;
+            }
+            state.set_paused(paused);
+            gauges.set_paused(paused);
+        }
+        Done::Summary(summaries) => {
+            for (lane, summary) in [Lane::Transactional, Lane::Bulk].into_iter().zip(summaries) {
+                state.parked(lane, summary, due(summary.next_due_ms));
+            }
+        }
+        Done::Messages {
+            lane,
+            messages,
+            parked,
+            taken_over,
+        } => {
+            if !messages.is_empty() {
+                gauges.touch();
+            }
+            for message in messages {
+                if taken_over && crashed {
+                    // Its call may have reached Meta just before the crash:
+                    // its recipient's pair slot counts as used now.
+                    state.suspect_sent(&message.delivery.recipient, now);
+                }
+                state.accept(message, now);
+            }
+            if let Some(summary) = parked {
+                state.parked(lane, summary, due(summary.next_due_ms));
+            }
+        }
+        Done::Parked(summaries) => {
+            for (lane, summary) in summaries {
+                state.parked(lane, summary, due(summary.next_due_ms));
+            }
+        }
+        Done::Promoted { next_due_ms } => plan.next_promote = due(next_due_ms),
+        Done::Armed => {
+            plan.armed = true;
+            // One more read of each stream closes the gap between the last
+            // read and the arming: an entry added in it is read now.
+            plan.woken = true;
+        }
+    }
+    true
+}
+
+/// Publishes what the state machine counted and the rate it keeps now.
+fn report(
+    metrics: &SenderMetrics,
+    state: &mut SenderState,
+    gauges: &SenderGauges,
+    reported_rate: &mut u32,
+    now: Instant,
+) {
+    let tally = state.take_tally();
+    if tally.window_waits > 0 {
+        metrics.limiter_waits.inc_by(tally.window_waits);
+    }
+    if tally.pair_waits > 0 {
+        metrics.pair_deferrals.inc_by(tally.pair_waits);
+    }
+    if tally.parked > 0 {
+        metrics.parked.inc_by(tally.parked);
+    }
+    let rate = state.effective_rate(now);
+    if rate != *reported_rate {
+        *reported_rate = rate;
+        gauges.set_rate(rate);
+    }
+}
+
+/// Records a message that expired before it could be sent.
+async fn expire(
+    worker: Arc<Worker>,
+    sender: Arc<SenderSettings>,
+    message: HeldMessage,
+    reason: &'static str,
+    lease: Lease,
+) -> Completion {
+    let next = record(
+        &worker,
+        &sender,
+        &message,
+        Outcome::Expired { reason },
+        &lease,
+    )
+    .await;
+    worker
+        .metrics
+        .expired
+        .with_label_values(&[sender.name.as_str()])
+        .inc();
+    Completion {
+        message,
+        next: next.unwrap_or(Next::Done),
+        answered_in: None,
+    }
+}
+
+/// Recipients the previous owner messaged recently count as messaged then
 /// (a little stricter than the truth): a handover must not reset anyone's
 /// pair limit.
-async fn seed_pair_limits(worker: &Worker, sender: &SenderSettings, pairs: &PairLimiter) {
+async fn recent_recipients(
+    worker: &Worker,
+    sender: &SenderSettings,
+    now: Instant,
+) -> Vec<(String, Instant)> {
     let window = worker.settings.worker.pair_window();
-    let since = unix_ms() - i64::try_from(window.as_millis()).unwrap_or(i64::MAX / 2);
+    let now_ms = unix_ms();
+    let since = now_ms - i64::try_from(window.as_millis()).unwrap_or(i64::MAX / 2);
     match worker
         .queue
         .recent_recipients(&sender.phone_number_id, since)
         .await
     {
-        Ok(recent) => {
-            for (recipient, _) in recent {
-                let _ = pairs.check_key(&recipient);
-            }
-        }
-        Err(error) => {
-            tracing::warn!(sender = %sender.name, %error, "could not read recent recipients")
-        }
-    }
-}
-
-/// Updates the lanes after an attempt; returns when the whole sender may
-/// send again, if it must wait.
-fn apply(
-    lanes: &mut Priorities,
-    rate: &mut AdaptiveRate,
-    completion: Completion,
-    name: &str,
-) -> Option<Instant> {
-    let now = Instant::now();
-    let recipient = completion.incoming.delivery.recipient.clone();
-    let lanes = lanes.of(completion.incoming.delivery.lane);
-    match completion.next {
-        Next::Done | Next::Abandon => {
-            lanes.done(&recipient, now);
-            None
-        }
-        Next::Retry {
-            at,
-            sender_wait,
-            throttled,
-        } => {
-            if throttled {
-                // The send window and the gauge follow on the next turn of
-                // the loop, as they do for each recovery step.
-                let lowered = rate.on_throttled(now);
-                tracing::warn!(
-                    sender = name,
-                    rate = lowered,
-                    "130429: lowering the sender's rate for a while"
-                );
-            }
-            lanes.put_back(&recipient, completion.incoming, at);
-            sender_wait.then_some(at)
-        }
-        Next::Pause => {
-            // The paused flag reaches this dispatcher through Redis; until it
-            // does (or if it could not be written) hold the sender anyway.
-            lanes.put_back(&recipient, completion.incoming, now);
-            Some(now + PAUSE_RECHECK)
-        }
-    }
-}
-
-/// The lanes of both priorities.
-#[derive(Default)]
-struct Priorities {
-    transactional: Lanes<Incoming>,
-    bulk: Lanes<Incoming>,
-}
-
-impl Priorities {
-    fn of(&mut self, lane: Lane) -> &mut Lanes<Incoming> {
-        match lane {
-            Lane::Bulk => &mut self.bulk,
-            _ => &mut self.transactional,
-        }
-    }
-
-    fn push(&mut self, incoming: Incoming) {
-        let recipient = incoming.delivery.recipient.clone();
-        let not_before = incoming.not_before;
-        self.of(incoming.delivery.lane)
-            .push(&recipient, incoming, not_before);
-    }
-
-    /// The next ready recipient, transactional first.
-    fn next_ready(&mut self, now: Instant) -> Option<(Lane, String)> {
-        if let Some(recipient) = self.transactional.next_ready(now) {
-            return Some((Lane::Transactional, recipient));
-        }
-        self.bulk
-            .next_ready(now)
-            .map(|recipient| (Lane::Bulk, recipient))
-    }
-
-    fn next_wake(&self) -> Option<Instant> {
-        [self.transactional.next_wake(), self.bulk.next_wake()]
+        Ok(recent) => recent
             .into_iter()
-            .flatten()
-            .min()
+            .map(|(recipient, at_ms)| (recipient, instant_at(at_ms.min(now_ms), now, now_ms)))
+            .collect(),
+        Err(error) => {
+            tracing::warn!(sender = %sender.name, %error, "could not read recent recipients");
+            Vec::new()
+        }
     }
 }
 
-fn pair_quota(interval: Duration, burst: u32) -> Quota {
-    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
-    Quota::with_period(interval)
-        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-        .allow_burst(burst)
+fn lane_index(lane: Lane) -> usize {
+    match lane {
+        Lane::Bulk => 1,
+        _ => 0,
+    }
 }
 
 /// `ms,ms,...` as a previous owner left it, turned into this process's Instants.
@@ -429,17 +559,10 @@ fn parse_send_log(log: Option<&str>) -> Vec<Instant> {
         .collect()
 }
 
-fn send_log(window: &SendWindow) -> Vec<i64> {
-    let (now, now_ms) = (Instant::now(), unix_ms());
-    window
-        .recent()
-        .map(|t| now_ms - i64::try_from(now.saturating_duration_since(t).as_millis()).unwrap_or(0))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gateway_domain::rules::SendWindow;
 
     #[test]
     fn send_logs_survive_the_trip_through_unix_time() {

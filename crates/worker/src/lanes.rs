@@ -1,11 +1,12 @@
-//! A sender's messages in memory, one first-in-first-out lane per
-//! recipient, and which lane may go next. Pure data: the dispatcher decides
-//! when to send, this only keeps order.
+//! A sender's messages in memory, one lane per recipient in the order the
+//! messages were accepted, and which lane may go next. Pure data: the
+//! sender's state machine decides when to send, this only keeps order.
 //!
 //! Guarantees: a recipient has at most one message in flight and its
-//! messages leave in the order they were pushed (a retried message goes back
-//! to the front of its lane); a lane that must wait (pair limit, backoff)
-//! never holds up another lane.
+//! messages leave in the order of their stream entry ids, however they
+//! arrived (read, taken over, unparked, or retried: a retried message goes
+//! back to the front); a lane that must wait (pair limit, backoff) never
+//! holds up another lane.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -20,9 +21,30 @@ pub(crate) struct Lanes<T> {
 }
 
 struct Lane<T> {
-    waiting: VecDeque<(T, Instant)>,
+    /// Oldest first.
+    waiting: VecDeque<Waiting<T>>,
     in_flight: bool,
     scheduled_at: Option<Instant>,
+}
+
+struct Waiting<T> {
+    order: EntryOrder,
+    item: T,
+    not_before: Instant,
+}
+
+/// A stream entry id (`<ms>-<seq>`) as numbers, for ordering; entries of
+/// one stream are in acceptance order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub(crate) struct EntryOrder(u64, u64);
+
+impl EntryOrder {
+    /// An id that does not parse sorts first (it cannot be ordered, and
+    /// holding it back would hold up the lane).
+    pub fn of(entry_id: &str) -> Self {
+        let (ms, seq) = entry_id.split_once('-').unwrap_or((entry_id, "0"));
+        Self(ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+    }
 }
 
 impl<T> Default for Lanes<T> {
@@ -42,8 +64,9 @@ impl<T> Lanes<T> {
         self.lanes.is_empty()
     }
 
-    /// Appends a message to its recipient's lane; it may go at `not_before`.
-    pub fn push(&mut self, recipient: &str, item: T, not_before: Instant) {
+    /// Adds a message to its recipient's lane, in entry order; it may go at
+    /// `not_before`.
+    pub fn push(&mut self, recipient: &str, item: T, not_before: Instant, order: EntryOrder) {
         let lane = self
             .lanes
             .entry(recipient.to_owned())
@@ -53,10 +76,58 @@ impl<T> Lanes<T> {
                 in_flight: false,
                 scheduled_at: None,
             });
-        lane.waiting.push_back((item, not_before));
-        if !lane.in_flight && lane.waiting.len() == 1 {
+        let at = lane.waiting.partition_point(|w| w.order <= order);
+        lane.waiting.insert(
+            at,
+            Waiting {
+                order,
+                item,
+                not_before,
+            },
+        );
+        if !lane.in_flight && at == 0 {
             self.schedule(recipient, not_before);
         }
+    }
+
+    /// Whether some lane may go at `now`.
+    pub fn has_ready(&mut self, now: Instant) -> bool {
+        while let Some(Reverse((at, _, recipient))) = self.ready.peek() {
+            if *at > now {
+                return false;
+            }
+            let live = self
+                .lanes
+                .get(recipient)
+                .is_some_and(|lane| !lane.in_flight && lane.scheduled_at == Some(*at));
+            if live {
+                return true;
+            }
+            self.ready.pop();
+        }
+        false
+    }
+
+    /// The head message of a recipient's lane, if one waits.
+    pub fn head(&self, recipient: &str) -> Option<&T> {
+        self.lanes
+            .get(recipient)
+            .and_then(|lane| lane.waiting.front())
+            .map(|w| &w.item)
+    }
+
+    /// Takes every waiting message of a recipient out (to park them),
+    /// oldest first; a message in flight stays.
+    pub fn take_waiting(&mut self, recipient: &str) -> Vec<T> {
+        let Some(lane) = self.lanes.get_mut(recipient) else {
+            return Vec::new();
+        };
+        let taken = lane.waiting.drain(..).map(|w| w.item).collect();
+        lane.scheduled_at = None;
+        if !lane.in_flight {
+            self.lanes.remove(recipient);
+        }
+        taken
     }
 
     /// The recipient whose head message may go at `now`, if any; its lane
@@ -97,7 +168,7 @@ impl<T> Lanes<T> {
     /// until [`done`](Self::done) or [`put_back`](Self::put_back).
     pub fn take(&mut self, recipient: &str) -> Option<T> {
         let lane = self.lanes.get_mut(recipient)?;
-        let (item, _) = lane.waiting.pop_front()?;
+        let item = lane.waiting.pop_front()?.item;
         lane.in_flight = true;
         lane.scheduled_at = None;
         Some(item)
@@ -110,8 +181,8 @@ impl<T> Lanes<T> {
         };
         lane.in_flight = false;
         match lane.waiting.front() {
-            Some((_, not_before)) => {
-                let at = (*not_before).max(now);
+            Some(head) => {
+                let at = head.not_before.max(now);
                 self.schedule(recipient, at);
             }
             None => {
@@ -120,15 +191,27 @@ impl<T> Lanes<T> {
         }
     }
 
-    /// The message taken from this lane goes back to its front, to be tried
-    /// again at `not_before`.
-    pub fn put_back(&mut self, recipient: &str, item: T, not_before: Instant) {
-        let Some(lane) = self.lanes.get_mut(recipient) else {
-            return;
-        };
-        lane.in_flight = false;
-        lane.waiting.push_front((item, not_before));
-        self.schedule(recipient, not_before);
+    /// The message taken from this lane goes back in its place (the front),
+    /// to be tried again at `not_before`.
+    pub fn put_back(&mut self, recipient: &str, item: T, not_before: Instant, order: EntryOrder) {
+        if let Some(lane) = self.lanes.get_mut(recipient) {
+            lane.in_flight = false;
+        }
+        self.push(recipient, item, not_before, order);
+        self.schedule_head(recipient);
+    }
+
+    /// (Re)schedules a lane for its head's `not_before`.
+    fn schedule_head(&mut self, recipient: &str) {
+        let head = self
+            .lanes
+            .get(recipient)
+            .filter(|lane| !lane.in_flight)
+            .and_then(|lane| lane.waiting.front())
+            .map(|w| w.not_before);
+        if let Some(at) = head {
+            self.schedule(recipient, at);
+        }
     }
 
     fn schedule(&mut self, recipient: &str, at: Instant) {
@@ -147,6 +230,10 @@ mod tests {
 
     use super::*;
 
+    fn order(i: u32) -> EntryOrder {
+        EntryOrder(u64::from(i), 0)
+    }
+
     fn drain_order(lanes: &mut Lanes<u32>, now: Instant) -> Vec<(String, u32)> {
         let mut out = Vec::new();
         while let Some(recipient) = lanes.next_ready(now) {
@@ -162,7 +249,7 @@ mod tests {
         let now = Instant::now();
         let mut lanes = Lanes::default();
         for i in 0..5 {
-            lanes.push("a", i, now);
+            lanes.push("a", i, now, order(i));
         }
         let sent: Vec<u32> = drain_order(&mut lanes, now)
             .into_iter()
@@ -176,8 +263,8 @@ mod tests {
     fn a_recipient_has_one_message_in_flight() {
         let now = Instant::now();
         let mut lanes = Lanes::default();
-        lanes.push("a", 1, now);
-        lanes.push("a", 2, now);
+        lanes.push("a", 1, now, order(1));
+        lanes.push("a", 2, now, order(2));
         let recipient = lanes.next_ready(now).expect("ready");
         assert_eq!(lanes.take(&recipient), Some(1));
         assert_eq!(
@@ -194,8 +281,8 @@ mod tests {
         let now = Instant::now();
         let later = now + Duration::from_secs(6);
         let mut lanes = Lanes::default();
-        lanes.push("slow", 1, now);
-        lanes.push("fast", 2, now);
+        lanes.push("slow", 1, now, order(1));
+        lanes.push("fast", 2, now, order(2));
         let first = lanes.next_ready(now).expect("ready");
         assert_eq!(first, "slow");
         lanes.defer("slow", later);
@@ -210,11 +297,11 @@ mod tests {
         let now = Instant::now();
         let retry_at = now + Duration::from_secs(2);
         let mut lanes = Lanes::default();
-        lanes.push("a", 1, now);
-        lanes.push("a", 2, now);
+        lanes.push("a", 1, now, order(1));
+        lanes.push("a", 2, now, order(2));
         let recipient = lanes.next_ready(now).expect("ready");
         let item = lanes.take(&recipient).expect("head");
-        lanes.put_back(&recipient, item, retry_at);
+        lanes.put_back(&recipient, item, retry_at, order(item));
         assert_eq!(lanes.next_ready(now), None);
         let order: Vec<u32> = drain_order(&mut lanes, retry_at)
             .into_iter()
@@ -227,7 +314,7 @@ mod tests {
     fn not_before_is_respected_and_a_message_in_flight_is_held() {
         let now = Instant::now();
         let mut lanes = Lanes::default();
-        lanes.push("a", 1, now + Duration::from_secs(1));
+        lanes.push("a", 1, now + Duration::from_secs(1), order(1));
         assert_eq!(lanes.next_ready(now), None);
         let recipient = lanes
             .next_ready(now + Duration::from_secs(1))
@@ -235,6 +322,43 @@ mod tests {
         lanes.take(&recipient);
         assert!(!lanes.is_empty());
         lanes.done(&recipient, now);
+        assert!(lanes.is_empty());
+    }
+
+    #[test]
+    fn messages_arriving_out_of_order_leave_in_entry_order() {
+        let now = Instant::now();
+        let mut lanes = Lanes::default();
+        for i in [3, 1, 2] {
+            lanes.push("a", i, now, order(i));
+        }
+        let sent: Vec<u32> = drain_order(&mut lanes, now)
+            .into_iter()
+            .map(|(_, i)| i)
+            .collect();
+        assert_eq!(sent, [1, 2, 3]);
+        assert_eq!(
+            EntryOrder::of("1700000000000-10"),
+            EntryOrder(1_700_000_000_000, 10)
+        );
+        assert!(EntryOrder::of("5-9") < EntryOrder::of("5-10"));
+    }
+
+    #[test]
+    fn waiting_messages_are_taken_out_to_park_and_one_in_flight_stays() {
+        let now = Instant::now();
+        let mut lanes = Lanes::default();
+        for i in 1..=3 {
+            lanes.push("a", i, now, order(i));
+        }
+        lanes.push("b", 9, now, order(9));
+        let recipient = lanes.next_ready(now).expect("ready");
+        assert_eq!(recipient, "a");
+        assert_eq!(lanes.take("a"), Some(1));
+        assert_eq!(lanes.take_waiting("a"), [2, 3]);
+        assert!(lanes.has_ready(now), "b is still ready");
+        lanes.done("a", now);
+        assert_eq!(drain_order(&mut lanes, now), [("b".to_owned(), 9)]);
         assert!(lanes.is_empty());
     }
 }

@@ -4,9 +4,13 @@
 //! outcome in Redis.
 //!
 //! Modules: [`ownership`] decides which senders this worker drains;
-//! [`dispatcher`] drains one sender (send window, pair limiter, lanes,
-//! backoff, pause); [`reader`] feeds it from the stream; [`attempt`] makes
-//! one Graph API call (after the window check) and records what it came to.
+//! [`dispatcher`] drains one sender: its decisions are a pure state machine
+//! ([`sender_state`]: send window, pair limits, lanes, what is parked, calls
+//! in flight), its Redis steps are in [`sender_io`] (read, take over, park,
+//! unpark, wake-ups), and [`attempt`] makes one Graph API call (after the
+//! window check) and records what it came to. An idle sender costs nothing:
+//! the worker is woken by Redis ([`gateway_queue::KeyWatcher`]) when one of
+//! its keys changes.
 //! Beside that, every worker processes Meta's webhook events
 //! ([`webhook_events`]: windows, statuses) and delivers what they tell the
 //! internal services ([`notifications`], through the notify crate). A
@@ -20,8 +24,9 @@ mod lease;
 mod notifications;
 mod ops_routes;
 mod ownership;
-mod reader;
 mod sender_health;
+mod sender_io;
+mod sender_state;
 mod webhook_events;
 
 pub use ops_routes::ops_router;
@@ -34,7 +39,7 @@ pub(crate) use gateway_domain::clock::unix_ms;
 use gateway_domain::rules::RetryPolicy;
 use gateway_graph::{GraphClient, SenderEndpoint};
 use gateway_notify::{DeliveryPolicy, NotifyMetrics, Outbox};
-use gateway_queue::Queue;
+use gateway_queue::{KeyWatcher, Queue};
 use gateway_telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +49,8 @@ use notifications::Notifier;
 pub struct Worker {
     pub(crate) settings: Arc<Settings>,
     pub(crate) queue: Queue,
+    /// Wakes the worker's tasks when Redis keys they wait on change.
+    pub(crate) watcher: KeyWatcher,
     pub(crate) graph: GraphClient,
     pub(crate) metrics: Metrics,
     pub(crate) retry_policy: RetryPolicy,
@@ -60,12 +67,15 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// Must be called within a Tokio runtime (the key watcher starts its task).
     pub fn new(
         settings: Arc<Settings>,
         queue: Queue,
         graph: GraphClient,
         metrics: Metrics,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
+        let redis = &settings.redis;
+        let watcher = KeyWatcher::open(&redis.url, redis.connect_timeout, redis.response_timeout)?;
         let retry_policy = RetryPolicy {
             max_attempts: settings.worker.max_attempts,
             ..RetryPolicy::default()
@@ -82,17 +92,21 @@ impl Worker {
                 Err(error) => tracing::error!(sender = %sender.name, %error, "sender cannot send"),
             }
         }
-        Self {
+        metrics
+            .calls_in_flight_limit
+            .set(i64::try_from(settings.worker.max_in_flight).unwrap_or(i64::MAX));
+        Ok(Self {
             endpoints,
             in_flight: Arc::new(tokio::sync::Semaphore::new(settings.worker.max_in_flight)),
             settings,
             queue,
+            watcher,
             graph,
             metrics,
             retry_policy,
             consumer: consumer_name(),
             sender_health: Arc::default(),
-        }
+        })
     }
 
     /// Works until `shutdown` is cancelled, then finishes the sends in

@@ -1,9 +1,18 @@
 //! Which senders this worker drains. Every `worker.lease_renew_ms` the
-//! worker records its heartbeat, reads the live workers, and computes by
-//! rendezvous hashing which senders it should own; it renews the leases it
-//! holds, hands over those another worker should now own, and takes those
-//! that are free and should be its own. A dead worker's leases expire and
-//! the survivors take its senders, reclaiming its pending entries.
+//! worker renews its liveness (one command, however many senders it holds:
+//! a lease lasts as long as its holder's liveness), reads the live workers,
+//! and computes by rendezvous hashing which senders it should own; it hands
+//! over those another worker should now own, and takes those that are free,
+//! or whose holder is gone, and should be its own. A dead worker's liveness
+//! lapses, and the survivors take its senders, reclaiming its pending
+//! entries.
+//!
+//! A worker whose liveness lapsed (cut off from Redis for longer than
+//! `lease_ttl`) has already stopped sending (the local deadline of every
+//! lease passed first) and may have lost its senders to others: it lets
+//! them all go and comes back under a new name, since its old name must
+//! never be alive again (another worker may be taking its leases on the
+//! strength of its death).
 //!
 //! The per-sender gauges (paused, effective rate, queue depth and age) are
 //! exported by the owner only: set when it takes a sender, removed when it
@@ -15,7 +24,6 @@ use std::time::Instant;
 
 use gateway_config::SenderSettings;
 use gateway_domain::rules::assignment::owned_by;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -29,11 +37,26 @@ const HANDOVER_TICK: std::time::Duration = std::time::Duration::from_millis(200)
 
 struct Owned {
     keeper: LeaseKeeper,
-    paused: watch::Sender<bool>,
     stop: CancellationToken,
     task: JoinHandle<Vec<i64>>,
     /// Being handed over: the dispatcher is finishing its sends in flight.
     releasing: bool,
+}
+
+/// This worker's name on leases and in the registry: its consumer name,
+/// with a suffix once its liveness has lapsed and it came back.
+struct Identity {
+    name: String,
+    lapses: u32,
+    joined: bool,
+}
+
+impl Identity {
+    fn lapsed(&mut self, consumer: &str) {
+        self.lapses += 1;
+        self.name = format!("{consumer}.{}", self.lapses);
+        self.joined = false;
+    }
 }
 
 pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
@@ -46,14 +69,20 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
         .collect();
     let all: Vec<String> = senders.keys().cloned().collect();
     let ttl_ms = u64::try_from(settings.lease_ttl.as_millis()).unwrap_or(u64::MAX);
+    let mut identity = Identity {
+        name: worker.consumer.clone(),
+        lapses: 0,
+        joined: false,
+    };
     let mut owned: HashMap<String, Owned> = HashMap::new();
     let gauges = owned_gauges(&worker);
-    // Leases are renewed every `lease_renew`; handovers are checked more
+    // Liveness is renewed every `lease_renew`; handovers are checked more
     // often, so a sender moving between workers pauses for a moment only.
     let mut ticker = tokio::time::interval(HANDOVER_TICK.min(settings.lease_renew));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_renewal: Option<Instant> = None;
     let mut live: Vec<String> = Vec::new();
+    let mut desired: Vec<String> = Vec::new();
     // Workers started together first see each other, then share the
     // senders: taking everything at once would mean handing most of it
     // over again a second later.
@@ -71,10 +100,34 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
             last_renewal = Some(started);
             match worker
                 .queue
-                .heartbeat(&worker.consumer, unix_ms(), ttl_ms)
+                .heartbeat(&identity.name, unix_ms(), ttl_ms, !identity.joined)
                 .await
             {
-                Ok(workers) => live = workers,
+                Ok(Some(workers)) => {
+                    identity.joined = true;
+                    for state in owned.values() {
+                        state.keeper.renewed(started, settings.lease_ttl);
+                    }
+                    if workers != live {
+                        live = workers;
+                        desired = owned_by(&identity.name, &all, &live)
+                            .into_iter()
+                            .map(str::to_owned)
+                            .collect();
+                    }
+                }
+                Ok(None) => {
+                    tracing::error!(worker = %identity.name, "this worker's liveness lapsed; letting every sender go and rejoining");
+                    for (pnid, state) in owned.drain() {
+                        lose(&worker, &gauges, &pnid, &state);
+                    }
+                    identity.lapsed(&worker.consumer);
+                    live.clear();
+                    desired.clear();
+                    settled = false;
+                    last_renewal = None;
+                    continue;
+                }
                 Err(error) => {
                     worker
                         .metrics
@@ -85,25 +138,29 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
                     continue;
                 }
             }
-            renew(&worker, &gauges, &mut owned, started, ttl_ms).await;
         }
-        let desired: Vec<&str> = owned_by(&worker.consumer, &all, &live);
 
         // Hand over senders another worker should own now.
         for (pnid, state) in owned.iter_mut() {
-            if !state.releasing && !desired.contains(&pnid.as_str()) {
+            if !state.releasing && !desired.contains(pnid) {
                 state.releasing = true;
                 state.stop.cancel();
             }
         }
         let finished: Vec<String> = owned
             .iter()
-            .filter(|(_, s)| s.releasing && s.task.is_finished())
+            .filter(|(_, s)| s.task.is_finished())
             .map(|(pnid, _)| pnid.clone())
             .collect();
         for pnid in finished {
             if let Some(state) = owned.remove(&pnid) {
-                release(&worker, &gauges, &pnid, state).await;
+                if state.releasing {
+                    release(&worker, &gauges, &pnid, &identity.name, state).await;
+                } else {
+                    // The dispatcher stopped by itself: the lease names
+                    // another worker.
+                    lose(&worker, &gauges, &pnid, &state);
+                }
             }
         }
 
@@ -114,7 +171,7 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
                 .is_some_and(|at| started.duration_since(at) >= settings.lease_renew / 2);
             continue;
         }
-        for pnid in desired {
+        for pnid in &desired {
             if owned.contains_key(pnid) {
                 continue;
             }
@@ -122,11 +179,7 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
                 continue;
             };
             let requested_at = Instant::now();
-            match worker
-                .queue
-                .acquire_lease(pnid, &worker.consumer, ttl_ms)
-                .await
-            {
+            match worker.queue.acquire_lease(pnid, &identity.name).await {
                 Ok(Some(handed_over)) => {
                     tracing::info!(sender = %sender.name, "lease acquired; draining");
                     worker
@@ -136,23 +189,21 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
                         .inc();
                     let (keeper, lease) = new_lease();
                     keeper.renewed(requested_at, settings.lease_ttl);
-                    let (paused_tx, paused_rx) = watch::channel(false);
                     let stop = shutdown.child_token();
-                    let rate_gauge = gauges.take(sender);
+                    let sender_gauges = gauges.take(sender);
                     let task = tokio::spawn(dispatch_sender(
                         worker.clone(),
                         sender.clone(),
+                        identity.name.clone(),
                         lease,
-                        paused_rx,
                         handed_over,
-                        rate_gauge,
+                        sender_gauges,
                         stop.clone(),
                     ));
                     owned.insert(
                         pnid.to_owned(),
                         Owned {
                             keeper,
-                            paused: paused_tx,
                             stop,
                             task,
                             releasing: false,
@@ -170,8 +221,6 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
                 }
             }
         }
-
-        update_pauses(&worker, &gauges, &owned).await;
         worker.metrics.senders_owned.set(owned.len() as i64);
     }
 
@@ -182,9 +231,10 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
     }
     // All at once, and bounded: with Redis unreachable each release would
     // wait for its timeout, and the leases expire by themselves anyway.
+    let name = identity.name.clone();
     let releases = owned.drain().map(|(pnid, state)| {
-        let (worker, gauges) = (worker.clone(), gauges.clone());
-        async move { release(&worker, &gauges, &pnid, state).await }
+        let (worker, gauges, name) = (worker.clone(), gauges.clone(), name.clone());
+        async move { release(&worker, &gauges, &pnid, &name, state).await }
     });
     let deadline = settings.shutdown_grace + settings.lease_ttl;
     if tokio::time::timeout(deadline, futures_util::future::join_all(releases))
@@ -196,76 +246,34 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
     gauges.release_all();
     crate::depth::forget(&worker);
     worker.metrics.senders_owned.set(0);
-    let left = tokio::time::timeout(settings.lease_ttl, worker.queue.leave(&worker.consumer)).await;
+    let left = tokio::time::timeout(settings.lease_ttl, worker.queue.leave(&identity.name)).await;
     if let Ok(Err(error)) = left {
         tracing::warn!(%error, "could not leave the worker registry; it forgets this worker when its heartbeat lapses");
     }
 }
 
-/// Renews every lease this worker holds, including those being handed
-/// over; a lease found taken stops its dispatcher at once.
-async fn renew(
-    worker: &Worker,
-    gauges: &OwnedGauges,
-    owned: &mut HashMap<String, Owned>,
-    started: Instant,
-    ttl_ms: u64,
-) {
-    let settings = &worker.settings.worker;
-    let held: Vec<&str> = owned.keys().map(String::as_str).collect();
-    match worker
-        .queue
-        .renew_leases(&held, &worker.consumer, ttl_ms)
-        .await
-    {
-        Ok(renewed) => {
-            let lost: Vec<String> = held
-                .iter()
-                .zip(renewed)
-                .filter(|(_, ok)| !ok)
-                .map(|(pnid, _)| (*pnid).to_owned())
-                .collect();
-            for (pnid, state) in owned.iter() {
-                if !lost.contains(pnid) {
-                    state.keeper.renewed(started, settings.lease_ttl);
-                }
-            }
-            for pnid in lost {
-                if let Some(state) = owned.remove(&pnid) {
-                    tracing::warn!(sender = %pnid, "lease lost; stopping");
-                    state.keeper.lost();
-                    state.stop.cancel();
-                    gauges.release(&pnid);
-                    worker
-                        .metrics
-                        .lease_changes
-                        .with_label_values(&["lost"])
-                        .inc();
-                }
-            }
-        }
-        Err(error) => {
-            worker
-                .metrics
-                .redis_errors
-                .with_label_values(&["renew"])
-                .inc();
-            tracing::warn!(%error, "renewing leases failed");
-        }
-    }
+/// The sender is no longer this worker's (its dispatcher found another
+/// worker's name on the lease, or this worker's liveness lapsed): stop
+/// sending at once.
+fn lose(worker: &Worker, gauges: &OwnedGauges, pnid: &str, state: &Owned) {
+    tracing::warn!(sender = %pnid, "lease lost; stopping");
+    state.keeper.lost();
+    state.stop.cancel();
+    gauges.release(pnid);
+    worker
+        .metrics
+        .lease_changes
+        .with_label_values(&["lost"])
+        .inc();
 }
 
-async fn release(worker: &Worker, gauges: &OwnedGauges, pnid: &str, state: Owned) {
+async fn release(worker: &Worker, gauges: &OwnedGauges, pnid: &str, name: &str, state: Owned) {
     let log = state.task.await.unwrap_or_default();
     state.keeper.lost();
     // Before the lease is freed: the next owner exports them from now on.
     gauges.release(pnid);
     let log: Vec<String> = log.iter().map(i64::to_string).collect();
-    match worker
-        .queue
-        .release_lease(pnid, &worker.consumer, &log.join(","))
-        .await
-    {
+    match worker.queue.release_lease(pnid, name, &log.join(",")).await {
         Ok(()) => {
             tracing::info!(sender = %pnid, "lease released");
             worker
@@ -277,21 +285,5 @@ async fn release(worker: &Worker, gauges: &OwnedGauges, pnid: &str, state: Owned
         Err(error) => {
             tracing::warn!(sender = %pnid, %error, "releasing a lease failed; it expires by itself")
         }
-    }
-}
-
-async fn update_pauses(worker: &Worker, gauges: &OwnedGauges, owned: &HashMap<String, Owned>) {
-    let pnids: Vec<&str> = owned.keys().map(String::as_str).collect();
-    let Ok(states) = worker.queue.sender_states(&pnids).await else {
-        return;
-    };
-    for (pnid, (_, paused)) in pnids.iter().zip(states) {
-        let is_paused = paused.is_some();
-        if let Some(state) = owned.get(*pnid) {
-            state
-                .paused
-                .send_if_modified(|p| std::mem::replace(p, is_paused) != is_paused);
-        }
-        gauges.set_paused(pnid, is_paused);
     }
 }

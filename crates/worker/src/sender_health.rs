@@ -45,12 +45,25 @@ pub(crate) const POLL_EVERY: Duration = Duration::from_secs(300);
 const FIRST_POLL_AFTER: Duration = Duration::from_secs(3);
 
 /// What the worker knows about its senders' health between polls.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct SenderHealth {
     /// (template name, language code) not usable now.
     unusable: RwLock<HashSet<(String, String)>>,
     /// The last throughput limit seen per sender, to log a change.
     throughput: Mutex<HashMap<String, i64>>,
+    /// Bumped whenever a sender's throughput limit is first seen or
+    /// changes: dispatchers look at their tier then, not on a timer.
+    tier_changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for SenderHealth {
+    fn default() -> Self {
+        Self {
+            unusable: RwLock::default(),
+            throughput: Mutex::default(),
+            tier_changes: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl SenderHealth {
@@ -82,13 +95,20 @@ impl SenderHealth {
             .filter(|limit| *limit > 0)
     }
 
+    /// Resolves (through `changed`) when some sender's tier was first
+    /// seen or changed.
+    pub(crate) fn tier_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.tier_changes.subscribe()
+    }
+
     /// Records a sender's throughput limit; the previous one if it changed.
     fn throughput_changed(&self, sender: &str, limit: i64) -> Option<i64> {
         let mut last = self.throughput.lock().unwrap_or_else(|e| e.into_inner());
-        match last.insert(sender.to_owned(), limit) {
-            Some(before) if before != limit => Some(before),
-            _ => None,
+        let before = last.insert(sender.to_owned(), limit);
+        if before != Some(limit) {
+            self.tier_changes.send_modify(|generation| *generation += 1);
         }
+        before.filter(|before| *before != limit)
     }
 }
 
@@ -125,27 +145,17 @@ pub(crate) async fn run(worker: Arc<Worker>, stop: CancellationToken) {
             if stop.is_cancelled() {
                 return;
             }
-            if owns(&worker, sender).await {
+            if owns(&worker, sender) {
                 poll(&worker, sender).await;
             }
         }
     }
 }
 
-/// Whether this worker holds the sender's lease now.
-async fn owns(worker: &Worker, sender: &SenderSettings) -> bool {
-    let mut conn = worker.queue.connection();
-    let owner: Result<Option<String>, _> = redis::cmd("GET")
-        .arg(gateway_queue::keys::lease(&sender.phone_number_id))
-        .query_async(&mut conn)
-        .await;
-    match owner {
-        Ok(owner) => owner.as_deref() == Some(worker.consumer.as_str()),
-        Err(error) => {
-            tracing::debug!(%error, "cannot read a lease for the health poll");
-            false
-        }
-    }
+/// Whether this worker holds the sender's lease now (its own record of
+/// it: asking Redis for every sender would cost a call each).
+fn owns(worker: &Worker, sender: &SenderSettings) -> bool {
+    crate::depth::owned_gauges(worker).owns(&sender.phone_number_id)
 }
 
 /// Reads one sender's number and fallback template.

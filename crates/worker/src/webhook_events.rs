@@ -14,16 +14,20 @@
 //! Forwarding comes before the record, so a crash in between forwards twice
 //! rather than never (at least once); the record counts each event once.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gateway_config::SenderSettings;
 use gateway_domain::rules::retry::fail_reason;
-use gateway_domain::rules::{ErrorClass, RetryDecision, classify_code};
+use gateway_domain::rules::{ErrorClass, Failure, Verdict, classify_code};
 use gateway_domain::webhook::{
     self, InboundMessage, MetaError, MetaStatus, StatusUpdate, WebhookEvent,
 };
-use gateway_queue::{QueueError, Requeue, StatusChange, StatusResult, StatusView, StoredEvent};
+use gateway_queue::{
+    Claim, QueueError, Requeue, StatusChange, StatusResult, StatusView, StoredEvent, keys,
+};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::notifications::Notifier;
@@ -32,59 +36,39 @@ use crate::{Worker, unix_ms};
 /// Events read per round.
 const BATCH: usize = 64;
 /// An event another worker took this long ago and did not finish is claimed.
-const STALE_AFTER_MS: u64 = 30_000;
-const CLAIM_EVERY: Duration = Duration::from_secs(5);
-const IDLE_MIN: Duration = Duration::from_millis(5);
-const IDLE_MAX: Duration = Duration::from_millis(200);
+const STALE_AFTER: Duration = Duration::from_secs(30);
+const CLAIM_EVERY: Duration = Duration::from_secs(10);
+/// After a Redis error, the next read waits this long.
+const ERROR_PAUSE: Duration = Duration::from_millis(500);
 
-/// What an asynchronous failure comes to.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum FailureAction {
-    /// Queue the message again, due after `delay`.
-    Retry { delay: Duration },
-    /// Close the window and resend as the fallback template now.
-    Fallback,
-    /// The message fails for good, with this reason.
-    Fail { reason: &'static str },
-}
-
-/// The retry policy's decision for a failure Meta reported by webhook.
-/// Unlike a failed send, nothing here pauses a sender: the message was
-/// accepted, so the sender's token and number were fine.
-pub(crate) fn failure_action(decision: RetryDecision) -> FailureAction {
-    match decision {
-        RetryDecision::RetryAfter { delay, .. } => FailureAction::Retry { delay },
-        RetryDecision::UseFallback => FailureAction::Fallback,
-        RetryDecision::Fail { reason } => FailureAction::Fail { reason },
-        RetryDecision::PauseSender => FailureAction::Fail {
-            reason: fail_reason::PERMANENT_ERROR,
-        },
-    }
-}
-
+/// Reads the events stream until `stop`: processes what there is, then
+/// waits for Redis to report new events (no polling), or for the next
+/// look for stale ones.
 pub(crate) async fn run(worker: Arc<Worker>, notifier: Arc<Notifier>, stop: CancellationToken) {
-    let mut pause = IDLE_MIN;
-    let mut last_claim: Option<Instant> = None;
-    let mut group_ready = false;
+    let mut consumer = worker.queue.consumer(
+        keys::EVENTS,
+        keys::CONSUMER_GROUP,
+        &worker.consumer,
+        Claim::Stale {
+            min_idle: STALE_AFTER,
+            every: CLAIM_EVERY,
+        },
+    );
+    let wake = Arc::new(Notify::new());
+    let mut armed = false;
+    // Events are processed one at a time, before the next read: none is
+    // held across a read.
+    let held = HashSet::new();
     while !stop.is_cancelled() {
-        if !group_ready {
-            group_ready = worker.queue.ensure_events_group().await.is_ok();
-        }
-        let claim_due = last_claim.is_none_or(|at| at.elapsed() >= CLAIM_EVERY);
-        let batch = if claim_due {
-            last_claim = Some(Instant::now());
-            worker
-                .queue
-                .claim_stale_events(&worker.consumer, STALE_AFTER_MS, BATCH)
-                .await
-        } else {
-            worker.queue.read_events(&worker.consumer, BATCH).await
+        let batch = tokio::select! {
+            _ = stop.cancelled() => return,
+            batch = consumer.next(BATCH, &held) => batch,
         };
-        let idle = match batch {
-            Ok(events) if events.is_empty() => true,
-            Ok(events) => {
-                for event in &events {
-                    if let Err(error) = process(&worker, &notifier, event).await {
+        match batch {
+            Ok(entries) if !entries.is_empty() => {
+                for entry in entries {
+                    let event = StoredEvent::from_entry(entry);
+                    if let Err(error) = process(&worker, &notifier, &event).await {
                         // Left pending: claimed again once stale.
                         redis_error(&worker, &error);
                         break;
@@ -93,25 +77,47 @@ pub(crate) async fn run(worker: Arc<Worker>, notifier: Arc<Notifier>, stop: Canc
                         redis_error(&worker, &error);
                     }
                 }
-                false
+            }
+            Ok(_) if !armed => {
+                // Caught up: be woken by the next event, then read once
+                // more for one that came in between.
+                match worker.watcher.arm(&[keys::EVENTS.to_owned()], &wake).await {
+                    Ok(()) => {
+                        armed = true;
+                        consumer.woken();
+                    }
+                    Err(error) => {
+                        redis_error(&worker, &error);
+                        pause(&stop, ERROR_PAUSE).await;
+                    }
+                }
+            }
+            Ok(_) => {
+                let until = consumer
+                    .next_due()
+                    .unwrap_or_else(|| Instant::now() + CLAIM_EVERY);
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = wake.notified() => {
+                        armed = false;
+                        consumer.woken();
+                    }
+                    _ = tokio::time::sleep_until(until.into()) => {}
+                }
             }
             Err(error) => {
                 redis_error(&worker, &error);
-                group_ready = false;
-                true
-            }
-        };
-        pause = if idle {
-            (pause * 2).min(IDLE_MAX)
-        } else {
-            IDLE_MIN
-        };
-        if idle {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(pause) => {}
+                armed = false;
+                pause(&stop, ERROR_PAUSE).await;
             }
         }
+    }
+}
+
+async fn pause(stop: &CancellationToken, duration: Duration) {
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = tokio::time::sleep(duration) => {}
     }
 }
 
@@ -272,10 +278,15 @@ async fn status(
         let fallback_available =
             !view.fallback_used && (view.has_fallback || sender.fallback_template.is_some());
         let age = Duration::from_millis(u64::try_from(now_ms - view.created_ms).unwrap_or(0));
-        let decision = worker
-            .retry_policy
-            .decide(class, view.attempts, age, fallback_available);
-        tracing::info!(message_id = %view.message_id, code = error.code, class = class.as_str(), ?decision, "Meta reported a failure");
+        let verdict = worker.retry_policy.judge(&Failure {
+            class,
+            attempts: view.attempts,
+            age,
+            fallback_available,
+            expires_in: None,
+            reported_later: true,
+        });
+        tracing::info!(message_id = %view.message_id, code = error.code, class = class.as_str(), ?verdict, "Meta reported a failure");
         let requeue_after = |delay: Duration, fallback: bool| Requeue {
             wamid: &update.wamid,
             at_ms: update.timestamp_ms,
@@ -285,14 +296,17 @@ async fn status(
             fallback,
             close_window: fallback,
         };
-        match failure_action(decision) {
-            FailureAction::Retry { delay } => {
+        match verdict {
+            Verdict::Retry { delay, .. } => {
                 return requeue(worker, sender, &view, requeue_after(delay, false)).await;
             }
-            FailureAction::Fallback => {
+            Verdict::Fallback => {
                 return requeue(worker, sender, &view, requeue_after(Duration::ZERO, true)).await;
             }
-            FailureAction::Fail { reason: why } => {
+            // Without a deadline to check, no expiry comes; a sender-level
+            // code reported later comes as a failure (see `judge`).
+            Verdict::Expire | Verdict::PauseSender => reason = fail_reason::PERMANENT_ERROR,
+            Verdict::Fail { reason: why } => {
                 if class == ErrorClass::WindowClosed {
                     worker.queue.close_window(pnid, &view.recipient).await?;
                 }
@@ -377,24 +391,25 @@ mod tests {
     use super::*;
     use gateway_domain::rules::RetryPolicy;
 
-    fn action(code: i64, attempts: u32, fallback_available: bool) -> FailureAction {
-        let policy = RetryPolicy::default();
-        failure_action(policy.decide(
-            classify_code(code),
+    fn verdict(code: i64, attempts: u32, fallback_available: bool) -> Verdict {
+        RetryPolicy::default().judge(&Failure {
+            class: classify_code(code),
             attempts,
-            Duration::from_secs(10),
+            age: Duration::from_secs(10),
             fallback_available,
-        ))
+            expires_in: None,
+            reported_later: true,
+        })
     }
 
     #[test]
     fn a_transient_asynchronous_failure_is_retried_after_backoff() {
         assert!(
-            matches!(action(131000, 1, false), FailureAction::Retry { delay } if delay >= Duration::from_secs(1))
+            matches!(verdict(131000, 1, false), Verdict::Retry { delay, .. } if delay >= Duration::from_secs(1))
         );
         assert_eq!(
-            action(131000, RetryPolicy::default().max_attempts, false),
-            FailureAction::Fail {
+            verdict(131000, RetryPolicy::default().max_attempts, false),
+            Verdict::Fail {
                 reason: "attempts_exhausted"
             }
         );
@@ -402,10 +417,10 @@ mod tests {
 
     #[test]
     fn a_closed_window_resends_the_fallback_once() {
-        assert_eq!(action(131047, 1, true), FailureAction::Fallback);
+        assert_eq!(verdict(131047, 1, true), Verdict::Fallback);
         assert_eq!(
-            action(131047, 2, false),
-            FailureAction::Fail {
+            verdict(131047, 2, false),
+            Verdict::Fail {
                 reason: "window_closed"
             }
         );
@@ -413,10 +428,7 @@ mod tests {
 
     #[test]
     fn permanent_and_sender_level_codes_fail_the_message() {
-        assert!(matches!(
-            action(131026, 1, true),
-            FailureAction::Fail { .. }
-        ));
-        assert!(matches!(action(190, 1, true), FailureAction::Fail { .. }));
+        assert!(matches!(verdict(131026, 1, true), Verdict::Fail { .. }));
+        assert!(matches!(verdict(190, 1, true), Verdict::Fail { .. }));
     }
 }

@@ -1,17 +1,21 @@
 //! The gateway's rules as plain functions and small structs: what Meta's
 //! errors mean, when to retry, how fast a sender may send, how a 130429
-//! lowers that rate, which worker owns which sender, and whether a
+//! lowers that rate, how often one recipient may be messaged, how many
+//! calls a sender keeps open, which worker owns which sender, and whether a
 //! recipient's 24-hour window allows a free-form message. No I/O and no clock:
 //! the caller passes `now`, so every rule is tested in virtual time.
 
 pub mod adaptive_rate;
 pub mod assignment;
+pub mod concurrency;
 pub mod error_class;
+pub mod pair_limit;
 pub mod retry;
 pub mod send_window;
 pub mod window;
 
 pub use adaptive_rate::AdaptiveRate;
 pub use error_class::{ErrorClass, TransportFailure, classify_code, classify_transport};
-pub use retry::{RetryDecision, RetryPolicy};
+pub use pair_limit::PairLimiter;
+pub use retry::{Failure, RetryDecision, RetryPolicy, Verdict};
 pub use send_window::SendWindow;

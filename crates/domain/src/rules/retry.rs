@@ -84,7 +84,79 @@ pub enum RetryDecision {
     PauseSender,
 }
 
+/// A failed send, as far as its verdict depends on it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Failure {
+    pub class: ErrorClass,
+    /// Sends tried for the message, the failed one included.
+    pub attempts: u32,
+    /// Since the message was accepted.
+    pub age: Duration,
+    /// A fallback template exists and was not used yet.
+    pub fallback_available: bool,
+    /// Until the message's `expires_at`, if it has one.
+    pub expires_in: Option<Duration>,
+    /// Meta reported the failure by webhook after accepting the message,
+    /// rather than in its answer to the call.
+    pub reported_later: bool,
+}
+
+/// What becomes of a message after a failed send: decided once, in
+/// [`RetryPolicy::judge`], for a failure in Meta's answer and for one it
+/// reports later alike.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Try again after `delay`; with `sender_backoff` the whole sender waits.
+    Retry {
+        delay: Duration,
+        sender_backoff: bool,
+    },
+    /// Resend now as the fallback template.
+    Fallback,
+    /// The message fails for good (one of [`fail_reason`]).
+    Fail { reason: &'static str },
+    /// The next attempt would come after the message's `expires_at`.
+    Expire,
+    /// Keep the message and pause its sender.
+    PauseSender,
+}
+
 impl RetryPolicy {
+    /// The verdict on a failed send: [`decide`](Self::decide), then what
+    /// the message's deadline and the moment of the report change. A retry
+    /// that would come too late expires the message (an OTP that arrives
+    /// late is worse than none); a sender-level error Meta reports after
+    /// accepting the message fails only that message, since the sender's
+    /// token and number were evidently fine.
+    pub fn judge(&self, failure: &Failure) -> Verdict {
+        let decision = self.decide(
+            failure.class,
+            failure.attempts,
+            failure.age,
+            failure.fallback_available,
+        );
+        match decision {
+            RetryDecision::RetryAfter { delay, .. }
+                if failure.expires_in.is_some_and(|left| delay >= left) =>
+            {
+                Verdict::Expire
+            }
+            RetryDecision::RetryAfter {
+                delay,
+                sender_backoff,
+            } => Verdict::Retry {
+                delay,
+                sender_backoff,
+            },
+            RetryDecision::UseFallback => Verdict::Fallback,
+            RetryDecision::Fail { reason } => Verdict::Fail { reason },
+            RetryDecision::PauseSender if failure.reported_later => Verdict::Fail {
+                reason: fail_reason::PERMANENT_ERROR,
+            },
+            RetryDecision::PauseSender => Verdict::PauseSender,
+        }
+    }
+
     /// `attempts` = sends already tried for this message (≥ 1; 0 counts as
     /// 1); `age` = time since accepted; `fallback_available` = a fallback
     /// template exists and was not used yet.
@@ -253,6 +325,55 @@ mod tests {
                 fail("attempts_exhausted")
             );
         }
+    }
+
+    #[test]
+    fn the_verdict_weighs_the_deadline_and_when_meta_reported_it() {
+        let policy = RetryPolicy::default();
+        let failure = |class, expires_in, reported_later| Failure {
+            class,
+            attempts: 1,
+            age: SECOND,
+            fallback_available: true,
+            expires_in,
+            reported_later,
+        };
+        assert_eq!(
+            policy.judge(&failure(PairLimit, None, false)),
+            Verdict::Retry {
+                delay: SECOND,
+                sender_backoff: false
+            }
+        );
+        assert_eq!(
+            policy.judge(&failure(PairLimit, Some(SECOND), false)),
+            Verdict::Expire,
+            "a retry due at the deadline comes too late"
+        );
+        assert!(matches!(
+            policy.judge(&failure(PairLimit, Some(2 * SECOND), false)),
+            Verdict::Retry { .. }
+        ));
+        assert_eq!(
+            policy.judge(&failure(SenderLevel, None, false)),
+            Verdict::PauseSender
+        );
+        assert_eq!(
+            policy.judge(&failure(SenderLevel, None, true)),
+            Verdict::Fail {
+                reason: "permanent_error"
+            }
+        );
+        assert_eq!(
+            policy.judge(&failure(WindowClosed, Some(SECOND), true)),
+            Verdict::Fallback
+        );
+        assert_eq!(
+            policy.judge(&failure(RecipientPermanent, None, false)),
+            Verdict::Fail {
+                reason: "permanent_error"
+            }
+        );
     }
 
     #[test]

@@ -53,7 +53,7 @@ fn to_json(
         .iter()
         .map(|(s, stats)| {
             let stream = |d: &StreamDepth| {
-                json!({ "depth": d.length, "waiting": d.waiting(), "in_flight": d.in_flight })
+                json!({ "depth": d.length, "waiting": d.waiting(), "in_flight": d.in_flight, "parked": d.parked })
             };
             json!({
                 "name": s.name,
@@ -61,6 +61,7 @@ fn to_json(
                 "depth": stats.depth(),
                 "waiting": stats.transactional.waiting() + stats.bulk.waiting(),
                 "in_flight": stats.transactional.in_flight + stats.bulk.in_flight,
+                "parked": stats.transactional.parked + stats.bulk.parked,
                 "transactional": stream(&stats.transactional),
                 "bulk": stream(&stats.bulk),
                 "oldest_queued_at": stats.oldest_ms.map(rfc3339),
@@ -72,7 +73,7 @@ fn to_json(
                 "rate_per_second": s.rate_per_second,
                 "owner": stats.owner.as_ref().map(|worker| json!({
                     "worker": worker,
-                    "lease_ttl_ms": stats.lease_ttl_ms,
+                    "alive": stats.owner_alive,
                 })),
                 "paused": stats.paused.as_deref().map(paused_json),
             })
@@ -114,12 +115,14 @@ fn print_human(
         println!("sender {} ({})", s.name, s.phone_number_id);
         let (tx, bulk) = (&stats.transactional, &stats.bulk);
         println!(
-            "  queue          {} (transactional {} waiting + {} in flight, bulk {} + {})",
+            "  queue          {} (transactional {} waiting + {} in flight + {} parked, bulk {} + {} + {})",
             stats.depth(),
             tx.waiting(),
             tx.in_flight,
+            tx.parked,
             bulk.waiting(),
-            bulk.in_flight
+            bulk.in_flight,
+            bulk.parked
         );
         match stats.oldest_ms {
             Some(at) => println!(
@@ -142,14 +145,11 @@ fn print_human(
             "  last minute    sent to {} distinct recipient(s); configured rate {}/s",
             stats.recipients_since, s.rate_per_second
         );
-        match (&stats.owner, stats.lease_ttl_ms) {
-            (Some(worker), Some(ttl)) => {
-                println!(
-                    "  owner          {worker} (lease {} left)",
-                    human_duration(ttl)
-                );
-            }
-            (Some(worker), None) => println!("  owner          {worker} (lease without expiry)"),
+        match (&stats.owner, stats.owner_alive) {
+            (Some(worker), Some(false)) => println!(
+                "  owner          {worker} (gone: the next worker to look takes the sender)"
+            ),
+            (Some(worker), _) => println!("  owner          {worker}"),
             (None, _) => println!("  owner          none (no worker holds its lease)"),
         }
         match stats.paused.as_deref() {

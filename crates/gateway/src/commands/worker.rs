@@ -49,7 +49,7 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let ops = tokio::spawn(async move { ops.await });
-    Worker::new(settings, queue, graph, metrics)
+    Worker::new(settings, queue, graph, metrics)?
         .run(shutdown)
         .await?;
     ops.await??;

@@ -1,7 +1,8 @@
 -- Moves scheduled messages whose time has come into their stream, under
 -- their own ids. Malformed members are dropped rather than retried forever.
 -- KEYS[1] scheduled set, KEYS[2] transactional stream, KEYS[3] bulk stream
--- ARGV[1] now ms, ARGV[2] most to move. Returns how many were due.
+-- ARGV[1] now ms, ARGV[2] most to move.
+-- Returns {how many were due, when the next one is due (ms) or -1}.
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, member in ipairs(due) do
   local ok, message = pcall(cjson.decode, member)
@@ -15,4 +16,5 @@ for _, member in ipairs(due) do
   end
   redis.call('ZREM', KEYS[1], member)
 end
-return #due
+local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {#due, next[2] or -1}

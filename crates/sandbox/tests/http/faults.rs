@@ -3,9 +3,9 @@
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use gateway_sandbox::Faults;
+use gateway_sandbox::{Faults, Rules};
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::*;
 
@@ -112,4 +112,116 @@ async fn added_latency_delays_the_answer() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// Meta's error without its per-request `fbtrace_id`.
+fn without_trace(mut answer: Value) -> Value {
+    if let Some(error) = answer["error"].as_object_mut() {
+        error.remove("fbtrace_id");
+    }
+    answer
+}
+
+#[tokio::test]
+async fn a_pair_limited_recipient_gets_131056_on_every_send_and_uses_no_quota() {
+    let mut config = config();
+    config.numbers[0].rate_per_second = 3;
+    let sandbox = TestSandbox::start(config).await;
+    sandbox.sandbox.set_faults(Faults {
+        pair_limited_recipients: vec![USER.into()],
+        ..Faults::default()
+    });
+    let mut forced = Value::Null;
+    for _ in 0..10 {
+        // Another form of the same number: recipients match as sends are keyed.
+        let (status, answer) = sandbox
+            .send(&template("+16505551234", "hello_world", &[]))
+            .await;
+        assert_eq!(
+            (status, error_code(&answer)),
+            (StatusCode::BAD_REQUEST, 131_056)
+        );
+        forced = answer;
+    }
+    for _ in 0..2 {
+        let (status, answer) = sandbox
+            .send(&template("+16505550000", "hello_world", &[]))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "ten refusals took no quota: {answer}"
+        );
+    }
+    let stats = sandbox.sandbox.stats();
+    assert_eq!(stats.rejections.get(&131_056), Some(&10));
+    assert_eq!(stats.accepted, 2);
+
+    sandbox.sandbox.set_faults(Faults::default());
+    let (status, answer) = sandbox.send(&template(USER, "hello_world", &[])).await;
+    assert_eq!(status, StatusCode::OK, "served again: {answer}");
+
+    // The forced answer is the pair rule's own.
+    sandbox.sandbox.set_rules(Rules {
+        throughput: false,
+        ..Rules::default()
+    });
+    let burst = template("+16505550009", "hello_world", &[]);
+    for _ in 0..45 {
+        assert_eq!(sandbox.send(&burst).await.0, StatusCode::OK);
+    }
+    let (status, real) = sandbox.send(&burst).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(without_trace(forced), without_trace(real));
+}
+
+#[tokio::test]
+async fn a_failing_recipient_gets_a_5xx_on_every_send_while_others_are_served() {
+    let sandbox = TestSandbox::start(config()).await;
+    let bsuid = "US.13491208655302741918";
+    let (status, set) = sandbox
+        .admin(
+            Method::PUT,
+            "faults",
+            Some(json!({"failing_recipients": [USER_DIGITS, bsuid]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{set}");
+    let (_, faults) = sandbox.admin(Method::GET, "faults", None).await;
+    assert_eq!(faults["failing_recipients"], json!([USER_DIGITS, bsuid]));
+    assert_eq!(faults["pair_limited_recipients"], json!([]));
+
+    let to_bsuid = json!({"messaging_product": "whatsapp", "recipient": bsuid, "type": "template",
+                          "template": {"name": "hello_world", "language": {"code": "en_US"}}});
+    for _ in 0..5 {
+        for body in [template(USER, "hello_world", &[]), to_bsuid.clone()] {
+            let (status, answer) = sandbox.send(&body).await;
+            assert!(status.is_server_error(), "{status}");
+            assert!(matches!(error_code(&answer), 1 | 2), "{answer}");
+        }
+        let (status, answer) = sandbox
+            .send(&template("+16505550000", "hello_world", &[]))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let stats = sandbox.sandbox.stats();
+    let server_errors = [1, 2]
+        .iter()
+        .filter_map(|code| stats.rejections.get(code))
+        .sum::<u64>();
+    assert_eq!(server_errors, 10);
+    assert_eq!(stats.accepted, 5);
+    assert!(
+        sandbox
+            .sandbox
+            .accepted()
+            .iter()
+            .all(|m| m.recipient == "16505550000")
+    );
+
+    sandbox.admin(Method::PUT, "faults", Some(json!({}))).await;
+    let (status, answer) = sandbox.send(&template(USER, "hello_world", &[])).await;
+    assert_eq!(status, StatusCode::OK, "served again: {answer}");
+    let (status, answer) = sandbox.send(&to_bsuid).await;
+    assert_eq!(status, StatusCode::OK, "served again: {answer}");
 }

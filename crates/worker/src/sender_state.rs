@@ -1,0 +1,990 @@
+//! The decisions of one sender's dispatcher, with no Redis and no HTTP:
+//! which message goes next and when, what waits in memory and what is
+//! parked in Redis, how many calls may be open, and how much to read.
+//! [`SenderState::next`] answers "send this", "this one expired" or "wait
+//! until T"; the dispatcher (`dispatcher.rs`) carries that out and reports
+//! back what came of it.
+//!
+//! Guarantees, each tested here in virtual time:
+//! - no window of [`RATE_WINDOW`] holds more sends than the sender's
+//!   current rate (lowered for a while after a 130429), across owners (the
+//!   window is seeded with the previous owner's sends);
+//! - no recipient gets more than the pair limit allows, and a recipient's
+//!   messages go in the order they were accepted;
+//! - a message that cannot go within `park_after` leaves memory (it is
+//!   parked, with its due time, behind which the recipient's later messages
+//!   wait too), so it never holds up another recipient;
+//! - calls in flight stay under rate × answer time (with headroom), and
+//!   under one while the sender probes a Meta that has not answered yet;
+//! - what the worker holds per priority stays under its read-ahead.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use gateway_domain::Lane;
+use gateway_domain::rules::concurrency::{AnswerTime, calls_in_flight, read_ahead};
+use gateway_domain::rules::{AdaptiveRate, PairLimiter, SendWindow};
+use gateway_queue::{Delivery, ParkedSummary, Progress, UnparkLimits};
+
+use crate::lanes::{EntryOrder, Lanes};
+
+/// The window the sender's rate is kept in: one second, plus a margin for
+/// the jitter between a send leaving here and arriving at Meta, so that
+/// Meta sees no second with more than the rate either (costs 2 % of
+/// throughput).
+pub(crate) const RATE_WINDOW: Duration = Duration::from_millis(1_020);
+
+/// Sends are also spread out: at least this fraction of the average gap
+/// (window / rate) apart. A burst of a whole second's worth at once would
+/// reach Meta smeared over a few hundred milliseconds when anything on the
+/// way is busy, and then share a second with the next burst. Below 1, so
+/// that a send that went out late can be caught up with.
+const MIN_SPACING_FRACTION: f64 = 0.8;
+
+/// How long a sender that met a sender-level error waits before its next
+/// attempt if nobody resumes it sooner.
+const PAUSE_RECHECK: Duration = Duration::from_secs(30);
+
+/// How often recipients whose pair limit has recovered are forgotten.
+const PAIR_STATE_GC: Duration = Duration::from_secs(10);
+
+/// A message the worker holds: read, taken over or unparked, and not
+/// finished.
+pub(crate) struct HeldMessage {
+    pub delivery: Delivery,
+    pub progress: Progress,
+    /// Not before this (a retry's due time).
+    pub not_before: Instant,
+}
+
+impl HeldMessage {
+    fn order(&self) -> EntryOrder {
+        EntryOrder::of(&self.delivery.entry_id)
+    }
+}
+
+/// What came of an attempt, for the state machine.
+pub(crate) enum Next {
+    /// The message is finished (sent, failed, expired).
+    Done,
+    /// Try again at `at`; with `sender_wait`, the whole sender waits that
+    /// long; `throttled` = it was a 130429.
+    Retry {
+        at: Instant,
+        sender_wait: bool,
+        throttled: bool,
+    },
+    /// The sender is paused; the message stays first in its lane.
+    Pause,
+    /// The outcome could not be recorded: the entry stays pending in Redis
+    /// (the dispatcher reconciles, or the next owner takes it).
+    Abandon,
+}
+
+pub(crate) struct Completion {
+    pub message: HeldMessage,
+    pub next: Next,
+    /// How long Meta took to answer, if it did (an error answer included).
+    pub answered_in: Option<Duration>,
+}
+
+/// What to do now.
+pub(crate) enum Decision {
+    /// Send this (its send-window and pair slots are taken).
+    Send(HeldMessage),
+    /// Record this one as expired, without a call (no slot taken).
+    Expire(HeldMessage, &'static str),
+    /// A message is ready and the send window free: ask again with a
+    /// permit for a call in flight.
+    NeedPermit,
+    /// Nothing to send before then (`None`: until something happens).
+    Wait(Option<Instant>),
+}
+
+/// Messages of one recipient to park.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ParkRequest {
+    pub lane: Lane,
+    pub recipient: String,
+    pub entry_ids: Vec<String>,
+    /// When the oldest may go; `None` = behind what is parked already.
+    pub due: Option<Instant>,
+}
+
+/// The sender's configuration, as far as the decisions go.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub rate: u32,
+    pub pair_interval: Duration,
+    pub pair_burst: u32,
+    /// A message that cannot go within this is parked.
+    pub park_after: Duration,
+    pub read_ahead_most: usize,
+    pub in_flight_most: usize,
+    pub batch_size: usize,
+    pub max_age: Duration,
+}
+
+/// What the decisions counted since the dispatcher last asked, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    /// Sends that waited for the send window.
+    pub window_waits: u64,
+    /// Messages that waited for their recipient's pair limit (in memory
+    /// or parked).
+    pub pair_waits: u64,
+    /// Messages parked.
+    pub parked: u64,
+}
+
+/// What is parked for one priority, as the last script reported it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Parked {
+    recipients: u64,
+    next_due: Option<Instant>,
+}
+
+pub(crate) struct SenderState {
+    limits: Limits,
+    rate: AdaptiveRate,
+    window: SendWindow,
+    last_send: Option<Instant>,
+    pairs: PairLimiter,
+    last_gc: Instant,
+    /// Transactional first: a bulk message goes only when no transactional
+    /// one is ready.
+    lanes: [Lanes<HeldMessage>; 2],
+    /// Entry ids held (waiting or in flight), with their priority.
+    held: HashMap<String, Lane>,
+    held_count: [usize; 2],
+    in_flight: usize,
+    /// One call at a time until one is answered: a dead token or a hanging
+    /// Meta costs one attempt, not a whole batch.
+    probing: bool,
+    answer: AnswerTime,
+    sender_wait_until: Option<Instant>,
+    paused: bool,
+    parks: Vec<ParkRequest>,
+    parked: [Parked; 2],
+    tally: Tally,
+}
+
+fn index(lane: Lane) -> usize {
+    match lane {
+        Lane::Bulk => 1,
+        _ => 0,
+    }
+}
+
+const LANES: [Lane; 2] = [Lane::Transactional, Lane::Bulk];
+
+impl SenderState {
+    /// `handed_over` = the previous owner's last sends; `recent` = the
+    /// recipients it messaged lately and when.
+    pub fn new(
+        limits: Limits,
+        now: Instant,
+        handed_over: impl IntoIterator<Item = Instant>,
+        recent: impl IntoIterator<Item = (String, Instant)>,
+    ) -> Self {
+        let mut window = SendWindow::new(limits.rate, RATE_WINDOW);
+        window.seed(handed_over);
+        let mut pairs = PairLimiter::new(limits.pair_interval, limits.pair_burst);
+        for (recipient, at) in recent {
+            pairs.seed(&recipient, at);
+        }
+        Self {
+            rate: AdaptiveRate::new(limits.rate),
+            window,
+            last_send: None,
+            pairs,
+            last_gc: now,
+            lanes: [Lanes::default(), Lanes::default()],
+            held: HashMap::new(),
+            held_count: [0, 0],
+            in_flight: 0,
+            probing: true,
+            answer: AnswerTime::default(),
+            sender_wait_until: None,
+            paused: false,
+            parks: Vec::new(),
+            parked: [Parked::default(); 2],
+            tally: Tally::default(),
+            limits,
+        }
+    }
+
+    /// A message read, taken over or unparked comes into memory, or joins
+    /// its recipient's messages being parked.
+    pub fn accept(&mut self, message: HeldMessage, now: Instant) {
+        let lane = message.delivery.lane;
+        let recipient = &message.delivery.recipient;
+        let entry_id = message.delivery.entry_id.clone();
+        if self.held.contains_key(&entry_id) {
+            // Read twice (a reconciliation racing a late reply): once is enough.
+            return;
+        }
+        if let Some(park) = self
+            .parks
+            .iter_mut()
+            .find(|p| p.lane == lane && &p.recipient == recipient)
+        {
+            park.entry_ids.push(entry_id);
+            return;
+        }
+        if message.not_before > now + self.limits.park_after {
+            let due = message.not_before;
+            let recipient = recipient.clone();
+            self.park(lane, recipient, vec![entry_id], Some(due));
+            return;
+        }
+        let order = message.order();
+        let not_before = message.not_before;
+        let recipient = recipient.clone();
+        self.held.insert(entry_id, lane);
+        self.held_count[index(lane)] += 1;
+        self.lanes[index(lane)].push(&recipient, message, not_before, order);
+    }
+
+    /// A message to `recipient` may have gone out at `now` without this
+    /// worker knowing (its previous owner died with the call in flight):
+    /// the recipient's pair limit counts it.
+    pub fn suspect_sent(&mut self, recipient: &str, now: Instant) {
+        self.pairs.seed(recipient, now);
+    }
+
+    /// What to do at `now` (`now_ms`: the same moment in Unix ms);
+    /// `permit` = a call in flight may start.
+    pub fn next(&mut self, now: Instant, now_ms: i64, permit: bool) -> Decision {
+        if now.duration_since(self.last_gc) > PAIR_STATE_GC {
+            self.pairs.forget_recovered(now);
+            self.last_gc = now;
+        }
+        loop {
+            if self.paused {
+                return Decision::Wait(None);
+            }
+            if let Some(until) = self.sender_wait_until.filter(|u| *u > now) {
+                return Decision::Wait(Some(until));
+            }
+            let limit = self.rate.current(now);
+            if self.window.limit() != limit {
+                self.window.set_limit(limit);
+            }
+            if self.in_flight >= self.in_flight_cap() {
+                return Decision::Wait(None);
+            }
+            let Some(lane) = LANES
+                .into_iter()
+                .find(|lane| self.lanes[index(*lane)].has_ready(now))
+            else {
+                return Decision::Wait(self.lanes.iter().filter_map(Lanes::next_wake).min());
+            };
+            let spacing = RATE_WINDOW.mul_f64(MIN_SPACING_FRACTION / f64::from(limit.max(1)));
+            let paced_at = self.last_send.map_or(now, |t| t + spacing);
+            let window_at = self.window.next_allowed(now).max(paced_at);
+            if window_at > now {
+                self.tally.window_waits += 1;
+                return Decision::Wait(Some(window_at));
+            }
+            if !permit {
+                return Decision::NeedPermit;
+            }
+            let lanes = &mut self.lanes[index(lane)];
+            let Some(recipient) = lanes.next_ready(now) else {
+                continue;
+            };
+            if let Some(reason) = lanes
+                .head(&recipient)
+                .and_then(|head| expiry(head, now_ms, self.limits.max_age))
+            {
+                let Some(message) = lanes.take(&recipient) else {
+                    continue;
+                };
+                self.in_flight += 1;
+                return Decision::Expire(message, reason);
+            }
+            let pair_at = self.pairs.next_allowed(&recipient, now);
+            if pair_at > now {
+                self.tally.pair_waits += 1;
+            }
+            if pair_at > now + self.limits.park_after {
+                self.park_waiting(lane, &recipient, pair_at);
+                continue;
+            }
+            if pair_at > now {
+                lanes.defer(&recipient, pair_at);
+                continue;
+            }
+            let Some(message) = lanes.take(&recipient) else {
+                continue;
+            };
+            if self.window.try_acquire(now).is_err()
+                || self.pairs.try_acquire(&recipient, now).is_err()
+            {
+                // Cannot happen right after the checks above; keep the order anyway.
+                let (not_before, order) = (message.not_before, message.order());
+                self.lanes[index(lane)].put_back(&recipient, message, not_before, order);
+                return Decision::Wait(Some(now + Duration::from_millis(1)));
+            }
+            self.last_send = Some(now);
+            self.in_flight += 1;
+            return Decision::Send(message);
+        }
+    }
+
+    /// An attempt (or an expiry) came to `completion`.
+    pub fn completed(&mut self, completion: Completion, now: Instant) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let Completion {
+            message,
+            next,
+            answered_in,
+        } = completion;
+        if let Some(took) = answered_in {
+            self.answer.observe(took);
+            self.probing = false;
+        }
+        let lane = message.delivery.lane;
+        let recipient = message.delivery.recipient.clone();
+        match next {
+            Next::Done | Next::Abandon => {
+                self.lanes[index(lane)].done(&recipient, now);
+                self.forget(&message.delivery.entry_id);
+            }
+            Next::Retry {
+                at,
+                sender_wait,
+                throttled,
+            } => {
+                if throttled {
+                    self.rate.on_throttled(now);
+                }
+                if answered_in.is_none() {
+                    // No answer at all (timeout, dropped connection): probe
+                    // again before opening more calls to a Meta that may hang.
+                    self.probing = true;
+                }
+                if sender_wait {
+                    self.sender_wait_until = Some(self.sender_wait_until.map_or(at, |u| u.max(at)));
+                }
+                let order = message.order();
+                self.lanes[index(lane)].put_back(&recipient, message, at, order);
+                if at > now + self.limits.park_after && !sender_wait {
+                    self.park_waiting(lane, &recipient, at);
+                }
+            }
+            Next::Pause => {
+                // The paused flag reaches the dispatcher through Redis;
+                // until it does (or if it could not be written) hold the
+                // sender anyway.
+                self.probing = true;
+                self.sender_wait_until = Some(now + PAUSE_RECHECK);
+                let order = message.order();
+                self.lanes[index(lane)].put_back(&recipient, message, now, order);
+            }
+        }
+    }
+
+    /// Takes the recipient's waiting messages out of memory, to be parked
+    /// until `due`.
+    fn park_waiting(&mut self, lane: Lane, recipient: &str, due: Instant) {
+        let taken = self.lanes[index(lane)].take_waiting(recipient);
+        let ids: Vec<String> = taken.into_iter().map(|m| m.delivery.entry_id).collect();
+        for id in &ids {
+            self.forget(id);
+        }
+        self.park(lane, recipient.to_owned(), ids, Some(due));
+    }
+
+    fn park(
+        &mut self,
+        lane: Lane,
+        recipient: String,
+        entry_ids: Vec<String>,
+        due: Option<Instant>,
+    ) {
+        if entry_ids.is_empty() {
+            return;
+        }
+        self.tally.parked += entry_ids.len() as u64;
+        match self
+            .parks
+            .iter_mut()
+            .find(|p| p.lane == lane && p.recipient == recipient)
+        {
+            Some(park) => {
+                park.entry_ids.extend(entry_ids);
+                park.due = match (park.due, due) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            None => self.parks.push(ParkRequest {
+                lane,
+                recipient,
+                entry_ids,
+                due,
+            }),
+        }
+    }
+
+    fn forget(&mut self, entry_id: &str) {
+        if let Some(lane) = self.held.remove(entry_id) {
+            let count = &mut self.held_count[index(lane)];
+            *count = count.saturating_sub(1);
+        }
+    }
+
+    /// What was counted since the last call.
+    pub fn take_tally(&mut self) -> Tally {
+        std::mem::take(&mut self.tally)
+    }
+
+    /// The parks decided and not yet carried out.
+    pub fn take_parks(&mut self) -> Vec<ParkRequest> {
+        std::mem::take(&mut self.parks)
+    }
+
+    pub fn has_parks(&self) -> bool {
+        !self.parks.is_empty()
+    }
+
+    /// What a script reported parked for `lane`; `due` = its earliest due
+    /// time on this process's clock.
+    pub fn parked(&mut self, lane: Lane, summary: ParkedSummary, due: Option<Instant>) {
+        self.parked[index(lane)] = Parked {
+            recipients: summary.recipients,
+            next_due: due,
+        };
+    }
+
+    /// Whether reads of `lane` must route entries of parked recipients.
+    pub fn routes_reads(&self, lane: Lane) -> bool {
+        self.parked[index(lane)].recipients > 0
+    }
+
+    /// What to unpark of `lane` now, if anything is due and there is room.
+    pub fn unpark_due(&self, lane: Lane, now: Instant, now_ms: i64) -> Option<UnparkLimits> {
+        let due = self.parked[index(lane)].next_due?;
+        if due > now + self.limits.park_after {
+            return None;
+        }
+        let room = self.room(lane);
+        if room == 0 {
+            return None;
+        }
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2);
+        Some(UnparkLimits {
+            due_by_ms: now_ms + ms(self.limits.park_after),
+            most: room.min(self.limits.batch_size.max(1)),
+            per_recipient: usize::try_from(self.limits.pair_burst.max(1)).unwrap_or(1),
+            rest_due_ms: now_ms + ms(self.limits.pair_interval),
+        })
+    }
+
+    /// When parked messages of either priority next come due.
+    pub fn next_parked_due(&self) -> Option<Instant> {
+        self.parked.iter().filter_map(|p| p.next_due).min()
+    }
+
+    /// Messages of `lane` that may still be read into memory.
+    pub fn room(&self, lane: Lane) -> usize {
+        let most = read_ahead(
+            self.window.limit(),
+            self.answer.get(),
+            self.limits.read_ahead_most,
+        );
+        most.saturating_sub(self.held_count[index(lane)])
+    }
+
+    /// Entries to read at once: a batch, or what there is room for.
+    pub fn read_size(&self, lane: Lane) -> usize {
+        self.room(lane).min(self.limits.batch_size.max(1))
+    }
+
+    /// Reading one entry at a time as places free up would cost a Redis
+    /// call per message: reads wait for room for half a batch, unless the
+    /// priority holds nothing at all.
+    pub fn worth_reading(&self, lane: Lane) -> bool {
+        let room = self.room(lane);
+        room > 0
+            && (room >= self.limits.batch_size.max(1).div_ceil(2)
+                || self.held_count[index(lane)] == 0)
+    }
+
+    /// The entry ids held of `lane` (for a reconciliation).
+    pub fn held_ids(&self, lane: Lane) -> std::collections::HashSet<String> {
+        self.held
+            .iter()
+            .filter(|(_, l)| index(**l) == index(lane))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Calls that may be open now.
+    pub fn in_flight_cap(&self) -> usize {
+        if self.probing {
+            return 1;
+        }
+        calls_in_flight(
+            self.window.limit(),
+            self.answer.get(),
+            self.limits.in_flight_most,
+        )
+    }
+
+    #[cfg(test)]
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    #[cfg(test)]
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    #[cfg(test)]
+    /// Nothing held, nothing in flight.
+    pub fn is_idle(&self) -> bool {
+        self.held.is_empty() && self.in_flight == 0
+    }
+
+    /// The sender's paused flag (from Redis).
+    pub fn set_paused(&mut self, paused: bool) {
+        if self.paused && !paused {
+            // Resumed by an operator: try again now.
+            self.sender_wait_until = None;
+        }
+        self.paused = paused;
+    }
+
+    /// The throughput tier caps the configured rate.
+    pub fn set_rate(&mut self, rate: u32) {
+        if rate != self.rate.configured() {
+            self.rate.set_configured(rate);
+        }
+    }
+
+    pub fn configured_rate(&self) -> u32 {
+        self.rate.configured()
+    }
+
+    /// The rate the sender keeps now (lowered after a 130429).
+    pub fn effective_rate(&mut self, now: Instant) -> u32 {
+        self.rate.current(now)
+    }
+
+    /// The send times of the last window, for the next owner.
+    pub fn recent_sends(&self) -> impl Iterator<Item = Instant> + '_ {
+        self.window.recent()
+    }
+}
+
+/// Why a message must not be sent any more, if it must not: past its
+/// `expires_at`, or older than the sender's `max_age`.
+pub(crate) fn expiry(
+    message: &HeldMessage,
+    now_ms: i64,
+    max_age: Duration,
+) -> Option<&'static str> {
+    let delivery = &message.delivery;
+    let age = Duration::from_millis(
+        u64::try_from(now_ms - delivery.message_id.accepted_at_ms()).unwrap_or(0),
+    );
+    if delivery
+        .expires_at_ms
+        .is_some_and(|expires| now_ms >= expires)
+    {
+        Some("expires_at")
+    } else if age > max_age {
+        Some("max_age")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use redis::Value;
+    use redis::streams::StreamId;
+
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+    const SECOND: Duration = Duration::from_secs(1);
+    /// Unix ms of the test's start: every message was accepted a moment ago.
+    const T0_MS: i64 = 1_800_000_000_000;
+
+    fn limits(rate: u32) -> Limits {
+        Limits {
+            rate,
+            pair_interval: Duration::from_secs(6),
+            pair_burst: 1,
+            park_after: Duration::from_millis(250),
+            read_ahead_most: 1_024,
+            in_flight_most: 1_024,
+            batch_size: 64,
+            max_age: Duration::from_secs(24 * 3600),
+        }
+    }
+
+    /// A message of the transactional stream, entry `seq`, to `recipient`.
+    fn message(seq: u64, recipient: &str, now: Instant) -> HeldMessage {
+        message_in(Lane::Transactional, seq, recipient, now)
+    }
+
+    fn message_in(lane: Lane, seq: u64, recipient: &str, now: Instant) -> HeldMessage {
+        let text = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let map: HashMap<String, Value> = [
+            ("snd", text("s0")),
+            ("cli", text("billing")),
+            ("rcpt", text(recipient)),
+            ("kind", text("template")),
+            ("body", text("{}")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let entry = StreamId {
+            id: format!("{}-{seq}", T0_MS - 1_000),
+            map,
+            ..StreamId::default()
+        };
+        HeldMessage {
+            delivery: Delivery::from_entry("1000000000", lane, entry).expect("a gateway entry"),
+            progress: Progress::default(),
+            not_before: now,
+        }
+    }
+
+    fn ms(now: Instant, t0: Instant) -> i64 {
+        T0_MS + i64::try_from(now.duration_since(t0).as_millis()).expect("ms")
+    }
+
+    /// Runs the state machine in virtual time: every send is answered
+    /// `answer` later with `outcome(message)`; returns the sends in order
+    /// (virtual time, recipient, entry seq) until `until` or nothing is left.
+    fn drive(
+        state: &mut SenderState,
+        t0: Instant,
+        until: Instant,
+        answer: Duration,
+        mut outcome: impl FnMut(&HeldMessage, Instant) -> Next,
+    ) -> Vec<(Instant, String, u64)> {
+        let mut now = t0;
+        let mut sends = Vec::new();
+        let mut answers: Vec<(Instant, HeldMessage)> = Vec::new();
+        while now < until {
+            answers.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+            while answers.last().is_some_and(|(at, _)| *at <= now) {
+                let (_, message) = answers.pop().expect("an answer");
+                let next = outcome(&message, now);
+                state.completed(
+                    Completion {
+                        message,
+                        next,
+                        answered_in: Some(answer),
+                    },
+                    now,
+                );
+            }
+            // Parks happen at once (the dispatcher's next Redis step).
+            state.take_parks();
+            let wait = loop {
+                match state.next(now, ms(now, t0), true) {
+                    Decision::Send(message) => {
+                        let seq = message
+                            .delivery
+                            .entry_id
+                            .rsplit('-')
+                            .next()
+                            .and_then(|s| s.parse().ok())
+                            .expect("seq");
+                        sends.push((now, message.delivery.recipient.clone(), seq));
+                        answers.push((now + answer, message));
+                    }
+                    Decision::Expire(message, _) => answers.push((now, message)),
+                    Decision::NeedPermit => unreachable!("a permit is always given"),
+                    Decision::Wait(at) => break at,
+                }
+            };
+            let next_answer = answers.iter().map(|(at, _)| *at).min();
+            now = match [wait, next_answer].into_iter().flatten().min() {
+                Some(at) => at.max(now + MS),
+                None => break,
+            };
+        }
+        sends
+    }
+
+    fn most_in_a_window(sends: &[(Instant, String, u64)], window: Duration) -> usize {
+        sends
+            .iter()
+            .map(|(start, _, _)| {
+                sends
+                    .iter()
+                    .filter(|(t, _, _)| *t >= *start && *t < *start + window)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn paced_recipients_leave_memory_and_never_hold_up_the_others() {
+        let t0 = Instant::now();
+        let mut state = SenderState::new(limits(70), t0, [], []);
+        let mut seq = 0;
+        for recipient in ["A", "B", "C", "D", "E"] {
+            for _ in 0..40 {
+                seq += 1;
+                state.accept(message(seq, recipient, t0), t0);
+            }
+        }
+        for i in 0..500 {
+            seq += 1;
+            state.accept(message(seq, &format!("+1555{i:07}"), t0), t0);
+        }
+        // The first decisions send A–E's heads and park what is behind them.
+        let sends = drive(&mut state, t0, t0 + 20 * SECOND, 5 * MS, |_, _| Next::Done);
+        let others: Vec<&(Instant, String, u64)> =
+            sends.iter().filter(|(_, r, _)| r.len() > 1).collect();
+        assert_eq!(others.len(), 500, "every other recipient was served");
+        let last = others.last().expect("sends").0;
+        let ideal = Duration::from_secs_f64(505.0 / 70.0);
+        assert!(
+            last.duration_since(t0) <= ideal.mul_f64(1.25),
+            "the 500 took {:?} (ideal {ideal:?})",
+            last.duration_since(t0)
+        );
+        for recipient in ["A", "B", "C", "D", "E"] {
+            let theirs = sends.iter().filter(|(_, r, _)| r == recipient).count();
+            assert!(
+                theirs <= 4,
+                "{recipient} kept its pair limit: {theirs} in 20 s"
+            );
+        }
+        assert!(
+            most_in_a_window(&sends, Duration::from_secs(1)) <= 70,
+            "no second over the rate"
+        );
+        assert_eq!(state.held(), 0, "A–E's waiting messages left memory");
+    }
+
+    #[test]
+    fn a_recipients_messages_go_in_entry_order_and_wait_their_pair_slot() {
+        let t0 = Instant::now();
+        let mut limits = limits(70);
+        limits.pair_interval = 100 * MS;
+        let mut state = SenderState::new(limits, t0, [], []);
+        for seq in [3, 1, 2] {
+            state.accept(message(seq, "A", t0), t0);
+        }
+        let sends = drive(&mut state, t0, t0 + SECOND, MS, |_, _| Next::Done);
+        let order: Vec<u64> = sends.iter().map(|(_, _, seq)| *seq).collect();
+        assert_eq!(order, [1, 2, 3]);
+        assert!(sends[1].0.duration_since(sends[0].0) >= 100 * MS);
+        assert!(sends[2].0.duration_since(sends[1].0) >= 100 * MS);
+    }
+
+    #[test]
+    fn a_message_that_must_wait_long_is_parked_with_its_recipients_later_ones() {
+        let t0 = Instant::now();
+        let mut state = SenderState::new(limits(70), t0, [], []);
+        state.accept(message(1, "A", t0), t0);
+        state.accept(message(2, "A", t0), t0);
+        let Decision::Send(first) = state.next(t0, T0_MS, true) else {
+            panic!("the first message goes");
+        };
+        assert_eq!(state.room(Lane::Transactional), state.room(Lane::Bulk) - 2);
+        // 131056: retry in 4 s, far beyond `park_after`.
+        state.completed(
+            Completion {
+                message: first,
+                next: Next::Retry {
+                    at: t0 + 4 * SECOND,
+                    sender_wait: false,
+                    throttled: false,
+                },
+                answered_in: Some(10 * MS),
+            },
+            t0,
+        );
+        let parks = state.take_parks();
+        assert_eq!(
+            parks,
+            [ParkRequest {
+                lane: Lane::Transactional,
+                recipient: "A".into(),
+                entry_ids: vec![
+                    format!("{}-1", T0_MS - 1_000),
+                    format!("{}-2", T0_MS - 1_000)
+                ],
+                due: Some(t0 + 4 * SECOND),
+            }]
+        );
+        assert_eq!(state.held(), 0);
+        assert_eq!(state.room(Lane::Transactional), state.room(Lane::Bulk));
+        // A message read for A while its park is on its way joins it.
+        state.accept(message(1, "B", t0), t0);
+        let _ = state.next(t0, T0_MS, true);
+        state.completed(
+            Completion {
+                message: message(3, "A", t0),
+                next: Next::Retry {
+                    at: t0 + 8 * SECOND,
+                    sender_wait: false,
+                    throttled: false,
+                },
+                answered_in: None,
+            },
+            t0,
+        );
+        state.accept(message(4, "A", t0), t0);
+        let parks = state.take_parks();
+        assert_eq!(parks.len(), 1);
+        assert_eq!(
+            parks[0].entry_ids,
+            [
+                format!("{}-3", T0_MS - 1_000),
+                format!("{}-4", T0_MS - 1_000)
+            ]
+        );
+    }
+
+    #[test]
+    fn one_call_while_probing_then_as_many_as_rate_times_answer_time() {
+        let t0 = Instant::now();
+        let mut state = SenderState::new(limits(70), t0, [], []);
+        for seq in 0..300 {
+            state.accept(message(seq, &format!("r{seq}"), t0), t0);
+        }
+        assert_eq!(state.in_flight_cap(), 1);
+        let first = match state.next(t0, T0_MS, true) {
+            Decision::Send(message) => message,
+            _ => panic!("a send"),
+        };
+        assert!(matches!(
+            state.next(t0 + SECOND, T0_MS + 1_000, true),
+            Decision::Wait(None)
+        ));
+        state.completed(
+            Completion {
+                message: first,
+                next: Next::Done,
+                answered_in: Some(Duration::from_millis(1_500)),
+            },
+            t0 + Duration::from_millis(1_500),
+        );
+        assert!(state.in_flight_cap() >= 105, "{}", state.in_flight_cap());
+        // A call that got no answer at all: probe again.
+        let message = match state.next(t0 + 2 * SECOND, T0_MS + 2_000, true) {
+            Decision::Send(message) => message,
+            _ => panic!("a send"),
+        };
+        state.completed(
+            Completion {
+                message,
+                next: Next::Retry {
+                    at: t0 + 3 * SECOND,
+                    sender_wait: false,
+                    throttled: false,
+                },
+                answered_in: None,
+            },
+            t0 + 2 * SECOND,
+        );
+        assert_eq!(state.in_flight_cap(), 1);
+    }
+
+    #[test]
+    fn a_slow_meta_still_gets_the_full_rate() {
+        let t0 = Instant::now();
+        let mut state = SenderState::new(limits(70), t0, [], []);
+        for seq in 0..1_400 {
+            state.accept(message(seq, &format!("r{seq}"), t0), t0);
+        }
+        let sends = drive(
+            &mut state,
+            t0,
+            t0 + 20 * SECOND,
+            Duration::from_millis(1_500),
+            |_, _| Next::Done,
+        );
+        // After the probe and its answer, 70 per second.
+        let steady: Vec<_> = sends
+            .iter()
+            .filter(|(t, _, _)| *t >= t0 + 3 * SECOND && *t < t0 + 13 * SECOND)
+            .collect();
+        assert!(steady.len() >= 665, "{} sends in 10 s", steady.len());
+        assert!(most_in_a_window(&sends, Duration::from_secs(1)) <= 70);
+    }
+
+    #[test]
+    fn an_expired_message_is_recorded_without_a_call_or_a_pair_slot() {
+        let t0 = Instant::now();
+        let mut state = SenderState::new(limits(70), t0, [], []);
+        let mut late = message(1, "A", t0);
+        late.delivery.expires_at_ms = Some(T0_MS - 1);
+        state.accept(late, t0);
+        state.accept(message(2, "A", t0), t0);
+        let Decision::Expire(expired, reason) = state.next(t0, T0_MS, true) else {
+            panic!("expired");
+        };
+        assert_eq!(reason, "expires_at");
+        state.completed(
+            Completion {
+                message: expired,
+                next: Next::Done,
+                answered_in: None,
+            },
+            t0,
+        );
+        assert!(
+            matches!(state.next(t0, T0_MS, true), Decision::Send(_)),
+            "the next message to A is not held back by the pair limit"
+        );
+    }
+
+    #[test]
+    fn transactional_messages_go_before_bulk_ones() {
+        let t0 = Instant::now();
+        let mut state = SenderState::new(limits(70), t0, [], []);
+        state.accept(message_in(Lane::Bulk, 1, "bulk", t0), t0);
+        state.accept(message_in(Lane::Transactional, 2, "urgent", t0), t0);
+        let Decision::Send(first) = state.next(t0, T0_MS, true) else {
+            panic!("a send");
+        };
+        assert_eq!(first.delivery.recipient, "urgent");
+        assert!(matches!(state.next(t0, T0_MS, false), Decision::Wait(_)));
+    }
+
+    #[test]
+    fn without_a_permit_nothing_is_taken_and_the_order_holds() {
+        let t0 = Instant::now();
+        let mut state = SenderState::new(limits(70), t0, [], []);
+        state.accept(message(1, "first", t0), t0);
+        state.accept(message(2, "second", t0), t0);
+        assert!(matches!(state.next(t0, T0_MS, false), Decision::NeedPermit));
+        let Decision::Send(first) = state.next(t0, T0_MS, true) else {
+            panic!("a send");
+        };
+        assert_eq!(first.delivery.recipient, "first");
+        assert_eq!(state.in_flight(), 1);
+    }
+
+    #[test]
+    fn a_paused_sender_sends_nothing_until_resumed() {
+        let t0 = Instant::now();
+        let mut state = SenderState::new(limits(70), t0, [], []);
+        state.accept(message(1, "A", t0), t0);
+        state.set_paused(true);
+        assert!(matches!(state.next(t0, T0_MS, true), Decision::Wait(None)));
+        state.set_paused(false);
+        assert!(matches!(state.next(t0, T0_MS, true), Decision::Send(_)));
+        assert!(!state.is_idle());
+    }
+}
