@@ -9,6 +9,18 @@ private redis-server; every process started here is stopped by its PID.
    apalis reference worker (benches/reference-apalis) on the same sandbox
 3. memory: one worker with 100,000 messages queued across 100 senders
 4. rate fidelity: 10 senders at 70/s with Meta's limits on, 1 and 3 workers
+5. pick-up: 20 messages a second, each to a random one of 200 idle senders,
+   from POST /send to the sandbox's acceptance
+6. idle: one worker holding 1,000 senders with nothing queued; its CPU,
+   Redis's CPU and Redis commands over 30 s
+7. head-of-line: one sender, 40 messages to each of 5 pair-limited
+   recipients ahead of 500 messages to others; how long the 500 take
+8. slow Meta: 10 senders at 70/s with the sandbox answering in 400 ms and
+   in 1,500 ms
+
+Each phase's worker gets a configuration of its own that lists only that
+phase's senders; the api and the sandbox use the one listing them all. Each
+phase deletes its senders' keys when it is done, so the next starts clean.
 """
 
 import hashlib
@@ -16,6 +28,7 @@ import hmac
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -36,8 +49,19 @@ MEMORY_SENDERS = 100
 FIDELITY_SENDERS = 10
 FIDELITY_RATE = 70
 FIDELITY_SECONDS = int(os.environ.get("BENCH_FIDELITY_SECONDS", "20"))
-# BENCH_ONLY=drain,memory runs some phases (send, drain, reference, memory, fidelity)
-# and prints them without writing BENCHMARKS.md.
+PICKUP_SENDERS = 200
+PICKUP_PER_SECOND = 20
+PICKUP_SECONDS = 15
+IDLE_SENDERS = 1000
+IDLE_SECONDS = 30
+HOL_BLOCKED = 5  # recipients A-E
+HOL_EACH = 40  # messages queued to each of them first
+HOL_OTHERS = 500  # then one message to each of this many recipients
+SLOW_SENDERS = 10
+SLOW_LATENCIES_MS = (400, 1500)
+SLOW_SECONDS = 20
+# BENCH_ONLY=drain,memory runs some phases (send, drain, reference, memory, fidelity,
+# pickup, idle, hol, slow) and prints them without writing BENCHMARKS.md.
 ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
 TOKEN = "bench-token"
 KEY = "bench-key"
@@ -140,6 +164,73 @@ def config_text(ports, senders):
     return "".join(lines)
 
 
+def worker_config(workdir, ports, phase, senders):
+    """Writes a worker configuration listing only this phase's senders; returns its path."""
+    path = os.path.join(workdir, f"gateway-{phase}.toml")
+    with open(path, "w") as f:
+        f.write(config_text(ports, senders))
+    return path
+
+
+def start_worker(config, workdir, name, env):
+    """Starts a worker on `config`, its metrics on a free port, logging to worker-NAME.log."""
+    return start([BIN, "--config", config, "worker", "--listen", "127.0.0.1:0"],
+                 os.path.join(workdir, f"worker-{name}.log"), env)
+
+
+# Deletes every key matching ARGV[1], in one call; returns how many.
+CLEAN_SCRIPT = """
+local cursor, n = "0", 0
+repeat
+  local page = redis.call("SCAN", cursor, "MATCH", ARGV[1], "COUNT", 1000)
+  cursor = page[1]
+  for _, key in ipairs(page[2]) do redis.call("UNLINK", key); n = n + 1 end
+until cursor == "0"
+return n
+"""
+
+
+def clean(redis, senders):
+    """Deletes every key of these senders (streams, records, leases, parked sets, send logs)."""
+    prefix = os.path.commonprefix([pnid for _, pnid, _ in senders])
+    return int(redis.cli("eval", CLEAN_SCRIPT, "0", f"gw:{{{prefix}*") or 0)
+
+
+def wait_leases(redis, senders, worker, deadline=60):
+    """Waits until every sender's lease is held (by the one worker running), then 2 s more to settle."""
+    keys = [f"gw:{{{pnid}}}:lease" for _, pnid, _ in senders]
+    give_up = time.time() + deadline
+    while int(redis.cli("exists", *keys) or 0) < len(keys):
+        if worker.poll() is not None:
+            sys.exit("a worker died")
+        if time.time() > give_up:
+            sys.exit(f"leases not all taken after {deadline} s: {redis.cli('exists', *keys)} of {len(keys)}")
+        time.sleep(0.1)
+    time.sleep(2)
+
+
+def percentile(values, p):
+    """The nearest-rank percentile of `values` (p in 0..100)."""
+    ordered = sorted(values)
+    return ordered[max(0, -(-len(ordered) * p // 100) - 1)]
+
+
+def sandbox_rows(sandbox, senders):
+    """The sandbox's accepted sends for these senders, sender by sender."""
+    return [row for _, pnid, _ in senders
+            for row in http("GET", f"{sandbox}/admin/messages?phone_number_id={pnid}")]
+
+
+def largest_window(times):
+    """The most sends in any one-second window of these sorted Unix-ms times."""
+    worst, start = 0, 0
+    for end in range(len(times)):
+        while times[end] - times[start] >= 1000:
+            start += 1
+        worst = max(worst, end - start + 1)
+    return worst
+
+
 def post_batches(api, messages):
     headers = {"authorization": f"Bearer {KEY}"}
     for i in range(0, len(messages), 1000):
@@ -184,15 +275,12 @@ def drain(sandbox, expected, workers, deadline):
 
 
 def fidelity(sandbox, senders, rate):
+    """Per sender: sends, largest one-second window, and sends per second first to last over `rate`."""
     report = []
     for name, pnid, _ in senders:
         rows = http("GET", f"{sandbox}/admin/messages?phone_number_id={pnid}")
         times = sorted(row["at"] for row in rows)
-        worst, start = 0, 0
-        for end in range(len(times)):
-            while times[end] - times[start] >= 1000:
-                start += 1
-            worst = max(worst, end - start + 1)
+        worst = largest_window(times)
         span = (times[-1] - times[0]) / 1000 if len(times) > 1 else 0
         achieved = (len(times) - 1) / span if span else 0
         report.append((name, len(times), worst, achieved / rate))
@@ -213,9 +301,16 @@ def main():
     drain_senders = [(f"d{i}", str(110000000000 + i), 1000) for i in range(DRAIN_SENDERS)]
     memory_senders = [(f"m{i}", str(120000000000 + i), 70) for i in range(MEMORY_SENDERS)]
     fidelity_senders = [(f"f{i}", str(130000000000 + i), FIDELITY_RATE) for i in range(FIDELITY_SENDERS)]
+    pickup_senders = [(f"p{i}", str(140000000000 + i), 70) for i in range(PICKUP_SENDERS)]
+    idle_senders = [(f"i{i}", str(150000000000 + i), 70) for i in range(IDLE_SENDERS)]
+    hol_senders = [("h0", "160000000001", 70)]
+    slow_senders = [(f"s{i}", str(170000000000 + i), 70) for i in range(SLOW_SENDERS)]
+    everyone = (senders + drain_senders + memory_senders + fidelity_senders + pickup_senders + idle_senders
+                + hol_senders + slow_senders)
+    # The api and the sandbox serve every sender; each phase's worker only its own.
     config = os.path.join(workdir, "gateway.toml")
     with open(config, "w") as f:
-        f.write(config_text(ports, senders + drain_senders + memory_senders + fidelity_senders))
+        f.write(config_text(ports, everyone))
     env = dict(os.environ, BENCH_TOKEN=TOKEN, BENCH_KEY=KEY, BENCH_APP_SECRET=APP_SECRET, RUST_LOG="warn")
     api_url = f"http://127.0.0.1:{ports['api']}"
     sandbox_url = f"http://127.0.0.1:{ports['sandbox']}"
@@ -230,20 +325,35 @@ def main():
     def wanted(phase):
         return not ONLY or phase in ONLY
 
+    def own(phase, phase_senders):
+        return worker_config(workdir, ports, phase, phase_senders)
+
     if wanted("send"):
         accept_phase(redis, api, api_url, workdir, results)
     # The /send backlog is for one sender at 70/s, and the webhooks are about
     # messages that do not exist: not something to drain here.
-    redis.cli("del", "gw:{100000000001}:queue", "gw:events")
+    clean(redis, senders)
+    redis.cli("del", "gw:events")
 
     if wanted("drain"):
-        drain_phase(api_url, sandbox_url, config, workdir, env, results, sandbox, redis)
+        drain_phase(api_url, sandbox_url, own("drain", drain_senders), workdir, env, results, sandbox, redis,
+                    drain_senders)
     if wanted("reference"):
         reference_phase(redis, sandbox_url, results)
     if wanted("memory"):
-        memory_phase(redis, api_url, config, workdir, env, memory_senders, results)
+        memory_phase(redis, api_url, own("memory", memory_senders), workdir, env, memory_senders, results)
     if wanted("fidelity"):
-        fidelity_phase(api_url, sandbox_url, config, workdir, env, fidelity_senders, results)
+        fidelity_phase(redis, api_url, sandbox_url, own("fidelity", fidelity_senders), workdir, env,
+                       fidelity_senders, results)
+    if wanted("pickup"):
+        pickup_phase(redis, api_url, sandbox_url, own("pickup", pickup_senders), workdir, env, pickup_senders,
+                     results)
+    if wanted("idle"):
+        idle_phase(redis, own("idle", idle_senders), workdir, env, idle_senders, results)
+    if wanted("hol"):
+        hol_phase(redis, api_url, sandbox_url, own("hol", hol_senders), workdir, env, hol_senders, results)
+    if wanted("slow"):
+        slow_phase(redis, api_url, sandbox_url, own("slow", slow_senders), workdir, env, slow_senders, results)
 
     stop(api)
     stop(sandbox)

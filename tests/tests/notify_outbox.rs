@@ -17,6 +17,7 @@ use gateway_notify::{
     DeliveryPolicy, Notification, NotifyMetrics, Outbox, Registry, Replay, SIGNATURE_HEADER,
     SecretString, Signers, TIMESTAMP_HEADER, verify,
 };
+use gateway_queue::KeyWatcher;
 use gateway_tests::{RedisServer, wait_until};
 use redis::Value;
 use redis::aio::ConnectionManager;
@@ -198,12 +199,16 @@ struct Worker {
 }
 
 fn start_worker(
+    redis: &RedisServer,
     outbox: &Outbox,
     policy: DeliveryPolicy,
     consumer: &str,
     metrics: NotifyMetrics,
 ) -> Worker {
     let shutdown = CancellationToken::new();
+    // A worker process has a key watcher of its own.
+    let watcher = KeyWatcher::open(&redis.url(), Duration::from_secs(2), Duration::from_secs(2))
+        .expect("key watcher");
     let task = tokio::spawn(gateway_notify::run(
         outbox.clone(),
         http(),
@@ -211,6 +216,7 @@ fn start_worker(
         policy,
         consumer.to_owned(),
         metrics,
+        watcher,
         shutdown.clone(),
     ));
     Worker { shutdown, task }
@@ -296,7 +302,7 @@ async fn a_notification_is_delivered_once_and_signed() {
 
     let n = notification(&receiver.url, 1);
     outbox.push(&n).await.expect("push");
-    let worker = start_worker(&outbox, quick_policy(), "w1", metrics);
+    let worker = start_worker(&redis, &outbox, quick_policy(), "w1", metrics);
 
     wait_until("the delivery", Duration::from_secs(10), || async {
         receiver.delivered().contains_key(&n.body).then_some(())
@@ -342,7 +348,7 @@ async fn notifications_wait_out_a_receiver_that_is_down() {
             .await
             .expect("push");
     }
-    let worker = start_worker(&outbox, quick_policy(), "w1", metrics());
+    let worker = start_worker(&redis, &outbox, quick_policy(), "w1", metrics());
 
     // Down long enough that every notification failed at least twice.
     wait_until("failed attempts", Duration::from_secs(10), || async {
@@ -386,7 +392,7 @@ async fn a_notification_that_never_succeeds_is_dead_lettered_and_can_be_replayed
     };
     let n = notification(&receiver.url, 7);
     outbox.push(&n).await.expect("push");
-    let worker = start_worker(&outbox, policy, "w1", metrics());
+    let worker = start_worker(&redis, &outbox, policy, "w1", metrics());
 
     let dead = wait_until("the dead letter", Duration::from_secs(10), || async {
         outbox.dead_letters(10).await.ok().filter(|d| !d.is_empty())
@@ -430,7 +436,7 @@ async fn a_receiver_that_is_not_listening_counts_as_a_failed_attempt() {
         ..quick_policy()
     };
     outbox.push(&notification(&url, 1)).await.expect("push");
-    let worker = start_worker(&outbox, policy, "w1", metrics());
+    let worker = start_worker(&redis, &outbox, policy, "w1", metrics());
     let dead = wait_until("the dead letter", Duration::from_secs(10), || async {
         outbox.dead_letters(10).await.ok().filter(|d| !d.is_empty())
     })
@@ -460,7 +466,7 @@ async fn an_unknown_signer_is_dead_at_once_and_replay_by_id_works() {
         ..notification(&receiver.url, 1)
     };
     outbox.push(&n).await.expect("push");
-    let worker = start_worker(&outbox, quick_policy(), "w1", metrics());
+    let worker = start_worker(&redis, &outbox, quick_policy(), "w1", metrics());
 
     let dead = wait_until("the dead letter", Duration::from_secs(10), || async {
         outbox.dead_letters(10).await.ok().filter(|d| !d.is_empty())
@@ -519,7 +525,7 @@ async fn a_crashed_worker_s_notifications_are_delivered_by_another() {
         claim_idle: Duration::from_millis(400),
         ..quick_policy()
     };
-    let first = start_worker(&outbox, policy.clone(), "first", metrics());
+    let first = start_worker(&redis, &outbox, policy.clone(), "first", metrics());
     wait_until("some deliveries", Duration::from_secs(10), || async {
         (receiver.delivered().len() >= 2).then_some(())
     })
@@ -534,7 +540,7 @@ async fn a_crashed_worker_s_notifications_are_delivered_by_another() {
     assert!(pending_count(&conn).await > 0, "nothing was in flight");
 
     receiver.delay_ms.store(0, Ordering::SeqCst);
-    let second = start_worker(&outbox, policy, "second", metrics());
+    let second = start_worker(&redis, &outbox, policy, "second", metrics());
     wait_until(
         "every notification delivered",
         Duration::from_secs(10),
@@ -576,7 +582,7 @@ async fn the_secret_is_never_stored_in_redis_nor_shown_by_debug() {
         })
         .await
         .expect("push");
-    let worker = start_worker(&outbox, policy.clone(), "w1", metrics());
+    let worker = start_worker(&redis, &outbox, policy.clone(), "w1", metrics());
     wait_until(
         "a retry and a dead letter",
         Duration::from_secs(10),

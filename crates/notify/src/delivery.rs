@@ -4,37 +4,60 @@
 //! `max_attempts`, then the dead stream. An unknown signer or an unusable
 //! URL goes to the dead stream at once: retrying cannot fix configuration.
 //!
-//! Reading polls: `XREADGROUP` without `BLOCK`, sleeping 5 ms doubling to
-//! 200 ms while the outbox is empty. The outbox shares one multiplexed
-//! connection, and a blocking read on it would hold up every command queued
-//! behind it (the deliveries' own acks); polling costs at most 5 reads a
-//! second per idle worker and adds at most 200 ms of latency.
+//! It owns this worker's reader in the group (a
+//! [`Consumer`](gateway_queue::Consumer) competing with the other workers'
+//! through `Claim::Stale`), up to `concurrency` deliveries in flight, and
+//! the promotion of due retries back into the stream.
 //!
-//! Every ~500 ms due retries are moved back into the stream; every ~10 s
-//! (or half `claim_idle`, if shorter) entries pending longer than
-//! `claim_idle` (a worker crashed holding them) are taken over with
-//! `XAUTOCLAIM`. A delivery is settled only after its
-//! POST finished, so a crash between POST and settle delivers it again:
-//! at least once. On shutdown the loop stops reading, lets deliveries in
-//! flight finish for up to `timeout + 1 s`, and returns; whatever it did
-//! not settle stays pending in Redis for another worker.
+//! - **Reading** never blocks (`XREADGROUP` without `BLOCK`): the outbox
+//!   shares one multiplexed connection, and a blocking read would hold up
+//!   every command queued behind it (the deliveries' own settles). Nor does
+//!   it poll: once a read comes back short, the loop arms the outbox stream
+//!   and the retry set with the [`KeyWatcher`], then reads and promotes
+//!   once more (for an entry or a retry added before the arm, which wakes
+//!   nobody); then it waits, asking Redis nothing, for a change to either
+//!   key (an `XADD`, a retry's `ZADD`, a settle), a delivery ending (a free
+//!   slot), the next retry's due time, the consumer's own next step, or
+//!   shutdown. So nothing added to either key is left unseen while the
+//!   loop waits, and an idle worker's only notification command is the
+//!   look for stale entries, every ~10 s (or half `claim_idle`, if
+//!   shorter).
+//! - **Retries** wait in the retry set; a promotion moves the due ones back
+//!   into the stream and says when the next one is due, which is when it
+//!   runs again. It also runs after each wake-up (a `ZADD` to the retry set
+//!   wakes the loop; one promotion serves both when the read after the
+//!   wake-up comes back short and the loop arms), and when a retry one of
+//!   this worker's deliveries scheduled comes due (while the loop reads, it
+//!   is not armed, and that `ZADD` wakes nobody). The `pending` gauge is
+//!   set from each promotion's reply.
+//! - **Taking over**: entries pending longer than `claim_idle` (a worker
+//!   crashed holding them) are taken with `XAUTOCLAIM`; after a failed read,
+//!   this consumer's own pending entries that no delivery holds (a read
+//!   that ran but whose answer was lost) are claimed again.
+//!
+//! A delivery is settled only after its POST finished, so a crash between
+//! POST and settle delivers it again: at least once. On shutdown the loop
+//! stops reading, lets deliveries in flight finish for up to `timeout +
+//! 1 s`, and returns; whatever it did not settle stays pending in Redis for
+//! another worker.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::error::Error as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use gateway_queue::{Claim, KeyWatcher};
+use redis::streams::StreamId;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::task::JoinSet;
+use tokio::sync::Notify;
+use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::outbox::{Malformed, Outbox, Pending};
-use crate::{NotifyError, NotifyMetrics, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
+use crate::outbox::{Malformed, OUTBOX_STREAM, Outbox, Pending, RETRY_SET, pending_from_entry};
+use crate::{NotifyMetrics, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
 
-/// How often due retries are moved back into the stream.
-const PROMOTE_EVERY: Duration = Duration::from_millis(500);
 /// Most retries moved per promotion, so one script call stays short; a
 /// full batch promotes again at once.
 const PROMOTE_BATCH: usize = 500;
@@ -44,10 +67,6 @@ const PROMOTE_BATCH: usize = 500;
 /// well past `claim_idle`), but not more often than every 100 ms.
 const CLAIM_EVERY_MAX: Duration = Duration::from_secs(10);
 const CLAIM_EVERY_MIN: Duration = Duration::from_millis(100);
-/// Polling an empty outbox: from this...
-const IDLE_MIN: Duration = Duration::from_millis(5);
-/// ...doubling up to this.
-const IDLE_MAX: Duration = Duration::from_millis(200);
 /// After a Redis error, wait this long before the next read.
 const REDIS_ERROR_PAUSE: Duration = Duration::from_millis(500);
 /// On shutdown, deliveries in flight get their POST timeout plus this to
@@ -168,8 +187,10 @@ struct Context {
 
 /// Delivers notifications from `outbox` until `shutdown` is cancelled.
 /// `consumer` names this worker in the consumer group (unique per worker
-/// process, e.g. host and pid). Redis errors are logged and retried; this
+/// process, e.g. host and pid); `watcher` tells the loop when the outbox or
+/// the retry set changes. Redis errors are logged and retried; this
 /// returns only on shutdown.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     outbox: Outbox,
     http: reqwest::Client,
@@ -177,11 +198,21 @@ pub async fn run(
     policy: DeliveryPolicy,
     consumer: String,
     metrics: NotifyMetrics,
+    watcher: KeyWatcher,
     shutdown: CancellationToken,
 ) {
     let concurrency = policy.concurrency.max(1);
     let grace = policy.timeout.saturating_add(SHUTDOWN_MARGIN);
     let claim_every = (policy.claim_idle / 2).clamp(CLAIM_EVERY_MIN, CLAIM_EVERY_MAX);
+    // The first stale-entry look is at once: this worker may be replacing
+    // one that crashed.
+    let mut reader = outbox.consumer(
+        &consumer,
+        Claim::Stale {
+            min_idle: policy.claim_idle,
+            every: claim_every,
+        },
+    );
     let ctx = Arc::new(Context {
         outbox,
         http,
@@ -189,111 +220,91 @@ pub async fn run(
         policy,
         metrics,
     });
-    let mut tasks: JoinSet<()> = JoinSet::new();
-    let mut group_ready = false;
-    let mut idle = IDLE_MIN;
-    let mut next_promote = Instant::now();
-    // Look for stale entries at once: this worker may be replacing one that
-    // crashed.
-    let mut next_claim = Instant::now();
-    let mut claim_cursor = String::from("0-0");
+    let watched = [OUTBOX_STREAM.to_owned(), RETRY_SET.to_owned()];
+    let wake = Arc::new(Notify::new());
+    let mut armed = false;
+    // A wake-up may be a retry's ZADD: promote after the read that follows
+    // it, so that a short read arms first and one promotion serves both.
+    let mut woken = false;
+    let mut in_flight = InFlight::default();
+    // At once: retries may have come due while no worker ran.
+    let mut next_promote = Some(Instant::now());
 
     while !shutdown.is_cancelled() {
-        while let Some(done) = tasks.try_join_next() {
-            if let Err(e) = done {
-                tracing::error!(error = %e, "a notification delivery task failed");
-            }
+        while let Some(ended) = in_flight.tasks.try_join_next_with_id() {
+            next_promote = earliest(next_promote, in_flight.ended(ended));
         }
-        if !group_ready {
-            match ctx.outbox.ensure_group().await {
-                Ok(()) => group_ready = true,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot create the notification consumer group");
-                    pause(&shutdown, REDIS_ERROR_PAUSE).await;
-                    continue;
-                }
-            }
+        if next_promote.is_some_and(|at| at <= Instant::now()) {
+            next_promote = promote(&ctx).await;
         }
 
-        let now = Instant::now();
-        if now >= next_promote {
-            next_promote = now + PROMOTE_EVERY;
-            if promote(&ctx).await {
-                next_promote = now;
-            }
-        }
-
-        if tasks.len() >= concurrency {
-            tokio::select! {
-                _ = tasks.join_next() => {}
-                () = shutdown.cancelled() => {}
-            }
-            continue;
-        }
-
-        let mut started = 0;
-        if now >= next_claim {
-            let free = concurrency - tasks.len();
-            match ctx
-                .outbox
-                .claim_stale(&consumer, ctx.policy.claim_idle, &claim_cursor, free)
-                .await
-            {
-                Ok((next, entries)) => {
-                    if !entries.is_empty() {
-                        tracing::info!(count = entries.len(), "took over stale notifications");
-                    }
-                    started += entries.len();
-                    for entry in entries {
-                        tasks.spawn(deliver(Arc::clone(&ctx), entry));
-                    }
-                    // A scan not yet complete continues on the next round.
-                    if next == "0-0" {
-                        next_claim = now + claim_every;
-                    }
-                    claim_cursor = next;
-                }
-                Err(e) => {
-                    group_ready &= !is_nogroup(&e);
-                    tracing::warn!(error = %e, "cannot claim stale notifications");
-                    next_claim = now + claim_every;
-                }
-            }
-        }
-
-        let free = concurrency.saturating_sub(tasks.len());
-        if free > 0 {
-            match ctx.outbox.read_new(&consumer, free).await {
+        let free = concurrency.saturating_sub(in_flight.len());
+        // Read while there is room and the outbox may hold more: not when
+        // it is drained and armed, since then a change wakes the loop.
+        if free > 0 && !(armed && reader.caught_up()) {
+            match reader.next(free, &in_flight.held).await {
                 Ok(entries) => {
-                    started += entries.len();
                     for entry in entries {
-                        tasks.spawn(deliver(Arc::clone(&ctx), entry));
+                        in_flight.spawn(&ctx, entry);
+                    }
+                    if reader.caught_up() && !armed {
+                        match watcher.arm(&watched, &wake).await {
+                            Ok(()) => {
+                                armed = true;
+                                // Read and promote once more: an entry or
+                                // a retry added between the last look and
+                                // the arm wakes nobody.
+                                reader.woken();
+                                next_promote = Some(Instant::now());
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot watch the notification outbox");
+                                pause(&shutdown, REDIS_ERROR_PAUSE).await;
+                            }
+                        }
+                    }
+                    // Once per wake-up; when the loop just armed, the
+                    // promotion above is the same one.
+                    if std::mem::take(&mut woken) {
+                        next_promote = Some(Instant::now());
                     }
                 }
                 Err(e) => {
-                    group_ready &= !is_nogroup(&e);
                     tracing::warn!(error = %e, "cannot read the notification outbox");
+                    armed = false;
                     pause(&shutdown, REDIS_ERROR_PAUSE).await;
-                    continue;
                 }
             }
-        }
-
-        if started > 0 {
-            idle = IDLE_MIN;
             continue;
         }
-        let until_promote = next_promote.saturating_duration_since(Instant::now());
-        pause(
-            &shutdown,
-            idle.min(until_promote).max(Duration::from_millis(1)),
-        )
-        .await;
-        idle = (idle * 2).min(IDLE_MAX);
+
+        // With every slot busy, the consumer's own steps (which hand out
+        // entries) wait for a delivery to end.
+        let consumer_due = if free > 0 {
+            reader.next_due().map(Instant::from_std)
+        } else {
+            None
+        };
+        let until = earliest(next_promote, consumer_due);
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = wake.notified() => {
+                // Redis forgot the keys when it reported one: arm again
+                // once caught up.
+                armed = false;
+                reader.woken();
+                woken = true;
+            }
+            Some(ended) = in_flight.tasks.join_next_with_id() => {
+                next_promote = earliest(next_promote, in_flight.ended(ended));
+            }
+            () = sleep_until(until) => {}
+        }
     }
 
     // Stop reading; let what is in flight settle, within bounds.
-    let in_flight = tasks.len();
+    let tasks = &mut in_flight.tasks;
+    let unsettled = tasks.len();
     let drained =
         tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
@@ -302,11 +313,72 @@ pub async fn run(
             "notification deliveries did not finish before shutdown; they stay pending in redis"
         );
         tasks.shutdown().await;
-    } else if in_flight > 0 {
+    } else if unsettled > 0 {
         tracing::info!(
-            in_flight,
+            in_flight = unsettled,
             "notification deliveries in flight finished at shutdown"
         );
+    }
+}
+
+/// The deliveries in flight: their tasks, and the outbox entries they
+/// hold, which the consumer must not hand out again. A task yields when
+/// the retry it scheduled is due, if it scheduled one.
+#[derive(Default)]
+struct InFlight {
+    tasks: JoinSet<Option<Instant>>,
+    /// Each task's entry, to release it however the task ended (a panic
+    /// returns no value).
+    entries: HashMap<tokio::task::Id, String>,
+    held: HashSet<String>,
+}
+
+impl InFlight {
+    fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    fn spawn(&mut self, ctx: &Arc<Context>, entry: StreamId) {
+        let task = self
+            .tasks
+            .spawn(deliver(Arc::clone(ctx), pending_from_entry(&entry)));
+        self.held.insert(entry.id.clone());
+        self.entries.insert(task.id(), entry.id);
+    }
+
+    /// A task ended: its entry is free. Returns when the retry it
+    /// scheduled is due.
+    fn ended(
+        &mut self,
+        ended: Result<(tokio::task::Id, Option<Instant>), JoinError>,
+    ) -> Option<Instant> {
+        let (task, retry_due) = match ended {
+            Ok(ended) => ended,
+            Err(e) => {
+                tracing::error!(error = %e, "a notification delivery task failed");
+                (e.id(), None)
+            }
+        };
+        if let Some(entry) = self.entries.remove(&task) {
+            self.held.remove(&entry);
+        }
+        retry_due
+    }
+}
+
+/// The earlier of two optional times.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -318,38 +390,43 @@ async fn pause(shutdown: &CancellationToken, duration: Duration) {
     }
 }
 
-/// Moves due retries back into the stream; true if a full batch moved (more
-/// may be due).
-async fn promote(ctx: &Context) -> bool {
+/// Moves due retries back into the stream and sets the pending gauge;
+/// returns when to promote next: at once after a full batch (more may be
+/// due), when the earliest remaining retry is due, or not until something
+/// changes (`None`: the retry set is empty).
+async fn promote(ctx: &Context) -> Option<Instant> {
     match ctx.outbox.promote_due(unix_ms(), PROMOTE_BATCH).await {
-        Ok((moved, dropped)) => {
-            if dropped > 0 {
+        Ok(promoted) => {
+            if promoted.dropped > 0 {
                 tracing::warn!(
-                    dropped,
+                    dropped = promoted.dropped,
                     "dropped malformed entries from the notification retry set"
                 );
             }
-            if let Ok(depth) = ctx.outbox.depth().await {
-                let pending = depth.queued.saturating_add(depth.retrying);
-                ctx.metrics
-                    .pending
-                    .set(i64::try_from(pending).unwrap_or(i64::MAX));
+            let pending = promoted.queued.saturating_add(promoted.retrying);
+            ctx.metrics
+                .pending
+                .set(i64::try_from(pending).unwrap_or(i64::MAX));
+            let now = Instant::now();
+            if usize::try_from(promoted.moved + promoted.dropped).is_ok_and(|n| n >= PROMOTE_BATCH)
+            {
+                return Some(now);
             }
-            usize::try_from(moved + dropped).is_ok_and(|n| n >= PROMOTE_BATCH)
+            promoted.next_due_ms.map(|due_ms| {
+                let wait = u64::try_from(due_ms.saturating_sub(unix_ms())).unwrap_or(0);
+                now + Duration::from_millis(wait)
+            })
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot promote due notification retries");
-            false
+            Some(Instant::now() + REDIS_ERROR_PAUSE)
         }
     }
 }
 
-fn is_nogroup(e: &NotifyError) -> bool {
-    matches!(e, NotifyError::Redis(e) if e.code() == Some("NOGROUP"))
-}
-
 /// One delivery attempt and its settlement in Redis.
-async fn deliver(ctx: Arc<Context>, entry: Result<Pending, Malformed>) {
+/// Returns when the retry it scheduled is due, if it scheduled one.
+async fn deliver(ctx: Arc<Context>, entry: Result<Pending, Malformed>) -> Option<Instant> {
     let pending = match entry {
         Ok(pending) => pending,
         Err(malformed) => {
@@ -364,7 +441,7 @@ async fn deliver(ctx: Arc<Context>, entry: Result<Pending, Malformed>) {
                 UNKNOWN_TARGET,
             )
             .await;
-            return;
+            return None;
         }
     };
     let n = &pending.notification;
@@ -382,7 +459,7 @@ async fn deliver(ctx: Arc<Context>, entry: Result<Pending, Malformed>) {
             UNKNOWN_TARGET,
         )
         .await;
-        return;
+        return None;
     };
     let target = n.signer.as_str();
     let url = match reqwest::Url::parse(&n.url) {
@@ -397,7 +474,7 @@ async fn deliver(ctx: Arc<Context>, entry: Result<Pending, Malformed>) {
                 target,
             )
             .await;
-            return;
+            return None;
         }
     };
 
@@ -435,7 +512,7 @@ async fn deliver(ctx: Arc<Context>, entry: Result<Pending, Malformed>) {
             tracing::warn!(error = %e, entry_id = %pending.entry_id, target,
                 "notification delivered but not acknowledged; it will be sent again");
         }
-        return;
+        return None;
     };
 
     ctx.metrics
@@ -447,19 +524,25 @@ async fn deliver(ctx: Arc<Context>, entry: Result<Pending, Malformed>) {
         tracing::warn!(entry_id = %pending.entry_id, target, attempts, error = %failure,
             "notification given up on");
         settle_dead(&ctx, &pending.entry_id, n, attempts, &failure, target).await;
-        return;
+        return None;
     }
     let delay = ctx.policy.backoff(attempts);
     let due_ms = unix_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
     tracing::debug!(entry_id = %pending.entry_id, target, attempts, error = %failure,
         retry_in_ms = delay.as_millis(), "notification delivery failed; will retry");
-    if let Err(e) = ctx
+    match ctx
         .outbox
         .retry_at(&pending, attempts, due_ms, &failure)
         .await
     {
-        tracing::warn!(error = %e, entry_id = %pending.entry_id, target,
-            "cannot schedule a notification retry; it stays pending");
+        // The loop may not be watching the retry set now: it promotes
+        // this retry when due.
+        Ok(()) => Some(Instant::now() + delay),
+        Err(e) => {
+            tracing::warn!(error = %e, entry_id = %pending.entry_id, target,
+                "cannot schedule a notification retry; it stays pending");
+            None
+        }
     }
 }
 

@@ -19,10 +19,9 @@
 //! notification in exactly one place.
 
 use std::sync::LazyLock;
-use std::time::Duration;
 
-use gateway_queue::RedisConnection;
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamRangeReply, StreamReadReply};
+use gateway_queue::{Claim, Consumer, RedisConnection};
+use redis::streams::{StreamId, StreamRangeReply};
 use redis::{Script, Value};
 use serde::Serialize;
 
@@ -114,6 +113,22 @@ pub(crate) struct Malformed {
     pub(crate) entry_id: String,
     pub(crate) notification: Notification,
     pub(crate) problem: String,
+}
+
+/// What one promotion of due retries did and found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Promoted {
+    /// Retries moved back into the stream.
+    pub(crate) moved: u64,
+    /// Members dropped as malformed.
+    pub(crate) dropped: u64,
+    /// When the earliest retry still waiting is due (Unix ms); `None` when
+    /// the retry set is empty.
+    pub(crate) next_due_ms: Option<i64>,
+    /// The stream's length afterwards (waiting or in flight).
+    pub(crate) queued: u64,
+    /// The retry set's size afterwards.
+    pub(crate) retrying: u64,
 }
 
 /// The retry set's member: the notification, its attempts, and the id of
@@ -257,74 +272,17 @@ impl Outbox {
         Ok(replayed)
     }
 
-    /// Creates the consumer group (and the stream) if missing. It starts at
-    /// the beginning, so notifications pushed before any worker ran are read.
-    pub(crate) async fn ensure_group(&self) -> Result<(), NotifyError> {
-        let result: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(OUTBOX_STREAM)
-            .arg(CONSUMER_GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut self.conn.clone())
-            .await;
-        match result {
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            other => Ok(other?),
-        }
-    }
-
-    /// Up to `count` entries no consumer has read yet, without waiting.
-    pub(crate) async fn read_new(
-        &self,
-        consumer: &str,
-        count: usize,
-    ) -> Result<Vec<Result<Pending, Malformed>>, NotifyError> {
-        let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(CONSUMER_GROUP)
-            .arg(consumer)
-            .arg("COUNT")
-            .arg(count)
-            .arg("STREAMS")
-            .arg(OUTBOX_STREAM)
-            .arg(">")
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(reply
-            .into_iter()
-            .flat_map(|r| r.keys)
-            .flat_map(|k| k.ids)
-            .map(|entry| pending_from_entry(&entry))
-            .collect())
-    }
-
-    /// Takes over up to `count` entries that have been pending (read but not
-    /// settled) for at least `min_idle`, scanning the pending list from
-    /// `cursor`; returns the cursor to continue from (`0-0` when the scan is
-    /// complete) and the entries. Entries deleted meanwhile are dropped from
-    /// the pending list by Redis.
-    pub(crate) async fn claim_stale(
-        &self,
-        consumer: &str,
-        min_idle: Duration,
-        cursor: &str,
-        count: usize,
-    ) -> Result<(String, Vec<Result<Pending, Malformed>>), NotifyError> {
-        let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-            .arg(OUTBOX_STREAM)
-            .arg(CONSUMER_GROUP)
-            .arg(consumer)
-            .arg(u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX))
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(count)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok((
-            reply.next_stream_id,
-            reply.claimed.iter().map(pending_from_entry).collect(),
-        ))
+    /// A reader of the outbox through [`CONSUMER_GROUP`] as `name`; it
+    /// creates the group (reading from the start, so notifications pushed
+    /// before any worker ran are read) when it first needs it.
+    pub(crate) fn consumer(&self, name: &str, claim: Claim) -> Consumer {
+        Consumer::new(
+            self.conn.clone(),
+            OUTBOX_STREAM,
+            CONSUMER_GROUP,
+            name,
+            claim,
+        )
     }
 
     /// The delivery succeeded: the entry leaves the group and the stream.
@@ -405,21 +363,26 @@ impl Outbox {
         Ok(())
     }
 
-    /// Moves up to `limit` retries due by `now_ms` back into the stream;
-    /// returns (moved, dropped as malformed).
+    /// Moves up to `limit` retries due by `now_ms` back into the stream.
     pub(crate) async fn promote_due(
         &self,
         now_ms: i64,
         limit: usize,
-    ) -> Result<(u64, u64), NotifyError> {
-        let (moved, dropped): (u64, u64) = PROMOTE
+    ) -> Result<Promoted, NotifyError> {
+        let (moved, dropped, next_due, queued, retrying): (u64, u64, Value, u64, u64) = PROMOTE
             .key(RETRY_SET)
             .key(OUTBOX_STREAM)
             .arg(now_ms)
             .arg(limit)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        Ok((moved, dropped))
+        Ok(Promoted {
+            moved,
+            dropped,
+            next_due_ms: score_ms(next_due)?,
+            queued,
+            retrying,
+        })
     }
 }
 
@@ -439,7 +402,9 @@ fn text(entry: &StreamId, name: &str) -> Option<String> {
     }
 }
 
-fn pending_from_entry(entry: &StreamId) -> Result<Pending, Malformed> {
+/// An outbox entry as read (new or claimed): the notification to deliver,
+/// or what is wrong with it.
+pub(crate) fn pending_from_entry(entry: &StreamId) -> Result<Pending, Malformed> {
     let url = text(entry, field::URL);
     let signer = text(entry, field::SIGNER);
     let body = text(entry, field::BODY);
@@ -474,6 +439,20 @@ fn pending_from_entry(entry: &StreamId) -> Result<Pending, Malformed> {
             })
         }
     }
+}
+
+/// A sorted set score as a script returns it (text, since scripts speak
+/// RESP2), or -1 for none.
+fn score_ms(value: Value) -> Result<Option<i64>, NotifyError> {
+    let ms = match value {
+        Value::Int(n) => n as f64,
+        Value::Double(n) => n,
+        other => redis::from_redis_value::<String>(other)
+            .ok()
+            .and_then(|text| text.parse::<f64>().ok())
+            .ok_or_else(|| NotifyError::Protocol("promote: the next due score".into()))?,
+    };
+    Ok((ms >= 0.0).then_some(ms as i64))
 }
 
 fn dead_from_entry(entry: &StreamId) -> DeadNotification {
@@ -547,6 +526,19 @@ mod tests {
             .expect("json")
         };
         assert_ne!(member("1-0"), member("1-1"));
+    }
+
+    #[test]
+    fn the_next_due_score_is_read_as_scripts_return_it() {
+        let text = |t: &str| Value::BulkString(t.as_bytes().to_vec());
+        assert_eq!(
+            score_ms(text("1700000000123")).ok(),
+            Some(Some(1_700_000_000_123))
+        );
+        assert_eq!(score_ms(text("1.7e12")).ok(), Some(Some(1_700_000_000_000)));
+        assert_eq!(score_ms(Value::Int(-1)).ok(), Some(None));
+        assert_eq!(score_ms(Value::Int(42)).ok(), Some(Some(42)));
+        assert!(score_ms(text("soon")).is_err());
     }
 
     #[test]

@@ -136,6 +136,7 @@ impl Worker {
             policy,
             worker.consumer.clone(),
             NotifyMetrics::register(worker.metrics.registry())?,
+            worker.watcher.clone(),
             shutdown.clone(),
         ));
         let events = tokio::spawn(webhook_events::run(

@@ -987,4 +987,23 @@ mod tests {
         assert!(matches!(state.next(t0, T0_MS, true), Decision::Send(_)));
         assert!(!state.is_idle());
     }
+
+    #[test]
+    fn a_message_taken_over_from_a_dead_worker_waits_its_recipients_pair_slot() {
+        let t0 = Instant::now();
+        let mut state = SenderState::new(limits(70), t0, [], []);
+        // Its previous owner may have been sending it when it died.
+        state.suspect_sent("A", t0);
+        state.accept(message(1, "A", t0), t0);
+        state.accept(message(2, "B", t0), t0);
+        let Decision::Send(first) = state.next(t0, T0_MS, true) else {
+            panic!("a send");
+        };
+        assert_eq!(first.delivery.recipient, "B", "A waits 6 s");
+        assert_eq!(
+            state.take_parks()[0].due,
+            Some(t0 + Duration::from_secs(6)),
+            "A's message waits parked"
+        );
+    }
 }

@@ -4,7 +4,10 @@
 -- dropped rather than retried forever, and counted.
 -- KEYS[1] retry set, KEYS[2] outbox stream
 -- ARGV[1] now Unix ms, ARGV[2] most to move.
--- Returns {moved, dropped}.
+-- Returns {moved, dropped, the earliest remaining member's score (due Unix
+-- ms) or -1, the stream's length, the retry set's size}: the caller
+-- schedules its next call by the score, and reports the two sizes without
+-- another round trip.
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 local moved, dropped = 0, 0
 for _, member in ipairs(due) do
@@ -25,4 +28,6 @@ for _, member in ipairs(due) do
   end
   redis.call('ZREM', KEYS[1], member)
 end
-return {moved, dropped}
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {moved, dropped, first[2] or -1,
+  redis.call('XLEN', KEYS[2]), redis.call('ZCARD', KEYS[1])}
