@@ -15,20 +15,16 @@
 //!   it poll: once a read comes back short, the loop arms the outbox stream
 //!   and the retry set with the [`KeyWatcher`], then reads and promotes
 //!   once more (for an entry or a retry added before the arm, which wakes
-//!   nobody); then it waits, asking Redis nothing, for a change to either
-//!   key (an `XADD`, a retry's `ZADD`, a settle), a delivery ending (a free
-//!   slot), the next retry's due time, the consumer's own next step, or
-//!   shutdown. So nothing added to either key is left unseen while the
-//!   loop waits, and an idle worker's only notification command is the
-//!   look for stale entries, every ~10 s (or half `claim_idle`, if
-//!   shorter).
+//!   nobody); then it waits, asking Redis nothing, for another process's
+//!   change to either key (a notification pushed, a replay), a delivery
+//!   ending (a free slot, or a retry it scheduled), the next retry's due
+//!   time, the consumer's own next step, or shutdown. An idle worker's only
+//!   notification command is the look for stale entries, every ~10 s (or
+//!   half `claim_idle`, if shorter).
 //! - **Retries** wait in the retry set; a promotion moves the due ones back
 //!   into the stream and says when the next one is due, which is when it
-//!   runs again. It also runs after each wake-up (a `ZADD` to the retry set
-//!   wakes the loop; one promotion serves both when the read after the
-//!   wake-up comes back short and the loop arms), and when a retry one of
-//!   this worker's deliveries scheduled comes due (while the loop reads, it
-//!   is not armed, and that `ZADD` wakes nobody). The `pending` gauge is
+//!   runs again. It also runs after each wake-up, and when a retry one of
+//!   this worker's deliveries scheduled comes due. The `pending` gauge is
 //!   set from each promotion's reply.
 //! - **Taking over**: entries pending longer than `claim_idle` (a worker
 //!   crashed holding them) are taken with `XAUTOCLAIM`; after a failed read,
@@ -235,7 +231,12 @@ pub async fn run(
             next_promote = earliest(next_promote, in_flight.ended(ended));
         }
         if next_promote.is_some_and(|at| at <= Instant::now()) {
-            next_promote = promote(&ctx).await;
+            let (next, moved) = promote(&ctx).await;
+            next_promote = next;
+            if moved {
+                // Read what moved now, rather than when Redis reports it.
+                reader.woken();
+            }
         }
 
         let free = concurrency.saturating_sub(in_flight.len());
@@ -391,10 +392,10 @@ async fn pause(shutdown: &CancellationToken, duration: Duration) {
 }
 
 /// Moves due retries back into the stream and sets the pending gauge;
-/// returns when to promote next: at once after a full batch (more may be
-/// due), when the earliest remaining retry is due, or not until something
-/// changes (`None`: the retry set is empty).
-async fn promote(ctx: &Context) -> Option<Instant> {
+/// returns when to promote next (at once after a full batch, as more may be
+/// due; when the earliest remaining retry is due; or `None`, not until
+/// something changes, when the retry set is empty) and whether any moved.
+async fn promote(ctx: &Context) -> (Option<Instant>, bool) {
     match ctx.outbox.promote_due(unix_ms(), PROMOTE_BATCH).await {
         Ok(promoted) => {
             if promoted.dropped > 0 {
@@ -408,18 +409,20 @@ async fn promote(ctx: &Context) -> Option<Instant> {
                 .pending
                 .set(i64::try_from(pending).unwrap_or(i64::MAX));
             let now = Instant::now();
+            let moved = promoted.moved > 0;
             if usize::try_from(promoted.moved + promoted.dropped).is_ok_and(|n| n >= PROMOTE_BATCH)
             {
-                return Some(now);
+                return (Some(now), moved);
             }
-            promoted.next_due_ms.map(|due_ms| {
+            let next = promoted.next_due_ms.map(|due_ms| {
                 let wait = u64::try_from(due_ms.saturating_sub(unix_ms())).unwrap_or(0);
                 now + Duration::from_millis(wait)
-            })
+            });
+            (next, moved)
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot promote due notification retries");
-            Some(Instant::now() + REDIS_ERROR_PAUSE)
+            (Some(Instant::now() + REDIS_ERROR_PAUSE), false)
         }
     }
 }

@@ -179,13 +179,11 @@ impl Consumer {
     ) -> Result<Vec<StreamId>, QueueError> {
         if let Some(cursor) = self.claim_cursor.clone() {
             let (entries, next) = match self.claim.clone() {
+                // This consumer's own unheld entries too: a reader that had
+                // the stream before, in this same process, left them.
                 Claim::Takeover { reserved } => {
-                    let owned_by_others =
-                        |consumer: &str| consumer != self.name && !reserved.contains(&consumer);
-                    // Also this consumer's own unheld entries: a reader that
-                    // had the stream before, in this same process.
                     self.claim_pending(&cursor, count, None, |id, consumer| {
-                        !held.contains(id) && (owned_by_others(consumer) || consumer == self.name)
+                        !held.contains(id) && !reserved.contains(&consumer)
                     })
                     .await?
                 }
@@ -211,13 +209,11 @@ impl Consumer {
                 .claim_pending(&cursor, count, Some(&name), |id, _| !held.contains(id))
                 .await?;
             if !entries.is_empty() {
-                if !entries.is_empty() {
-                    tracing::warn!(
-                        stream = %self.stream,
-                        count = entries.len(),
-                        "entries read but never received: taking them again"
-                    );
-                }
+                tracing::warn!(
+                    stream = %self.stream,
+                    count = entries.len(),
+                    "entries read but never received: taking them again"
+                );
                 return Ok(entries);
             }
             match next {
@@ -310,34 +306,46 @@ impl Consumer {
     /// Up to `count` new entries, without waiting.
     pub async fn read_new(&mut self, count: usize) -> Result<Vec<StreamId>, QueueError> {
         self.ensure_group().await?;
-        let reply: redis::RedisResult<Option<redis::streams::StreamReadReply>> =
-            redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(&self.group)
-                .arg(&self.name)
-                .arg("COUNT")
-                .arg(count)
-                .arg("STREAMS")
-                .arg(&self.stream)
-                .arg(">")
-                .query_async(&mut self.conn.clone())
-                .await;
-        match reply {
-            Ok(reply) => {
-                let entries: Vec<StreamId> = reply
-                    .into_iter()
-                    .flat_map(|r| r.keys)
-                    .flat_map(|k| k.ids)
-                    .collect();
-                self.note_read(entries.len(), count);
-                Ok(entries)
-            }
+        let reply: redis::RedisResult<Value> = self
+            .read_command(count)
+            .query_async(&mut self.conn.clone())
+            .await;
+        match reply.map_err(QueueError::from) {
+            Ok(reply) => self.read_reply(reply, count),
             Err(error) => {
-                let error = QueueError::from(error);
                 self.failed(&error);
                 Err(error)
             }
         }
+    }
+
+    /// The read of up to `count` new entries, for a caller that sends it
+    /// itself (after arming the stream's wake-up, on the same connection);
+    /// its reply goes to [`Consumer::read_reply`].
+    pub fn read_command(&self, count: usize) -> redis::Cmd {
+        let mut read = redis::cmd("XREADGROUP");
+        read.arg("GROUP")
+            .arg(&self.group)
+            .arg(&self.name)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS")
+            .arg(&self.stream)
+            .arg(">");
+        read
+    }
+
+    /// The entries of a reply to [`Consumer::read_command`] of `count`.
+    pub fn read_reply(&mut self, reply: Value, count: usize) -> Result<Vec<StreamId>, QueueError> {
+        let entries = match read_entries(reply) {
+            Ok(entries) => entries,
+            Err(error) => {
+                self.failed(&error);
+                return Err(error);
+            }
+        };
+        self.note_read(entries.len(), count);
+        Ok(entries)
     }
 
     /// A read of `asked` entries (made here or by the caller's own read
@@ -411,6 +419,23 @@ pub(crate) async fn create_group(
     }
 }
 
+/// The entries of an `XREADGROUP` reply for one stream: `[[stream,
+/// [entries]]]` (RESP2), `{stream: [entries]}` (RESP3), or nil when there
+/// are none. Parsed in place: redis-rs's own reply type clones the whole
+/// reply for each shape it tries.
+fn read_entries(reply: Value) -> Result<Vec<StreamId>, QueueError> {
+    let entries = match reply {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Array(streams) => streams.into_iter().next().and_then(|stream| match stream {
+            Value::Array(mut parts) if parts.len() == 2 => parts.pop(),
+            _ => None,
+        }),
+        Value::Map(streams) => streams.into_iter().next().map(|(_, entries)| entries),
+        other => return Err(QueueError::Protocol(format!("stream read: {other:?}"))),
+    };
+    stream_entries(entries.unwrap_or(Value::Nil))
+}
+
 /// The entries of an `XCLAIM` or `XRANGE`-shaped reply (`[[id, [field,
 /// value, ...]], ...]`); entries deleted meanwhile (nil) are left out.
 pub(crate) fn stream_entries(reply: Value) -> Result<Vec<StreamId>, QueueError> {
@@ -450,6 +475,26 @@ mod tests {
 
     fn bulk(text: &str) -> Value {
         Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_read_reply_is_parsed_in_either_protocol() {
+        let entries = || {
+            Value::Array(vec![Value::Array(vec![
+                bulk("7-1"),
+                Value::Array(vec![bulk("rcpt"), bulk("+1")]),
+            ])])
+        };
+        let resp2 = Value::Array(vec![Value::Array(vec![bulk("s"), entries()])]);
+        let resp3 = Value::Map(vec![(bulk("s"), entries())]);
+        for reply in [resp2, resp3] {
+            let read = read_entries(reply).expect("entries");
+            assert_eq!(read.len(), 1);
+            assert_eq!(read[0].id, "7-1");
+            assert_eq!(read[0].get::<String>("rcpt").as_deref(), Some("+1"));
+        }
+        assert!(read_entries(Value::Nil).expect("none").is_empty());
+        assert!(read_entries(Value::Int(1)).is_err());
     }
 
     #[test]

@@ -17,7 +17,10 @@
 //!
 //! The connection is opened lazily and reconnects by itself; `CLIENT
 //! TRACKING ON` leads every arming pipeline, so a new connection is
-//! tracking again with its first use.
+//! tracking again with its first use. A worker's own writes wake it too
+//! (a sent message's `XDEL`): `NOLOOP` would spare those wake-ups, but a
+//! key the connection changes itself would then stop being tracked
+//! without a word, so it is not used.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -74,7 +77,21 @@ impl KeyWatcher {
 
     /// Arms `keys`: `notify` is woken when any of them changes from now on.
     pub async fn arm(&self, keys: &[String], notify: &Arc<Notify>) -> Result<(), QueueError> {
-        self.read_and_arm("TYPE", keys, notify).await.map(|_| ())
+        self.arm_then(keys, notify, Vec::new()).await.map(|_| ())
+    }
+
+    /// Arms `keys`, then runs `then` on the same connection in the same
+    /// round trip, and returns their replies: a read that follows the arming
+    /// this way sees every change the wake-up would not report. On a
+    /// cluster, `then` must be about keys in the slot of `keys[0]`.
+    pub async fn arm_then(
+        &self,
+        keys: &[String],
+        notify: &Arc<Notify>,
+        then: Vec<redis::Cmd>,
+    ) -> Result<Vec<Value>, QueueError> {
+        let mut replies = self.read_and_arm("TYPE", keys, notify, then).await?;
+        Ok(replies.split_off(keys.len().min(replies.len())))
     }
 
     /// Reads string `keys` and arms them in the same step: the values now,
@@ -84,7 +101,7 @@ impl KeyWatcher {
         keys: &[String],
         notify: &Arc<Notify>,
     ) -> Result<Vec<Option<String>>, QueueError> {
-        self.read_and_arm("GET", keys, notify)
+        self.read_and_arm("GET", keys, notify, Vec::new())
             .await?
             .into_iter()
             .map(|value| {
@@ -94,13 +111,15 @@ impl KeyWatcher {
             .collect()
     }
 
-    /// Registers the waiter before the read goes out, so an invalidation
-    /// that follows the read at once finds it.
+    /// Reads `keys` with `read` (arming them), then runs `then`: the
+    /// replies of both, in order. Registers the waiter before the read goes
+    /// out, so an invalidation that follows the read at once finds it.
     async fn read_and_arm(
         &self,
         read: &str,
         keys: &[String],
         notify: &Arc<Notify>,
+        then: Vec<redis::Cmd>,
     ) -> Result<Vec<Value>, QueueError> {
         if keys.is_empty() {
             return Ok(Vec::new());
@@ -111,6 +130,9 @@ impl KeyWatcher {
                 let mut pipe = tracking_pipeline();
                 for key in keys {
                     pipe.cmd(read).arg(key);
+                }
+                for command in then {
+                    pipe.add_command(command);
                 }
                 let mut conn = self.inner.conn.clone();
                 let mut replies: Vec<Value> = pipe.query_async(&mut conn).await?;
@@ -129,21 +151,32 @@ impl KeyWatcher {
                     }
                 }
                 let mut values = vec![Value::Nil; keys.len()];
+                let mut then = Some(then);
+                let mut then_replies = Vec::new();
                 for (slot, indexes) in by_slot {
                     let mut pipe = tracking_pipeline();
                     for &index in &indexes {
                         pipe.cmd(read).arg(&keys[index]);
+                    }
+                    // The caller's commands go with the first key's slot.
+                    let extra = then.take().unwrap_or_default();
+                    let extra_count = extra.len();
+                    for command in extra {
+                        pipe.add_command(command);
                     }
                     let count = pipe.len();
                     let route = SingleNodeRoutingInfo::SpecificNode(Route::with_slot(
                         slot,
                         SlotAddr::Master,
                     ));
-                    let replies = conn.clone().route_pipeline(pipe, 0, count, route).await?;
+                    let mut replies = conn.clone().route_pipeline(pipe, 0, count, route).await?;
+                    then_replies
+                        .append(&mut replies.split_off(replies.len().saturating_sub(extra_count)));
                     for (index, value) in indexes.into_iter().zip(replies.into_iter().skip(1)) {
                         values[index] = value;
                     }
                 }
+                values.append(&mut then_replies);
                 Ok(values)
             }
         }
@@ -157,8 +190,13 @@ impl KeyWatcher {
 
 fn tracking_pipeline() -> redis::Pipeline {
     let mut pipe = redis::pipe();
-    pipe.cmd("CLIENT").arg("TRACKING").arg("ON");
+    pipe.add_command(tracking_on());
     pipe
+}
+
+/// Tracking of the keys this connection reads.
+fn tracking_on() -> redis::Cmd {
+    redis::cmd("CLIENT").arg("TRACKING").arg("ON").to_owned()
 }
 
 impl Inner {
@@ -238,7 +276,7 @@ async fn check_tracking(inner: Weak<Inner>) {
         if inner.armed().is_empty() {
             continue;
         }
-        if !tracking_on(&inner.conn).await {
+        if !still_tracking(&inner.conn).await {
             tracing::debug!("key tracking was lost; waking every waiter");
             inner.wake_all();
         }
@@ -248,7 +286,7 @@ async fn check_tracking(inner: Weak<Inner>) {
 /// Whether every connection the watcher uses still tracks keys. On a
 /// cluster, a master the watcher never armed a key on reports tracking
 /// off: it is switched on there, so that the next check passes.
-async fn tracking_on(conn: &RedisConnection) -> bool {
+async fn still_tracking(conn: &RedisConnection) -> bool {
     let info = redis::cmd("CLIENT").arg("TRACKINGINFO").to_owned();
     match conn {
         RedisConnection::Single(conn) => {
@@ -262,8 +300,7 @@ async fn tracking_on(conn: &RedisConnection) -> bool {
                 _ => false,
             };
             if !on {
-                let enable = redis::cmd("CLIENT").arg("TRACKING").arg("ON").to_owned();
-                let _ = conn.clone().route_command(enable, all).await;
+                let _ = conn.clone().route_command(tracking_on(), all).await;
             }
             on
         }

@@ -52,8 +52,12 @@ struct Plan {
     next_promote: Option<Instant>,
     /// Redis will wake the sender on new entries.
     armed: bool,
-    /// The streams may have new entries since the consumers last read.
+    /// The streams may have new entries since the consumers last read: arm
+    /// again and read.
     woken: bool,
+    /// Lanes to read once more: an arming could not read them, or a
+    /// promotion just added entries.
+    reread: [bool; 2],
     /// Reads of these lanes may have been lost (a send could not be recorded).
     uncertain: [bool; 2],
     /// A step failed: none before this.
@@ -93,7 +97,7 @@ pub(crate) async fn dispatch_sender(
     let crashed = handed_over.is_none();
     let mut state = SenderState::new(limits, now, parse_send_log(handed_over.as_deref()), recent);
     let io = SenderIo::new(worker.clone(), sender.clone());
-    let (wake, control) = (io.wake.clone(), io.control.clone());
+    let (wake, scheduled, control) = (io.wake.clone(), io.scheduled.clone(), io.control.clone());
     let mut io = Some(io);
     let mut running: Option<Running> = None;
     let mut plan = Plan {
@@ -103,6 +107,7 @@ pub(crate) async fn dispatch_sender(
         next_promote: None,
         armed: false,
         woken: false,
+        reread: [false; 2],
         uncertain: [false; 2],
         retry_at: None,
         retry_pause: STEP_RETRY_MIN,
@@ -235,8 +240,14 @@ pub(crate) async fn dispatch_sender(
             _ = &mut cancelled => break,
             Some(done) = sends.join_next(), if !sends.is_empty() => match done {
                 Ok(completion) => {
-                    if matches!(completion.next, Next::Abandon) {
-                        plan.uncertain[lane_index(completion.message.delivery.lane)] = true;
+                    match completion.next {
+                        Next::Abandon => {
+                            plan.uncertain[lane_index(completion.message.delivery.lane)] = true;
+                        }
+                        // Read the pause back at once (and whether it was
+                        // recorded at all).
+                        Next::Pause => plan.control = true,
+                        _ => {}
                     }
                     state.completed(completion, Instant::now());
                     gauges.touch();
@@ -269,9 +280,9 @@ pub(crate) async fn dispatch_sender(
             _ = wake.notified() => {
                 plan.woken = true;
                 plan.armed = false;
-                plan.promote = true;
                 gauges.touch();
             }
+            _ = scheduled.notified() => plan.promote = true,
             _ = control.notified() => plan.control = true,
             Ok(()) = tiers.changed() => tier_changed = true,
             _ = &mut timer, if due.is_some() => {}
@@ -311,14 +322,13 @@ impl Plan {
     /// a step over to them.
     fn apply_to(&mut self, io: &mut SenderIo) {
         for lane in [Lane::Transactional, Lane::Bulk] {
-            if self.woken {
+            if std::mem::take(&mut self.reread[lane_index(lane)]) {
                 io.consumer_mut(lane).woken();
             }
             if std::mem::take(&mut self.uncertain[lane_index(lane)]) {
                 io.consumer_mut(lane).mark_uncertain();
             }
         }
-        self.woken = false;
     }
 
     fn failed(&mut self) {
@@ -388,8 +398,21 @@ fn next_step(
             });
         }
     }
-    if !plan.armed && lanes.iter().all(|lane| io.consumer(*lane).caught_up()) {
-        return Some(Step::Arm);
+    let caught_up = lanes.iter().all(|lane| io.consumer(*lane).caught_up());
+    if !plan.armed && (caught_up || plan.woken) {
+        // Arm and read in one round trip: an entry added since the last
+        // read is read now, and a later one wakes the sender. A routed
+        // lane (some recipients parked) reads through its script, after.
+        plan.woken = false;
+        let reads = lanes.map(|lane| {
+            (!state.routes_reads(lane) && state.room(lane) > 0).then(|| state.read_size(lane))
+        });
+        for (lane, read) in lanes.iter().zip(reads) {
+            if read.is_none() {
+                plan.reread[lane_index(*lane)] = true;
+            }
+        }
+        return Some(Step::Arm { reads });
     }
     None
 }
@@ -448,12 +471,18 @@ fn apply(
                 state.parked(lane, summary, due(summary.next_due_ms));
             }
         }
-        Done::Promoted { next_due_ms } => plan.next_promote = due(next_due_ms),
-        Done::Armed => {
+        Done::Promoted { moved, next_due_ms } => {
+            plan.next_promote = due(next_due_ms);
+            if moved > 0 {
+                // Read them now rather than when Redis reports them.
+                plan.reread = [true, true];
+            }
+        }
+        Done::Armed(messages) => {
             plan.armed = true;
-            // One more read of each stream closes the gap between the last
-            // read and the arming: an entry added in it is read now.
-            plan.woken = true;
+            for message in messages.into_iter().flatten() {
+                state.accept(message, now);
+            }
         }
     }
     true

@@ -52,10 +52,15 @@ pub(crate) enum Step {
         lane: Lane,
         limits: UnparkLimits,
     },
-    /// Move due scheduled messages into the streams.
+    /// Be woken when the scheduled set changes, then move its due messages
+    /// into the streams.
     Promote,
-    /// Be woken by new entries in either stream or the scheduled set.
-    Arm,
+    /// Be woken by new entries in either stream; then,
+    /// in the same round trip, read up to `reads[lane]` new entries of each
+    /// stream given one (so that nothing added before the arming is missed).
+    Arm {
+        reads: [Option<usize>; 2],
+    },
 }
 
 /// What a step came to.
@@ -75,9 +80,12 @@ pub(crate) enum Done {
     },
     Parked(Vec<(Lane, ParkedSummary)>),
     Promoted {
+        /// Messages moved into the streams.
+        moved: usize,
         next_due_ms: Option<i64>,
     },
-    Armed,
+    /// Armed; what the reads that followed found, by lane.
+    Armed([Vec<HeldMessage>; 2]),
 }
 
 /// One sender's Redis handles, lent to one step at a time.
@@ -85,7 +93,11 @@ pub(crate) struct SenderIo {
     worker: Arc<Worker>,
     sender: Arc<SenderSettings>,
     consumers: [Consumer; 2],
+    /// New entries in either stream.
     pub wake: Arc<Notify>,
+    /// The scheduled set changed.
+    pub scheduled: Arc<Notify>,
+    /// The lease or the pause flag changed.
     pub control: Arc<Notify>,
 }
 
@@ -107,6 +119,7 @@ impl SenderIo {
             worker,
             sender,
             wake: Arc::new(Notify::new()),
+            scheduled: Arc::new(Notify::new()),
             control: Arc::new(Notify::new()),
         }
     }
@@ -125,6 +138,7 @@ impl SenderIo {
             Step::Claim { lane, .. } | Step::Read { lane, .. } | Step::Unpark { lane, .. } => {
                 vec![*lane]
             }
+            Step::Arm { .. } => LANES.to_vec(),
             Step::Park(requests) => requests.iter().map(|r| r.lane).collect(),
             _ => Vec::new(),
         };
@@ -241,19 +255,39 @@ impl SenderIo {
                 })
             }
             Step::Promote => {
-                let (_, next_due_ms) = queue
+                self.worker
+                    .watcher
+                    .arm(&[keys::scheduled(&pnid)], &self.scheduled)
+                    .await?;
+                let (moved, next_due_ms) = queue
                     .promote_scheduled(&pnid, unix_ms(), PROMOTE_BATCH)
                     .await?;
-                Ok(Done::Promoted { next_due_ms })
+                Ok(Done::Promoted { moved, next_due_ms })
             }
-            Step::Arm => {
-                let keys = [
-                    keys::queue(&pnid),
-                    keys::bulk(&pnid),
-                    keys::scheduled(&pnid),
-                ];
-                self.worker.watcher.arm(&keys, &self.wake).await?;
-                Ok(Done::Armed)
+            Step::Arm { reads } => {
+                let keys = [keys::queue(&pnid), keys::bulk(&pnid)];
+                let mut commands = Vec::new();
+                for (lane, count) in LANES.into_iter().zip(reads) {
+                    if let Some(count) = count {
+                        let consumer = self.consumer_mut(lane);
+                        consumer.ensure_group().await?;
+                        commands.push(consumer.read_command(count));
+                    }
+                }
+                let mut replies = self
+                    .worker
+                    .watcher
+                    .arm_then(&keys, &self.wake, commands)
+                    .await?
+                    .into_iter();
+                let mut messages = [Vec::new(), Vec::new()];
+                for (lane, count) in LANES.into_iter().zip(reads) {
+                    let Some(count) = count else { continue };
+                    let reply = replies.next().unwrap_or(redis::Value::Nil);
+                    let entries = self.consumer_mut(lane).read_reply(reply, count)?;
+                    messages[index(lane)] = self.held_messages(lane, entries, false).await?;
+                }
+                Ok(Done::Armed(messages))
             }
         }
     }
@@ -340,6 +374,8 @@ impl SenderIo {
             .collect())
     }
 }
+
+const LANES: [Lane; 2] = [Lane::Transactional, Lane::Bulk];
 
 fn index(lane: Lane) -> usize {
     match lane {

@@ -13,6 +13,13 @@
 //!
 //! Forwarding comes before the record, so a crash in between forwards twice
 //! rather than never (at least once); the record counts each event once.
+//!
+//! A status can outrun the record of the send it is about: Meta's webhook
+//! may come before its answer to the call, and a worker is woken by the
+//! webhook at once. Such an event (it names one of our messages, whose
+//! record does not have its wamid yet) is kept pending and tried again,
+//! shortly and then less often, for up to [`EARLY_STATUS_GRACE`]; then it
+//! is given up (`gateway_webhook_events_total{kind="given_up"}`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -40,6 +47,18 @@ const STALE_AFTER: Duration = Duration::from_secs(30);
 const CLAIM_EVERY: Duration = Duration::from_secs(10);
 /// After a Redis error, the next read waits this long.
 const ERROR_PAUSE: Duration = Duration::from_millis(500);
+/// How long a status that came before the record of its send is kept.
+pub(crate) const EARLY_STATUS_GRACE: Duration = Duration::from_secs(60);
+/// The first retry of such a status, doubling up to [`EARLY_RETRY_MAX`].
+const EARLY_RETRY_MIN: Duration = Duration::from_millis(100);
+const EARLY_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// An event kept for later: one of its statuses came before its record.
+struct Deferred {
+    event: StoredEvent,
+    retry_at: Instant,
+    pause: Duration,
+}
 
 /// Reads the events stream until `stop`: processes what there is, then
 /// waits for Redis to report new events (no polling), or for the next
@@ -56,10 +75,12 @@ pub(crate) async fn run(worker: Arc<Worker>, notifier: Arc<Notifier>, stop: Canc
     );
     let wake = Arc::new(Notify::new());
     let mut armed = false;
-    // Events are processed one at a time, before the next read: none is
-    // held across a read.
-    let held = HashSet::new();
+    // Deferred events stay pending: the consumer must not hand them out
+    // again while this loop holds them.
+    let mut deferred: Vec<Deferred> = Vec::new();
+    let mut held = HashSet::new();
     while !stop.is_cancelled() {
+        retry_deferred(&worker, &notifier, &mut deferred, &mut held).await;
         let batch = tokio::select! {
             _ = stop.cancelled() => return,
             batch = consumer.next(BATCH, &held) => batch,
@@ -68,13 +89,8 @@ pub(crate) async fn run(worker: Arc<Worker>, notifier: Arc<Notifier>, stop: Canc
             Ok(entries) if !entries.is_empty() => {
                 for entry in entries {
                     let event = StoredEvent::from_entry(entry);
-                    if let Err(error) = process(&worker, &notifier, &event).await {
-                        // Left pending: claimed again once stale.
-                        redis_error(&worker, &error);
+                    if !handle(&worker, &notifier, event, None, &mut deferred, &mut held).await {
                         break;
-                    }
-                    if let Err(error) = worker.queue.finish_event(&event.entry_id).await {
-                        redis_error(&worker, &error);
                     }
                 }
             }
@@ -93,9 +109,14 @@ pub(crate) async fn run(worker: Arc<Worker>, notifier: Arc<Notifier>, stop: Canc
                 }
             }
             Ok(_) => {
-                let until = consumer
-                    .next_due()
-                    .unwrap_or_else(|| Instant::now() + CLAIM_EVERY);
+                let until = [
+                    consumer.next_due(),
+                    deferred.iter().map(|d| d.retry_at).min(),
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or_else(|| Instant::now() + CLAIM_EVERY);
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = wake.notified() => {
@@ -111,6 +132,70 @@ pub(crate) async fn run(worker: Arc<Worker>, notifier: Arc<Notifier>, stop: Canc
                 pause(&stop, ERROR_PAUSE).await;
             }
         }
+    }
+}
+
+/// Processes one event and finishes it, or keeps it for later (after
+/// `kept_for`, if it was kept before); false when Redis failed (the event
+/// stays pending, claimed again once stale).
+async fn handle(
+    worker: &Worker,
+    notifier: &Notifier,
+    event: StoredEvent,
+    kept_for: Option<Duration>,
+    deferred: &mut Vec<Deferred>,
+    held: &mut HashSet<String>,
+) -> bool {
+    let age = Duration::from_millis(u64::try_from(unix_ms() - event.received_ms).unwrap_or(0));
+    match process(worker, notifier, &event, age >= EARLY_STATUS_GRACE).await {
+        Ok(Processed::Done) => {
+            held.remove(&event.entry_id);
+            if let Err(error) = worker.queue.finish_event(&event.entry_id).await {
+                redis_error(worker, &error);
+            }
+            true
+        }
+        Ok(Processed::Early) => {
+            tracing::debug!(entry_id = %event.entry_id, "a status came before its record; trying it again shortly");
+            let pause = kept_for.map_or(EARLY_RETRY_MIN, |p| (p * 2).min(EARLY_RETRY_MAX));
+            held.insert(event.entry_id.clone());
+            deferred.push(Deferred {
+                event,
+                retry_at: Instant::now() + pause,
+                pause,
+            });
+            true
+        }
+        Err(error) => {
+            held.remove(&event.entry_id);
+            redis_error(worker, &error);
+            false
+        }
+    }
+}
+
+/// Tries again the kept events that are due.
+async fn retry_deferred(
+    worker: &Worker,
+    notifier: &Notifier,
+    deferred: &mut Vec<Deferred>,
+    held: &mut HashSet<String>,
+) {
+    let now = Instant::now();
+    let (due, later): (Vec<Deferred>, Vec<Deferred>) = std::mem::take(deferred)
+        .into_iter()
+        .partition(|d| d.retry_at <= now);
+    *deferred = later;
+    for kept in due {
+        handle(
+            worker,
+            notifier,
+            kept.event,
+            Some(kept.pause),
+            deferred,
+            held,
+        )
+        .await;
     }
 }
 
@@ -139,21 +224,34 @@ enum ProcessError {
     Notify(#[from] gateway_notify::NotifyError),
 }
 
+/// What processing an event came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Processed {
+    Done,
+    /// A status came before the record of its send: try again later.
+    Early,
+}
+
+/// Processes every change in one stored body. Processing again is harmless
+/// (each status and inbound message counts once), so a body with one early
+/// status is simply processed again later; with `give_up`, it is not.
 async fn process(
     worker: &Worker,
     notifier: &Notifier,
     event: &StoredEvent,
-) -> Result<(), ProcessError> {
+    give_up: bool,
+) -> Result<Processed, ProcessError> {
     let events = match webhook::parse(&event.body) {
         Ok(events) => events,
         Err(error) => {
             // The api stored only bodies that parsed; this one never will.
             tracing::error!(entry_id = %event.entry_id, %error, "stored webhook does not parse; dropping it");
             count(worker, "malformed");
-            return Ok(());
+            return Ok(Processed::Done);
         }
     };
     let mut account_updates = false;
+    let mut processed = Processed::Done;
     for event in events {
         let pnid = match &event {
             WebhookEvent::Status(s) => &s.phone_number_id,
@@ -178,15 +276,19 @@ async fn process(
             continue;
         };
         match event {
-            WebhookEvent::Status(update) => status(worker, notifier, &sender, &update).await?,
+            WebhookEvent::Status(update) => {
+                if status(worker, notifier, &sender, &update, give_up).await? == Processed::Early {
+                    processed = Processed::Early;
+                }
+            }
             WebhookEvent::Inbound(message) => inbound(worker, notifier, &sender, &message).await?,
             WebhookEvent::Other { .. } => {}
         }
     }
-    if account_updates {
+    if account_updates && processed == Processed::Done {
         crate::sender_health::handle(worker, webhook::account_updates(&event.body)).await;
     }
-    Ok(())
+    Ok(processed)
 }
 
 fn count(worker: &Worker, kind: &str) {
@@ -243,8 +345,23 @@ async fn status(
     notifier: &Notifier,
     sender: &SenderSettings,
     update: &StatusUpdate,
-) -> Result<(), ProcessError> {
+    give_up: bool,
+) -> Result<Processed, ProcessError> {
     let pnid = &sender.phone_number_id;
+    // The status names one of this sender's messages: if its record does
+    // not show this send yet, the record is on its way.
+    let ours = update
+        .callback_data
+        .as_deref()
+        .and_then(gateway_domain::MessageId::parse)
+        .is_some_and(|id| id.phone_number_id() == pnid.as_str());
+    let early = |kind: &str| {
+        if ours && !give_up {
+            return Processed::Early;
+        }
+        count(worker, if ours { "given_up" } else { kind });
+        Processed::Done
+    };
     let view = worker
         .queue
         .status_view(
@@ -255,16 +372,16 @@ async fn status(
         )
         .await?;
     let Some(view) = view else {
-        count(worker, "unknown_message");
-        return Ok(());
+        return Ok(early("unknown_message"));
     };
     if view.seen {
         count(worker, "duplicate");
-        return Ok(());
+        return Ok(Processed::Done);
     }
     if view.wamid != update.wamid {
-        count(worker, "stale");
-        return Ok(());
+        // For an earlier send of a message sent again, or for the new send
+        // whose record is on its way.
+        return Ok(early("stale"));
     }
     let now_ms = unix_ms();
     let mut reason = "";
@@ -298,10 +415,12 @@ async fn status(
         };
         match verdict {
             Verdict::Retry { delay, .. } => {
-                return requeue(worker, sender, &view, requeue_after(delay, false)).await;
+                requeue(worker, sender, &view, requeue_after(delay, false)).await?;
+                return Ok(Processed::Done);
             }
             Verdict::Fallback => {
-                return requeue(worker, sender, &view, requeue_after(Duration::ZERO, true)).await;
+                requeue(worker, sender, &view, requeue_after(Duration::ZERO, true)).await?;
+                return Ok(Processed::Done);
             }
             // Without a deadline to check, no expiry comes; a sender-level
             // code reported later comes as a failure (see `judge`).
@@ -334,7 +453,7 @@ async fn status(
     if result == StatusResult::Moved {
         moved(worker, sender, &view, update);
     }
-    Ok(())
+    Ok(Processed::Done)
 }
 
 /// Queues the message again after an asynchronous failure.
