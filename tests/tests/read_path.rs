@@ -76,16 +76,23 @@ async fn wait_until_quiet(gateway: &TestGateway) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_to_an_idle_sender_is_sent_within_milliseconds() {
-    const SENDERS: usize = 200;
+/// A gateway with `senders` senders and a worker that holds them all and
+/// has nothing to do.
+async fn idle_gateway(senders: usize) -> TestGateway {
     let gateway = TestGateway::start(GatewayOptions {
-        senders: SENDERS,
+        senders,
         ..Default::default()
     })
     .await;
-    wait_until_owned(&gateway, SENDERS).await;
+    wait_until_owned(&gateway, senders).await;
     wait_until_quiet(&gateway).await;
+    gateway
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_to_an_idle_sender_is_sent_within_milliseconds() {
+    const SENDERS: usize = 200;
+    let gateway = idle_gateway(SENDERS).await;
 
     let mut latencies = Vec::new();
     for i in 0..20 {
@@ -125,13 +132,7 @@ async fn a_message_to_an_idle_sender_is_sent_within_milliseconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_with_a_thousand_idle_senders_makes_almost_no_redis_calls() {
     const SENDERS: usize = 1_000;
-    let gateway = TestGateway::start(GatewayOptions {
-        senders: SENDERS,
-        ..Default::default()
-    })
-    .await;
-    wait_until_owned(&gateway, SENDERS).await;
-    wait_until_quiet(&gateway).await;
+    let gateway = idle_gateway(SENDERS).await;
 
     reset_command_counts(&gateway).await;
     // A measurement over a fixed span, not a wait for a condition.

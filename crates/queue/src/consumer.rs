@@ -95,10 +95,6 @@ impl Consumer {
         }
     }
 
-    pub fn stream(&self) -> &str {
-        &self.stream
-    }
-
     /// Whether the next claim step takes over another consumer's entries
     /// (as opposed to reconciling this one's own).
     pub fn is_taking_over(&self) -> bool {
@@ -374,26 +370,6 @@ impl Consumer {
         }
         create_group(&self.conn, &self.stream, &self.group).await?;
         self.group_ready = true;
-        Ok(())
-    }
-
-    /// Acknowledges and deletes entries this consumer finished.
-    pub async fn finish(&self, ids: &[&str]) -> Result<(), QueueError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        redis::pipe()
-            .cmd("XACK")
-            .arg(&self.stream)
-            .arg(&self.group)
-            .arg(ids)
-            .ignore()
-            .cmd("XDEL")
-            .arg(&self.stream)
-            .arg(ids)
-            .ignore()
-            .query_async::<()>(&mut self.conn.clone())
-            .await?;
         Ok(())
     }
 }

@@ -181,11 +181,6 @@ impl KeyWatcher {
             }
         }
     }
-
-    /// Wakes every waiter, as if each of their keys had changed.
-    pub fn wake_all(&self) {
-        self.inner.wake_all();
-    }
 }
 
 fn tracking_pipeline() -> redis::Pipeline {

@@ -119,7 +119,7 @@ pub(crate) async fn dispatch_sender(
     let mut reported_rate = sender.rate_per_second;
     // The throughput tier (polled by `sender_health`) is looked at when it
     // changes; `true` for the first look.
-    let mut tiers = worker.sender_health.tier_changes();
+    let mut tier = worker.sender_health.tier(&name);
     let mut tier_changed = true;
     // One timer and one cancellation wait for the whole loop: making them
     // anew on every turn costs a timer-wheel lock each.
@@ -131,7 +131,7 @@ pub(crate) async fn dispatch_sender(
     loop {
         let now = Instant::now();
         if std::mem::take(&mut tier_changed) {
-            let tier = worker.sender_health.tier_limit(&name);
+            let tier = *tier.borrow_and_update();
             let capped = tier_capped(sender.rate_per_second, tier);
             if capped != state.configured_rate() {
                 tracing::warn!(sender = %name, rate = capped, ?tier, "the throughput tier sets the sender's rate");
@@ -142,54 +142,13 @@ pub(crate) async fn dispatch_sender(
         // Sends: as many as may start now.
         let mut wake_at = None;
         if lease.valid_until().is_some_and(|until| now < until) {
-            loop {
-                match state.next(Instant::now(), unix_ms(), permit.is_some()) {
-                    Decision::Send(message) => {
-                        let held = permit.take();
-                        let span = tracing::info_span!(
-                            "message",
-                            message_id = %message.delivery.message_id,
-                            sender = %name,
-                        );
-                        let call = attempt(
-                            worker.clone(),
-                            sender.clone(),
-                            metrics.clone(),
-                            message,
-                            lease.clone(),
-                        )
-                        .instrument(span);
-                        let calls = worker.metrics.calls_in_flight.clone();
-                        calls.inc();
-                        sends.spawn(async move {
-                            let completion = call.await;
-                            drop(held);
-                            calls.dec();
-                            completion
-                        });
-                    }
-                    Decision::Expire(message, reason) => {
-                        sends.spawn(expire(
-                            worker.clone(),
-                            sender.clone(),
-                            message,
-                            reason,
-                            lease.clone(),
-                        ));
-                    }
-                    Decision::NeedPermit => match worker.in_flight.clone().try_acquire_owned() {
-                        Ok(acquired) => permit = Some(acquired),
-                        Err(_) => {
-                            waiting_for_permit = true;
-                            break;
-                        }
-                    },
-                    Decision::Wait(at) => {
-                        wake_at = at;
-                        break;
-                    }
-                }
-            }
+            let calls = Calls {
+                worker: &worker,
+                sender: &sender,
+                metrics: &metrics,
+                lease: &lease,
+            };
+            wake_at = calls.start(&mut state, &mut sends, &mut permit, &mut waiting_for_permit);
         }
         // A permit is only held to start a send right away.
         if !waiting_for_permit {
@@ -213,6 +172,9 @@ pub(crate) async fn dispatch_sender(
             }
         }
 
+        // The next time something is due: a send, a promotion, a retried
+        // step, parked messages (taken back a little early, to be ready),
+        // a consumer's reconciliation.
         let due = [
             wake_at,
             plan.next_promote,
@@ -284,7 +246,7 @@ pub(crate) async fn dispatch_sender(
             }
             _ = scheduled.notified() => plan.promote = true,
             _ = control.notified() => plan.control = true,
-            Ok(()) = tiers.changed() => tier_changed = true,
+            Ok(()) = tier.changed() => tier_changed = true,
             _ = &mut timer, if due.is_some() => {}
             _ = lease.changed() => {}
             acquired = worker.in_flight.clone().acquire_owned(), if waiting_for_permit => {
@@ -486,6 +448,73 @@ fn apply(
         }
     }
     true
+}
+
+/// What starting a call needs.
+struct Calls<'a> {
+    worker: &'a Arc<Worker>,
+    sender: &'a Arc<SenderSettings>,
+    metrics: &'a Arc<SenderMetrics>,
+    lease: &'a Lease,
+}
+
+impl Calls<'_> {
+    /// Starts every send (or expiry) the state machine allows now; returns
+    /// when it next may (`None`: when something happens). Without a free
+    /// permit for a call, sets `waiting_for_permit`.
+    fn start(
+        &self,
+        state: &mut SenderState,
+        sends: &mut JoinSet<Completion>,
+        permit: &mut Option<OwnedSemaphorePermit>,
+        waiting_for_permit: &mut bool,
+    ) -> Option<Instant> {
+        loop {
+            match state.next(Instant::now(), unix_ms(), permit.is_some()) {
+                Decision::Send(message) => {
+                    let held = permit.take();
+                    let span = tracing::info_span!(
+                        "message",
+                        message_id = %message.delivery.message_id,
+                        sender = %self.sender.name,
+                    );
+                    let call = attempt(
+                        self.worker.clone(),
+                        self.sender.clone(),
+                        self.metrics.clone(),
+                        message,
+                        self.lease.clone(),
+                    )
+                    .instrument(span);
+                    let calls = self.worker.metrics.calls_in_flight.clone();
+                    calls.inc();
+                    sends.spawn(async move {
+                        let completion = call.await;
+                        drop(held);
+                        calls.dec();
+                        completion
+                    });
+                }
+                Decision::Expire(message, reason) => {
+                    sends.spawn(expire(
+                        self.worker.clone(),
+                        self.sender.clone(),
+                        message,
+                        reason,
+                        self.lease.clone(),
+                    ));
+                }
+                Decision::NeedPermit => match self.worker.in_flight.clone().try_acquire_owned() {
+                    Ok(acquired) => *permit = Some(acquired),
+                    Err(_) => {
+                        *waiting_for_permit = true;
+                        return None;
+                    }
+                },
+                Decision::Wait(at) => return at,
+            }
+        }
+    }
 }
 
 /// Publishes what the state machine counted and the rate it keeps now.

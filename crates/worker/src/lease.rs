@@ -37,7 +37,7 @@ impl Lease {
         *self.valid_until.borrow()
     }
 
-    /// Resolves when the deadline changes.
+    /// Resolves when the lease becomes valid again, or is lost.
     pub async fn changed(&mut self) {
         if self.valid_until.changed().await.is_err() {
             // The keeper is gone: nothing will change any more.
@@ -48,13 +48,50 @@ impl Lease {
 
 impl LeaseKeeper {
     /// The lease was taken or renewed by a request sent at `requested_at`.
+    /// Only a lease that was not valid wakes its dispatcher: one renewed
+    /// while valid is read when the dispatcher next decides (a thousand
+    /// idle senders are not woken every second).
     pub fn renewed(&self, requested_at: Instant, ttl: Duration) {
         let until = requested_at + ttl.saturating_sub(SAFETY_MARGIN);
-        self.valid_until.send_replace(Some(until));
+        self.valid_until.send_if_modified(|valid| {
+            let was_valid = valid.is_some_and(|v| Instant::now() < v);
+            *valid = Some(until);
+            !was_valid
+        });
     }
 
     /// The lease is gone: stop at once.
     pub fn lost(&self) {
         self.valid_until.send_replace(None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_a_lease_that_was_not_valid_wakes_its_dispatcher() {
+        let (keeper, mut lease) = new_lease();
+        let ttl = Duration::from_secs(5);
+        keeper.renewed(Instant::now(), ttl);
+        assert!(lease.valid_until.has_changed().expect("open"), "taken");
+        lease.valid_until.mark_unchanged();
+        keeper.renewed(Instant::now(), ttl);
+        assert!(
+            !lease.valid_until.has_changed().expect("open"),
+            "renewed while valid: no wake-up"
+        );
+        assert!(lease.is_valid(), "but the new deadline is there");
+        // A lease that lapsed (Redis was away) and is renewed wakes it.
+        keeper.renewed(Instant::now() - ttl, ttl);
+        lease.valid_until.mark_unchanged();
+        keeper.renewed(Instant::now(), ttl);
+        assert!(lease.valid_until.has_changed().expect("open"));
+        lease.valid_until.mark_unchanged();
+        keeper.lost();
+        assert!(lease.valid_until.has_changed().expect("open"));
+        assert!(!lease.is_valid());
+        lease.changed().await;
     }
 }

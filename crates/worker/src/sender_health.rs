@@ -20,8 +20,8 @@
 //!   learn it at their next poll. `phone_number_quality_update` names the
 //!   number by its display number only, so the WABA's senders are read
 //!   again at once.
-//! - The throughput level caps the sender's rate: the dispatcher asks
-//!   [`SenderHealth::tier_limit`] and holds the sender to
+//! - The throughput level caps the sender's rate: the dispatcher watches
+//!   [`SenderHealth::tier`] and holds the sender to
 //!   `rules::adaptive_rate::tier_capped` (its `rate_per_second`, but never
 //!   more than the tier allows less the share kept for inbound messages).
 
@@ -35,6 +35,7 @@ use gateway_domain::webhook::{AccountUpdate, QualityUpdate, TemplateStatusUpdate
 use gateway_graph::{GraphError, PhoneNumberInfo, throughput_limit};
 use secrecy::SecretString;
 use serde_json::Map;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Worker;
@@ -45,25 +46,14 @@ pub(crate) const POLL_EVERY: Duration = Duration::from_secs(300);
 const FIRST_POLL_AFTER: Duration = Duration::from_secs(3);
 
 /// What the worker knows about its senders' health between polls.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct SenderHealth {
     /// (template name, language code) not usable now.
     unusable: RwLock<HashSet<(String, String)>>,
-    /// The last throughput limit seen per sender, to log a change.
-    throughput: Mutex<HashMap<String, i64>>,
-    /// Bumped whenever a sender's throughput limit is first seen or
-    /// changes: dispatchers look at their tier then, not on a timer.
-    tier_changes: tokio::sync::watch::Sender<u64>,
-}
-
-impl Default for SenderHealth {
-    fn default() -> Self {
-        Self {
-            unusable: RwLock::default(),
-            throughput: Mutex::default(),
-            tier_changes: tokio::sync::watch::Sender::new(0),
-        }
-    }
+    /// The last throughput limit seen per sender (by name), each on a
+    /// channel its dispatcher watches: a dispatcher looks at its tier when
+    /// it changes, not on a timer, and only its own change wakes it.
+    throughput: Mutex<HashMap<String, watch::Sender<Option<u32>>>>,
 }
 
 impl SenderHealth {
@@ -87,28 +77,30 @@ impl SenderHealth {
         }
     }
 
-    /// The messages per second Meta allows the sender's number, once polled.
-    pub(crate) fn tier_limit(&self, sender: &str) -> Option<u32> {
-        let last = self.throughput.lock().unwrap_or_else(|e| e.into_inner());
-        last.get(sender)
-            .and_then(|limit| u32::try_from(*limit).ok())
-            .filter(|limit| *limit > 0)
-    }
-
-    /// Resolves (through `changed`) when some sender's tier was first
-    /// seen or changed.
-    pub(crate) fn tier_changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.tier_changes.subscribe()
+    /// The messages per second Meta allows the sender's number (`None`
+    /// until polled), as a channel whose `changed` resolves when it does.
+    pub(crate) fn tier(&self, sender: &str) -> watch::Receiver<Option<u32>> {
+        let mut last = self.throughput.lock().unwrap_or_else(|e| e.into_inner());
+        last.entry(sender.to_owned())
+            .or_insert_with(|| watch::Sender::new(None))
+            .subscribe()
     }
 
     /// Records a sender's throughput limit; the previous one if it changed.
     fn throughput_changed(&self, sender: &str, limit: i64) -> Option<i64> {
         let mut last = self.throughput.lock().unwrap_or_else(|e| e.into_inner());
-        let before = last.insert(sender.to_owned(), limit);
-        if before != Some(limit) {
-            self.tier_changes.send_modify(|generation| *generation += 1);
-        }
-        before.filter(|before| *before != limit)
+        let channel = last
+            .entry(sender.to_owned())
+            .or_insert_with(|| watch::Sender::new(None));
+        let tier = u32::try_from(limit).ok().filter(|l| *l > 0);
+        let mut before = None;
+        channel.send_if_modified(|seen| {
+            before = *seen;
+            let changed = *seen != tier;
+            *seen = tier;
+            changed
+        });
+        before.map(i64::from).filter(|before| *before != limit)
     }
 }
 
