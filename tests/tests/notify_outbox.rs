@@ -14,8 +14,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use gateway_notify::{
-    DeliveryPolicy, Notification, NotifyMetrics, Outbox, Registry, Replay, SIGNATURE_HEADER,
-    SecretString, Signers, TIMESTAMP_HEADER, verify,
+    Deliveries, DeliveryPolicy, Notification, NotifyMetrics, Outbox, Registry, Replay,
+    SIGNATURE_HEADER, SecretString, Signers, TIMESTAMP_HEADER, verify,
 };
 use gateway_queue::KeyWatcher;
 use gateway_tests::{RedisServer, wait_until};
@@ -210,13 +210,15 @@ fn start_worker(
     let watcher = KeyWatcher::open(&redis.url(), Duration::from_secs(2), Duration::from_secs(2))
         .expect("key watcher");
     let task = tokio::spawn(gateway_notify::run(
-        outbox.clone(),
-        http(),
-        signers(),
-        policy,
-        consumer.to_owned(),
-        metrics,
-        watcher,
+        Deliveries {
+            outbox: outbox.clone(),
+            http: http(),
+            signers: signers(),
+            policy,
+            consumer: consumer.to_owned(),
+            metrics,
+            watcher,
+        },
         shutdown.clone(),
     ));
     Worker { shutdown, task }

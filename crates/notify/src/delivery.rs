@@ -181,22 +181,32 @@ struct Context {
     metrics: NotifyMetrics,
 }
 
-/// Delivers notifications from `outbox` until `shutdown` is cancelled.
-/// `consumer` names this worker in the consumer group (unique per worker
-/// process, e.g. host and pid); `watcher` tells the loop when the outbox or
-/// the retry set changes. Redis errors are logged and retried; this
-/// returns only on shutdown.
-#[allow(clippy::too_many_arguments)]
-pub async fn run(
-    outbox: Outbox,
-    http: reqwest::Client,
-    signers: Signers,
-    policy: DeliveryPolicy,
-    consumer: String,
-    metrics: NotifyMetrics,
-    watcher: KeyWatcher,
-    shutdown: CancellationToken,
-) {
+/// What the delivery loop of one worker needs.
+pub struct Deliveries {
+    pub outbox: Outbox,
+    pub http: reqwest::Client,
+    pub signers: Signers,
+    pub policy: DeliveryPolicy,
+    /// This worker's name in the consumer group (unique per worker
+    /// process, e.g. host and pid).
+    pub consumer: String,
+    pub metrics: NotifyMetrics,
+    /// Tells the loop when the outbox or the retry set changes.
+    pub watcher: KeyWatcher,
+}
+
+/// Delivers notifications from the outbox until `shutdown` is cancelled.
+/// Redis errors are logged and retried; this returns only on shutdown.
+pub async fn run(deliveries: Deliveries, shutdown: CancellationToken) {
+    let Deliveries {
+        outbox,
+        http,
+        signers,
+        policy,
+        consumer,
+        metrics,
+        watcher,
+    } = deliveries;
     let concurrency = policy.concurrency.max(1);
     let grace = policy.timeout.saturating_add(SHUTDOWN_MARGIN);
     let claim_every = (policy.claim_idle / 2).clamp(CLAIM_EVERY_MIN, CLAIM_EVERY_MAX);

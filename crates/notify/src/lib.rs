@@ -20,7 +20,7 @@ mod metrics;
 pub mod outbox;
 mod signature;
 
-pub use delivery::{DeliveryPolicy, Signers, run};
+pub use delivery::{Deliveries, DeliveryPolicy, Signers, run};
 pub use metrics::NotifyMetrics;
 pub use outbox::{DeadNotification, Outbox, OutboxDepth, Replay};
 pub use signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify};

@@ -38,7 +38,7 @@ use gateway_config::Settings;
 pub(crate) use gateway_domain::clock::unix_ms;
 use gateway_domain::rules::RetryPolicy;
 use gateway_graph::{GraphClient, SenderEndpoint};
-use gateway_notify::{DeliveryPolicy, NotifyMetrics, Outbox};
+use gateway_notify::{Deliveries, DeliveryPolicy, NotifyMetrics, Outbox};
 use gateway_queue::{KeyWatcher, Queue};
 use gateway_telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
@@ -130,13 +130,15 @@ impl Worker {
         };
         let http = reqwest::Client::builder().timeout(notify.timeout).build()?;
         let deliveries = tokio::spawn(gateway_notify::run(
-            outbox,
-            http,
-            notifications::signers(&worker.settings),
-            policy,
-            worker.consumer.clone(),
-            NotifyMetrics::register(worker.metrics.registry())?,
-            worker.watcher.clone(),
+            Deliveries {
+                outbox,
+                http,
+                signers: notifications::signers(&worker.settings),
+                policy,
+                consumer: worker.consumer.clone(),
+                metrics: NotifyMetrics::register(worker.metrics.registry())?,
+                watcher: worker.watcher.clone(),
+            },
             shutdown.clone(),
         ));
         let events = tokio::spawn(webhook_events::run(
