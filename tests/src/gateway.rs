@@ -40,6 +40,8 @@ pub struct GatewayOptions {
     pub extra_env: Vec<(String, String)>,
     /// Give every sender the default fallback template `hello_world`.
     pub sender_fallback: bool,
+    /// The gateway's Graph API timeout.
+    pub graph_timeout_ms: u64,
 }
 
 impl Default for GatewayOptions {
@@ -57,6 +59,7 @@ impl Default for GatewayOptions {
             extra_toml: String::new(),
             extra_env: Vec::new(),
             sender_fallback: true,
+            graph_timeout_ms: 5_000,
         }
     }
 }
@@ -343,12 +346,23 @@ fn config(
     redis_url: &str,
     graph_url: &str,
 ) -> (String, Vec<(String, String)>) {
+    // About the shortest lease that covers the longest send (the Graph
+    // API's timeout plus Redis's 1 s, with margins): a killed worker's
+    // senders move on sooner than with the default.
+    let lease = if options.worker_toml.contains("lease_ttl_ms") {
+        String::new()
+    } else {
+        format!("lease_ttl_ms = {}\n", options.graph_timeout_ms + 6_000)
+    };
     let mut toml = format!(
         "[api]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = {}\n\
-         [worker]\nlisten = \"127.0.0.1:0\"\npair_interval_ms = {}\n{}\n\
+         [worker]\nlisten = \"127.0.0.1:0\"\npair_interval_ms = {}\n{lease}{}\n\
          [redis]\nurl = \"{redis_url}\"\nresponse_timeout_ms = 1000\n\
-         [graph]\nbase_url = \"{graph_url}\"\ntimeout_ms = 5000\n",
-        options.max_body_bytes, options.pair_interval_ms, options.worker_toml
+         [graph]\nbase_url = \"{graph_url}\"\ntimeout_ms = {}\n",
+        options.max_body_bytes,
+        options.pair_interval_ms,
+        options.worker_toml,
+        options.graph_timeout_ms
     );
     let mut env = vec![
         ("KEY_ALL".to_owned(), KEY_ALL.to_owned()),
@@ -393,6 +407,17 @@ pub struct WorkerProcess {
 }
 
 impl WorkerProcess {
+    /// SIGSTOP: the process is frozen (no heartbeat, no answer read) until
+    /// [`resume`](Self::resume).
+    pub fn suspend(&self) {
+        crate::redis_server::signal(self.child.as_ref(), "-STOP");
+    }
+
+    /// SIGCONT: a suspended process goes on.
+    pub fn resume(&self) {
+        crate::redis_server::signal(self.child.as_ref(), "-CONT");
+    }
+
     /// SIGKILL: the process dies wherever it is.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -57,6 +57,17 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP): it answers nothing until
+    /// [`resume`](Self::resume), as a server stuck on a slow disk would.
+    pub fn suspend(&self) {
+        signal(self.child.as_ref(), "-STOP");
+    }
+
+    /// Lets a suspended server go on (SIGCONT).
+    pub fn resume(&self) {
+        signal(self.child.as_ref(), "-CONT");
+    }
+
     /// Starts it again on the same port and directory.
     pub fn restart(&mut self) {
         self.stop();
@@ -132,4 +143,14 @@ fn ping(port: u16) -> bool {
         return false;
     };
     redis::cmd("PING").query::<String>(&mut conn).is_ok()
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to a child process started here.
+pub(crate) fn signal(child: Option<&Child>, signal: &str) {
+    if let Some(child) = child {
+        let _ = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status();
+    }
 }

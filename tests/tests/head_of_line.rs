@@ -36,12 +36,10 @@ fn other(i: usize) -> String {
     format!("+1650777{i:04}")
 }
 
-/// A lease that lapses quickly, so a killed worker's sender moves on soon.
 fn options() -> GatewayOptions {
     GatewayOptions {
         senders: 1,
         start_worker: false,
-        worker_toml: "lease_ttl_ms = 2000\nlease_renew_ms = 200\n".into(),
         ..Default::default()
     }
 }

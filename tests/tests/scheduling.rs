@@ -134,3 +134,28 @@ async fn transactional_messages_overtake_a_bulk_backlog() {
         "the urgent messages waited behind the bulk backlog: {last_urgent}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_scheduled_past_its_max_age_is_sent_at_its_time() {
+    let mut gateway = TestGateway::start(GatewayOptions {
+        start_worker: false,
+        ..Default::default()
+    })
+    .await;
+    let mut message = template("+16505551234");
+    // Further ahead than a sender's max_age (24 h): its age counts from
+    // its send_after, not from when it was accepted.
+    message["send_after"] = rfc3339_in(Duration::from_secs(25 * 3_600)).into();
+    let (status, body) = gateway.send(&message).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().expect("id").to_owned();
+
+    // 25 h later, through the gateway's clock (the api and the worker run
+    // in this process): a worker starting then finds the message due.
+    gateway_domain::clock::advance(Duration::from_secs(25 * 3_600 + 1));
+    gateway.start_worker().await;
+    let record = gateway
+        .wait_for_status(&id, "sent", Duration::from_secs(15))
+        .await;
+    assert_eq!(gateway.sandbox.accepted().len(), 1, "{record}");
+}

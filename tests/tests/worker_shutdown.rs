@@ -16,7 +16,7 @@ fn template(to: &str) -> Value {
 async fn a_terminated_worker_hands_its_senders_over_and_loses_nothing() {
     let options = GatewayOptions {
         start_worker: false,
-        worker_toml: "shutdown_grace_ms = 2000".into(),
+        worker_toml: "shutdown_grace_ms = 7000".into(),
         ..Default::default()
     };
     let gateway = TestGateway::start(options).await;
@@ -43,6 +43,18 @@ async fn a_terminated_worker_hands_its_senders_over_and_loses_nothing() {
             .wait_for_status(id, "sent", Duration::from_secs(30))
             .await;
     }
+    // The stopped worker's name is gone from the sender's consumer group:
+    // rollouts do not pile names up.
+    let consumers: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(gateway_queue::keys::queue(&gateway_tests::phone_number_id(
+            0,
+        )))
+        .arg(gateway_queue::keys::CONSUMER_GROUP)
+        .query_async(&mut gateway.redis().await)
+        .await
+        .expect("XINFO CONSUMERS");
+    assert_eq!(consumers.consumers.len(), 1, "{:?}", consumers.consumers);
     drop(second);
 }
 
@@ -51,7 +63,7 @@ async fn a_worker_cut_off_from_redis_still_exits_on_sigterm() {
     let options = GatewayOptions {
         senders: 20,
         start_worker: false,
-        worker_toml: "shutdown_grace_ms = 2000".into(),
+        worker_toml: "shutdown_grace_ms = 7000".into(),
         ..Default::default()
     };
     let mut gateway = TestGateway::start(options).await;

@@ -13,8 +13,9 @@ mod settings;
 pub use env::Environment;
 pub use error::ConfigError;
 pub use settings::{
-    ApiSettings, ClientSettings, GraphSettings, LogFormat, LogSettings, RedisSettings, Role,
-    SandboxSettings, SenderSettings, Settings, WebhookSettings, WorkerSettings,
+    ApiSettings, CALL_MARGIN, ClientSettings, GraphSettings, LEASE_SAFETY_MARGIN, LogFormat,
+    LogSettings, RedisSettings, Role, SandboxSettings, SenderSettings, Settings, WebhookSettings,
+    WorkerSettings,
 };
 
 /// Where `--config` points when it is not given.

@@ -94,6 +94,13 @@ pub struct WorkerSettings {
     /// A message that cannot go within this (pair limit, a retry's
     /// backoff) leaves memory and waits in Redis with its due time.
     pub park_after: Duration,
+    /// The longest one send can take once started: the window read (a
+    /// Redis answer), the Graph API call, and a margin. A send starts only
+    /// while the sender's lease covers this.
+    pub longest_send: Duration,
+    /// The longest the Graph API call alone can take, with the margin: the
+    /// lease must still cover this just before the call.
+    pub longest_call: Duration,
     /// How long a sender's lease lasts without renewal.
     pub lease_ttl: Duration,
     /// How often leases are renewed and ownership rebalanced.
@@ -108,6 +115,46 @@ pub struct WorkerSettings {
     /// A free-form message goes out only if the recipient's window stays
     /// open at least this long; else the fallback template goes.
     pub window_margin: Duration,
+}
+
+/// Added to the Graph API's timeout for what a call costs around it.
+pub const CALL_MARGIN: Duration = Duration::from_millis(500);
+
+/// Between the end of the last send a worker may have in flight and the
+/// moment its lease can lapse (the worker's lease module keeps to it).
+pub const LEASE_SAFETY_MARGIN: Duration = Duration::from_millis(1_500);
+
+/// A lease must cover the longest send right after a renewal, or sends
+/// would never start; a handover must wait for a send in flight, or it
+/// would cut off one that Meta may accept.
+fn covers_the_longest_send(worker: &WorkerSettings) -> Result<(), ConfigError> {
+    let ms = |d: Duration| d.as_millis();
+    // Twice the renewal: a renewal a little late must not stop the sends.
+    let needed = worker.longest_send + LEASE_SAFETY_MARGIN + worker.lease_renew * 2;
+    if worker.lease_ttl < needed {
+        return Err(ConfigError::invalid(
+            "worker.lease_ttl_ms",
+            format!(
+                "must be at least graph.timeout_ms + redis.response_timeout_ms + {} + {} + \
+                 twice worker.lease_renew_ms = {} (a lease must cover the longest send)",
+                ms(CALL_MARGIN),
+                ms(LEASE_SAFETY_MARGIN),
+                ms(needed)
+            ),
+        ));
+    }
+    if worker.shutdown_grace < worker.longest_send {
+        return Err(ConfigError::invalid(
+            "worker.shutdown_grace_ms",
+            format!(
+                "must be at least graph.timeout_ms + redis.response_timeout_ms + {} = {} \
+                 (a handover waits for the sends in flight)",
+                ms(CALL_MARGIN),
+                ms(worker.longest_send)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl WorkerSettings {
@@ -281,10 +328,13 @@ impl Settings {
             shutdown_grace: millis("worker.shutdown_grace_ms", file.worker.shutdown_grace_ms)?,
             window_margin: Duration::from_secs(file.worker.window_margin_seconds.min(3_600)),
             park_after: Duration::from_millis(file.worker.park_after_ms.min(60_000)),
+            // Set below, from the Graph API's and Redis's timeouts.
+            longest_send: Duration::ZERO,
+            longest_call: Duration::ZERO,
         };
         // A lease must outlive several renewals, and a worker stops sending
         // 1.5 s before its lease runs out (see the worker's lease module).
-        if worker.lease_renew * 2 >= worker.lease_ttl - Duration::from_millis(1_500) {
+        if worker.lease_renew * 2 >= worker.lease_ttl.saturating_sub(LEASE_SAFETY_MARGIN) {
             return Err(ConfigError::invalid(
                 "worker.lease_renew_ms",
                 "must be less than half of (worker.lease_ttl_ms - 1500)",
@@ -305,6 +355,10 @@ impl Settings {
             version: graph_version(&file.graph.version)?,
             timeout: millis("graph.timeout_ms", file.graph.timeout_ms)?,
         };
+        let mut worker = worker;
+        worker.longest_call = graph.timeout + CALL_MARGIN;
+        worker.longest_send = worker.longest_call + redis.response_timeout;
+        covers_the_longest_send(&worker)?;
         let app_secret_envs = file.webhook.app_secret_env.into_vec();
         let mut app_secrets = Vec::new();
         for name in &app_secret_envs {

@@ -8,12 +8,13 @@
 //! the nodes listed. Every key of a sender shares one hash slot, so every
 //! script runs on the one master that owns the sender.
 
+use std::future::Future;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::Slot;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
 use redis::{Cmd, Pipeline, ProtocolVersion, PushInfo, RedisFuture, Value};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -48,7 +49,60 @@ pub enum RedisConnection {
     Single(ConnectionManager),
     /// A cluster: commands go to the master owning their key's slot; the
     /// driver follows MOVED/ASK and reconnects to nodes that come back.
-    Cluster(ClusterConnection),
+    Cluster(Cluster),
+}
+
+/// A cluster connection whose every request ends by its deadline. The
+/// driver's own response timeout does not bound its retries and
+/// reconnects: a request to a master that restarted could wait for ever
+/// (redis-rs #1528), and the sender or the key watcher waiting on it would
+/// stall without a word.
+#[derive(Clone)]
+pub struct Cluster {
+    conn: ClusterConnection,
+    deadline: Duration,
+}
+
+impl Cluster {
+    /// The whole `pipeline` on the node `route` names.
+    pub async fn route_pipeline(
+        &self,
+        pipeline: Pipeline,
+        offset: usize,
+        count: usize,
+        route: SingleNodeRoutingInfo,
+    ) -> redis::RedisResult<Vec<Value>> {
+        let mut conn = self.conn.clone();
+        within(
+            self.deadline,
+            conn.route_pipeline(pipeline, offset, count, route),
+        )
+        .await
+    }
+
+    /// `command` on the nodes `routing` names.
+    pub async fn route_command(
+        &self,
+        command: Cmd,
+        routing: RoutingInfo,
+    ) -> redis::RedisResult<Value> {
+        let mut conn = self.conn.clone();
+        within(self.deadline, conn.route_command(command, routing)).await
+    }
+}
+
+/// `request`'s answer, or a timeout error once `deadline` has passed.
+async fn within<T>(
+    deadline: Duration,
+    request: impl Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
+    match tokio::time::timeout(deadline, request).await {
+        Ok(answer) => answer,
+        Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no answer from the cluster within the deadline",
+        ))),
+    }
 }
 
 impl RedisConnection {
@@ -94,11 +148,13 @@ impl RedisConnection {
             let config = ClusterConfig::new()
                 .set_connection_timeout(connect_timeout)
                 .set_response_timeout(response_timeout);
-            return Ok(Self::Cluster(
-                builder
+            return Ok(Self::Cluster(Cluster {
+                conn: builder
                     .build()?
                     .get_pending_async_connection_with_config(config),
-            ));
+                // The driver's own attempt, one reconnect and one retry.
+                deadline: connect_timeout + 2 * response_timeout,
+            }));
         }
         let mut client = redis::Client::open(url)?;
         let mut config = ConnectionManagerConfig::new()
@@ -132,17 +188,15 @@ impl From<ConnectionManager> for RedisConnection {
     }
 }
 
-impl From<ClusterConnection> for RedisConnection {
-    fn from(conn: ClusterConnection) -> Self {
-        Self::Cluster(conn)
-    }
-}
-
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::Single(conn) => conn.req_packed_command(cmd),
-            Self::Cluster(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(cluster) => {
+                let mut conn = cluster.conn.clone();
+                let deadline = cluster.deadline;
+                Box::pin(async move { within(deadline, conn.req_packed_command(cmd)).await })
+            }
         }
     }
 
@@ -154,11 +208,15 @@ impl ConnectionLike for RedisConnection {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Self::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(conn) => {
+            Self::Cluster(cluster) => {
                 let plain = !pipeline.is_transaction() && offset == 0 && count == pipeline.len();
+                let mut conn = cluster.conn.clone();
+                let deadline = cluster.deadline;
                 match split_by_slot(pipeline).filter(|_| plain) {
-                    Some(split) => Box::pin(split.run(conn.clone())),
-                    None => conn.req_packed_commands(pipeline, offset, count),
+                    Some(split) => Box::pin(within(deadline, split.run(conn))),
+                    None => Box::pin(async move {
+                        within(deadline, conn.req_packed_commands(pipeline, offset, count)).await
+                    }),
                 }
             }
         }
@@ -167,7 +225,7 @@ impl ConnectionLike for RedisConnection {
     fn get_db(&self) -> i64 {
         match self {
             Self::Single(conn) => conn.get_db(),
-            Self::Cluster(conn) => conn.get_db(),
+            Self::Cluster(cluster) => cluster.conn.get_db(),
         }
     }
 }

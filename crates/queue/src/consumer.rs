@@ -19,6 +19,9 @@
 //!   [`RECHECK_AFTER`], for a read that was still on its way when the
 //!   first ran.
 //!
+//! After each complete scan the names of gone consumers that hold nothing
+//! are deleted from the group, so that rollouts do not pile them up.
+//!
 //! A cursor (the claim scan's position) moves only after the step that
 //! returned its entries succeeded, so a failed step is repeated, not
 //! skipped.
@@ -38,6 +41,10 @@ pub const RECHECK_AFTER: Duration = Duration::from_secs(3);
 
 /// Pending entries looked at per `XPENDING` page.
 const PENDING_PAGE: usize = 500;
+
+/// On a shared stream, a consumer that holds nothing and has not read for
+/// this long belongs to a worker that is gone.
+pub const GONE_AFTER: Duration = Duration::from_secs(3_600);
 
 /// How a consumer finds entries that others left.
 #[derive(Debug, Clone)]
@@ -186,10 +193,13 @@ impl Consumer {
                 Claim::Stale { min_idle, .. } => self.claim_stale(&cursor, min_idle, count).await?,
             };
             self.claim_cursor = next;
-            if self.claim_cursor.is_none()
-                && let Claim::Stale { every, .. } = self.claim
-            {
-                self.next_stale_scan = now + every;
+            if self.claim_cursor.is_none() {
+                // The scan is complete: what gone consumers held is this
+                // one's now, and their names can go.
+                self.forget_gone_consumers().await;
+                if let Claim::Stale { every, .. } = self.claim {
+                    self.next_stale_scan = now + every;
+                }
             }
             return Ok(entries);
         }
@@ -219,6 +229,49 @@ impl Consumer {
         }
         self.reconcile_at.retain(|at| *at > now);
         Ok(Vec::new())
+    }
+
+    /// Deletes the group's consumers that hold nothing and belong to no
+    /// live reader, so that rollouts do not pile names up: on a stream read
+    /// by one owner at a time every other name is a past owner's; on a
+    /// shared stream, a name idle for [`GONE_AFTER`]. Best effort: a failure
+    /// changes nothing and is tried at the next scan.
+    async fn forget_gone_consumers(&self) {
+        let consumers: redis::RedisResult<redis::streams::StreamInfoConsumersReply> =
+            redis::cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg(&self.stream)
+                .arg(&self.group)
+                .query_async(&mut self.conn.clone())
+                .await;
+        let Ok(consumers) = consumers else {
+            return;
+        };
+        let reserved: &[&str] = match &self.claim {
+            Claim::Takeover { reserved } => reserved,
+            Claim::Stale { .. } => &[],
+        };
+        let gone_after = GONE_AFTER.as_millis();
+        for consumer in consumers.consumers {
+            let idle_long = u128::try_from(consumer.idle).unwrap_or(u128::MAX) >= gone_after;
+            let gone = match self.claim {
+                Claim::Takeover { .. } => true,
+                Claim::Stale { .. } => idle_long,
+            };
+            if consumer.pending == 0
+                && gone
+                && consumer.name != self.name
+                && !reserved.contains(&consumer.name.as_str())
+            {
+                let _: redis::RedisResult<i64> = redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(&self.stream)
+                    .arg(&self.group)
+                    .arg(&consumer.name)
+                    .query_async(&mut self.conn.clone())
+                    .await;
+            }
+        }
     }
 
     /// Claims pending entries from `start` on that `wanted` accepts, up
@@ -344,6 +397,34 @@ impl Consumer {
         Ok(entries)
     }
 
+    /// How many entries are pending for each consumer (`XPENDING`'s
+    /// summary), for a caller that sends it itself right before a read;
+    /// its reply goes to [`Consumer::check_pending`].
+    pub fn pending_command(&self) -> redis::Cmd {
+        redis::cmd("XPENDING")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .to_owned()
+    }
+
+    /// Compares what [`Consumer::pending_command`] found pending for this
+    /// consumer with the `held` entries the caller holds: more pending than
+    /// held means a read whose answer never arrived (a cluster client
+    /// resends a command whose connection broke, and the resent read finds
+    /// nothing new), and a reconciliation is due.
+    pub fn check_pending(&mut self, reply: &Value, held: usize) {
+        let pending = pending_for(reply, &self.name);
+        if pending > held {
+            tracing::warn!(
+                stream = %self.stream,
+                pending,
+                held,
+                "more entries pending than held: a read was lost"
+            );
+            self.mark_uncertain();
+        }
+    }
+
     /// A read of `asked` entries (made here or by the caller's own read
     /// command) returned `got`.
     pub fn note_read(&mut self, got: usize, asked: usize) {
@@ -393,6 +474,27 @@ pub(crate) async fn create_group(
         Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
         other => Ok(other?),
     }
+}
+
+/// `consumer`'s count in an `XPENDING` summary (`[count, first, last,
+/// [[consumer, count], ...]]`); 0 when it has none or the reply is not one.
+fn pending_for(reply: &Value, consumer: &str) -> usize {
+    let Value::Array(summary) = reply else {
+        return 0;
+    };
+    let Some(Value::Array(consumers)) = summary.get(3) else {
+        return 0;
+    };
+    consumers
+        .iter()
+        .find_map(|pair| {
+            let Value::Array(pair) = pair else {
+                return None;
+            };
+            let name = redis::from_redis_value_ref::<String>(pair.first()?).ok()?;
+            (name == consumer).then(|| redis::from_redis_value_ref::<usize>(pair.get(1)?).ok())?
+        })
+        .unwrap_or(0)
 }
 
 /// The entries of an `XREADGROUP` reply for one stream: `[[stream,
@@ -471,6 +573,24 @@ mod tests {
         }
         assert!(read_entries(Value::Nil).expect("none").is_empty());
         assert!(read_entries(Value::Int(1)).is_err());
+    }
+
+    #[test]
+    fn a_consumers_pending_count_is_read_from_the_summary() {
+        let summary = Value::Array(vec![
+            Value::Int(5),
+            bulk("1-0"),
+            bulk("9-0"),
+            Value::Array(vec![
+                Value::Array(vec![bulk("_parked"), bulk("2")]),
+                Value::Array(vec![bulk("w1"), bulk("3")]),
+            ]),
+        ]);
+        assert_eq!(pending_for(&summary, "w1"), 3);
+        assert_eq!(pending_for(&summary, "w2"), 0);
+        let empty = Value::Array(vec![Value::Int(0), Value::Nil, Value::Nil, Value::Nil]);
+        assert_eq!(pending_for(&empty, "w1"), 0);
+        assert_eq!(pending_for(&Value::Nil, "w1"), 0);
     }
 
     #[test]

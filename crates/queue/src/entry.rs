@@ -15,6 +15,7 @@
 //! | `cb` | `callback_url` (optional): where its status events are POSTed |
 //! | `att` | attempts already made (only on a message queued again after an asynchronous failure) |
 //! | `fbu` | `1` when the fallback template is to be sent (same) |
+//! | `due` | when the message became due (Unix ms), when that was not its acceptance: its `send_after` (promoted) or its replay; its age counts from then |
 
 use crate::NewMessage;
 
@@ -30,6 +31,7 @@ pub(crate) const EXPIRES: &str = "exp";
 pub(crate) const CALLBACK: &str = "cb";
 pub(crate) const ATTEMPTS: &str = "att";
 pub(crate) const FALLBACK_USED: &str = "fbu";
+pub(crate) const DUE: &str = "due";
 
 /// Every field a queue entry may carry besides its id, for copying entries.
 pub(crate) const ALL: [&str; 9] = [

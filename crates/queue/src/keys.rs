@@ -15,9 +15,9 @@
 //! | `gw:{pnid}:lease` | string | the worker that drains this sender; valid while that worker's `gw:worker:<id>` lives |
 //! | `gw:{pnid}:parked:t`, `gw:{pnid}:parked:b` | sorted set | recipients with parked messages (transactional, bulk), by when the oldest may go (Unix ms); see the `parked` module |
 //! | `gw:{pnid}:parked:t:<recipient>` (`:b:`) | sorted set | that recipient's parked entry ids, oldest first |
-//! | `gw:{pnid}:sendlog` | string | send times (Unix ms) of the last second, left by a worker handing the sender over |
+//! | `gw:{pnid}:sendlog` | string | the sends of the last second, left by a worker handing the sender over: `<Redis time ms>\|<ms ago>,<ms ago>,...`, read against Redis's clock, never a host's |
 //! | `gw:{pnid}:paused` | string | why the sender is paused (JSON); absent when it is not |
-//! | `gw:{pnid}:recipients` | sorted set | recipients messaged in the last two minutes, by last send (Unix ms), for the pair limit across owners |
+//! | `gw:{pnid}:recipients` | sorted set | recipients messaged in the last two minutes, by last send (Redis time, ms), for the pair limit across owners |
 //! | `gw:{pnid}:window:<recipient>` | string | the recipient's last inbound message (Unix ms); expires when their 24-hour window closes |
 //! | `gw:{pnid}:inbound:<wamid>` | string | an inbound message already handled, so Meta's duplicates are not forwarded twice; 7 days |
 //! | `gw:workers` | sorted set | live workers by last heartbeat (Unix ms); not per sender |

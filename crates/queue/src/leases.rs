@@ -11,6 +11,8 @@
 //! free or its holder's liveness key is gone, and a worker whose renewal
 //! fails holds nothing any more.
 
+use std::time::Duration;
+
 use crate::{Delivery, Queue, QueueError, keys, scripts};
 
 /// A worker's retry state for a message it claimed from another consumer.
@@ -77,24 +79,34 @@ impl Queue {
     }
 
     /// Takes the sender's lease if nobody holds it, or its holder is gone
-    /// (its liveness key expired). Returns whether it did, and the send log
-    /// its previous owner left, if any.
+    /// (its liveness key expired). Returns whether it did, and the sends
+    /// its previous owner left when it handed the sender over, as how long
+    /// ago each was (`None`: no handover, the previous owner died).
     pub async fn acquire_lease(
         &self,
         phone_number_id: &str,
         worker: &str,
-    ) -> Result<Option<Option<String>>, QueueError> {
+    ) -> Result<Option<Option<Vec<Duration>>>, QueueError> {
         let mut gone = String::new();
         loop {
-            let (taken, value): (i64, Option<String>) = scripts::ACQUIRE_LEASE
+            // {1, log, Redis ms} when taken, {0, holder} when not.
+            let reply: Vec<redis::Value> = scripts::ACQUIRE_LEASE
                 .key(keys::lease(phone_number_id))
                 .key(keys::send_log(phone_number_id))
                 .arg(worker)
                 .arg(&gone)
                 .invoke_async(&mut self.conn.clone())
                 .await?;
-            if taken == 1 {
-                return Ok(Some(value));
+            let mut reply = reply.into_iter();
+            let mut next = || -> Result<Option<String>, QueueError> {
+                redis::from_redis_value(reply.next().unwrap_or(redis::Value::Nil))
+                    .map_err(|e| QueueError::Protocol(e.to_string()))
+            };
+            let taken = next()?.is_some_and(|t| t == "1");
+            let value = next()?;
+            if taken {
+                let now_ms: i64 = next()?.and_then(|ms| ms.parse().ok()).unwrap_or_default();
+                return Ok(Some(value.map(|log| sends_ago(&log, now_ms))));
             }
             let Some(holder) = value else {
                 return Ok(None);
@@ -117,19 +129,24 @@ impl Queue {
         Ok(exists == 1)
     }
 
-    /// Hands the sender over: leaves `send_log` (recent send times) for the
-    /// next owner and frees the lease, if this worker still holds it.
+    /// Hands the sender over: leaves its recent sends (how long ago each
+    /// was) for the next owner and frees the lease, if this worker still
+    /// holds it.
     pub async fn release_lease(
         &self,
         phone_number_id: &str,
         worker: &str,
-        send_log: &str,
+        sends_ago: &[Duration],
     ) -> Result<(), QueueError> {
+        let log: Vec<String> = sends_ago
+            .iter()
+            .map(|ago| ago.as_millis().to_string())
+            .collect();
         let _: i64 = scripts::RELEASE_LEASE
             .key(keys::lease(phone_number_id))
             .key(keys::send_log(phone_number_id))
             .arg(worker)
-            .arg(send_log)
+            .arg(log.join(","))
             .arg(5_000)
             .invoke_async(&mut self.conn.clone())
             .await?;
@@ -158,21 +175,31 @@ impl Queue {
             .collect())
     }
 
-    /// Recipients the sender messaged since `since_ms`, with the time of
-    /// the last message to each.
+    /// Recipients the sender messaged within `within`, with how long ago
+    /// the last message to each was. Measured on Redis's clock (the record
+    /// scripts stamp with it too), so no host's wall clock matters.
     pub async fn recent_recipients(
         &self,
         phone_number_id: &str,
-        since_ms: i64,
-    ) -> Result<Vec<(String, i64)>, QueueError> {
-        let recent: Vec<(String, i64)> = redis::cmd("ZRANGEBYSCORE")
+        within: Duration,
+    ) -> Result<Vec<(String, Duration)>, QueueError> {
+        let ((seconds, micros), recent): ((i64, i64), Vec<(String, i64)>) = redis::pipe()
+            .cmd("TIME")
+            .cmd("ZRANGE")
             .arg(keys::recent_recipients(phone_number_id))
-            .arg(since_ms)
-            .arg("+inf")
+            .arg(0)
+            .arg(-1)
             .arg("WITHSCORES")
             .query_async(&mut self.conn.clone())
             .await?;
-        Ok(recent)
+        let now_ms = seconds * 1_000 + micros / 1_000;
+        Ok(recent
+            .into_iter()
+            .filter_map(|(recipient, at_ms)| {
+                let ago = Duration::from_millis(u64::try_from(now_ms - at_ms).unwrap_or(0));
+                (ago <= within).then_some((recipient, ago))
+            })
+            .collect())
     }
 
     /// Pauses a sender: its queue is kept, nothing is sent until it is resumed.
@@ -225,5 +252,35 @@ impl Queue {
                 fallback_used: fallback.is_some_and(|f| f == "1"),
             })
             .collect())
+    }
+}
+
+/// A send log as `release_lease.lua` left it (`<Redis ms>|<ago>,<ago>,...`),
+/// read at Redis time `now_ms`: how long ago each send was. Malformed parts
+/// are left out.
+fn sends_ago(log: &str, now_ms: i64) -> Vec<Duration> {
+    let Some((left_ms, agos)) = log.split_once('|') else {
+        return Vec::new();
+    };
+    let since_left = u64::try_from(now_ms - left_ms.parse::<i64>().unwrap_or(now_ms)).unwrap_or(0);
+    agos.split(',')
+        .filter_map(|ago| ago.trim().parse::<u64>().ok())
+        .map(|ago| Duration::from_millis(ago + since_left))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_send_log_is_read_against_redis_time() {
+        let ago = sends_ago("1000|0,250,junk,900", 1_100);
+        assert_eq!(
+            ago,
+            [100, 350, 1_000].map(Duration::from_millis),
+            "each send 100 ms older than when it was left"
+        );
+        assert!(sends_ago("no separator", 5).is_empty());
     }
 }

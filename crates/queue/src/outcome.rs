@@ -36,6 +36,10 @@ pub enum Outcome<'a> {
 }
 
 impl Queue {
+    /// Records what became of a message the caller holds. `false` when it
+    /// changed nothing: the entry was no longer pending (another worker
+    /// finished the message after the caller lost its sender), so a stale
+    /// owner never writes over the new owner's record.
     pub async fn record(
         &self,
         phone_number_id: &str,
@@ -43,7 +47,7 @@ impl Queue {
         progress: Progress,
         outcome: Outcome<'_>,
         now_ms: i64,
-    ) -> Result<(), QueueError> {
+    ) -> Result<bool, QueueError> {
         let id = delivery.message_id.as_str();
         let queued_event = history_event("queued", delivery.message_id.accepted_at_ms(), None);
         let fallback = if progress.fallback_used { "1" } else { "0" };
@@ -115,6 +119,7 @@ impl Queue {
                 invocation = scripts::RECORD_PROGRESS.prepare_invoke();
                 invocation
                     .key(keys::record(phone_number_id, id))
+                    .key(keys::stream(phone_number_id, delivery.lane))
                     .arg(MessageStatus::Retrying.as_str())
                     .arg(now_ms)
                     .arg(progress.attempts)
@@ -124,14 +129,16 @@ impl Queue {
                     .arg(fallback)
                     .arg(self.record_ttl_ms)
                     .arg(event)
-                    .arg(queued_event);
+                    .arg(queued_event)
+                    .arg(keys::CONSUMER_GROUP)
+                    .arg(&delivery.entry_id);
             }
         }
         for (field, value) in delivery.record_fields() {
             invocation.arg(field).arg(value.as_ref());
         }
-        let _: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
-        Ok(())
+        let recorded: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
+        Ok(recorded == 1)
     }
 
     fn final_invocation(

@@ -29,6 +29,9 @@ pub struct StatusView {
     /// The caller gave a fallback template.
     pub has_fallback: bool,
     pub created_ms: i64,
+    /// When it became due (Unix ms): accepted, or later, its `send_after`
+    /// or its replay; its age counts from then.
+    pub due_ms: i64,
 }
 
 /// What applying an event did.
@@ -74,7 +77,7 @@ pub struct Requeue<'a> {
     pub close_window: bool,
 }
 
-const VIEW_FIELDS: [&str; 10] = [
+const VIEW_FIELDS: [&str; 11] = [
     "status",
     "wamid",
     "client",
@@ -85,6 +88,7 @@ const VIEW_FIELDS: [&str; 10] = [
     "fallback_used",
     "fb",
     "created_ms",
+    "due_ms",
 ];
 
 impl Queue {
@@ -131,7 +135,14 @@ impl Queue {
         ) else {
             return Ok(None);
         };
-        let created_ms = fields.get("created_ms").and_then(|v| v.parse().ok());
+        let created_ms = fields
+            .get("created_ms")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| message_id.accepted_at_ms());
+        let due_ms = fields
+            .get("due_ms")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(created_ms);
         Ok(Some(StatusView {
             status,
             wamid,
@@ -142,7 +153,8 @@ impl Queue {
                 .unwrap_or(1),
             fallback_used: fields.get("fallback_used").is_some_and(|f| f == "1"),
             has_fallback: fields.contains_key("fb"),
-            created_ms: created_ms.unwrap_or_else(|| message_id.accepted_at_ms()),
+            created_ms,
+            due_ms,
             client: fields.remove("client").unwrap_or_default(),
             recipient: fields.remove("to").unwrap_or_default(),
             callback_url: fields.remove("callback_url"),

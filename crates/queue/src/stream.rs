@@ -34,6 +34,9 @@ pub struct Delivery {
     /// What was done before it was queued again after an asynchronous
     /// failure (zero for a new message).
     pub prior: crate::Progress,
+    /// When it became due (Unix ms), if not when it was accepted: its
+    /// `send_after`, or its replay from the dead letters.
+    due_ms: Option<i64>,
 }
 
 /// How far behind a sender is.
@@ -159,9 +162,17 @@ impl Delivery {
                         .unwrap_or(0),
                     fallback_used: text(entry::FALLBACK_USED).is_some_and(|f| f == "1"),
                 },
+                due_ms: text(entry::DUE).and_then(|d| d.parse().ok()),
             })
         })();
         parsed.ok_or(entry_id)
+    }
+
+    /// When the message became due (Unix ms): accepted, or later, its
+    /// `send_after` or its replay. Its age (`max_age`) counts from then.
+    pub fn due_ms(&self) -> i64 {
+        self.due_ms
+            .unwrap_or_else(|| self.message_id.accepted_at_ms())
     }
 
     /// The Graph API body to POST, carrying the message id in
@@ -210,7 +221,7 @@ impl Delivery {
     /// until Meta reports the message delivered, so that an asynchronous
     /// failure can be retried (see `status_events`). Borrowed: they are
     /// written with every outcome.
-    pub(crate) fn record_fields(&self) -> [(&'static str, Cow<'_, str>); 10] {
+    pub(crate) fn record_fields(&self) -> [(&'static str, Cow<'_, str>); 11] {
         fn text(value: &Option<String>) -> Cow<'_, str> {
             Cow::Borrowed(value.as_deref().unwrap_or(""))
         }
@@ -223,6 +234,7 @@ impl Delivery {
                 "created_ms",
                 Cow::Owned(self.message_id.accepted_at_ms().to_string()),
             ),
+            ("due_ms", Cow::Owned(self.due_ms().to_string())),
             ("metadata", text(&self.metadata)),
             ("callback_url", text(&self.callback_url)),
             ("body", Cow::Borrowed(self.body.as_str())),

@@ -11,9 +11,12 @@
 //! its keys wakes the given [`Notify`] at least once. Wake-ups may be
 //! spurious (a key changes when the worker itself writes it), so a woken
 //! task looks for itself. When the watcher cannot be sure that it would
-//! hear of a change (its connection dropped, or a periodic check finds
-//! tracking off on a connection the driver replaced), it wakes every
-//! waiter, and each arms again.
+//! hear of a change, it wakes every waiter, and each arms again: when its
+//! connection dropped, or when a periodic check finds that a connection a
+//! key was armed on is no longer the one the driver uses (each arming
+//! reads its connection's `CLIENT ID`: a cluster driver reconnecting to a
+//! restarted master can run a request on a connection it then drops
+//! without a word), or tracking off.
 //!
 //! The connection is opened lazily and reconnects by itself; `CLIENT
 //! TRACKING ON` leads every arming pipeline, so a new connection is
@@ -22,7 +25,7 @@
 //! key the connection changes itself would then stop being tracked
 //! without a word, so it is not used.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -37,8 +40,9 @@ use crate::{QueueError, RedisConnection};
 
 /// How often the watcher checks that its connections still track keys.
 /// Redis forgets tracking when a connection closes; the driver reports a
-/// drop as a push, and this check catches a connection it replaced
-/// without one.
+/// drop as a push, and this check catches a connection it replaced or
+/// dropped without one (keys armed on a `CLIENT ID` the driver no longer
+/// uses, or tracking off).
 const TRACKING_CHECK: Duration = Duration::from_secs(2);
 
 /// Watches Redis keys for changes. Cheap to clone.
@@ -51,7 +55,15 @@ struct Inner {
     conn: RedisConnection,
     /// Armed keys and whom each wakes. Weak: a waiter that went away is
     /// simply not woken.
-    armed: Mutex<HashMap<String, Vec<Weak<Notify>>>>,
+    armed: Mutex<Armed>,
+}
+
+/// What is armed: the keys and whom each wakes, and the connections
+/// (`CLIENT ID`s) they were armed on since the last wake-up of everyone.
+#[derive(Default)]
+struct Armed {
+    keys: HashMap<String, Vec<Weak<Notify>>>,
+    on: HashSet<i64>,
 }
 
 impl KeyWatcher {
@@ -68,7 +80,7 @@ impl KeyWatcher {
             RedisConnection::open_for_pushes(url, connect_timeout, response_timeout, pushes)?;
         let inner = Arc::new(Inner {
             conn,
-            armed: Mutex::new(HashMap::new()),
+            armed: Mutex::new(Armed::default()),
         });
         tokio::spawn(handle_pushes(Arc::downgrade(&inner), received));
         tokio::spawn(check_tracking(Arc::downgrade(&inner)));
@@ -136,7 +148,8 @@ impl KeyWatcher {
                 }
                 let mut conn = self.inner.conn.clone();
                 let mut replies: Vec<Value> = pipe.query_async(&mut conn).await?;
-                Ok(replies.split_off(1.min(replies.len())))
+                self.inner.armed_on(&replies)?;
+                Ok(replies.split_off(TRACKING_REPLIES.min(replies.len())))
             }
             RedisConnection::Cluster(conn) => {
                 // The driver would route `CLIENT TRACKING ON` by its first
@@ -169,10 +182,14 @@ impl KeyWatcher {
                         slot,
                         SlotAddr::Master,
                     ));
-                    let mut replies = conn.clone().route_pipeline(pipe, 0, count, route).await?;
+                    let mut replies = conn.route_pipeline(pipe, 0, count, route).await?;
+                    self.inner.armed_on(&replies)?;
                     then_replies
                         .append(&mut replies.split_off(replies.len().saturating_sub(extra_count)));
-                    for (index, value) in indexes.into_iter().zip(replies.into_iter().skip(1)) {
+                    for (index, value) in indexes
+                        .into_iter()
+                        .zip(replies.into_iter().skip(TRACKING_REPLIES))
+                    {
                         values[index] = value;
                     }
                 }
@@ -183,9 +200,14 @@ impl KeyWatcher {
     }
 }
 
+/// Replies of the commands that lead every arming: `CLIENT TRACKING ON`
+/// and `CLIENT ID`.
+const TRACKING_REPLIES: usize = 2;
+
 fn tracking_pipeline() -> redis::Pipeline {
     let mut pipe = redis::pipe();
     pipe.add_command(tracking_on());
+    pipe.cmd("CLIENT").arg("ID");
     pipe
 }
 
@@ -195,14 +217,28 @@ fn tracking_on() -> redis::Cmd {
 }
 
 impl Inner {
-    fn armed(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Weak<Notify>>>> {
+    fn armed(&self) -> std::sync::MutexGuard<'_, Armed> {
         self.armed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Notes the connection an arming pipeline ran on (its `CLIENT ID`
+    /// reply, after `CLIENT TRACKING ON`'s).
+    fn armed_on(&self, replies: &[Value]) -> Result<(), QueueError> {
+        match replies.get(1) {
+            Some(Value::Int(id)) => {
+                self.armed().on.insert(*id);
+                Ok(())
+            }
+            other => Err(QueueError::Protocol(format!(
+                "CLIENT ID answered {other:?}"
+            ))),
+        }
     }
 
     fn register(&self, keys: &[String], notify: &Arc<Notify>) {
         let mut armed = self.armed();
         for key in keys {
-            let waiters = armed.entry(key.clone()).or_default();
+            let waiters = armed.keys.entry(key.clone()).or_default();
             waiters.retain(|w| w.strong_count() > 0);
             if !waiters
                 .iter()
@@ -218,7 +254,7 @@ impl Inner {
         let Ok(key) = std::str::from_utf8(key) else {
             return;
         };
-        let waiters = self.armed().remove(key).unwrap_or_default();
+        let waiters = self.armed().keys.remove(key).unwrap_or_default();
         for notify in waiters.iter().filter_map(Weak::upgrade) {
             notify.notify_one();
         }
@@ -226,7 +262,7 @@ impl Inner {
 
     fn wake_all(&self) {
         let all = std::mem::take(&mut *self.armed());
-        for notify in all.values().flatten().filter_map(Weak::upgrade) {
+        for notify in all.keys.values().flatten().filter_map(Weak::upgrade) {
             notify.notify_one();
         }
     }
@@ -268,12 +304,44 @@ async fn check_tracking(inner: Weak<Inner>) {
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        if inner.armed().is_empty() {
+        if inner.armed().keys.is_empty() {
             continue;
         }
-        if !still_tracking(&inner.conn).await {
-            tracing::debug!("key tracking was lost; waking every waiter");
+        let armed_on = inner.armed().on.clone();
+        let in_use = connections(&inner.conn).await;
+        let dropped = in_use.is_none_or(|in_use| !armed_on.is_subset(&in_use));
+        if dropped || !still_tracking(&inner.conn).await {
+            tracing::debug!(
+                dropped,
+                "key tracking may have been lost; waking every waiter"
+            );
             inner.wake_all();
+        }
+    }
+}
+
+/// The server-side ids (`CLIENT ID`) of the connections the driver uses
+/// now, one per node: keys armed on any other connection will never be
+/// reported.
+async fn connections(conn: &RedisConnection) -> Option<HashSet<i64>> {
+    let id = redis::cmd("CLIENT").arg("ID").to_owned();
+    match conn {
+        RedisConnection::Single(conn) => {
+            let id: i64 = id.query_async(&mut conn.clone()).await.ok()?;
+            Some(HashSet::from([id]))
+        }
+        RedisConnection::Cluster(conn) => {
+            let all = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+            let Value::Map(nodes) = conn.route_command(id, all).await.ok()? else {
+                return None;
+            };
+            nodes
+                .into_iter()
+                .map(|(_, id)| match id {
+                    Value::Int(id) => Some(id),
+                    _ => None,
+                })
+                .collect()
         }
     }
 }
@@ -290,12 +358,12 @@ async fn still_tracking(conn: &RedisConnection) -> bool {
         }
         RedisConnection::Cluster(conn) => {
             let all = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
-            let on = match conn.clone().route_command(info, all.clone()).await {
+            let on = match conn.route_command(info, all.clone()).await {
                 Ok(Value::Map(nodes)) => nodes.iter().all(|(_, info)| flags_say_on(info)),
                 _ => false,
             };
             if !on {
-                let _ = conn.clone().route_command(tracking_on(), all).await;
+                let _ = conn.route_command(tracking_on(), all).await;
             }
             on
         }

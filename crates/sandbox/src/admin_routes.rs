@@ -12,7 +12,11 @@
 //! - `GET|PUT /admin/rules`, `GET|PUT /admin/faults` (periods as
 //!   `throttle_for_ms` / `maintenance_for_ms` from now, recipients as
 //!   `pair_limited_recipients` / `failing_recipients`),
-//!   `GET|PUT /admin/statuses`
+//!   `GET|PUT /admin/statuses` (delays, quirks, `batch`, and
+//!   `answer_after_status_ms`: the answer to a send follows its first status
+//!   webhook by that many ms)
+//! - `GET|PUT /admin/users` `[{id, not_on_whatsapp?, marketing_opt_out?,
+//!   marketing_capped?}, …]`: the whole user directory
 //! - `PUT /admin/webhook` `{url, app_secret, …}`, `DELETE /admin/webhook`
 //! - `GET /admin/messages[?phone_number_id=…]` → accepted sends in order
 //! - `GET /admin/stats`, `POST /admin/reset`
@@ -33,7 +37,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::config::{Rules, StatusConfig, WebhookTarget};
+use crate::config::{Rules, StatusConfig, UserConfig, WebhookTarget};
 use crate::engine::Engine;
 use crate::errors::SandboxError;
 use crate::faults::Faults;
@@ -45,6 +49,7 @@ pub(crate) fn routes() -> Router<Arc<Engine>> {
         .route("/admin/rules", get(rules).put(set_rules))
         .route("/admin/faults", get(faults).put(set_faults))
         .route("/admin/statuses", get(statuses).put(set_statuses))
+        .route("/admin/users", get(users).put(set_users))
         .route("/admin/webhook", put(set_webhook).delete(remove_webhook))
         .route("/admin/messages", get(messages))
         .route("/admin/stats", get(stats))
@@ -149,6 +154,18 @@ async fn set_statuses(
 ) -> Json<StatusConfig> {
     engine.webhooks.set_statuses(statuses);
     Json(statuses)
+}
+
+async fn users(State(engine): State<Arc<Engine>>) -> Json<Vec<UserConfig>> {
+    Json(engine.users())
+}
+
+async fn set_users(
+    State(engine): State<Arc<Engine>>,
+    Body(users): Body<Vec<UserConfig>>,
+) -> Json<Vec<UserConfig>> {
+    engine.set_users(users);
+    Json(engine.users())
 }
 
 async fn set_webhook(

@@ -4,8 +4,8 @@
 //!
 //! Every struct deserializes with defaults, so a TOML or JSON file names only
 //! what it changes, and unknown keys are errors rather than silent no-ops.
-//! `Rules`, `StatusConfig` and `Faults` can also be replaced at run time (the
-//! Rust methods on `Sandbox` and the `/admin` routes).
+//! `Rules`, `StatusConfig`, `Faults` and the users can also be replaced at
+//! run time (the Rust methods on `Sandbox` and the `/admin` routes).
 
 use serde::{Deserialize, Serialize};
 
@@ -163,7 +163,7 @@ impl TemplateStatus {
 
 /// A WhatsApp user the sandbox knows something special about; users not
 /// listed are on WhatsApp and accept everything.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UserConfig {
     /// Phone digits (`16505551234`; `+`, spaces, hyphens and parentheses are
@@ -297,6 +297,19 @@ pub enum FailureMode {
 
 /// How status webhooks follow an accepted send. Delays count from the
 /// moment of acceptance; rates are probabilities per message in 0..=1.
+///
+/// `answer_after_status_ms` makes the webhooks outrun the HTTP answer, as
+/// Meta's sometimes do: the 200 to an accepted send is held until the POST
+/// of the message's first status webhook (`sent`, or `failed` for an
+/// asynchronous failure; whichever is posted first when statuses are
+/// reordered) has been attempted, and then this many ms more; a status of
+/// the message that came due meanwhile (`delivered` and `read` with short
+/// delays) is attempted before the answer too. An attempt counts whatever
+/// the receiver answers (retries are not waited for). 0, the default, holds
+/// nothing: the answer goes at once and the statuses follow their delays.
+/// Answers are held only while `Sandbox::serve` delivers webhooks, and a
+/// POST not attempted by its due time plus the target's `timeout_ms` and
+/// 5 s holds its answer no longer.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StatusConfig {
@@ -314,6 +327,9 @@ pub struct StatusConfig {
     pub duplicate_rate: f64,
     /// Most statuses of one number combined in one webhook POST.
     pub batch: usize,
+    /// Hold the answer to an accepted send until its first status webhook
+    /// has been posted, then this many ms more; 0 is off.
+    pub answer_after_status_ms: u64,
 }
 
 impl Default for StatusConfig {
@@ -327,6 +343,7 @@ impl Default for StatusConfig {
             reorder_rate: 0.0,
             duplicate_rate: 0.0,
             batch: 1,
+            answer_after_status_ms: 0,
         }
     }
 }
@@ -376,5 +393,26 @@ mod tests {
 
         let unknown = serde_json::from_value::<SandboxConfig>(serde_json::json!({"rule": {}}));
         assert!(unknown.is_err());
+    }
+
+    #[test]
+    fn holding_answers_is_off_by_default_and_set_by_its_own_key() {
+        assert_eq!(StatusConfig::default().answer_after_status_ms, 0);
+        let statuses: StatusConfig =
+            serde_json::from_value(serde_json::json!({"answer_after_status_ms": 300}))
+                .expect("valid");
+        assert_eq!(
+            statuses,
+            StatusConfig {
+                answer_after_status_ms: 300,
+                ..StatusConfig::default()
+            }
+        );
+        for bad in [
+            serde_json::json!({"answer_after_status": 300}),
+            serde_json::json!({"answer_after_status_ms": -300}),
+        ] {
+            assert!(serde_json::from_value::<StatusConfig>(bad).is_err());
+        }
     }
 }

@@ -11,7 +11,12 @@
 //! synchronous (131047) → throughput (130429) → pair limit, or a
 //! pair-limited recipient (131056). An accepted send is recorded,
 //! answered with a wamid, and followed by status webhooks, or by a `failed`
-//! status when the user directory or an asynchronous window says so.
+//! status when the user directory or an asynchronous window says so; with
+//! `StatusConfig::answer_after_status_ms` its answer comes with a `Hold`
+//! that the send route awaits, so the first status webhook goes first.
+//!
+//! The user directory can be replaced at run time (`set_users`); it is read
+//! only when the users rule is on.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -33,8 +38,8 @@ use crate::stats::{Counters, Event, SandboxStats};
 use crate::templates::TemplateRegistry;
 use crate::user_id::UserId;
 use crate::validation::{self, Outbound};
-use crate::webhooks::Webhooks;
 use crate::webhooks::payload::{InboundMessage, Pricing, SentMessage};
+use crate::webhooks::{Hold, Webhooks};
 
 /// Longest simulated user message, as for text sends.
 const INBOUND_TEXT_MAX: usize = 4096;
@@ -48,7 +53,7 @@ pub(crate) struct Engine {
     pub(crate) templates: TemplateRegistry,
     /// Tokens, number health and subscriptions, for the management reads.
     pub(crate) account: Account,
-    users: HashMap<String, UserConfig>,
+    users: RwLock<Users>,
     rules: RwLock<Rules>,
     /// Shared rather than copied: each send reads it, and the recipient
     /// sets would otherwise be cloned on every request.
@@ -65,17 +70,7 @@ impl Engine {
         let now = Instant::now();
         let random = Random::from_entropy();
         let counters = Arc::new(Counters::default());
-        let users = config
-            .users
-            .into_iter()
-            .map(|user| {
-                // Keyed as sends are keyed; an id that is neither form is
-                // kept as written and simply never matches.
-                let key = UserId::parse(&user.id)
-                    .map_or_else(|| user.id.clone(), |id| id.key().to_owned());
-                (key, user)
-            })
-            .collect();
+        let users = Users::new(config.users);
         let account = Account::new(&config.numbers);
         Self {
             account,
@@ -90,7 +85,7 @@ impl Engine {
                 .map(|n| (n.phone_number_id.clone(), NumberState::new(n, now)))
                 .collect(),
             templates: TemplateRegistry::new(&config.templates),
-            users,
+            users: RwLock::new(users),
             rules: RwLock::new(config.rules),
             faults: RwLock::new(Arc::new(ActiveFaults::new(config.faults, now))),
             records: Records::new(config.record_limit),
@@ -111,6 +106,16 @@ impl Engine {
 
     pub(crate) fn set_rules(&self, rules: Rules) {
         *write(&self.rules) = rules;
+    }
+
+    /// The user directory, as it was set (ordered by id).
+    pub(crate) fn users(&self) -> Vec<UserConfig> {
+        read(&self.users).list()
+    }
+
+    /// Replaces the user directory; sends accepted from now on follow it.
+    pub(crate) fn set_users(&self, users: Vec<UserConfig>) {
+        *write(&self.users) = Users::new(users);
     }
 
     pub(crate) fn active_faults(&self) -> Arc<ActiveFaults> {
@@ -148,13 +153,14 @@ impl Engine {
     }
 
     /// Handles `POST /{version}/{phone_number_id}/messages`: the success
-    /// body, or the error Meta would answer with (counted as a rejection).
+    /// body (with the hold its answer must wait for, if any), or the error
+    /// Meta would answer with (counted as a rejection).
     pub(crate) fn send(
         &self,
         phone_number_id: &str,
         authorization: Option<&str>,
         body: Bytes,
-    ) -> Result<Value, MetaError> {
+    ) -> Result<Accepted, MetaError> {
         let result = self.try_send(phone_number_id, authorization, body);
         if let Err(error) = &result {
             self.counters.count(Event::Rejected(error.code));
@@ -167,7 +173,7 @@ impl Engine {
         phone_number_id: &str,
         authorization: Option<&str>,
         body: Bytes,
-    ) -> Result<Value, MetaError> {
+    ) -> Result<Accepted, MetaError> {
         let now = Instant::now();
         let rules = self.rules();
         let number = self.authorize(phone_number_id, authorization, rules.tokens)?;
@@ -212,6 +218,7 @@ impl Engine {
         if let Some(failure) = &failure {
             self.counters.count(Event::FailedStatus(failure.code));
         }
+        let mut hold = None;
         if self.webhooks.is_enabled() {
             let message = SentMessage {
                 number: Arc::clone(&number.config),
@@ -229,9 +236,12 @@ impl Engine {
                 ),
                 failure,
             };
-            self.webhooks.report(message, now, wall, &self.random);
+            hold = self.webhooks.report(message, now, wall, &self.random);
         }
-        Ok(success(&outbound, wamid))
+        Ok(Accepted {
+            answer: success(&outbound, wamid),
+            hold,
+        })
     }
 
     fn authorize(
@@ -282,10 +292,8 @@ impl Engine {
         window_open: bool,
         rules: &Rules,
     ) -> Option<MetaError> {
-        let user = rules
-            .users
-            .then(|| self.users.get(outbound.user.key()))
-            .flatten();
+        let users = rules.users.then(|| read(&self.users));
+        let user = users.as_ref().and_then(|u| u.get(outbound.user.key()));
         if user.is_some_and(|u| u.not_on_whatsapp) {
             return Some(MetaError::undeliverable());
         }
@@ -379,6 +387,47 @@ impl Engine {
     }
 }
 
+/// An accepted send: Meta's answer, and what it must wait for first.
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    pub(crate) answer: Value,
+    /// Set when the answer follows the first status webhook
+    /// (`StatusConfig::answer_after_status_ms`).
+    pub(crate) hold: Option<Hold>,
+}
+
+/// The user directory, keyed as sends are keyed.
+#[derive(Debug, Default)]
+struct Users {
+    by_key: HashMap<String, UserConfig>,
+}
+
+impl Users {
+    fn new(users: Vec<UserConfig>) -> Self {
+        let by_key = users
+            .into_iter()
+            .map(|user| {
+                // An id that is neither form is kept as written and simply
+                // never matches.
+                let key = UserId::parse(&user.id)
+                    .map_or_else(|| user.id.clone(), |id| id.key().to_owned());
+                (key, user)
+            })
+            .collect();
+        Self { by_key }
+    }
+
+    fn get(&self, key: &str) -> Option<&UserConfig> {
+        self.by_key.get(key)
+    }
+
+    fn list(&self) -> Vec<UserConfig> {
+        let mut all: Vec<UserConfig> = self.by_key.values().cloned().collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+}
+
 /// A user of the sandbox's own API: a phone number in any form `to`
 /// accepts, or a BSUID.
 fn parse_user(input: &str) -> Result<UserId, SandboxError> {
@@ -433,6 +482,7 @@ mod tests {
                 Some(&format!("Bearer {TOKEN}")),
                 Bytes::from(body.to_string()),
             )
+            .map(|accepted| accepted.answer)
             .map_err(|e| e.code)
     }
 

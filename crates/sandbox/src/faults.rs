@@ -23,7 +23,8 @@ const MAX_PERIOD: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Faults {
-    /// Added before every send is handled.
+    /// Added before every answer: a send is admitted (and counted) when it
+    /// arrives and answered this much later, as by a Meta slow to answer.
     pub latency_ms: u64,
     /// Share (0..=1) of sends answered with HTTP 500 (code 1) or 503 (code 2).
     pub error_5xx_rate: f64,

@@ -3,7 +3,10 @@
 //! 5xx rate applied before the send is decided (faults aimed at one
 //! recipient need the parsed body, so the engine applies those). Answers are
 //! Meta's: 200 with `contacts` and `messages`, or an error in Meta's shape
-//! with its HTTP status.
+//! with its HTTP status. With `StatusConfig::answer_after_status_ms` the 200
+//! waits until the message's first status webhook (`sent`, or `failed`) has
+//! been posted, and that many ms more, as when Meta's webhook outruns its
+//! answer.
 
 use std::sync::Arc;
 
@@ -37,13 +40,25 @@ async fn send_message(
     request: Request,
 ) -> Response {
     let faults = engine.active_faults();
-    if let Some(latency) = faults.latency() {
-        tokio::time::sleep(latency).await;
-    }
+    // A slow Meta admits (and counts) a send when it arrives and answers
+    // late: the latency goes after the handling, so that it does not move
+    // the moment the send is counted at.
+    let slow = faults.latency();
+    let answer_late = || async move {
+        if let Some(latency) = slow {
+            tokio::time::sleep(latency).await;
+        }
+    };
     let (parts, body) = request.into_parts();
     match faults.roll(&engine.random) {
-        Some(Injected::DropConnection) => return drop_connection(&engine, &parts),
-        Some(Injected::ServerError(error)) => return reject(&engine, &error, true),
+        Some(Injected::DropConnection) => {
+            answer_late().await;
+            return drop_connection(&engine, &parts);
+        }
+        Some(Injected::ServerError(error)) => {
+            answer_late().await;
+            return reject(&engine, &error, true);
+        }
         None => {}
     }
     let Ok(body) = to_bytes(body, MAX_BODY_BYTES).await else {
@@ -57,8 +72,15 @@ async fn send_message(
         .headers
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
-    match engine.send(&phone_number_id, authorization, body) {
-        Ok(answer) => axum::Json(answer).into_response(),
+    let answer = engine.send(&phone_number_id, authorization, body);
+    answer_late().await;
+    match answer {
+        Ok(accepted) => {
+            if let Some(hold) = accepted.hold {
+                hold.wait().await;
+            }
+            axum::Json(accepted.answer).into_response()
+        }
         Err(error) => reject(&engine, &error, false),
     }
 }

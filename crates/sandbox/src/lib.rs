@@ -26,7 +26,14 @@
 //!
 //! For window tests, a user message can be dated in the past
 //! (`Sandbox::inbound_at`) and a window closed behind the gateway's back
-//! (`Sandbox::close_window`).
+//! (`Sandbox::close_window`). The user directory can be replaced while the
+//! sandbox runs (`Sandbox::set_users`).
+//!
+//! Meta's status webhooks sometimes outrun its HTTP answer to the send;
+//! `StatusConfig::answer_after_status_ms` makes that happen on purpose and
+//! in a guaranteed order: the message's first status webhook (`sent`, or
+//! `failed`) is POSTed to the target and its answer awaited before the send
+//! is answered, and the answer waits that many ms more.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -170,8 +177,25 @@ impl Sandbox {
         self.engine.set_faults(faults);
     }
 
+    pub fn statuses(&self) -> StatusConfig {
+        self.engine.webhooks.statuses()
+    }
+
+    /// Replaces how status webhooks follow sends accepted from now on
+    /// (delays, quirks, batching, and whether answers wait for them).
     pub fn set_statuses(&self, statuses: StatusConfig) {
         self.engine.webhooks.set_statuses(statuses);
+    }
+
+    /// The user directory, ordered by id.
+    pub fn users(&self) -> Vec<UserConfig> {
+        self.engine.users()
+    }
+
+    /// Replaces the user directory (not on WhatsApp, marketing flags);
+    /// sends accepted from now on follow it.
+    pub fn set_users(&self, users: Vec<UserConfig>) {
+        self.engine.set_users(users);
     }
 
     /// Where webhooks go from now on; `None` stops them.

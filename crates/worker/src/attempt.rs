@@ -17,10 +17,30 @@ use gateway_domain::rules::{
 use gateway_graph::GraphError;
 use gateway_queue::Outcome;
 use gateway_telemetry::SenderMetrics;
+use tokio::sync::mpsc::UnboundedSender;
 
 use crate::lease::Lease;
 use crate::sender_state::{Completion, HeldMessage, Next};
 use crate::{Worker, unix_ms};
+
+/// A send's place in its sender's send window, taken when the dispatcher
+/// let it go. The call says when it really leaves: the window read before
+/// it is a Redis round trip, and one that took long would otherwise let
+/// this send reach Meta in the same second as the sends after it.
+pub(crate) struct Slot {
+    pub taken_at: Instant,
+    pub departures: UnboundedSender<(Instant, Instant)>,
+}
+
+impl Slot {
+    fn leaving(&self) {
+        let now = Instant::now();
+        if now.saturating_duration_since(self.taken_at) >= Duration::from_millis(1) {
+            // The dispatcher may be gone (the sender was let go): nothing to keep.
+            let _ = self.departures.send((self.taken_at, now));
+        }
+    }
+}
 
 pub(crate) async fn attempt(
     worker: Arc<Worker>,
@@ -28,12 +48,11 @@ pub(crate) async fn attempt(
     sender_metrics: Arc<SenderMetrics>,
     mut incoming: HeldMessage,
     lease: Lease,
+    slot: Slot,
 ) -> Completion {
     let delivery = &incoming.delivery;
     let now_ms = unix_ms();
-    let age = Duration::from_millis(
-        u64::try_from(now_ms - delivery.message_id.accepted_at_ms()).unwrap_or(0),
-    );
+    let age = Duration::from_millis(u64::try_from(now_ms - delivery.due_ms()).unwrap_or(0));
     if !incoming.progress.fallback_used && delivery.kind != TEMPLATE_KIND {
         match worker
             .queue
@@ -72,7 +91,7 @@ pub(crate) async fn attempt(
             title: "no fallback template for a closed window",
             reason: "window_closed",
         };
-        let next = record(&worker, &sender, &incoming, outcome, &lease).await;
+        let next = record(&worker, &sender, &incoming, outcome).await;
         return Completion {
             message: incoming,
             next: next.unwrap_or(Next::Done),
@@ -87,7 +106,22 @@ pub(crate) async fn attempt(
             answered_in: None,
         };
     };
+    // The window read may have taken long: the call starts only if the
+    // lease still outlasts it (else another worker could take the sender
+    // and send the message again while this call runs).
+    if !lease.covers(worker.settings.worker.longest_call) {
+        return Completion {
+            message: incoming,
+            next: Next::Retry {
+                at: Instant::now(),
+                sender_wait: false,
+                throttled: false,
+            },
+            answered_in: None,
+        };
+    }
 
+    slot.leaving();
     let started = Instant::now();
     let result = worker.graph.send_message(endpoint, body).await;
     incoming.progress.attempts += 1;
@@ -123,7 +157,6 @@ pub(crate) async fn attempt(
                 Outcome::Sent {
                     wamid: &accepted.wamid,
                 },
-                &lease,
             )
             .await;
             return Completion {
@@ -267,7 +300,7 @@ pub(crate) async fn attempt(
             )
         }
     };
-    let recorded = record(&worker, &sender, &incoming, outcome, &lease).await;
+    let recorded = record(&worker, &sender, &incoming, outcome).await;
     Completion {
         message: incoming,
         next: recorded.unwrap_or(next),
@@ -331,17 +364,25 @@ fn code_and_title(error: &GraphError) -> (i64, String) {
     }
 }
 
-/// Records an outcome, retrying while Redis is away and the lease holds:
-/// the entry stays pending until this succeeds. `None` when recorded; else
-/// the message is left to the sender's next owner.
+/// How long an outcome is tried to be recorded while Redis is away. What
+/// Meta accepted is recorded even after the lease lapsed (the record is
+/// idempotent, and one finished by another worker meanwhile is left as it
+/// is): giving up sooner would send it again.
+const RECORD_PATIENCE: Duration = Duration::from_secs(300);
+
+/// Records an outcome, retrying while Redis is away: the entry stays
+/// pending until this succeeds. `None` when recorded (or when another
+/// worker had finished the message already, after this one lost the
+/// sender); `Abandon` after [`RECORD_PATIENCE`]: the message is left
+/// pending, to be taken again.
 pub(crate) async fn record(
     worker: &Worker,
     sender: &SenderSettings,
     incoming: &HeldMessage,
     outcome: Outcome<'_>,
-    lease: &Lease,
 ) -> Option<Next> {
     let mut pause = Duration::from_millis(50);
+    let give_up = Instant::now() + RECORD_PATIENCE;
     loop {
         match worker
             .queue
@@ -354,15 +395,20 @@ pub(crate) async fn record(
             )
             .await
         {
-            Ok(()) => return None,
+            Ok(recorded) => {
+                if !recorded {
+                    tracing::info!(message_id = %incoming.delivery.message_id, "another worker finished the message meanwhile; its record stands");
+                }
+                return None;
+            }
             Err(error) => {
                 worker
                     .metrics
                     .redis_errors
                     .with_label_values(&["record"])
                     .inc();
-                if !lease.is_valid() {
-                    tracing::error!(message_id = %incoming.delivery.message_id, %error, "could not record an outcome before the lease ran out; the next owner will pick the message up");
+                if Instant::now() >= give_up {
+                    tracing::error!(message_id = %incoming.delivery.message_id, %error, "could not record an outcome; the message stays pending and will be taken again");
                     return Some(Next::Abandon);
                 }
                 tracing::warn!(%error, "recording an outcome failed; retrying");

@@ -23,11 +23,12 @@ use gateway_domain::rules::adaptive_rate::tier_capped;
 use gateway_queue::{Outcome, QueueError};
 use gateway_telemetry::SenderMetrics;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::attempt::{attempt, record};
+use crate::attempt::{Slot, attempt, record};
 use crate::depth::SenderGauges;
 use crate::lease::Lease;
 use crate::sender_io::{Done, SenderIo, Step, instant_at};
@@ -66,17 +67,18 @@ struct Plan {
 }
 
 /// Runs until `stop` is cancelled or the lease is lost (`owner` = the name
-/// the lease must show); returns the send times (Unix ms) of the last
-/// window, for the next owner.
+/// the lease must show; `handed_over` = the sends of the last window the
+/// previous owner left, how long ago each was, or `None` if it died);
+/// returns this owner's, for the next.
 pub(crate) async fn dispatch_sender(
     worker: Arc<Worker>,
     sender: Arc<SenderSettings>,
     owner: String,
     lease: Lease,
-    handed_over: Option<String>,
+    handed_over: Option<Vec<Duration>>,
     gauges: SenderGauges,
     stop: CancellationToken,
-) -> Vec<i64> {
+) -> Vec<Duration> {
     let mut lease = lease;
     let settings = &worker.settings.worker;
     let name = sender.name.clone();
@@ -95,7 +97,9 @@ pub(crate) async fn dispatch_sender(
     // Without a send log the previous owner did not hand the sender over:
     // it died, maybe in the middle of calls.
     let crashed = handed_over.is_none();
-    let mut state = SenderState::new(limits, now, parse_send_log(handed_over.as_deref()), recent);
+    let handed_over = handed_over.unwrap_or_default();
+    let sends = handed_over.iter().filter_map(|ago| now.checked_sub(*ago));
+    let mut state = SenderState::new(limits, now, sends, recent);
     let io = SenderIo::new(worker.clone(), sender.clone());
     let (wake, scheduled, control) = (io.wake.clone(), io.scheduled.clone(), io.control.clone());
     let mut io = Some(io);
@@ -113,6 +117,7 @@ pub(crate) async fn dispatch_sender(
         retry_pause: STEP_RETRY_MIN,
     };
     let mut sends: JoinSet<Completion> = JoinSet::new();
+    let (departures, mut departed) = tokio::sync::mpsc::unbounded_channel();
     let mut permit: Option<OwnedSemaphorePermit> = None;
     let mut waiting_for_permit = false;
     let metrics = Arc::new(worker.metrics.for_sender(&name));
@@ -139,14 +144,19 @@ pub(crate) async fn dispatch_sender(
             }
         }
 
-        // Sends: as many as may start now.
+        // Sends: first when the last ones really left, then as many as may
+        // start now.
+        while let Ok((taken_at, left)) = departed.try_recv() {
+            state.departed(taken_at, left);
+        }
         let mut wake_at = None;
-        if lease.valid_until().is_some_and(|until| now < until) {
+        if lease.covers(settings.longest_send) {
             let calls = Calls {
                 worker: &worker,
                 sender: &sender,
                 metrics: &metrics,
                 lease: &lease,
+                departures: &departures,
             };
             wake_at = calls.start(&mut state, &mut sends, &mut permit, &mut waiting_for_permit);
         }
@@ -254,7 +264,7 @@ pub(crate) async fn dispatch_sender(
                 waiting_for_permit = false;
             }
         }
-        if lease.valid_until().is_none() {
+        if lease.is_lost() {
             break;
         }
     }
@@ -272,10 +282,10 @@ pub(crate) async fn dispatch_sender(
     })
     .await;
     sends.abort_all();
-    let (now, now_ms) = (Instant::now(), unix_ms());
+    let now = Instant::now();
     state
         .recent_sends()
-        .map(|t| now_ms - i64::try_from(now.saturating_duration_since(t).as_millis()).unwrap_or(0))
+        .map(|t| now.saturating_duration_since(t))
         .collect()
 }
 
@@ -374,7 +384,10 @@ fn next_step(
                 plan.reread[lane_index(*lane)] = true;
             }
         }
-        return Some(Step::Arm { reads });
+        return Some(Step::Arm {
+            reads,
+            held: lanes.map(|lane| state.held_in(lane)),
+        });
     }
     None
 }
@@ -441,7 +454,10 @@ fn apply(
             }
         }
         Done::Armed(messages) => {
-            plan.armed = true;
+            // A wake-up that came while the arming ran may be for an entry
+            // added after its read, and Redis reports a key only once: arm
+            // (and read) again rather than wait for a wake-up already spent.
+            plan.armed = !plan.woken;
             for message in messages.into_iter().flatten() {
                 state.accept(message, now);
             }
@@ -456,6 +472,7 @@ struct Calls<'a> {
     sender: &'a Arc<SenderSettings>,
     metrics: &'a Arc<SenderMetrics>,
     lease: &'a Lease,
+    departures: &'a UnboundedSender<(Instant, Instant)>,
 }
 
 impl Calls<'_> {
@@ -470,7 +487,8 @@ impl Calls<'_> {
         waiting_for_permit: &mut bool,
     ) -> Option<Instant> {
         loop {
-            match state.next(Instant::now(), unix_ms(), permit.is_some()) {
+            let now = Instant::now();
+            match state.next(now, unix_ms(), permit.is_some()) {
                 Decision::Send(message) => {
                     let held = permit.take();
                     let span = tracing::info_span!(
@@ -484,6 +502,10 @@ impl Calls<'_> {
                         self.metrics.clone(),
                         message,
                         self.lease.clone(),
+                        Slot {
+                            taken_at: now,
+                            departures: self.departures.clone(),
+                        },
                     )
                     .instrument(span);
                     let calls = self.worker.metrics.calls_in_flight.clone();
@@ -501,7 +523,6 @@ impl Calls<'_> {
                         self.sender.clone(),
                         message,
                         reason,
-                        self.lease.clone(),
                     ));
                 }
                 Decision::NeedPermit => match self.worker.in_flight.clone().try_acquire_owned() {
@@ -548,16 +569,8 @@ async fn expire(
     sender: Arc<SenderSettings>,
     message: HeldMessage,
     reason: &'static str,
-    lease: Lease,
 ) -> Completion {
-    let next = record(
-        &worker,
-        &sender,
-        &message,
-        Outcome::Expired { reason },
-        &lease,
-    )
-    .await;
+    let next = record(&worker, &sender, &message, Outcome::Expired { reason }).await;
     worker
         .metrics
         .expired
@@ -579,16 +592,14 @@ async fn recent_recipients(
     now: Instant,
 ) -> Vec<(String, Instant)> {
     let window = worker.settings.worker.pair_window();
-    let now_ms = unix_ms();
-    let since = now_ms - i64::try_from(window.as_millis()).unwrap_or(i64::MAX / 2);
     match worker
         .queue
-        .recent_recipients(&sender.phone_number_id, since)
+        .recent_recipients(&sender.phone_number_id, window)
         .await
     {
         Ok(recent) => recent
             .into_iter()
-            .map(|(recipient, at_ms)| (recipient, instant_at(at_ms.min(now_ms), now, now_ms)))
+            .map(|(recipient, ago)| (recipient, now.checked_sub(ago).unwrap_or(now)))
             .collect(),
         Err(error) => {
             tracing::warn!(sender = %sender.name, %error, "could not read recent recipients");
@@ -601,38 +612,5 @@ fn lane_index(lane: Lane) -> usize {
     match lane {
         Lane::Bulk => 1,
         _ => 0,
-    }
-}
-
-/// `ms,ms,...` as a previous owner left it, turned into this process's Instants.
-fn parse_send_log(log: Option<&str>) -> Vec<Instant> {
-    let (now, now_ms) = (Instant::now(), unix_ms());
-    log.into_iter()
-        .flat_map(|l| l.split(','))
-        .filter_map(|ms| ms.trim().parse::<i64>().ok())
-        .filter_map(|ms| {
-            let ago = Duration::from_millis(u64::try_from(now_ms - ms).ok()?);
-            now.checked_sub(ago)
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use gateway_domain::rules::SendWindow;
-
-    #[test]
-    fn send_logs_survive_the_trip_through_unix_time() {
-        let now_ms = unix_ms();
-        let log = format!("{},{},junk,{}", now_ms - 900, now_ms - 10, now_ms + 5);
-        let parsed = parse_send_log(Some(&log));
-        assert_eq!(parsed.len(), 2, "future and malformed entries are dropped");
-        let mut window = SendWindow::new(2, Duration::from_secs(1));
-        window.seed(parsed);
-        assert!(
-            window.try_acquire(Instant::now()).is_err(),
-            "two sends in the last second fill a limit of 2"
-        );
     }
 }

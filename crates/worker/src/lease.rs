@@ -1,45 +1,71 @@
 //! How long this worker may still send for a sender. The ownership loop
-//! moves the deadline forward on every renewal; a dispatcher checks it
-//! before every send, so a worker cut off from Redis stops sending by
-//! itself, [`SAFETY_MARGIN`] before its lease can expire and another worker
-//! can take the sender.
+//! moves the lease's end forward on every renewal of the worker's
+//! liveness; a dispatcher starts a send only if the lease covers the
+//! longest that send can take (the window read, the Graph API call), and
+//! the attempt looks again just before the call. So a worker cut off from
+//! Redis has no call of its own in flight by the time another worker can
+//! take the sender: [`SAFETY_MARGIN`] before its liveness could lapse.
 
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-/// Between the last send this worker may make and the moment its lease can
-/// expire. Longer than one rate window (1 s), so the sends of the old and
-/// the new owner never share a window, plus room for clock drift.
-pub(crate) const SAFETY_MARGIN: Duration = Duration::from_millis(1_500);
+/// Between the end of the last call this worker may have in flight and
+/// the moment its lease can lapse. Longer than one rate window (1 s), so
+/// the sends of the old and the new owner never share a window, plus room
+/// for clock drift.
+pub(crate) const SAFETY_MARGIN: Duration = gateway_config::LEASE_SAFETY_MARGIN;
 
+/// What a dispatcher sees of its lease.
 #[derive(Clone)]
 pub(crate) struct Lease {
-    valid_until: watch::Receiver<Option<Instant>>,
+    /// When no call of this worker's may still run (`None`: lost).
+    end: watch::Receiver<Option<Instant>>,
 }
 
+/// What the ownership loop moves the lease with.
 pub(crate) struct LeaseKeeper {
-    valid_until: watch::Sender<Option<Instant>>,
+    end: watch::Sender<Option<Instant>>,
+    /// The longest a send can take: a renewal that lets sends start again
+    /// wakes the dispatcher.
+    longest_send: Duration,
 }
 
-pub(crate) fn new_lease() -> (LeaseKeeper, Lease) {
+pub(crate) fn new_lease(longest_send: Duration) -> (LeaseKeeper, Lease) {
     let (tx, rx) = watch::channel(None);
-    (LeaseKeeper { valid_until: tx }, Lease { valid_until: rx })
+    (
+        LeaseKeeper {
+            end: tx,
+            longest_send,
+        },
+        Lease { end: rx },
+    )
 }
 
 impl Lease {
-    pub fn is_valid(&self) -> bool {
-        self.valid_until()
-            .is_some_and(|until| Instant::now() < until)
+    /// Whether something that takes up to `needs` may start now: it would
+    /// end before the lease could lapse.
+    pub fn covers(&self, needs: Duration) -> bool {
+        self.end().is_some_and(|end| {
+            Instant::now()
+                .checked_add(needs)
+                .is_some_and(|done| done <= end)
+        })
     }
 
-    pub fn valid_until(&self) -> Option<Instant> {
-        *self.valid_until.borrow()
+    /// The lease was lost: nothing may be sent any more.
+    pub fn is_lost(&self) -> bool {
+        self.end().is_none()
     }
 
-    /// Resolves when the lease becomes valid again, or is lost.
+    fn end(&self) -> Option<Instant> {
+        *self.end.borrow()
+    }
+
+    /// Resolves when sends may start again after a renewal, or the lease
+    /// is lost.
     pub async fn changed(&mut self) {
-        if self.valid_until.changed().await.is_err() {
+        if self.end.changed().await.is_err() {
             // The keeper is gone: nothing will change any more.
             std::future::pending::<()>().await;
         }
@@ -48,21 +74,23 @@ impl Lease {
 
 impl LeaseKeeper {
     /// The lease was taken or renewed by a request sent at `requested_at`.
-    /// Only a lease that was not valid wakes its dispatcher: one renewed
-    /// while valid is read when the dispatcher next decides (a thousand
-    /// idle senders are not woken every second).
+    /// Only a renewal that lets sends start again wakes the dispatcher: one
+    /// that extends a lease already covering them is read when the
+    /// dispatcher next decides (a thousand idle senders are not woken
+    /// every second).
     pub fn renewed(&self, requested_at: Instant, ttl: Duration) {
-        let until = requested_at + ttl.saturating_sub(SAFETY_MARGIN);
-        self.valid_until.send_if_modified(|valid| {
-            let was_valid = valid.is_some_and(|v| Instant::now() < v);
-            *valid = Some(until);
-            !was_valid
+        let end = requested_at + ttl.saturating_sub(SAFETY_MARGIN);
+        let longest_send = self.longest_send;
+        self.end.send_if_modified(|current| {
+            let covered = current.is_some_and(|end| Instant::now() + longest_send <= end);
+            *current = Some(end);
+            !covered
         });
     }
 
     /// The lease is gone: stop at once.
     pub fn lost(&self) {
-        self.valid_until.send_replace(None);
+        self.end.send_replace(None);
     }
 }
 
@@ -70,28 +98,43 @@ impl LeaseKeeper {
 mod tests {
     use super::*;
 
+    const SEND: Duration = Duration::from_secs(2);
+    const TTL: Duration = Duration::from_secs(6);
+
     #[tokio::test]
-    async fn only_a_lease_that_was_not_valid_wakes_its_dispatcher() {
-        let (keeper, mut lease) = new_lease();
-        let ttl = Duration::from_secs(5);
-        keeper.renewed(Instant::now(), ttl);
-        assert!(lease.valid_until.has_changed().expect("open"), "taken");
-        lease.valid_until.mark_unchanged();
-        keeper.renewed(Instant::now(), ttl);
-        assert!(
-            !lease.valid_until.has_changed().expect("open"),
-            "renewed while valid: no wake-up"
-        );
-        assert!(lease.is_valid(), "but the new deadline is there");
-        // A lease that lapsed (Redis was away) and is renewed wakes it.
-        keeper.renewed(Instant::now() - ttl, ttl);
-        lease.valid_until.mark_unchanged();
-        keeper.renewed(Instant::now(), ttl);
-        assert!(lease.valid_until.has_changed().expect("open"));
-        lease.valid_until.mark_unchanged();
+    async fn a_send_starts_only_if_the_lease_outlasts_it() {
+        let (keeper, lease) = new_lease(SEND);
+        assert!(!lease.covers(Duration::ZERO), "not taken yet");
+        keeper.renewed(Instant::now(), TTL);
+        assert!(lease.covers(SEND));
+        // Renewed 2 s ago: 4 s of lease left, 2.5 s of it before the margin.
+        keeper.renewed(Instant::now() - Duration::from_secs(2), TTL);
+        assert!(lease.covers(SEND));
+        assert!(!lease.covers(Duration::from_secs(2) + SEND));
         keeper.lost();
-        assert!(lease.valid_until.has_changed().expect("open"));
-        assert!(!lease.is_valid());
+        assert!(lease.is_lost());
+        assert!(!lease.covers(Duration::ZERO));
+    }
+
+    #[tokio::test]
+    async fn only_a_renewal_that_lets_sends_start_again_wakes_the_dispatcher() {
+        let (keeper, mut lease) = new_lease(SEND);
+        keeper.renewed(Instant::now(), TTL);
+        assert!(lease.end.has_changed().expect("open"), "taken");
+        lease.end.mark_unchanged();
+        keeper.renewed(Instant::now(), TTL);
+        assert!(
+            !lease.end.has_changed().expect("open"),
+            "renewed while covering sends: no wake-up"
+        );
+        // Too little left for a send (Redis was away), then renewed.
+        keeper.renewed(Instant::now() - TTL, TTL);
+        lease.end.mark_unchanged();
+        keeper.renewed(Instant::now(), TTL);
+        assert!(lease.end.has_changed().expect("open"));
+        lease.end.mark_unchanged();
+        keeper.lost();
+        assert!(lease.end.has_changed().expect("open"));
         lease.changed().await;
     }
 }

@@ -201,6 +201,7 @@ mod tests {
             fallback_used: true,
             has_fallback: false,
             created_ms: 1_700_000_000_000,
+            due_ms: 1_700_000_000_000,
         };
         let update = StatusUpdate {
             phone_number_id: "106540352242922".into(),

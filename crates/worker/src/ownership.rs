@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gateway_config::SenderSettings;
 use gateway_domain::rules::assignment::owned_by;
@@ -38,7 +38,7 @@ const HANDOVER_TICK: std::time::Duration = std::time::Duration::from_millis(200)
 struct Owned {
     keeper: LeaseKeeper,
     stop: CancellationToken,
-    task: JoinHandle<Vec<i64>>,
+    task: JoinHandle<Vec<Duration>>,
     /// Being handed over: the dispatcher is finishing its sends in flight.
     releasing: bool,
 }
@@ -75,6 +75,10 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
         joined: false,
     };
     let mut owned: HashMap<String, Owned> = HashMap::new();
+    // Dispatchers of senders this worker lost, still finishing their sends
+    // in flight: the sender is not taken again until they have, so that
+    // one process never runs two dispatchers for one sender.
+    let mut stopping: HashMap<String, JoinHandle<Vec<Duration>>> = HashMap::new();
     let gauges = owned_gauges(&worker);
     // Liveness is renewed every `lease_renew`; handovers are checked more
     // often, so a sender moving between workers pauses for a moment only.
@@ -120,6 +124,7 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
                     tracing::error!(worker = %identity.name, "this worker's liveness lapsed; letting every sender go and rejoining");
                     for (pnid, state) in owned.drain() {
                         lose(&worker, &gauges, &pnid, &state);
+                        stopping.insert(pnid, state.task);
                     }
                     identity.lapsed(&worker.consumer);
                     live.clear();
@@ -164,6 +169,8 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
             }
         }
 
+        stopping.retain(|_, task| !task.is_finished());
+
         // Take free senders that should be ours (once the workers started
         // together have seen each other).
         if !settled {
@@ -172,7 +179,7 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
             continue;
         }
         for pnid in &desired {
-            if owned.contains_key(pnid) {
+            if owned.contains_key(pnid) || stopping.contains_key(pnid) {
                 continue;
             }
             let Some(sender) = senders.get(pnid) else {
@@ -187,7 +194,7 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
                         .lease_changes
                         .with_label_values(&["acquired"])
                         .inc();
-                    let (keeper, lease) = new_lease();
+                    let (keeper, lease) = new_lease(settings.longest_send);
                     keeper.renewed(requested_at, settings.lease_ttl);
                     let stop = shutdown.child_token();
                     let sender_gauges = gauges.take(sender);
@@ -237,9 +244,13 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
         async move { release(&worker, &gauges, &pnid, &name, state).await }
     });
     let deadline = settings.shutdown_grace + settings.lease_ttl;
-    if tokio::time::timeout(deadline, futures_util::future::join_all(releases))
-        .await
-        .is_err()
+    let lost = futures_util::future::join_all(stopping.into_values());
+    if tokio::time::timeout(
+        deadline,
+        futures_util::future::join(futures_util::future::join_all(releases), lost),
+    )
+    .await
+    .is_err()
     {
         tracing::warn!("handing the senders over timed out; their leases expire by themselves");
     }
@@ -268,12 +279,11 @@ fn lose(worker: &Worker, gauges: &OwnedGauges, pnid: &str, state: &Owned) {
 }
 
 async fn release(worker: &Worker, gauges: &OwnedGauges, pnid: &str, name: &str, state: Owned) {
-    let log = state.task.await.unwrap_or_default();
+    let sends = state.task.await.unwrap_or_default();
     state.keeper.lost();
     // Before the lease is freed: the next owner exports them from now on.
     gauges.release(pnid);
-    let log: Vec<String> = log.iter().map(i64::to_string).collect();
-    match worker.queue.release_lease(pnid, name, &log.join(",")).await {
+    match worker.queue.release_lease(pnid, name, &sends).await {
         Ok(()) => {
             tracing::info!(sender = %pnid, "lease released");
             worker

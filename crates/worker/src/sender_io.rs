@@ -58,8 +58,11 @@ pub(crate) enum Step {
     /// Be woken by new entries in either stream; then,
     /// in the same round trip, read up to `reads[lane]` new entries of each
     /// stream given one (so that nothing added before the arming is missed).
+    /// Each stream's pending count is checked against the `held` messages
+    /// first: a sender about to wait must not leave a lost read behind.
     Arm {
         reads: [Option<usize>; 2],
+        held: [usize; 2],
     },
 }
 
@@ -264,13 +267,14 @@ impl SenderIo {
                     .await?;
                 Ok(Done::Promoted { moved, next_due_ms })
             }
-            Step::Arm { reads } => {
+            Step::Arm { reads, held } => {
                 let keys = [keys::queue(&pnid), keys::bulk(&pnid)];
                 let mut commands = Vec::new();
                 for (lane, count) in LANES.into_iter().zip(reads) {
+                    let consumer = self.consumer_mut(lane);
+                    consumer.ensure_group().await?;
+                    commands.push(consumer.pending_command());
                     if let Some(count) = count {
-                        let consumer = self.consumer_mut(lane);
-                        consumer.ensure_group().await?;
                         commands.push(consumer.read_command(count));
                     }
                 }
@@ -281,7 +285,9 @@ impl SenderIo {
                     .await?
                     .into_iter();
                 let mut messages = [Vec::new(), Vec::new()];
-                for (lane, count) in LANES.into_iter().zip(reads) {
+                for ((lane, count), held) in LANES.into_iter().zip(reads).zip(held) {
+                    let pending = replies.next().unwrap_or(redis::Value::Nil);
+                    self.consumer_mut(lane).check_pending(&pending, held);
                     let Some(count) = count else { continue };
                     let reply = replies.next().unwrap_or(redis::Value::Nil);
                     let entries = self.consumer_mut(lane).read_reply(reply, count)?;

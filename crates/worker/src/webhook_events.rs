@@ -394,7 +394,7 @@ async fn status(
         let class = classify_code(error.code);
         let fallback_available =
             !view.fallback_used && (view.has_fallback || sender.fallback_template.is_some());
-        let age = Duration::from_millis(u64::try_from(now_ms - view.created_ms).unwrap_or(0));
+        let age = Duration::from_millis(u64::try_from(now_ms - view.due_ms).unwrap_or(0));
         let verdict = worker.retry_policy.judge(&Failure {
             class,
             attempts: view.attempts,

@@ -271,3 +271,33 @@ fn the_log_section_has_defaults_and_checked_values() {
         );
     }
 }
+
+#[test]
+fn a_lease_and_a_handover_must_outlast_the_longest_send() {
+    let settings = load(MINIMAL, &env(), Role::Dev).expect("the defaults are consistent");
+    // 10 s for the Graph API, 5 s for Redis, 0.5 s of margin.
+    assert_eq!(settings.worker.longest_send, Duration::from_millis(15_500));
+    assert_eq!(settings.worker.longest_call, Duration::from_millis(10_500));
+    assert!(settings.worker.lease_ttl >= Duration::from_millis(15_500 + 1_500 + 2_000));
+    assert!(settings.worker.shutdown_grace >= settings.worker.longest_send);
+
+    let mut short_lease = env();
+    short_lease.set("GATEWAY_WORKER__LEASE_TTL_MS", "10000");
+    assert_eq!(
+        error_key(load(MINIMAL, &short_lease, Role::Worker)),
+        "worker.lease_ttl_ms"
+    );
+    // A faster Graph API timeout lets a shorter lease do.
+    short_lease.set("GATEWAY_GRAPH__TIMEOUT_MS", "3000");
+    short_lease.set("GATEWAY_REDIS__RESPONSE_TIMEOUT_MS", "1000");
+    short_lease.set("GATEWAY_WORKER__SHUTDOWN_GRACE_MS", "4500");
+    let settings = load(MINIMAL, &short_lease, Role::Worker).expect("valid");
+    assert_eq!(settings.worker.longest_send, Duration::from_millis(4_500));
+
+    let mut short_grace = env();
+    short_grace.set("GATEWAY_WORKER__SHUTDOWN_GRACE_MS", "10000");
+    assert_eq!(
+        error_key(load(MINIMAL, &short_grace, Role::Worker)),
+        "worker.shutdown_grace_ms"
+    );
+}

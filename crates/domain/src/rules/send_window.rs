@@ -96,6 +96,24 @@ impl SendWindow {
         self.forget_expired();
     }
 
+    /// A send recorded at `recorded` actually left at `left` (later: the
+    /// call waited for something after its slot was taken). It counts from
+    /// `left` on, so that the sends after it keep their distance from when
+    /// it really reached Meta, not from when it was allowed. Unknown or
+    /// already forgotten sends are ignored.
+    pub fn delay(&mut self, recorded: Instant, left: Instant) {
+        if left <= recorded {
+            return;
+        }
+        let Ok(index) = self.sends.binary_search(&recorded) else {
+            return;
+        };
+        self.sends.remove(index);
+        let at = self.sends.partition_point(|send| *send <= left);
+        self.sends.insert(at, left);
+        self.forget_expired();
+    }
+
     /// The recorded send times, oldest first (for handing over).
     pub fn recent(&self) -> impl Iterator<Item = Instant> + '_ {
         self.sends.iter().copied()
@@ -167,6 +185,24 @@ mod tests {
         fn below(&mut self, n: u64) -> u64 {
             self.next() % n
         }
+    }
+
+    #[test]
+    fn a_send_that_left_late_counts_from_when_it_left() {
+        let start = Instant::now();
+        let mut window = SendWindow::new(2, SECOND);
+        assert!(window.try_acquire(start).is_ok());
+        assert!(window.try_acquire(start + ms(10)).is_ok());
+        // The first send waited 300 ms after its slot: the third may go a
+        // whole window after that, not after the slot.
+        window.delay(start, start + ms(300));
+        assert_eq!(window.next_allowed(start + ms(20)), start + ms(1_010));
+        window.delay(start + ms(10), start + ms(400));
+        assert_eq!(window.next_allowed(start + ms(20)), start + ms(1_300));
+        // An unknown send, or an earlier time, changes nothing.
+        window.delay(start + ms(5), start + ms(900));
+        window.delay(start + ms(400), start + ms(100));
+        assert_eq!(window.next_allowed(start + ms(20)), start + ms(1_300));
     }
 
     /// The most sends any half-open window `[t, t + window)` holds. Checking

@@ -11,7 +11,11 @@
 -- ARGV[15] number of entry field/value arguments that follow (2n)
 -- ARGV[16 .. 15+2n] the stream entry's fields (copied to the dead letter, for replay)
 -- ARGV[16+2n ..] the record's static field/value pairs
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+-- Returns 1, or 0 and changes nothing when the entry was acknowledged
+-- already (see record_sent.lua).
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+  return 0
+end
 redis.call('XDEL', KEYS[1], ARGV[2])
 local entry_end = 15 + tonumber(ARGV[15])
 if ARGV[13] == 'failed' then

@@ -7,12 +7,20 @@
 -- ARGV[7] record ttl ms   ARGV[8] history event JSON  ARGV[9] 'queued' event JSON
 -- ARGV[10] fallback used (0/1)  ARGV[11] recipient  ARGV[12] recipients kept for ms
 -- ARGV[13..] the record's static field/value pairs (sender, client, to, ...)
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+-- Returns 1, or 0 and changes nothing when the entry was acknowledged
+-- already: another worker finished the message after this one lost the
+-- sender, and its record stands.
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+  return 0
+end
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[7])
--- So that the sender's next owner knows whom it must not message again yet.
-redis.call('ZADD', KEYS[4], ARGV[5], ARGV[11])
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', tonumber(ARGV[5]) - tonumber(ARGV[12]))
+-- So that the sender's next owner knows whom it must not message again yet;
+-- stamped with Redis's clock, which the next owner reads them against.
+local time = redis.call('TIME')
+local redis_ms = time[1] * 1000 + math.floor(time[2] / 1000)
+redis.call('ZADD', KEYS[4], redis_ms, ARGV[11])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', redis_ms - tonumber(ARGV[12]))
 local status, history = unpack(redis.call('HMGET', KEYS[2], 'status', 'history'))
 if history and #history > 2 then
   history = string.sub(history, 1, -2) .. ',' .. ARGV[8] .. ']'

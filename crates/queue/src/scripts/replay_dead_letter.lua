@@ -4,10 +4,12 @@
 -- ARGV[1] dead-letter entry id  ARGV[2] message id  ARGV[3] now ms
 -- ARGV[4] history event JSON    ARGV[5] record ttl ms
 -- ARGV[6..] the queue entry's field/value pairs
+-- The message is due again from now (`due`): its age, for `max_age`,
+-- counts from the replay.
 if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then
   return 0
 end
-redis.call('XADD', KEYS[2], '*', 'id', ARGV[2], unpack(ARGV, 6))
+redis.call('XADD', KEYS[2], '*', 'id', ARGV[2], 'due', ARGV[3], unpack(ARGV, 6))
 redis.call('XDEL', KEYS[1], ARGV[1])
 local history = redis.call('HGET', KEYS[3], 'history') or '[]'
 if #history > 2 then

@@ -8,8 +8,13 @@
 //! `retry_initial_ms` up to `retry_max_ms`, at most `max_attempts` times in
 //! all; retries wait in the outbox, not in a task, so a dead receiver holds
 //! no tasks or connections. At most `MAX_IN_FLIGHT` POSTs run at once.
+//!
+//! A POST carries the `Posted` signals of the answers held for its statuses
+//! and fires them after its first attempt (retries hold nothing). When the
+//! loop stops, the work still queued is dropped, which releases them.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,7 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::payload::{self, StatusEvent};
-use super::{Post, Webhooks, Work};
+use super::{Post, Posted, Webhooks, Work};
 use crate::config::{NumberConfig, WebhookTarget};
 use crate::stats::Event;
 
@@ -59,6 +64,7 @@ pub(crate) async fn run(
     client: reqwest::Client,
     shutdown: CancellationToken,
 ) {
+    webhooks.delivering.fetch_add(1, Ordering::SeqCst);
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut tasks = JoinSet::new();
     'deliver: loop {
@@ -84,6 +90,12 @@ pub(crate) async fn run(
         }
     }
     tasks.shutdown().await;
+    // Stop counting first, then drop what is left (abandoned, as `serve`
+    // says): an answer held for it goes at once instead of waiting for a
+    // POST that will not come (see `Webhooks::report`).
+    if webhooks.delivering.fetch_sub(1, Ordering::SeqCst) == 1 {
+        webhooks.clear();
+    }
 }
 
 /// Turns due work into POST bodies: each inbound message and each retry is
@@ -91,39 +103,46 @@ pub(crate) async fn run(
 fn posts(due: Vec<Work>, batch: usize) -> Vec<Post> {
     let batch = batch.max(1);
     let mut posts = Vec::new();
-    let mut groups: Vec<(Arc<NumberConfig>, Vec<StatusEvent>)> = Vec::new();
-    let new_post = |body| Post {
+    let mut groups: Vec<(Arc<NumberConfig>, Vec<StatusEvent>, Vec<Posted>)> = Vec::new();
+    let new_post = |body, posted| Post {
         body: payload::encode(&body),
         attempts: 0,
+        posted,
     };
     for work in due {
         match work {
             Work::Retry(post) => posts.push(post),
-            Work::Inbound(message) => posts.push(new_post(payload::inbound(&message))),
-            Work::Status(event) => {
+            Work::Inbound(message) => {
+                posts.push(new_post(payload::inbound(&message), Vec::new()));
+            }
+            Work::Status(event, signal) => {
                 let number = &event.message.number;
                 let index = match groups
                     .iter()
-                    .position(|(n, _)| n.phone_number_id == number.phone_number_id)
+                    .position(|(n, _, _)| n.phone_number_id == number.phone_number_id)
                 {
                     Some(index) => index,
                     None => {
-                        groups.push((Arc::clone(number), Vec::new()));
+                        groups.push((Arc::clone(number), Vec::new(), Vec::new()));
                         groups.len() - 1
                     }
                 };
-                let (number, events) = &mut groups[index];
+                let (number, events, signals) = &mut groups[index];
                 events.push(event);
+                signals.extend(signal);
                 if events.len() >= batch {
-                    posts.push(new_post(payload::statuses(number, events)));
+                    posts.push(new_post(
+                        payload::statuses(number, events),
+                        std::mem::take(signals),
+                    ));
                     events.clear();
                 }
             }
         }
     }
-    for (number, events) in groups {
+    for (number, events, signals) in groups {
         if !events.is_empty() {
-            posts.push(new_post(payload::statuses(&number, &events)));
+            posts.push(new_post(payload::statuses(&number, &events), signals));
         }
     }
     posts
@@ -141,6 +160,10 @@ async fn deliver(
     };
     let delivered = post_once(&client, &target, &post.body).await;
     drop(permit);
+    // The statuses in it have been posted: the answers held for them may go.
+    for posted in post.posted {
+        posted.done();
+    }
     let attempts = post.attempts.saturating_add(1);
     if delivered {
         webhooks.counters.count(Event::WebhookDelivered);
@@ -160,6 +183,7 @@ async fn deliver(
         Work::Retry(Post {
             body: post.body,
             attempts,
+            posted: Vec::new(),
         }),
     );
 }
@@ -237,11 +261,14 @@ mod tests {
             pricing: Pricing::for_message(None),
             failure: None::<MetaError>,
         };
-        Work::Status(StatusEvent {
-            message: Arc::new(message),
-            kind: StatusKind::Sent,
-            at: SystemTime::now(),
-        })
+        Work::Status(
+            StatusEvent {
+                message: Arc::new(message),
+                kind: StatusKind::Sent,
+                at: SystemTime::now(),
+            },
+            None,
+        )
     }
 
     fn ids(post: &Post) -> Vec<String> {

@@ -7,11 +7,18 @@
 //! (`delivery::run`, started by `Sandbox::serve`) posts them when due,
 //! batches statuses per number, and retries failed POSTs with growing
 //! delays. Without a target nothing is queued at all.
+//!
+//! With `StatusConfig::answer_after_status_ms` set, `report` also returns a
+//! `Hold` that the send route awaits before it answers: the message's first
+//! status webhook is attempted first, and the answer follows that many ms
+//! later (see `hold`). While no delivery loop runs, nothing is held.
 
 pub(crate) mod delivery;
+mod hold;
 mod outbox;
 pub(crate) mod payload;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,6 +28,8 @@ use crate::config::{StatusConfig, WebhookTarget};
 use crate::locks::{read, write};
 use crate::random::Random;
 use crate::stats::{Counters, Event};
+pub(crate) use hold::Hold;
+use hold::Posted;
 use outbox::Outbox;
 use payload::{InboundMessage, SentMessage, StatusEvent, StatusKind};
 
@@ -33,11 +42,24 @@ const OUTBOX_CAPACITY: usize = 500_000;
 pub(crate) struct Post {
     body: Bytes,
     attempts: u32,
+    /// Answers held until this POST's first attempt is over.
+    posted: Vec<Posted>,
+}
+
+impl Post {
+    fn new(body: Bytes) -> Self {
+        Self {
+            body,
+            attempts: 0,
+            posted: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug)]
 pub(crate) enum Work {
-    Status(StatusEvent),
+    /// A status, with the signal of an answer held for it.
+    Status(StatusEvent, Option<Posted>),
     Inbound(InboundMessage),
     Retry(Post),
 }
@@ -48,6 +70,9 @@ pub(crate) struct Webhooks {
     statuses: RwLock<StatusConfig>,
     outbox: Outbox<Work>,
     counters: Arc<Counters>,
+    /// Delivery loops running (`delivery::run`); answers are held only
+    /// while one does.
+    delivering: AtomicUsize,
 }
 
 impl Webhooks {
@@ -61,6 +86,7 @@ impl Webhooks {
             statuses: RwLock::new(statuses),
             outbox: Outbox::new(OUTBOX_CAPACITY),
             counters,
+            delivering: AtomicUsize::new(0),
         }
     }
 
@@ -85,30 +111,46 @@ impl Webhooks {
     }
 
     /// Queues the statuses of a send accepted at `now` (`wall` is the same
-    /// moment on the wall clock, for the statuses' timestamps).
+    /// moment on the wall clock, for the statuses' timestamps). Returns the
+    /// hold the answer must wait for, when `answer_after_status_ms` asks for
+    /// one and a delivery loop runs to post the statuses.
     pub(crate) fn report(
         &self,
         message: SentMessage,
         now: Instant,
         wall: SystemTime,
         random: &Random,
-    ) {
-        if !self.is_enabled() {
-            return;
-        }
+    ) -> Option<Hold> {
+        let target = self.target()?;
+        let config = self.statuses();
         let message = Arc::new(message);
-        let steps = plan(&self.statuses(), message.failure.is_some(), |p| {
-            random.chance(p)
-        });
-        for step in steps {
-            let at = wall.checked_add(step.happened).unwrap_or(wall);
+        let steps = plan(&config, message.failure.is_some(), |p| random.chance(p));
+        let due: Vec<Instant> = steps.iter().map(|s| later(now, s.posted)).collect();
+        let (hold, mut signals) = if config.answer_after_status_ms > 0 && self.is_delivering() {
+            match hold::hold(
+                &due,
+                Duration::from_millis(config.answer_after_status_ms),
+                Duration::from_millis(target.timeout_ms),
+            ) {
+                Some((hold, signals)) => (Some(hold), signals.into_iter().map(Some).collect()),
+                None => (None, Vec::new()),
+            }
+        } else {
+            (None, Vec::new())
+        };
+        signals.resize_with(steps.len(), || None);
+        for ((step, at), posted) in steps.iter().zip(due).zip(signals) {
             let event = StatusEvent {
                 message: Arc::clone(&message),
                 kind: step.kind,
-                at,
+                at: wall.checked_add(step.happened).unwrap_or(wall),
             };
-            self.push(later(now, step.posted), Work::Status(event));
+            self.push(at, Work::Status(event, posted));
         }
+        // A delivery loop that stopped meanwhile cleared the outbox after it
+        // stopped counting: either this sees it stopped, or the statuses
+        // just queued were cleared (which releases the hold).
+        hold.filter(|_| self.is_delivering())
     }
 
     /// Queues the webhook of a simulated user message, due at once.
@@ -122,11 +164,7 @@ impl Webhooks {
     /// due at once and signed like every other.
     pub(crate) fn account(&self, body: &serde_json::Value, now: Instant) {
         if self.is_enabled() {
-            let post = Post {
-                body: payload::encode(body),
-                attempts: 0,
-            };
-            self.push(now, Work::Retry(post));
+            self.push(now, Work::Retry(Post::new(payload::encode(body))));
         }
     }
 
@@ -136,8 +174,13 @@ impl Webhooks {
         }
     }
 
+    /// Drops every queued work (and so releases the answers held for it).
     pub(crate) fn clear(&self) {
         self.outbox.clear();
+    }
+
+    fn is_delivering(&self) -> bool {
+        self.delivering.load(Ordering::SeqCst) > 0
     }
 
     /// The work due at `now`, taken out of the outbox.

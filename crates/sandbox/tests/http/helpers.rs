@@ -168,6 +168,8 @@ pub async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T 
 
 #[derive(Clone, Debug)]
 pub struct Received {
+    /// When the POST reached the receiver (before it answered).
+    pub at: Instant,
     pub signature: Option<String>,
     pub content_type: Option<String>,
     pub body: Bytes,
@@ -314,6 +316,7 @@ async fn receive(
     };
     if let Ok(mut received) = state.received.lock() {
         received.push(Received {
+            at: Instant::now(),
             signature: header("x-hub-signature-256"),
             content_type: header("content-type"),
             body,

@@ -5,5 +5,6 @@
 mod admin;
 mod faults;
 mod graph_api;
+mod held_answers;
 mod helpers;
 mod webhooks;
