@@ -9,10 +9,12 @@
 //! Access tokens go only into the `Authorization` header, marked sensitive,
 //! and never into an error or a log line.
 
+mod connections;
 mod error;
 mod management;
 mod response;
 
+pub use connections::on_connected;
 pub use error::GraphError;
 pub use management::{
     MANAGEMENT_SCOPE, MESSAGING_SCOPE, PhoneNumberInfo, SubscribedApp, TemplateInfo, Throughput,
@@ -70,6 +72,7 @@ impl GraphClient {
             // token elsewhere, and retrying is the worker's decision (with
             // its backoff and limits): both layers would only cost CPU.
             .redirect(reqwest::redirect::Policy::none())
+            .connector_layer(connections::ReportConnected)
             .retry(reqwest::retry::never())
             .user_agent(concat!("whatsapp-gateway/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -159,5 +162,52 @@ mod tests {
         // A followed redirect would have connected before the answer came back.
         let followed = tokio::time::timeout(Duration::from_millis(50), elsewhere.accept()).await;
         assert!(followed.is_err(), "the client followed the redirect");
+    }
+
+    #[tokio::test]
+    async fn a_call_is_told_when_the_connection_it_opened_is_open() {
+        // Meta, answering every request on a connection it keeps open.
+        let graph = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", graph.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let (mut socket, _) = graph.accept().await.expect("accept");
+            let mut buffer = [0u8; 4096];
+            let body =
+                r#"{"messaging_product":"whatsapp","contacts":[],"messages":[{"id":"wamid.A"}]}"#;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            // One read per request: each is one small write.
+            while socket.read(&mut buffer).await.is_ok_and(|n| n > 0) {
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        });
+        let client = GraphClient::new(&base, "v25.0", Duration::from_secs(5), 1).expect("client");
+        let endpoint = client
+            .endpoint("1", &SecretString::from("secret-token"))
+            .expect("endpoint");
+        let opened = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let call = |opened: std::sync::Arc<std::sync::atomic::AtomicUsize>| {
+            on_connected(
+                move || {
+                    opened.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                },
+                client.send_message(&endpoint, "{}".into()),
+            )
+        };
+
+        call(opened.clone()).await.expect("the first call");
+        assert_eq!(
+            opened.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "it opened one"
+        );
+        call(opened.clone()).await.expect("the second call");
+        assert_eq!(
+            opened.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "the second found it kept"
+        );
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! [`RetryPolicy::judge`]: gateway_domain::rules::RetryPolicy::judge
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use gateway_config::SenderSettings;
@@ -25,21 +25,39 @@ use crate::{Worker, unix_ms};
 
 /// A send's place in its sender's send window, taken when the dispatcher
 /// let it go. The call says when it really leaves: the window read before
-/// it is a Redis round trip, and one that took long would otherwise let
-/// this send reach Meta in the same second as the sends after it.
+/// it is a Redis round trip, and a new connection to Meta a handshake; a
+/// call held up by either would otherwise reach Meta in the same second
+/// as the sends after it.
 pub(crate) struct Slot {
     pub taken_at: Instant,
     pub departures: UnboundedSender<(Instant, Instant)>,
 }
 
 impl Slot {
-    fn leaving(&self) {
-        let now = Instant::now();
-        if now.saturating_duration_since(self.taken_at) >= Duration::from_millis(1) {
-            // The dispatcher may be gone (the sender was let go): nothing to keep.
-            let _ = self.departures.send((self.taken_at, now));
+    /// The call leaves now; what it returns reports that it left later
+    /// still (once its new connection is open).
+    fn leaving(self) -> impl Fn() + Send + Sync + 'static {
+        let recorded = Mutex::new(report_departure(&self.departures, self.taken_at));
+        move || {
+            let mut recorded = recorded.lock().unwrap_or_else(PoisonError::into_inner);
+            *recorded = report_departure(&self.departures, *recorded);
         }
     }
+}
+
+/// Tells the dispatcher that the send recorded at `recorded` leaves now, if
+/// that is noticeably later; the time the window holds for it from now on.
+fn report_departure(
+    departures: &UnboundedSender<(Instant, Instant)>,
+    recorded: Instant,
+) -> Instant {
+    let now = Instant::now();
+    if now.saturating_duration_since(recorded) < Duration::from_millis(1) {
+        return recorded;
+    }
+    // The dispatcher may be gone (the sender was let go): nothing to keep.
+    let _ = departures.send((recorded, now));
+    now
 }
 
 pub(crate) async fn attempt(
@@ -121,9 +139,10 @@ pub(crate) async fn attempt(
         };
     }
 
-    slot.leaving();
+    let connected = slot.leaving();
     let started = Instant::now();
-    let result = worker.graph.send_message(endpoint, body).await;
+    let result =
+        gateway_graph::on_connected(connected, worker.graph.send_message(endpoint, body)).await;
     incoming.progress.attempts += 1;
     let took = started.elapsed();
     match result {

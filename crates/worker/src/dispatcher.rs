@@ -104,18 +104,7 @@ pub(crate) async fn dispatch_sender(
     let (wake, scheduled, control) = (io.wake.clone(), io.scheduled.clone(), io.control.clone());
     let mut io = Some(io);
     let mut running: Option<Running> = None;
-    let mut plan = Plan {
-        control: true,
-        summary: true,
-        promote: true,
-        next_promote: None,
-        armed: false,
-        woken: false,
-        reread: [false; 2],
-        uncertain: [false; 2],
-        retry_at: None,
-        retry_pause: STEP_RETRY_MIN,
-    };
+    let mut plan = Plan::new();
     let mut sends: JoinSet<Completion> = JoinSet::new();
     let (departures, mut departed) = tokio::sync::mpsc::unbounded_channel();
     let mut permit: Option<OwnedSemaphorePermit> = None;
@@ -250,8 +239,7 @@ pub(crate) async fn dispatch_sender(
                 }
             }
             _ = wake.notified() => {
-                plan.woken = true;
-                plan.armed = false;
+                plan.woke();
                 gauges.touch();
             }
             _ = scheduled.notified() => plan.promote = true,
@@ -282,6 +270,10 @@ pub(crate) async fn dispatch_sender(
     })
     .await;
     sends.abort_all();
+    // The next owner counts from when the last sends really left.
+    while let Ok((taken_at, left)) = departed.try_recv() {
+        state.departed(taken_at, left);
+    }
     let now = Instant::now();
     state
         .recent_sends()
@@ -290,6 +282,42 @@ pub(crate) async fn dispatch_sender(
 }
 
 impl Plan {
+    /// At a sender's start: read the lease, the pause flag and what is
+    /// parked, and promote what is due.
+    fn new() -> Self {
+        Self {
+            control: true,
+            summary: true,
+            promote: true,
+            next_promote: None,
+            armed: false,
+            woken: false,
+            reread: [false; 2],
+            uncertain: [false; 2],
+            retry_at: None,
+            retry_pause: STEP_RETRY_MIN,
+        }
+    }
+
+    /// Redis reported a change to the sender's streams.
+    fn woke(&mut self) {
+        self.woken = true;
+        self.armed = false;
+    }
+
+    /// An arming is about to go out: it reads what the wake-ups so far
+    /// were about.
+    fn arming(&mut self) {
+        self.woken = false;
+    }
+
+    /// The arming came back. A wake-up that came while it ran may be for
+    /// an entry added after its read, and Redis reports a key only once:
+    /// then the sender is not armed, and arms (and reads) again.
+    fn arming_done(&mut self) {
+        self.armed = !self.woken;
+    }
+
     /// Carries what happened while the sender's Redis handles were lent to
     /// a step over to them.
     fn apply_to(&mut self, io: &mut SenderIo) {
@@ -375,7 +403,7 @@ fn next_step(
         // Arm and read in one round trip: an entry added since the last
         // read is read now, and a later one wakes the sender. A routed
         // lane (some recipients parked) reads through its script, after.
-        plan.woken = false;
+        plan.arming();
         let reads = lanes.map(|lane| {
             (!state.routes_reads(lane) && state.room(lane) > 0).then(|| state.read_size(lane))
         });
@@ -454,10 +482,7 @@ fn apply(
             }
         }
         Done::Armed(messages) => {
-            // A wake-up that came while the arming ran may be for an entry
-            // added after its read, and Redis reports a key only once: arm
-            // (and read) again rather than wait for a wake-up already spent.
-            plan.armed = !plan.woken;
+            plan.arming_done();
             for message in messages.into_iter().flatten() {
                 state.accept(message, now);
             }
@@ -612,5 +637,27 @@ fn lane_index(lane: Lane) -> usize {
     match lane {
         Lane::Bulk => 1,
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wake_up_while_arming_arms_again() {
+        let mut plan = Plan::new();
+        plan.arming();
+        plan.arming_done();
+        assert!(plan.armed, "nothing happened meanwhile: armed");
+
+        plan.woke();
+        plan.arming();
+        plan.woke();
+        plan.arming_done();
+        assert!(
+            !plan.armed && plan.woken,
+            "woken while arming: the wake-up may be for an entry the arming did not read"
+        );
     }
 }
