@@ -40,6 +40,13 @@ use crate::{Worker, unix_ms};
 const STEP_RETRY_MIN: Duration = Duration::from_millis(50);
 const STEP_RETRY_MAX: Duration = Duration::from_secs(2);
 
+/// The previous owner's sends count as this much later than it recorded
+/// them. Its last calls leave from a process that is stopping and this
+/// owner's first ones from a process that has just started: both are busy,
+/// and Meta must still see no second over the rate. Costs at most this
+/// long a pause in sending at each handover.
+const HANDOVER_MARGIN: Duration = Duration::from_millis(50);
+
 type Running = Pin<Box<dyn Future<Output = (SenderIo, Result<Done, QueueError>)> + Send>>;
 
 /// What Redis work is due, besides what the state machine asks for.
@@ -98,7 +105,10 @@ pub(crate) async fn dispatch_sender(
     // it died, maybe in the middle of calls.
     let crashed = handed_over.is_none();
     let handed_over = handed_over.unwrap_or_default();
-    let sends = handed_over.iter().filter_map(|ago| now.checked_sub(*ago));
+    let sends = handed_over
+        .iter()
+        .filter_map(|ago| now.checked_sub(*ago))
+        .map(|at| at + HANDOVER_MARGIN);
     let mut state = SenderState::new(limits, now, sends, recent);
     let io = SenderIo::new(worker.clone(), sender.clone());
     let (wake, scheduled, control) = (io.wake.clone(), io.scheduled.clone(), io.control.clone());
