@@ -30,11 +30,11 @@ use crate::lanes::{EntryOrder, Lanes};
 
 /// The window the sender's rate is kept in: one second, plus a margin for
 /// the jitter between a send leaving here and arriving at Meta, so that
-/// Meta sees no second with more than the rate either (costs 3 % of
+/// Meta sees no second with more than the rate either (costs 4 % of
 /// throughput). A call that leaves late moves its own place in the window
 /// (`SenderState::departed`); the margin is for what happens after it
 /// left: the network, and a busy machine on either side.
-pub(crate) const RATE_WINDOW: Duration = Duration::from_millis(1_030);
+pub(crate) const RATE_WINDOW: Duration = Duration::from_millis(1_040);
 
 /// Sends are also spread out: at least this fraction of the average gap
 /// (window / rate) apart. A burst of a whole second's worth at once would
