@@ -277,6 +277,20 @@ impl TestGateway {
         (status, body)
     }
 
+    /// `GET path?query` as the client allowed every sender.
+    pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.api_url))
+            .query(query)
+            .bearer_auth(KEY_ALL)
+            .send()
+            .await
+            .expect("api answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// `GET /messages/{id}` as the client allowed every sender.
     pub async fn message(&self, id: &str) -> (u16, Value) {
         message_from(&self.http, &self.api_url, id).await

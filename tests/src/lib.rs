@@ -6,6 +6,7 @@
 mod backlog;
 mod gateway;
 mod rates;
+mod receiver;
 mod redis_cluster;
 mod redis_server;
 mod tcp_proxy;
@@ -17,6 +18,7 @@ pub use gateway::{
     message_from, phone_number_id,
 };
 pub use rates::{RateReport, rate_reports, send_counts};
+pub use receiver::SignedReceiver;
 pub use redis_cluster::RedisCluster;
 pub use redis_server::RedisServer;
 pub use tcp_proxy::TcpProxy;

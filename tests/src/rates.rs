@@ -11,6 +11,8 @@ pub struct RateReport {
     pub sends: usize,
     /// The most sends in any window [t, t + 1 s).
     pub max_in_one_second: usize,
+    /// Where the first such window starts, after the first send.
+    pub busiest_from: Duration,
     /// Sends per second between the first and the last send.
     pub achieved_per_second: f64,
 }
@@ -28,7 +30,7 @@ pub fn rate_reports(accepted: &[AcceptedMessage]) -> HashMap<String, RateReport>
         .into_iter()
         .map(|(pnid, mut at)| {
             at.sort();
-            let mut max = 0;
+            let (mut max, mut busiest_from) = (0, Duration::ZERO);
             let mut start = 0;
             for end in 0..at.len() {
                 while at[end].duration_since(at[start]).unwrap_or_default()
@@ -36,7 +38,10 @@ pub fn rate_reports(accepted: &[AcceptedMessage]) -> HashMap<String, RateReport>
                 {
                     start += 1;
                 }
-                max = max.max(end - start + 1);
+                if end - start + 1 > max {
+                    max = end - start + 1;
+                    busiest_from = at[start].duration_since(at[0]).unwrap_or_default();
+                }
             }
             let span = match (at.first(), at.last()) {
                 (Some(first), Some(last)) => last
@@ -55,6 +60,7 @@ pub fn rate_reports(accepted: &[AcceptedMessage]) -> HashMap<String, RateReport>
                 RateReport {
                     sends: at.len(),
                     max_in_one_second: max,
+                    busiest_from,
                     achieved_per_second: achieved,
                 },
             )

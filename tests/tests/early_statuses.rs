@@ -7,19 +7,12 @@
 //! `sent`) and the good messages would stop at `sent` too.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::routing::post;
-use gateway_notify::{SIGNATURE_HEADER, TIMESTAMP_HEADER, verify};
 use gateway_sandbox::{StatusConfig, UserConfig};
-use gateway_tests::{GatewayOptions, KEY_ALL, TestGateway, wait_until_every};
+use gateway_tests::{GatewayOptions, KEY_ALL, SignedReceiver, TestGateway, wait_until_every};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
 const MESSAGES: usize = 50;
 /// How long each answer follows the message's first status webhook.
@@ -117,45 +110,6 @@ fn meta_statuses(record: &Value) -> Vec<&str> {
         .collect()
 }
 
-/// A service's `callback_url`: keeps the bodies whose signature (with the
-/// sending client's key) holds, and counts the others.
-#[derive(Clone, Default)]
-struct Callbacks {
-    verified: Arc<Mutex<Vec<Value>>>,
-    forged: Arc<Mutex<usize>>,
-}
-
-impl Callbacks {
-    /// Serves on a free port; returns its URL.
-    async fn start(&self) -> String {
-        async fn take(State(callbacks): State<Callbacks>, headers: HeaderMap, body: Bytes) {
-            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-            let timestamp = header(TIMESTAMP_HEADER).and_then(|t| t.parse().ok());
-            let signed = match (timestamp, header(SIGNATURE_HEADER)) {
-                (Some(t), Some(s)) => verify(KEY_ALL.as_bytes(), t, &body, s),
-                _ => false,
-            };
-            match serde_json::from_slice::<Value>(&body) {
-                Ok(value) if signed => callbacks.verified.lock().expect("lock").push(value),
-                _ => *callbacks.forged.lock().expect("lock") += 1,
-            }
-        }
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}/events", listener.local_addr().expect("addr"));
-        let app = Router::new()
-            .route("/events", post(take))
-            .with_state(self.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        url
-    }
-
-    fn bodies(&self) -> Vec<Value> {
-        self.verified.lock().expect("lock").clone()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_reported_before_the_answer_fail_the_messages_into_the_dead_letters() {
     let gateway = gateway_with_early_statuses().await;
@@ -170,8 +124,8 @@ async fn failures_reported_before_the_answer_fail_the_messages_into_the_dead_let
             })
             .collect(),
     );
-    let callbacks = Callbacks::default();
-    let callback_url = callbacks.start().await;
+    let callbacks = SignedReceiver::default();
+    let callback_url = callbacks.start(KEY_ALL).await;
     let messages: Vec<Value> = users
         .iter()
         .map(|user| template_to(user, Some(&callback_url)))
@@ -193,17 +147,10 @@ async fn failures_reported_before_the_answer_fail_the_messages_into_the_dead_let
     );
 
     // In the dead letters, over the API and from the command line.
-    let dead: Value = gateway
-        .http
-        .get(format!("{}/dead-letters", gateway.api_url))
-        .query(&[("code", "131026"), ("limit", "1000")])
-        .bearer_auth(KEY_ALL)
-        .send()
-        .await
-        .expect("api answers")
-        .json()
-        .await
-        .expect("json");
+    let (code, dead) = gateway
+        .get("/dead-letters", &[("code", "131026"), ("limit", "1000")])
+        .await;
+    assert_eq!(code, 200, "{dead}");
     let dead_ids: HashSet<&str> = dead["dead_letters"]
         .as_array()
         .expect("dead letters")
@@ -241,7 +188,7 @@ async fn failures_reported_before_the_answer_fail_the_messages_into_the_dead_let
         assert_eq!(body["error"]["code"], 131026, "{body}");
         assert_eq!(body["wamid"], records[id]["wamid"], "{body}");
     }
-    assert_eq!(*callbacks.forged.lock().expect("lock"), 0);
+    assert_eq!(callbacks.forged(), 0);
     assert_nothing_given_up(&gateway);
 }
 

@@ -4,58 +4,15 @@
 //! comes back.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::routing::post;
-use gateway_notify::{SIGNATURE_HEADER, TIMESTAMP_HEADER, verify};
-use gateway_tests::{GatewayOptions, KEY_ALL, TestGateway, phone_number_id, wait_until};
+use gateway_tests::{
+    GatewayOptions, KEY_ALL, SignedReceiver, TestGateway, phone_number_id, wait_until,
+};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 const SUBSCRIBER_SECRET: &str = "crm-secret";
-
-/// A service receiving notifications; keeps the bodies whose signature holds.
-#[derive(Clone, Default)]
-struct Receiver {
-    verified: Arc<Mutex<Vec<Value>>>,
-    forged: Arc<Mutex<usize>>,
-}
-
-impl Receiver {
-    async fn serve(&self, listener: TcpListener, secret: &'static str) {
-        async fn take(
-            State((receiver, secret)): State<(Receiver, &'static str)>,
-            headers: HeaderMap,
-            body: Bytes,
-        ) {
-            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-            let timestamp = header(TIMESTAMP_HEADER).and_then(|t| t.parse().ok());
-            let signed = match (timestamp, header(SIGNATURE_HEADER)) {
-                (Some(t), Some(s)) => verify(secret.as_bytes(), t, &body, s),
-                _ => false,
-            };
-            match serde_json::from_slice::<Value>(&body) {
-                Ok(value) if signed => receiver.verified.lock().expect("lock").push(value),
-                _ => *receiver.forged.lock().expect("lock") += 1,
-            }
-        }
-        let app = Router::new()
-            .route("/events", post(take))
-            .with_state((self.clone(), secret));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-    }
-
-    fn bodies(&self) -> Vec<Value> {
-        self.verified.lock().expect("lock").clone()
-    }
-}
 
 /// A loopback port nothing listens on yet.
 fn free_port() -> u16 {
@@ -89,7 +46,7 @@ async fn a_subscriber_that_is_down_gets_every_event_once_it_is_back() {
         ..GatewayOptions::default()
     })
     .await;
-    let callbacks = Receiver::default();
+    let callbacks = SignedReceiver::default();
     let callback_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let callback_url = format!(
         "http://{}/events",
@@ -138,7 +95,7 @@ async fn a_subscriber_that_is_down_gets_every_event_once_it_is_back() {
     )
     .await;
 
-    let subscriber = Receiver::default();
+    let subscriber = SignedReceiver::default();
     let listener = TcpListener::bind(("127.0.0.1", subscriber_port))
         .await
         .expect("bind the subscriber's port");
@@ -172,7 +129,7 @@ async fn a_subscriber_that_is_down_gets_every_event_once_it_is_back() {
         .map(identity)
         .collect();
     assert_eq!(statuses.len(), 9, "{got:?}");
-    assert_eq!(*subscriber.forged.lock().expect("lock"), 0);
+    assert_eq!(subscriber.forged(), 0);
 
     // The callback URL heard about its own messages, with their metadata.
     let got = wait_until(
@@ -192,5 +149,5 @@ async fn a_subscriber_that_is_down_gets_every_event_once_it_is_back() {
             .expect("one of ours");
         assert_eq!(body["metadata"]["order"], index, "{body}");
     }
-    assert_eq!(*callbacks.forged.lock().expect("lock"), 0);
+    assert_eq!(callbacks.forged(), 0);
 }

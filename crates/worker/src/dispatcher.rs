@@ -23,7 +23,7 @@ use gateway_domain::rules::adaptive_rate::tier_capped;
 use gateway_queue::{Outcome, QueueError};
 use gateway_telemetry::SenderMetrics;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -145,9 +145,7 @@ pub(crate) async fn dispatch_sender(
 
         // Sends: first when the last ones really left, then as many as may
         // start now.
-        while let Ok((taken_at, left)) = departed.try_recv() {
-            state.departed(taken_at, left);
-        }
+        apply_departures(&mut departed, &mut state);
         let mut wake_at = None;
         if lease.covers(settings.longest_send) {
             let calls = Calls {
@@ -281,9 +279,7 @@ pub(crate) async fn dispatch_sender(
     .await;
     sends.abort_all();
     // The next owner counts from when the last sends really left.
-    while let Ok((taken_at, left)) = departed.try_recv() {
-        state.departed(taken_at, left);
-    }
+    apply_departures(&mut departed, &mut state);
     let now = Instant::now();
     state
         .recent_sends()
@@ -570,6 +566,13 @@ impl Calls<'_> {
                 Decision::Wait(at) => return at,
             }
         }
+    }
+}
+
+/// Moves the sends whose calls left late to when they left (see `Slot`).
+fn apply_departures(departed: &mut UnboundedReceiver<(Instant, Instant)>, state: &mut SenderState) {
+    while let Ok((taken_at, left)) = departed.try_recv() {
+        state.departed(taken_at, left);
     }
 }
 
