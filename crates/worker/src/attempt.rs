@@ -31,33 +31,64 @@ use crate::{Worker, unix_ms};
 pub(crate) struct Slot {
     pub taken_at: Instant,
     pub departures: UnboundedSender<(Instant, Instant)>,
+    /// The fastest recent answer from Meta (see [`Departure::answered`]).
+    pub fastest_answer: Duration,
 }
 
 impl Slot {
-    /// The call leaves now; what it returns reports that it left later
-    /// still (once its new connection is open).
-    fn leaving(self) -> impl Fn() + Send + Sync + 'static {
-        let recorded = Mutex::new(report_departure(&self.departures, self.taken_at));
-        move || {
-            let mut recorded = recorded.lock().unwrap_or_else(PoisonError::into_inner);
-            *recorded = report_departure(&self.departures, *recorded);
-        }
+    /// The call leaves at `now`.
+    fn leaving(self, now: Instant) -> Arc<Departure> {
+        let recorded = report_departure(&self.departures, self.taken_at, now);
+        Arc::new(Departure {
+            recorded: Mutex::new(recorded),
+            departures: self.departures,
+            fastest_answer: self.fastest_answer,
+        })
     }
 }
 
-/// Tells the dispatcher that the send recorded at `recorded` leaves now, if
-/// that is noticeably later; the time the window holds for it from now on.
+/// Where a call's send stands in the window, moved on as the call learns
+/// that it reached Meta later than thought.
+struct Departure {
+    recorded: Mutex<Instant>,
+    departures: UnboundedSender<(Instant, Instant)>,
+    fastest_answer: Duration,
+}
+
+impl Departure {
+    /// The call leaves only at `now` (its new connection is open).
+    fn left(&self, now: Instant) {
+        let mut recorded = self.recorded.lock().unwrap_or_else(PoisonError::into_inner);
+        *recorded = report_departure(&self.departures, *recorded, now);
+    }
+
+    /// Meta answered at `now`. Whatever the answer took beyond the fastest recent
+    /// one may have been spent before the request reached Meta (a busy
+    /// machine on either side, the network), so the send counts from that
+    /// much later: the sends after it then keep their distance from its
+    /// latest possible arrival, not from when it left.
+    fn answered(&self, now: Instant) {
+        let mut recorded = self.recorded.lock().unwrap_or_else(PoisonError::into_inner);
+        let took = now.saturating_duration_since(*recorded);
+        let held_up = took.saturating_sub(self.fastest_answer);
+        *recorded = report_departure(&self.departures, *recorded, *recorded + held_up);
+    }
+}
+
+/// Tells the dispatcher that the send recorded at `recorded` counts from
+/// `at`, if that is noticeably later; the time the window holds for it from
+/// now on.
 fn report_departure(
     departures: &UnboundedSender<(Instant, Instant)>,
     recorded: Instant,
+    at: Instant,
 ) -> Instant {
-    let now = Instant::now();
-    if now.saturating_duration_since(recorded) < Duration::from_millis(1) {
+    if at.saturating_duration_since(recorded) < Duration::from_millis(1) {
         return recorded;
     }
     // The dispatcher may be gone (the sender was let go): nothing to keep.
-    let _ = departures.send((recorded, now));
-    now
+    let _ = departures.send((recorded, at));
+    at
 }
 
 pub(crate) async fn attempt(
@@ -139,8 +170,12 @@ pub(crate) async fn attempt(
         };
     }
 
-    let connected = slot.leaving();
     let started = Instant::now();
+    let departure = slot.leaving(started);
+    let connected = {
+        let departure = departure.clone();
+        move || departure.left(Instant::now())
+    };
     let result =
         gateway_graph::on_connected(connected, worker.graph.send_message(endpoint, body)).await;
     incoming.progress.attempts += 1;
@@ -155,6 +190,9 @@ pub(crate) async fn attempt(
         Ok(_) | Err(GraphError::Meta { .. } | GraphError::Http { .. }) => Some(took),
         Err(_) => None,
     };
+    if answered_in.is_some() {
+        departure.answered(Instant::now());
+    }
 
     let error = match result {
         Ok(accepted) => {
@@ -435,5 +473,41 @@ pub(crate) async fn record(
                 pause = (pause * 2).min(Duration::from_secs(1));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_send_counts_from_its_latest_possible_arrival_at_meta() {
+        let (departures, mut reported) = tokio::sync::mpsc::unbounded_channel();
+        let taken_at = Instant::now();
+        let slot = Slot {
+            taken_at,
+            departures,
+            fastest_answer: 5 * MS,
+        };
+
+        // Left at once, answered as fast as ever: it stays where it was.
+        let departure = slot.leaving(taken_at);
+        departure.answered(taken_at + 5 * MS);
+        assert!(reported.try_recv().is_err());
+
+        // Its connection opened 20 ms later, and the answer took 45 ms more
+        // than the fastest: 40 ms of that may have come before Meta.
+        departure.left(taken_at + 20 * MS);
+        assert_eq!(
+            reported.try_recv().ok(),
+            Some((taken_at, taken_at + 20 * MS))
+        );
+        departure.answered(taken_at + 65 * MS);
+        assert_eq!(
+            reported.try_recv().ok(),
+            Some((taken_at + 20 * MS, taken_at + 60 * MS))
+        );
     }
 }

@@ -536,6 +536,7 @@ impl Calls<'_> {
                         Slot {
                             taken_at: now,
                             departures: self.departures.clone(),
+                            fastest_answer: state.fastest_answer(),
                         },
                     )
                     .instrument(span);

@@ -596,6 +596,11 @@ impl SenderState {
         self.window.delay(taken_at, left);
     }
 
+    /// The fastest of Meta's recent answers to this sender's calls.
+    pub fn fastest_answer(&self) -> Duration {
+        self.answer.fastest()
+    }
+
     /// The send times of the last window, for the next owner.
     pub fn recent_sends(&self) -> impl Iterator<Item = Instant> + '_ {
         self.window.recent()

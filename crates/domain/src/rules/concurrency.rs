@@ -9,13 +9,24 @@ use std::time::Duration;
 /// Calls in flight beyond rate × answer time, for jitter in both.
 const IN_FLIGHT_HEADROOM: f64 = 1.25;
 
+/// Answers the fastest answer is taken from: it is the fastest of the last
+/// `FASTEST_OVER` to `2 × FASTEST_OVER` answers, so that it follows a Meta
+/// that became slower within a few hundred calls.
+const FASTEST_OVER: u32 = 128;
+
 /// A recent estimate of Meta's answer time: quick to rise (a slow Meta
 /// starves the sender at once), slow to fall (one quick answer does not
-/// mean the rest will be).
+/// mean the rest will be). It also keeps the fastest recent answer: what
+/// any call takes at least (the network both ways and Meta's own work), so
+/// that the rest of a call's answer time is delay that may have come
+/// before the call reached Meta.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AnswerTime {
     seconds: f64,
     observed: bool,
+    fastest_before: Option<Duration>,
+    fastest_now: Option<Duration>,
+    answers_now: u32,
 }
 
 impl Default for AnswerTime {
@@ -25,6 +36,9 @@ impl Default for AnswerTime {
         Self {
             seconds: 0.05,
             observed: false,
+            fastest_before: None,
+            fastest_now: None,
+            answers_now: 0,
         }
     }
 }
@@ -32,6 +46,12 @@ impl Default for AnswerTime {
 impl AnswerTime {
     /// The first answer is taken as it is: there is nothing to weigh it against.
     pub fn observe(&mut self, took: Duration) {
+        self.fastest_now = Some(self.fastest_now.map_or(took, |fastest| fastest.min(took)));
+        self.answers_now += 1;
+        if self.answers_now >= FASTEST_OVER {
+            self.fastest_before = self.fastest_now.take();
+            self.answers_now = 0;
+        }
         let sample = took.as_secs_f64();
         if !self.observed {
             self.observed = true;
@@ -44,6 +64,15 @@ impl AnswerTime {
 
     pub fn get(&self) -> Duration {
         Duration::from_secs_f64(self.seconds.max(0.0))
+    }
+
+    /// The fastest of the recent answers (zero before any: then every call
+    /// may have been held up for as long as it took).
+    pub fn fastest(&self) -> Duration {
+        match (self.fastest_before, self.fastest_now) {
+            (Some(before), Some(now)) => before.min(now),
+            (one, other) => one.or(other).unwrap_or(Duration::ZERO),
+        }
     }
 }
 
@@ -93,6 +122,22 @@ mod tests {
         assert!(read_ahead(70, Duration::from_millis(1500), 1024) >= 134 + 35);
         assert_eq!(read_ahead(1000, Duration::from_millis(1500), 256), 256);
         assert_eq!(read_ahead(1, Duration::ZERO, 256), 16);
+    }
+
+    #[test]
+    fn the_fastest_answer_follows_a_meta_that_became_slower() {
+        let mut answer = AnswerTime::default();
+        assert_eq!(answer.fastest(), Duration::ZERO);
+        answer.observe(Duration::from_millis(30));
+        answer.observe(Duration::from_millis(5));
+        answer.observe(Duration::from_millis(80));
+        assert_eq!(answer.fastest(), Duration::from_millis(5));
+        for _ in 0..2 * FASTEST_OVER {
+            answer.observe(Duration::from_millis(400));
+        }
+        assert_eq!(answer.fastest(), Duration::from_millis(400));
+        answer.observe(Duration::from_millis(20));
+        assert_eq!(answer.fastest(), Duration::from_millis(20));
     }
 
     #[test]
