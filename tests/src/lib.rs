@@ -4,6 +4,7 @@
 //! one [`TestGateway`] with `send`, `message` and `wait_until`.
 
 mod backlog;
+mod clock;
 mod gateway;
 mod rates;
 mod receiver;
@@ -13,6 +14,7 @@ mod tcp_proxy;
 mod wait;
 
 pub use backlog::template_backlog;
+pub use clock::rfc3339_in;
 pub use gateway::{
     APP_SECRET, GatewayOptions, KEY_ALL, KEY_ONE, TestGateway, VERIFY_TOKEN, WorkerProcess,
     message_from, phone_number_id,

@@ -147,6 +147,10 @@ impl ClusterNode {
             "yes",
             "--cluster-config-file",
             &nodes_file,
+            // As the README asks: the other masters' slots stay served while
+            // one master is down.
+            "--cluster-require-full-coverage",
+            "no",
             "--appendonly",
             "yes",
             "--save",

@@ -4,10 +4,10 @@
 //! from the sender's current owner, so a handover leaves no stale series.
 
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use gateway_sandbox::Faults;
-use gateway_tests::{GatewayOptions, TestGateway, phone_number_id, wait_until};
+use gateway_tests::{GatewayOptions, TestGateway, phone_number_id, rfc3339_in, wait_until};
 use serde_json::{Value, json};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_gateway-under-test");
@@ -15,12 +15,6 @@ const BINARY: &str = env!("CARGO_BIN_EXE_gateway-under-test");
 fn template(from: &str, to: &str, name: &str) -> Value {
     json!({"from": from, "to": to, "type": "template",
         "template": {"name": name, "language": {"code": "en_US"}}})
-}
-
-fn rfc3339_in(delay: Duration) -> String {
-    let at = time::OffsetDateTime::from(SystemTime::now() + delay);
-    at.format(&time::format_description::well_known::Rfc3339)
-        .expect("RFC 3339")
 }
 
 async fn scrape(gateway: &TestGateway) -> String {

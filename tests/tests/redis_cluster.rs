@@ -4,7 +4,8 @@
 //! spread over the masters; every accepted message is sent. Then one master
 //! is stopped (SIGTERM) and started again on its port and directory (AOF)
 //! while sending goes on: `/send` may answer 503 meanwhile, but every
-//! message it answered 202 for ends `sent`.
+//! message it answered 202 for ends `sent`. And one master is kept down for
+//! longer than a lease lasts: the senders on the other masters go on.
 
 use std::collections::{BTreeSet, HashMap};
 use std::process::{Child, Command, Stdio};
@@ -12,8 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gateway_config::{Environment, Role, Settings};
+use gateway_queue::EnqueueOutcome;
 use gateway_sandbox::{Sandbox, SandboxConfig};
-use gateway_tests::{KEY_ALL, RedisCluster, message_from, phone_number_id, wait_until};
+use gateway_tests::{KEY_ALL, RedisCluster, message_from, phone_number_id, rfc3339_in, wait_until};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -200,6 +202,136 @@ async fn the_gateway_runs_on_a_cluster_and_loses_nothing_when_a_master_restarts(
         .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueue_the_cluster_driver_repeats_stores_one_message() {
+    let cluster = tokio::task::block_in_place(RedisCluster::start);
+    let queue = gateway_queue::connect(
+        &cluster.url(),
+        Duration::from_secs(1),
+        Duration::from_secs(1),
+        Duration::from_secs(3600),
+    )
+    .expect("connect");
+    let pnid = phone_number_id(0);
+    let message = |request| gateway_queue::NewMessage {
+        sender_name: "s0",
+        phone_number_id: &pnid,
+        client: "all",
+        recipient: "16505550001",
+        kind: "template",
+        graph_body: "{}",
+        fallback_body: None,
+        metadata: None,
+        idempotency: None,
+        lane: gateway_domain::Lane::Transactional,
+        send_after_ms: None,
+        expires_at_ms: None,
+        callback_url: None,
+        request,
+    };
+    let now_ms = 1_000;
+
+    // The driver sends the same request again after a dropped connection:
+    // the first id, and one message.
+    let first = queue
+        .enqueue(&message("request-1"), now_ms)
+        .await
+        .expect("stored");
+    let again = queue
+        .enqueue(&message("request-1"), now_ms)
+        .await
+        .expect("stored");
+    assert!(matches!(first, EnqueueOutcome::Queued(_)), "{first:?}");
+    assert_eq!(again, first);
+    assert_eq!(queue.depth(&pnid).await.expect("depth").length, 1);
+
+    // Another request with the same payload is another message.
+    let other = queue
+        .enqueue(&message("request-2"), now_ms)
+        .await
+        .expect("stored");
+    assert_ne!(other, first);
+    assert_eq!(queue.depth(&pnid).await.expect("depth").length, 2);
+
+    // Batches too.
+    let batch = [message("request-3"), message("request-4")];
+    let stored = queue.enqueue_batch(&batch, now_ms).await.expect("stored");
+    let repeated = queue.enqueue_batch(&batch, now_ms).await.expect("stored");
+    let ids = |results: Vec<Result<EnqueueOutcome, _>>| -> Vec<EnqueueOutcome> {
+        results.into_iter().map(|r| r.expect("stored")).collect()
+    };
+    assert_eq!(ids(repeated), ids(stored));
+    assert_eq!(queue.depth(&pnid).await.expect("depth").length, 4);
+}
+
+/// How long a lease lasts unless renewed (the default `worker.lease_ttl_ms`).
+const LEASE_TTL: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_master_kept_down_the_senders_on_the_others_go_on() {
+    let mut cluster = tokio::task::block_in_place(RedisCluster::start);
+    let gateway = ClusterGateway::start(&cluster.url()).await;
+    // The master that holds the workers' registry goes down: a worker that
+    // needed it (or any one master) to keep its leases would stop every sender.
+    let victim = cluster.owner_of(gateway_queue::keys::WORKERS);
+    let owners: Vec<usize> = (0..SENDERS)
+        .map(|i| cluster.owner_of(&gateway_queue::keys::queue(&phone_number_id(i))))
+        .collect();
+    let (down, up): (Vec<usize>, Vec<usize>) = (0..SENDERS).partition(|&i| owners[i] == victim);
+    assert!(
+        !down.is_empty() && !up.is_empty(),
+        "senders by master: {owners:?}"
+    );
+    eprintln!("master {victim} goes down, with senders {down:?}; {up:?} stay up");
+
+    // Every sender is owned and sends.
+    let mut first = Vec::new();
+    for sender in 0..SENDERS {
+        let (status, body) = gateway.send(sender, sender as u32).await;
+        assert_eq!(status, 202, "{body}");
+        first.push(body["id"].as_str().expect("id").to_owned());
+    }
+    gateway.wait_all_sent(&first, Duration::from_secs(30)).await;
+
+    // The victim's senders get messages due in a moment, which its master
+    // holds through the outage.
+    let mut held = Vec::new();
+    for &sender in &down {
+        for n in 0..3 {
+            let mut message = message(sender, 1_000 + 10 * sender as u32 + n);
+            message["send_after"] = rfc3339_in(Duration::from_secs(2)).into();
+            let (status, body) = gateway.post_send(&message).await;
+            assert_eq!(status, 202, "{body}");
+            held.push(body["id"].as_str().expect("id").to_owned());
+        }
+    }
+    tokio::task::block_in_place(|| cluster.stop(victim));
+    let stopped = tokio::time::Instant::now();
+
+    // For longer than a lease lasts unrenewed, the other senders' messages
+    // are accepted and sent, while the master stays down.
+    let mut during = Vec::new();
+    let mut recipient = 2_000;
+    while stopped.elapsed() < LEASE_TTL + Duration::from_secs(4) {
+        for &sender in &up {
+            recipient += 1;
+            let (status, body) = gateway.send(sender, recipient).await;
+            assert_eq!(status, 202, "sender s{sender}: {body}");
+            during.push(body["id"].as_str().expect("id").to_owned());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let late = during.split_off(during.len() - up.len());
+    gateway.wait_all_sent(&late, Duration::from_secs(10)).await;
+    gateway
+        .wait_all_sent(&during, Duration::from_secs(10))
+        .await;
+
+    // The master returns: its senders drain, nothing lost.
+    tokio::task::block_in_place(|| cluster.start_again(victim));
+    gateway.wait_all_sent(&held, Duration::from_secs(60)).await;
+}
+
 #[derive(Default)]
 struct SendLog {
     /// (sender, id) of every 202.
@@ -350,12 +482,16 @@ impl ClusterGateway {
 
     /// `POST /send`: [`message`] from sender `sender`.
     async fn send(&self, sender: usize, recipient: u32) -> (u16, Value) {
-        let message = message(sender, recipient);
+        self.post_send(&message(sender, recipient)).await
+    }
+
+    /// `POST /send` with `message`.
+    async fn post_send(&self, message: &Value) -> (u16, Value) {
         let Ok(response) = self
             .http
             .post(format!("{}/send", self.api_url))
             .bearer_auth(KEY_ALL)
-            .json(&message)
+            .json(message)
             .send()
             .await
         else {

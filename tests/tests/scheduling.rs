@@ -3,19 +3,11 @@
 
 use std::time::{Duration, SystemTime};
 
-use gateway_tests::{GatewayOptions, TestGateway, wait_until};
+use gateway_tests::{GatewayOptions, TestGateway, rfc3339_in, wait_until};
 use serde_json::{Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 fn template(to: &str) -> Value {
     json!({"from": "s0", "to": to, "type": "template", "template": {"name": "hello_world", "language": {"code": "en_US"}}})
-}
-
-fn rfc3339_in(offset: Duration) -> String {
-    (OffsetDateTime::now_utc() + offset)
-        .format(&Rfc3339)
-        .expect("format")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -153,6 +153,7 @@ fn new_message<'a>(
         send_after_ms: request.send_after_ms,
         expires_at_ms: request.expires_at_ms.map(|ms| ms.to_string()),
         callback_url: request.callback_url.as_deref(),
+        request: &prepared.request_id,
     }
 }
 

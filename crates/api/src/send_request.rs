@@ -57,6 +57,8 @@ pub(crate) struct PreparedMessage {
     pub fallback_body: Option<String>,
     /// Identifies the payload for idempotency (empty without a key).
     pub fingerprint: String,
+    /// Identifies this request (see `NewMessage::request`).
+    pub request_id: String,
 }
 
 impl SendRequest {
@@ -223,6 +225,7 @@ impl SendRequest {
             graph_body: body,
             fallback_body,
             fingerprint,
+            request_id: ulid::Ulid::new().to_string(),
         }
     }
 }

@@ -11,8 +11,9 @@
 //! | `gw:{pnid}:msg:<id>` | hash | a message's record: status, wamid, attempts, error, history; expires after `redis.record_ttl_seconds` |
 //! | `gw:{pnid}:wamid:<wamid>` | string | the message id a wamid belongs to, for status webhooks |
 //! | `gw:{pnid}:idem:<client>:<key>` | string | `<message id> <payload fingerprint>` for 24 h |
+//! | `gw:{pnid}:repeat:<request>` | string | on a cluster, the message id one enqueue request stored, so that the driver's resend of it stores nothing more; 10 minutes |
 //! | `gw:{pnid}:dlq` | stream | failed messages with reason, code and attempts, for replay |
-//! | `gw:{pnid}:lease` | string | the worker that drains this sender; valid while that worker's `gw:worker:<id>` lives |
+//! | `gw:{pnid}:lease` | string | the worker that drains this sender; valid while that worker's liveness key covering it lives |
 //! | `gw:{pnid}:parked:t`, `gw:{pnid}:parked:b` | sorted set | recipients with parked messages (transactional, bulk), by when the oldest may go (Unix ms); see the `parked` module |
 //! | `gw:{pnid}:parked:t:<recipient>` (`:b:`) | sorted set | that recipient's parked entry ids, oldest first |
 //! | `gw:{pnid}:sendlog` | string | the sends of the last second, left by a worker handing the sender over: `<Redis time ms>\|<ms ago>,<ms ago>,...`, read against Redis's clock, never a host's |
@@ -22,6 +23,7 @@
 //! | `gw:{pnid}:inbound:<wamid>` | string | an inbound message already handled, so Meta's duplicates are not forwarded twice; 7 days |
 //! | `gw:workers` | sorted set | live workers by last heartbeat (Unix ms); not per sender |
 //! | `gw:worker:<id>` | string | a worker is alive, and its leases valid, while this key exists; renewed with each heartbeat, never recreated |
+//! | `gw:worker:{<range tag>}:<id>` | string | the same on a Redis Cluster, one per range of 64 hash slots the worker holds senders in (see the `liveness` module) |
 //! | `gw:events` | stream | webhook bodies as Meta posted them, signature checked, read by the `workers` group; not per sender, since a body may speak for several |
 
 /// The consumer group every worker reads a sender's queue through.
@@ -29,6 +31,10 @@ pub const CONSUMER_GROUP: &str = "workers";
 
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_TTL_MS: u64 = 24 * 3600 * 1000;
+
+/// How long a request's repeat key is kept (a cluster resends within its
+/// request deadline, seconds).
+pub const REPEAT_TTL_MS: u64 = 10 * 60 * 1000;
 
 /// Dead letters kept per sender before the oldest are trimmed.
 pub const DEAD_LETTER_MAX_LEN: u64 = 100_000;
@@ -64,6 +70,11 @@ pub fn wamid(phone_number_id: &str, wamid: &str) -> String {
 
 pub fn idempotency(phone_number_id: &str, client: &str, key: &str) -> String {
     format!("gw:{{{phone_number_id}}}:idem:{client}:{key}")
+}
+
+/// One enqueue request's own key on a cluster (see `enqueue.lua`).
+pub fn repeat(phone_number_id: &str, request: &str) -> String {
+    format!("gw:{{{phone_number_id}}}:repeat:{request}")
 }
 
 pub fn dead_letters(phone_number_id: &str) -> String {
@@ -106,6 +117,12 @@ fn lane_letter(lane: gateway_domain::Lane) -> &'static str {
 /// A worker's liveness: its leases hold while this key exists.
 pub fn worker(worker_id: &str) -> String {
     format!("gw:worker:{worker_id}")
+}
+
+/// A worker's liveness in one range of a cluster's hash slots (`tag`
+/// hashes into the range).
+pub fn worker_in(worker_id: &str, tag: &str) -> String {
+    format!("gw:worker:{{{tag}}}:{worker_id}")
 }
 
 pub fn lease(phone_number_id: &str) -> String {

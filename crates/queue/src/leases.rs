@@ -1,15 +1,11 @@
-//! Sender ownership in Redis: the registry of live workers, each worker's
-//! liveness key, one lease per sender, the send log a worker leaves when it
-//! hands a sender over, and the paused flag. The decisions (who should own
-//! what, when to stop sending) live in the worker; this module only reads
-//! and writes keys.
+//! Sender ownership in Redis: one lease per sender, the send log a worker
+//! leaves when it hands a sender over, and the paused flag. The decisions
+//! (who should own what, when to stop sending) live in the worker; this
+//! module only reads and writes keys.
 //!
-//! A lease names its worker and lasts as long as that worker's liveness
-//! key (`gw:worker:<id>`, renewed with every heartbeat, `SET XX`, so never
-//! recreated once it lapsed). Renewing is one command per worker however
-//! many senders it holds; another worker takes a lease only once it is
-//! free or its holder's liveness key is gone, and a worker whose renewal
-//! fails holds nothing any more.
+//! A lease names its worker and lasts as long as that worker's liveness key
+//! covering it (see [`crate::liveness`]): another worker takes a lease only
+//! once it is free or that key is gone.
 
 use std::time::Duration;
 
@@ -24,60 +20,6 @@ pub struct RetryState {
 }
 
 impl Queue {
-    /// Records this worker as alive for `ttl_ms` more, forgets workers
-    /// silent for longer, and returns the live workers. `joining` is the
-    /// first heartbeat of this worker's life. `None` when this worker's
-    /// liveness had already lapsed: others may have taken its senders, and
-    /// it holds no lease any more.
-    pub async fn heartbeat(
-        &self,
-        worker: &str,
-        now_ms: i64,
-        ttl_ms: u64,
-        joining: bool,
-    ) -> Result<Option<Vec<String>>, QueueError> {
-        let cutoff = now_ms - i64::try_from(ttl_ms).unwrap_or(i64::MAX);
-        let (alive, live): (Option<String>, Vec<String>) = redis::pipe()
-            .cmd("SET")
-            .arg(keys::worker(worker))
-            .arg(now_ms)
-            .arg(if joining { "NX" } else { "XX" })
-            .arg("PX")
-            .arg(ttl_ms)
-            .cmd("ZADD")
-            .arg(keys::WORKERS)
-            .arg(now_ms)
-            .arg(worker)
-            .ignore()
-            .cmd("ZREMRANGEBYSCORE")
-            .arg(keys::WORKERS)
-            .arg("-inf")
-            .arg(format!("({cutoff}"))
-            .ignore()
-            .cmd("ZRANGE")
-            .arg(keys::WORKERS)
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(alive.map(|_| live))
-    }
-
-    /// Takes this worker out of the registry (a clean stop).
-    pub async fn leave(&self, worker: &str) -> Result<(), QueueError> {
-        redis::pipe()
-            .cmd("ZREM")
-            .arg(keys::WORKERS)
-            .arg(worker)
-            .ignore()
-            .cmd("DEL")
-            .arg(keys::worker(worker))
-            .ignore()
-            .query_async::<()>(&mut self.conn.clone())
-            .await?;
-        Ok(())
-    }
-
     /// Takes the sender's lease if nobody holds it, or its holder is gone
     /// (its liveness key expired). Returns whether it did, and the sends
     /// its previous owner left when it handed the sender over, as how long
@@ -88,6 +30,7 @@ impl Queue {
         worker: &str,
     ) -> Result<Option<Option<Vec<Duration>>>, QueueError> {
         let mut gone = String::new();
+        let range = self.liveness_range(phone_number_id);
         loop {
             // {1, log, Redis ms} when taken, {0, holder} when not.
             let reply: Vec<redis::Value> = scripts::ACQUIRE_LEASE
@@ -111,22 +54,13 @@ impl Queue {
             let Some(holder) = value else {
                 return Ok(None);
             };
-            if holder == gone || self.worker_alive(&holder).await? {
+            if holder == gone || self.is_alive(&holder, range).await? {
                 return Ok(None);
             }
             // The holder is gone for good: its name is never alive again,
             // so taking the lease from exactly it is safe.
             gone = holder;
         }
-    }
-
-    /// Whether `worker`'s liveness key exists.
-    pub async fn worker_alive(&self, worker: &str) -> Result<bool, QueueError> {
-        let exists: i64 = redis::cmd("EXISTS")
-            .arg(keys::worker(worker))
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(exists == 1)
     }
 
     /// Hands the sender over: leaves its recent sends (how long ago each

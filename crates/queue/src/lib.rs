@@ -16,6 +16,7 @@ mod entry;
 mod error;
 pub mod keys;
 mod leases;
+mod liveness;
 mod outcome;
 pub mod parked;
 mod record;
@@ -32,6 +33,7 @@ pub use consumer::{Claim, Consumer};
 pub use dead_letters::{DeadLetter, DeadLetterFilter};
 pub use error::QueueError;
 pub use leases::RetryState;
+pub use liveness::{LivenessRange, SLOTS_PER_RANGE};
 pub use outcome::{Outcome, Progress};
 pub use parked::{PARKED_CONSUMER, ParkedSummary, RoutedRead, UnparkLimits, Unparked};
 pub use record::MessageRecord;
@@ -70,6 +72,10 @@ pub struct NewMessage<'a> {
     pub expires_at_ms: Option<String>,
     /// Where the message's status events are POSTed.
     pub callback_url: Option<&'a str>,
+    /// This request's own id, unique to it: on a Redis Cluster the same
+    /// request stored again (the driver resends a command whose connection
+    /// dropped) answers the first id and stores nothing more.
+    pub request: &'a str,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -98,7 +104,7 @@ pub struct Queue {
 
 impl Queue {
     /// Stores one message in one round trip: a plain XADD, or a script
-    /// when an idempotency key or a `send_after` needs more.
+    /// when an idempotency key, a `send_after` or a cluster needs more.
     pub async fn enqueue(
         &self,
         message: &NewMessage<'_>,
@@ -176,7 +182,12 @@ impl Queue {
         now_ms: i64,
     ) -> Result<Option<redis::ScriptInvocation<'static>>, QueueError> {
         let due = m.send_after_ms.filter(|due| *due > now_ms);
-        if m.idempotency.is_none() && due.is_none() {
+        // A cluster connection resends a command whose connection dropped
+        // (it cannot know whether the command ran): a plain XADD would then
+        // queue the message twice. A scheduled message's script is a repeat
+        // by itself (same member, same record).
+        let guard_repeat = self.conn.is_cluster() && m.idempotency.is_none() && due.is_none();
+        if m.idempotency.is_none() && due.is_none() && !guard_repeat {
             return Ok(None);
         }
         let pnid = m.phone_number_id;
@@ -191,6 +202,8 @@ impl Queue {
             ));
         if let Some(idempotency) = m.idempotency {
             invocation.key(keys::idempotency(pnid, m.client, idempotency.key));
+        } else if guard_repeat {
+            invocation.key(keys::repeat(pnid, m.request));
         }
         let entry_fields: Vec<(&str, &str)> = entry::fields(m).collect();
         let (member, record_fields) = match (&scheduled_id, due) {
@@ -225,7 +238,11 @@ impl Queue {
             .arg(pnid)
             .arg(if m.lane == Lane::Bulk { "b" } else { "" })
             .arg(m.idempotency.map_or("", |i| i.fingerprint))
-            .arg(keys::IDEMPOTENCY_TTL_MS)
+            .arg(if guard_repeat {
+                keys::REPEAT_TTL_MS
+            } else {
+                keys::IDEMPOTENCY_TTL_MS
+            })
             .arg(scheduled_id.as_ref().map_or("", |id| id.as_str()))
             .arg(due.unwrap_or(0))
             .arg(record_ttl)

@@ -171,7 +171,10 @@ impl Queue {
         let owner: Option<String> = parse(next()?)?;
         let paused: Option<String> = parse(next()?)?;
         let owner_alive = match &owner {
-            Some(worker) => Some(self.worker_alive(worker).await?),
+            Some(worker) => Some(
+                self.is_alive(worker, self.liveness_range(phone_number_id))
+                    .await?,
+            ),
             None => None,
         };
         let [transactional, bulk] = depths;

@@ -1,18 +1,21 @@
 //! Which senders this worker drains. Every `worker.lease_renew_ms` the
-//! worker renews its liveness (one command, however many senders it holds:
-//! a lease lasts as long as its holder's liveness), reads the live workers,
+//! worker renews its liveness (one command per liveness key, however many
+//! senders it holds: a lease lasts as long as its holder's liveness; see
+//! `gateway_queue::LivenessRange`), registers in the list of live workers,
 //! and computes by rendezvous hashing which senders it should own; it hands
 //! over those another worker should now own, and takes those that are free,
 //! or whose holder is gone, and should be its own. A dead worker's liveness
 //! lapses, and the survivors take its senders, reclaiming its pending
 //! entries.
 //!
-//! A worker whose liveness lapsed (cut off from Redis for longer than
-//! `lease_ttl`) has already stopped sending (the local deadline of every
-//! lease passed first) and may have lost its senders to others: it lets
-//! them all go and comes back under a new name, since its old name must
-//! never be alive again (another worker may be taking its leases on the
-//! strength of its death).
+//! Each liveness key stands alone: on a Redis Cluster with a master down,
+//! only the senders whose keys that master holds stop (their leases run
+//! out); the rest go on. A key that lapsed (cut off from Redis for longer
+//! than `lease_ttl`) means the senders it covered were already stopped (the
+//! local deadline of every lease passed first) and may be another worker's
+//! now: the worker lets them go and comes back in that range under a new
+//! name, since the old one must never be alive there again (another worker
+//! may be taking its leases on the strength of its death).
 //!
 //! The per-sender gauges (paused, effective rate, queue depth and age) are
 //! exported by the owner only: set when it takes a sender, removed when it
@@ -24,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use gateway_config::SenderSettings;
 use gateway_domain::rules::assignment::owned_by;
+use gateway_queue::LivenessRange;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +40,8 @@ use crate::{Worker, unix_ms};
 const HANDOVER_TICK: std::time::Duration = std::time::Duration::from_millis(200);
 
 struct Owned {
+    /// The liveness key that keeps the lease.
+    range: LivenessRange,
     keeper: LeaseKeeper,
     stop: CancellationToken,
     task: JoinHandle<Vec<Duration>>,
@@ -43,19 +49,28 @@ struct Owned {
     releasing: bool,
 }
 
-/// This worker's name on leases and in the registry: its consumer name,
-/// with a suffix once its liveness has lapsed and it came back.
+/// This worker's names on leases: its consumer name, with a suffix in a
+/// range of the keyspace where its liveness lapsed and it came back.
 struct Identity {
-    name: String,
-    lapses: u32,
-    joined: bool,
+    consumer: String,
+    lapses: HashMap<LivenessRange, u32>,
+    /// The ranges whose liveness key this worker keeps, with when the last
+    /// renewal that succeeded was asked for. Never given up while it runs: a
+    /// key let go would lapse, and the name with it.
+    joined: HashMap<LivenessRange, Instant>,
 }
 
 impl Identity {
-    fn lapsed(&mut self, consumer: &str) {
-        self.lapses += 1;
-        self.name = format!("{consumer}.{}", self.lapses);
-        self.joined = false;
+    fn holder(&self, range: LivenessRange) -> String {
+        match self.lapses.get(&range) {
+            Some(lapses) => format!("{}.{lapses}", self.consumer),
+            None => self.consumer.clone(),
+        }
+    }
+
+    fn lapsed(&mut self, range: LivenessRange) {
+        *self.lapses.entry(range).or_default() += 1;
+        self.joined.remove(&range);
     }
 }
 
@@ -70,9 +85,9 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
     let all: Vec<String> = senders.keys().cloned().collect();
     let ttl_ms = u64::try_from(settings.lease_ttl.as_millis()).unwrap_or(u64::MAX);
     let mut identity = Identity {
-        name: worker.consumer.clone(),
-        lapses: 0,
-        joined: false,
+        consumer: worker.consumer.clone(),
+        lapses: HashMap::new(),
+        joined: HashMap::new(),
     };
     let mut owned: HashMap<String, Owned> = HashMap::new();
     // Dispatchers of senders this worker lost, still finishing their sends
@@ -102,45 +117,71 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
             last_renewal.is_none_or(|at| started.duration_since(at) >= settings.lease_renew);
         if renewal_due {
             last_renewal = Some(started);
-            match worker
-                .queue
-                .heartbeat(&identity.name, unix_ms(), ttl_ms, !identity.joined)
-                .await
-            {
-                Ok(Some(workers)) => {
-                    identity.joined = true;
-                    for state in owned.values() {
-                        state.keeper.renewed(started, settings.lease_ttl);
+            let queue = &worker.queue;
+            let renewals = identity.joined.keys().map(|&range| {
+                let holder = identity.holder(range);
+                async move {
+                    (
+                        range,
+                        queue.renew_liveness(&holder, range, ttl_ms, false).await,
+                    )
+                }
+            });
+            let (registered, renewals) = futures_util::future::join(
+                queue.register(&identity.consumer, unix_ms(), ttl_ms),
+                futures_util::future::join_all(renewals),
+            )
+            .await;
+            for (range, renewal) in renewals {
+                match renewal {
+                    Ok(true) => {
+                        identity.joined.insert(range, started);
+                        for state in owned.values().filter(|state| state.range == range) {
+                            state.keeper.renewed(started, settings.lease_ttl);
+                        }
                     }
+                    Ok(false) => {
+                        tracing::error!(worker = %identity.holder(range), ?range, "this worker's liveness lapsed; letting the senders it covered go");
+                        let lapsed: Vec<String> = owned
+                            .iter()
+                            .filter(|(_, state)| state.range == range)
+                            .map(|(pnid, _)| pnid.clone())
+                            .collect();
+                        for pnid in lapsed {
+                            if let Some(state) = owned.remove(&pnid) {
+                                lose(&worker, &gauges, &pnid, &state);
+                                stopping.insert(pnid, state.task);
+                            }
+                        }
+                        identity.lapsed(range);
+                    }
+                    Err(error) => {
+                        worker
+                            .metrics
+                            .redis_errors
+                            .with_label_values(&["heartbeat"])
+                            .inc();
+                        tracing::warn!(%error, ?range, "renewing this worker's liveness failed; the senders it covers stop when their leases run out");
+                    }
+                }
+            }
+            match registered {
+                Ok(workers) => {
                     if workers != live {
                         live = workers;
-                        desired = owned_by(&identity.name, &all, &live)
+                        desired = owned_by(&identity.consumer, &all, &live)
                             .into_iter()
                             .map(str::to_owned)
                             .collect();
                     }
                 }
-                Ok(None) => {
-                    tracing::error!(worker = %identity.name, "this worker's liveness lapsed; letting every sender go and rejoining");
-                    for (pnid, state) in owned.drain() {
-                        lose(&worker, &gauges, &pnid, &state);
-                        stopping.insert(pnid, state.task);
-                    }
-                    identity.lapsed(&worker.consumer);
-                    live.clear();
-                    desired.clear();
-                    settled = false;
-                    last_renewal = None;
-                    continue;
-                }
                 Err(error) => {
                     worker
                         .metrics
                         .redis_errors
-                        .with_label_values(&["heartbeat"])
+                        .with_label_values(&["register"])
                         .inc();
-                    tracing::warn!(%error, "heartbeat failed; sending stops when the leases run out");
-                    continue;
+                    tracing::warn!(%error, "registering this worker failed; the senders are shared out as before");
                 }
             }
         }
@@ -160,7 +201,8 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
         for pnid in finished {
             if let Some(state) = owned.remove(&pnid) {
                 if state.releasing {
-                    release(&worker, &gauges, &pnid, &identity.name, state).await;
+                    let holder = identity.holder(state.range);
+                    release(&worker, &gauges, &pnid, &holder, state).await;
                 } else {
                     // The dispatcher stopped by itself: the lease names
                     // another worker.
@@ -185,8 +227,16 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
             let Some(sender) = senders.get(pnid) else {
                 continue;
             };
-            let requested_at = Instant::now();
-            match worker.queue.acquire_lease(pnid, &identity.name).await {
+            let range = worker.queue.liveness_range(pnid);
+            let holder = identity.holder(range);
+            let alive_since = match identity.joined.get(&range) {
+                Some(&since) => since,
+                None => match join(&worker, &mut identity, range, ttl_ms).await {
+                    Some(since) => since,
+                    None => continue,
+                },
+            };
+            match worker.queue.acquire_lease(pnid, &holder).await {
                 Ok(Some(handed_over)) => {
                     tracing::info!(sender = %sender.name, "lease acquired; draining");
                     worker
@@ -195,13 +245,15 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
                         .with_label_values(&["acquired"])
                         .inc();
                     let (keeper, lease) = new_lease(settings.longest_send);
-                    keeper.renewed(requested_at, settings.lease_ttl);
+                    // The lease lasts as long as the liveness key: from its
+                    // last renewal on.
+                    keeper.renewed(alive_since, settings.lease_ttl);
                     let stop = shutdown.child_token();
                     let sender_gauges = gauges.take(sender);
                     let task = tokio::spawn(dispatch_sender(
                         worker.clone(),
                         sender.clone(),
-                        identity.name.clone(),
+                        holder,
                         lease,
                         handed_over,
                         sender_gauges,
@@ -210,6 +262,7 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
                     owned.insert(
                         pnid.to_owned(),
                         Owned {
+                            range,
                             keeper,
                             stop,
                             task,
@@ -238,10 +291,10 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
     }
     // All at once, and bounded: with Redis unreachable each release would
     // wait for its timeout, and the leases expire by themselves anyway.
-    let name = identity.name.clone();
     let releases = owned.drain().map(|(pnid, state)| {
-        let (worker, gauges, name) = (worker.clone(), gauges.clone(), name.clone());
-        async move { release(&worker, &gauges, &pnid, &name, state).await }
+        let (worker, gauges) = (worker.clone(), gauges.clone());
+        let holder = identity.holder(state.range);
+        async move { release(&worker, &gauges, &pnid, &holder, state).await }
     });
     let deadline = settings.shutdown_grace + settings.lease_ttl;
     let lost = futures_util::future::join_all(stopping.into_values());
@@ -257,9 +310,55 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
     gauges.release_all();
     crate::depth::forget(&worker);
     worker.metrics.senders_owned.set(0);
-    let left = tokio::time::timeout(settings.lease_ttl, worker.queue.leave(&identity.name)).await;
+    let liveness: Vec<(String, LivenessRange)> = identity
+        .joined
+        .keys()
+        .map(|&range| (identity.holder(range), range))
+        .collect();
+    let left = tokio::time::timeout(
+        settings.lease_ttl,
+        worker.queue.leave(&identity.consumer, &liveness),
+    )
+    .await;
     if let Ok(Err(error)) = left {
         tracing::warn!(%error, "could not leave the worker registry; it forgets this worker when its heartbeat lapses");
+    }
+}
+
+/// Creates this worker's liveness key in `range`, before it takes a lease
+/// there; when the key's life began (`None`: not now).
+async fn join(
+    worker: &Worker,
+    identity: &mut Identity,
+    range: LivenessRange,
+    ttl_ms: u64,
+) -> Option<Instant> {
+    let requested_at = Instant::now();
+    let holder = identity.holder(range);
+    match worker
+        .queue
+        .renew_liveness(&holder, range, ttl_ms, true)
+        .await
+    {
+        Ok(true) => {
+            identity.joined.insert(range, requested_at);
+            Some(requested_at)
+        }
+        Ok(false) => {
+            // The name is alive there already: it must have lapsed and
+            // come back; take a new one.
+            identity.lapsed(range);
+            None
+        }
+        Err(error) => {
+            worker
+                .metrics
+                .redis_errors
+                .with_label_values(&["heartbeat"])
+                .inc();
+            tracing::warn!(%error, ?range, "joining a liveness range failed");
+            None
+        }
     }
 }
 

@@ -1,10 +1,14 @@
 -- Stores one accepted message that needs more than a plain XADD: one with
--- an idempotency key (checked and set with it), or one held until its
--- send_after (a sorted-set member and a record instead of a stream entry).
+-- an idempotency key (checked and set with it), one held until its
+-- send_after (a sorted-set member and a record instead of a stream entry),
+-- or, on a Redis Cluster, one whose command the driver may send twice
+-- (after a dropped connection): its request's own key makes the repeat
+-- answer the first id instead of queueing the message again.
 -- KEYS[1] stream, KEYS[2] scheduled set, KEYS[3] record (used when scheduled),
--- KEYS[4] idempotency key (optional)
--- ARGV[1] phone_number_id   ARGV[2] lane prefix ('' or 'b')   ARGV[3] fingerprint
--- ARGV[4] idempotency ttl ms  ARGV[5] scheduled id ('' to queue now)  ARGV[6] due ms
+-- KEYS[4] idempotency or repeat key (optional)
+-- ARGV[1] phone_number_id   ARGV[2] lane prefix ('' or 'b')
+-- ARGV[3] payload fingerprint ('' for a repeat key)
+-- ARGV[4] that key's ttl ms  ARGV[5] scheduled id ('' to queue now)  ARGV[6] due ms
 -- ARGV[7] record ttl ms     ARGV[8] scheduled member JSON
 -- ARGV[9] number of record field/value arguments that follow (2n)
 -- ARGV[10 .. 9+2n] record fields; ARGV[10+2n ..] stream entry fields
@@ -15,6 +19,9 @@ if KEYS[4] then
   if seen then
     local space = string.find(seen, ' ', 1, true) or (#seen + 1)
     local first_id = string.sub(seen, 1, space - 1)
+    if ARGV[3] == '' then
+      return {'queued', first_id}
+    end
     if string.sub(seen, space + 1) == ARGV[3] then
       return {'duplicate', first_id}
     end
