@@ -250,7 +250,7 @@ fn notification(url: &str, n: usize) -> Notification {
 /// Entries read but not settled, across all consumers.
 async fn pending_count(conn: &ConnectionManager) -> u64 {
     let reply: Value = redis::cmd("XPENDING")
-        .arg(gateway_notify::outbox::OUTBOX_STREAM)
+        .arg(gateway_queue::keys::NOTIFY_OUTBOX)
         .arg(gateway_notify::outbox::CONSUMER_GROUP)
         .query_async(&mut conn.clone())
         .await

@@ -412,20 +412,6 @@ fn urls_lose_their_passwords_and_times_read_as_rfc3339() {
                 .expect("RFC 3339");
         assert_eq!(parsed, expected, "{ms}: {shown}");
     }
-
-    // The notification keys stats reads are the outbox's own.
-    assert_eq!(
-        gateway_queue::NOTIFY_OUTBOX,
-        gateway_notify::outbox::OUTBOX_STREAM
-    );
-    assert_eq!(
-        gateway_queue::NOTIFY_RETRY,
-        gateway_notify::outbox::RETRY_SET
-    );
-    assert_eq!(
-        gateway_queue::NOTIFY_DEAD,
-        gateway_notify::outbox::DEAD_STREAM
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,13 @@
 //! A record comes from the worker that holds the message: a stale owner's
 //! late record (its lease lost, the message finished by the next owner)
-//! changes nothing.
+//! changes nothing. Records and entries an older gateway wrote, under the
+//! field names of before, are still read.
 
 use std::time::Duration;
 
-use gateway_domain::Lane;
-use gateway_queue::{Claim, Delivery, Outcome, Progress, Queue};
+use gateway_domain::webhook::{MetaError, MetaStatus};
+use gateway_domain::{Lane, MessageId};
+use gateway_queue::{Claim, DeadLetterFilter, Delivery, Outcome, Progress, Queue, StatusChange};
 use gateway_tests::RedisServer;
 
 const PNID: &str = "1000000000";
@@ -114,4 +116,112 @@ async fn a_stale_owners_late_record_changes_nothing() {
         .await
         .expect("XLEN");
     assert_eq!(dead, 0, "no dead letter from the stale failure");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_and_entries_under_the_old_field_names_are_still_read() {
+    let redis = RedisServer::start();
+    let queue = queue(&redis).await;
+    let mut conn = queue.connection();
+
+    // A record as gateways wrote it before entries and records shared one
+    // vocabulary, sent and waiting for Meta's statuses.
+    let id = MessageId::new(PNID, Lane::Transactional, "1700000000000-0").expect("id");
+    let record = gateway_queue::keys::record(PNID, id.as_str());
+    let _: () = redis::cmd("HSET")
+        .arg(&record)
+        .arg(&[
+            ("status", "sent"),
+            ("wamid", "wamid.OLD"),
+            ("sender", "s0"),
+            ("client", "billing"),
+            ("to", "16505551234"),
+            ("kind", "template"),
+            ("body", "{}"),
+            ("metadata", r#"{"order":7}"#),
+            ("callback_url", "https://billing.internal/hook"),
+            ("attempts", "1"),
+            ("created_ms", "1700000000000"),
+            ("history", "[]"),
+        ])
+        .query_async(&mut conn)
+        .await
+        .expect("HSET");
+
+    let read = queue.message(&id).await.expect("read").expect("a record");
+    assert_eq!(
+        (
+            read.sender.as_str(),
+            read.client.as_str(),
+            read.recipient.as_str()
+        ),
+        ("s0", "billing", "16505551234")
+    );
+    assert_eq!(read.metadata.as_deref(), Some(r#"{"order":7}"#));
+
+    let view = queue
+        .status_view(PNID, "wamid.OLD", Some(id.as_str()), MetaStatus::Failed)
+        .await
+        .expect("read")
+        .expect("a view");
+    assert_eq!(view.client, "billing");
+    assert_eq!(view.recipient, "16505551234");
+    assert_eq!(
+        view.callback_url.as_deref(),
+        Some("https://billing.internal/hook")
+    );
+
+    // Meta reports it failed: the dead letter carries the message, ready
+    // for replay.
+    let error = MetaError {
+        code: 131026,
+        title: "not on WhatsApp".into(),
+    };
+    queue
+        .apply_status(
+            PNID,
+            &id,
+            StatusChange {
+                wamid: "wamid.OLD",
+                status: MetaStatus::Failed,
+                at_ms: 1_700_000_001_000,
+                now_ms: 1_700_000_001_000,
+                error: Some(&error),
+                reason: "permanent_error",
+            },
+        )
+        .await
+        .expect("applied");
+    let letters = queue
+        .dead_letters(PNID, &DeadLetterFilter::default(), 10)
+        .await
+        .expect("dead letters");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(
+        (letters[0].sender.as_str(), letters[0].recipient.as_str()),
+        ("s0", "16505551234")
+    );
+
+    // An entry queued again by an older gateway (`att`, `fbu`, `due`).
+    let _: String = redis::cmd("XADD")
+        .arg(gateway_queue::keys::queue(PNID))
+        .arg("*")
+        .arg(&[
+            ("id", id.as_str()),
+            ("snd", "s0"),
+            ("cli", "billing"),
+            ("rcpt", "16505551234"),
+            ("kind", "template"),
+            ("body", "{}"),
+            ("att", "2"),
+            ("fbu", "1"),
+            ("due", "1700000005000"),
+        ])
+        .query_async(&mut conn)
+        .await
+        .expect("XADD");
+    let delivery = read_by(&queue, "worker").await;
+    assert_eq!(delivery.prior.attempts, 2);
+    assert!(delivery.prior.fallback_used);
+    assert_eq!(delivery.due_ms(), 1_700_000_005_000);
 }

@@ -70,7 +70,7 @@ impl MessageStatus {
     }
 
     /// How far along a message is; status only ever moves to a higher rank.
-    fn rank(self) -> u8 {
+    pub fn rank(self) -> u8 {
         match self {
             Self::Queued | Self::Scheduled => 0,
             Self::Sending | Self::Retrying => 1,

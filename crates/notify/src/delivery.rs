@@ -51,8 +51,9 @@ use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::outbox::{Malformed, OUTBOX_STREAM, Outbox, Pending, RETRY_SET, pending_from_entry};
+use crate::outbox::{Malformed, Outbox, Pending, pending_from_entry};
 use crate::{NotifyMetrics, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
+use gateway_queue::keys::{NOTIFY_OUTBOX, NOTIFY_RETRY};
 
 /// Most retries moved per promotion, so one script call stays short; a
 /// full batch promotes again at once.
@@ -226,7 +227,7 @@ pub async fn run(deliveries: Deliveries, shutdown: CancellationToken) {
         policy,
         metrics,
     });
-    let watched = [OUTBOX_STREAM.to_owned(), RETRY_SET.to_owned()];
+    let watched = [NOTIFY_OUTBOX.to_owned(), NOTIFY_RETRY.to_owned()];
     let wake = Arc::new(Notify::new());
     let mut armed = false;
     // A wake-up may be a retry's ZADD: promote after the read that follows

@@ -3,13 +3,13 @@
 //!
 //! Keys (one hash tag, `{notify}`, so a script may touch them together on
 //! Redis Cluster):
-//! - [`OUTBOX_STREAM`]: notifications to deliver, read through the consumer
+//! - [`NOTIFY_OUTBOX`]: notifications to deliver, read through the consumer
 //!   group [`CONSUMER_GROUP`]. An entry stays in the group's pending list
 //!   while a worker holds it, so a crashed worker's entries are found again
 //!   (`XAUTOCLAIM`) and delivered by another: at least once.
-//! - [`RETRY_SET`]: failed deliveries waiting for their next attempt; score
+//! - [`NOTIFY_RETRY`]: failed deliveries waiting for their next attempt; score
 //!   = due Unix ms, member = the notification as JSON with its attempts.
-//! - [`DEAD_STREAM`]: deliveries given up on, with attempts and last error,
+//! - [`NOTIFY_DEAD`]: deliveries given up on, with attempts and last error,
 //!   trimmed to about [`DEAD_MAX_LEN`] entries.
 //!
 //! Entry fields: `url`, `signer` (the NAME of the secret to sign with, never
@@ -20,6 +20,7 @@
 
 use std::sync::LazyLock;
 
+use gateway_queue::keys::{NOTIFY_DEAD, NOTIFY_OUTBOX, NOTIFY_RETRY};
 use gateway_queue::{Claim, Consumer, RedisConnection};
 use redis::streams::{StreamId, StreamRangeReply};
 use redis::{Script, Value};
@@ -27,12 +28,6 @@ use serde::Serialize;
 
 use crate::{Notification, NotifyError};
 
-/// The stream of notifications waiting to be delivered (or in flight).
-pub const OUTBOX_STREAM: &str = "gw:{notify}:outbox";
-/// The sorted set of notifications waiting to be tried again.
-pub const RETRY_SET: &str = "gw:{notify}:retry";
-/// The stream of notifications given up on.
-pub const DEAD_STREAM: &str = "gw:{notify}:dead";
 /// The consumer group every delivery worker reads the outbox through.
 pub const CONSUMER_GROUP: &str = "notifiers";
 /// About how many dead letters are kept (`XADD MAXLEN ~`).
@@ -165,7 +160,7 @@ impl Outbox {
     /// caused the event).
     pub fn push_command(n: &Notification) -> redis::Cmd {
         let mut cmd = redis::cmd("XADD");
-        cmd.arg(OUTBOX_STREAM)
+        cmd.arg(NOTIFY_OUTBOX)
             .arg("*")
             .arg(field::URL)
             .arg(&n.url)
@@ -181,7 +176,7 @@ impl Outbox {
     /// Up to `count` dead letters, oldest first.
     pub async fn dead_letters(&self, count: usize) -> Result<Vec<DeadNotification>, NotifyError> {
         let reply: StreamRangeReply = redis::cmd("XRANGE")
-            .arg(DEAD_STREAM)
+            .arg(NOTIFY_DEAD)
             .arg("-")
             .arg("+")
             .arg("COUNT")
@@ -206,7 +201,7 @@ impl Outbox {
             }
             Replay::All => {
                 let last: StreamRangeReply = redis::cmd("XREVRANGE")
-                    .arg(DEAD_STREAM)
+                    .arg(NOTIFY_DEAD)
                     .arg("+")
                     .arg("-")
                     .arg("COUNT")
@@ -220,7 +215,7 @@ impl Outbox {
                 let mut replayed = 0;
                 loop {
                     let page: StreamRangeReply = redis::cmd("XRANGE")
-                        .arg(DEAD_STREAM)
+                        .arg(NOTIFY_DEAD)
                         .arg(&start)
                         .arg(&last)
                         .arg("COUNT")
@@ -245,11 +240,11 @@ impl Outbox {
     pub async fn depth(&self) -> Result<OutboxDepth, NotifyError> {
         let (queued, retrying, dead): (u64, u64, u64) = redis::pipe()
             .cmd("XLEN")
-            .arg(OUTBOX_STREAM)
+            .arg(NOTIFY_OUTBOX)
             .cmd("ZCARD")
-            .arg(RETRY_SET)
+            .arg(NOTIFY_RETRY)
             .cmd("XLEN")
-            .arg(DEAD_STREAM)
+            .arg(NOTIFY_DEAD)
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(OutboxDepth {
@@ -264,7 +259,7 @@ impl Outbox {
             return Ok(0);
         }
         let mut call = REPLAY.prepare_invoke();
-        call.key(DEAD_STREAM).key(OUTBOX_STREAM);
+        call.key(NOTIFY_DEAD).key(NOTIFY_OUTBOX);
         for id in ids {
             call.arg(id);
         }
@@ -278,7 +273,7 @@ impl Outbox {
     pub(crate) fn consumer(&self, name: &str, claim: Claim) -> Consumer {
         Consumer::new(
             self.conn.clone(),
-            OUTBOX_STREAM,
+            NOTIFY_OUTBOX,
             CONSUMER_GROUP,
             name,
             claim,
@@ -290,12 +285,12 @@ impl Outbox {
         redis::pipe()
             .atomic()
             .cmd("XACK")
-            .arg(OUTBOX_STREAM)
+            .arg(NOTIFY_OUTBOX)
             .arg(CONSUMER_GROUP)
             .arg(entry_id)
             .ignore()
             .cmd("XDEL")
-            .arg(OUTBOX_STREAM)
+            .arg(NOTIFY_OUTBOX)
             .arg(entry_id)
             .ignore()
             .query_async::<()>(&mut self.conn.clone())
@@ -323,8 +318,8 @@ impl Outbox {
         })
         .map_err(|e| NotifyError::Protocol(format!("retry member: {e}")))?;
         RETRY
-            .key(OUTBOX_STREAM)
-            .key(RETRY_SET)
+            .key(NOTIFY_OUTBOX)
+            .key(NOTIFY_RETRY)
             .arg(CONSUMER_GROUP)
             .arg(&pending.entry_id)
             .arg(due_ms)
@@ -343,8 +338,8 @@ impl Outbox {
         attempts: u32,
         last_error: &str,
     ) -> Result<(), NotifyError> {
-        DEAD.key(OUTBOX_STREAM)
-            .key(DEAD_STREAM)
+        DEAD.key(NOTIFY_OUTBOX)
+            .key(NOTIFY_DEAD)
             .arg(CONSUMER_GROUP)
             .arg(entry_id)
             .arg(DEAD_MAX_LEN)
@@ -370,8 +365,8 @@ impl Outbox {
         limit: usize,
     ) -> Result<Promoted, NotifyError> {
         let (moved, dropped, next_due, queued, retrying): (u64, u64, Value, u64, u64) = PROMOTE
-            .key(RETRY_SET)
-            .key(OUTBOX_STREAM)
+            .key(NOTIFY_RETRY)
+            .key(NOTIFY_OUTBOX)
             .arg(now_ms)
             .arg(limit)
             .invoke_async(&mut self.conn.clone())
@@ -389,7 +384,7 @@ impl Outbox {
 impl std::fmt::Debug for Outbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Outbox")
-            .field("stream", &OUTBOX_STREAM)
+            .field("stream", &NOTIFY_OUTBOX)
             .finish_non_exhaustive()
     }
 }
@@ -543,7 +538,7 @@ mod tests {
 
     #[test]
     fn keys_share_one_hash_tag() {
-        for key in [OUTBOX_STREAM, RETRY_SET, DEAD_STREAM] {
+        for key in [NOTIFY_OUTBOX, NOTIFY_RETRY, NOTIFY_DEAD] {
             assert!(key.contains("{notify}"), "{key}");
         }
     }

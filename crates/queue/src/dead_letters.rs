@@ -9,7 +9,7 @@ use gateway_domain::MessageId;
 use redis::Value;
 use serde::Serialize;
 
-use crate::{Queue, QueueError, entry, history_event, keys, scripts};
+use crate::{Queue, QueueError, fields, history_event, keys, scripts};
 
 /// One failed message, as listed for ops.
 #[derive(Debug, Clone, Serialize)]
@@ -189,25 +189,25 @@ impl DeadLetter {
     }
 
     fn from_entry(entry_id: String, map: HashMap<String, Value>) -> Option<Self> {
-        let fields: HashMap<String, String> = map
+        let values: HashMap<String, String> = map
             .into_iter()
             .filter_map(|(k, v)| match v {
                 Value::BulkString(bytes) => String::from_utf8(bytes).ok().map(|s| (k, s)),
                 _ => None,
             })
             .collect();
-        let get = |name: &str| fields.get(name).cloned();
+        let get = |name: &str| values.get(name).cloned();
         let id = get("id")?;
         MessageId::parse(&id)?;
-        let entry = entry::ALL
+        let entry = fields::MESSAGE
             .iter()
             .filter_map(|name| Some(((*name).to_owned(), get(name)?)))
             .collect();
         Some(Self {
             entry_id,
-            sender: get(entry::SENDER).unwrap_or_default(),
-            recipient: get(entry::RECIPIENT).unwrap_or_default(),
-            kind: get(entry::KIND).unwrap_or_default(),
+            sender: get(fields::SENDER).unwrap_or_default(),
+            recipient: get(fields::RECIPIENT).unwrap_or_default(),
+            kind: get(fields::KIND).unwrap_or_default(),
             code: get("code").and_then(|c| c.parse().ok()).unwrap_or(0),
             title: get("title").unwrap_or_default(),
             reason: get("reason").unwrap_or_default(),

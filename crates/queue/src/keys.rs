@@ -21,6 +21,7 @@
 //! | `gw:{pnid}:recipients` | sorted set | recipients messaged in the last two minutes, by last send (Redis time, ms), for the pair limit across owners |
 //! | `gw:{pnid}:window:<recipient>` | string | the recipient's last inbound message (Unix ms); expires when their 24-hour window closes |
 //! | `gw:{pnid}:inbound:<wamid>` | string | an inbound message already handled, so Meta's duplicates are not forwarded twice; 7 days |
+//! | `gw:{notify}:outbox`, `:retry`, `:dead` | stream, sorted set, stream | status events and inbound messages for the services: to deliver, to try again, given up on (see `gateway-notify`) |
 //! | `gw:workers` | sorted set | live workers by last heartbeat (Unix ms); not per sender |
 //! | `gw:worker:<id>` | string | a worker is alive, and its leases valid, while this key exists; renewed with each heartbeat, never recreated |
 //! | `gw:worker:{<range tag>}:<id>` | string | the same on a Redis Cluster, one per range of 64 hash slots the worker holds senders in (see the `liveness` module) |
@@ -154,6 +155,15 @@ pub const EVENTS: &str = "gw:events";
 
 /// Live workers; the one key not tied to a sender.
 pub const WORKERS: &str = "gw:workers";
+
+/// The notification outbox (`gateway-notify`): status events and inbound
+/// messages waiting to be delivered, or in flight. One hash tag for the
+/// three, so its scripts run on one cluster slot.
+pub const NOTIFY_OUTBOX: &str = "gw:{notify}:outbox";
+/// Notifications waiting to be tried again (score: when, Unix ms).
+pub const NOTIFY_RETRY: &str = "gw:{notify}:retry";
+/// Notifications given up on, with attempts and last error, for replay.
+pub const NOTIFY_DEAD: &str = "gw:{notify}:dead";
 
 #[cfg(test)]
 mod tests {

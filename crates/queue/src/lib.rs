@@ -12,8 +12,8 @@
 mod connection;
 pub mod consumer;
 mod dead_letters;
-mod entry;
 mod error;
+mod fields;
 pub mod keys;
 mod leases;
 mod liveness;
@@ -37,7 +37,7 @@ pub use liveness::{LivenessRange, SLOTS_PER_RANGE};
 pub use outcome::{Outcome, Progress};
 pub use parked::{PARKED_CONSUMER, ParkedSummary, RoutedRead, UnparkLimits, Unparked};
 pub use record::MessageRecord;
-pub use stats::{NOTIFY_DEAD, NOTIFY_OUTBOX, NOTIFY_RETRY, SenderStats, SharedStats, StreamDepth};
+pub use stats::{SenderStats, SharedStats, StreamDepth};
 pub use status_events::{Requeue, StatusChange, StatusResult, StatusView};
 pub use stream::{Delivery, QueueDepth};
 pub use watch::KeyWatcher;
@@ -113,7 +113,7 @@ impl Queue {
         let mut conn = self.conn.clone();
         match self.enqueue_invocation(message, now_ms)? {
             None => {
-                let entry_id: String = entry::xadd(message).query_async(&mut conn).await?;
+                let entry_id: String = fields::xadd(message).query_async(&mut conn).await?;
                 queued(message, &entry_id)
             }
             Some(invocation) => {
@@ -137,12 +137,14 @@ impl Queue {
         // restart), so the script is loaded first in the same round trip. On
         // a cluster the pipeline is split per slot and the SCRIPT LOAD leads
         // each part, so every master is loaded before its EVALSHAs.
-        pipe.cmd("SCRIPT").arg("LOAD").arg(scripts::ENQUEUE_SOURCE);
+        pipe.cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(scripts::ENQUEUE_SOURCE.as_str());
         let mut scripted = Vec::with_capacity(messages.len());
         for message in messages {
             match self.enqueue_invocation(message, now_ms)? {
                 None => {
-                    pipe.add_command(entry::xadd(message));
+                    pipe.add_command(fields::xadd(message));
                     scripted.push(false);
                 }
                 Some(invocation) => {
@@ -205,7 +207,7 @@ impl Queue {
         } else if guard_repeat {
             invocation.key(keys::repeat(pnid, m.request));
         }
-        let entry_fields: Vec<(&str, &str)> = entry::fields(m).collect();
+        let entry_fields: Vec<(&str, &str)> = fields::of_new(m).collect();
         let (member, record_fields) = match (&scheduled_id, due) {
             (Some(id), Some(due)) => {
                 let flat: Vec<&str> = entry_fields.iter().flat_map(|(k, v)| [*k, *v]).collect();
@@ -215,15 +217,15 @@ impl Queue {
                 let event = serde_json::json!({ "status": "scheduled", "at_ms": now_ms, "send_after_ms": due }).to_string();
                 let record = vec![
                     ("status", "scheduled".to_owned()),
-                    ("sender", m.sender_name.to_owned()),
-                    ("client", m.client.to_owned()),
-                    ("to", m.recipient.to_owned()),
-                    ("kind", m.kind.to_owned()),
+                    (fields::SENDER, m.sender_name.to_owned()),
+                    (fields::CLIENT, m.client.to_owned()),
+                    (fields::RECIPIENT, m.recipient.to_owned()),
+                    (fields::KIND, m.kind.to_owned()),
                     ("created_ms", now_ms.to_string()),
                     ("updated_ms", now_ms.to_string()),
-                    ("attempts", "0".to_owned()),
+                    (fields::ATTEMPTS, "0".to_owned()),
                     ("next_attempt_ms", due.to_string()),
-                    ("metadata", m.metadata.unwrap_or("").to_owned()),
+                    (fields::METADATA, m.metadata.unwrap_or("").to_owned()),
                     ("history", format!("[{event}]")),
                 ];
                 (member, record)

@@ -26,7 +26,7 @@ use redis::Value;
 use redis::streams::StreamId;
 
 use crate::consumer::stream_entries;
-use crate::{Queue, QueueError, entry, keys, scripts};
+use crate::{Queue, QueueError, fields, keys, scripts};
 
 /// The consumer that parked entries are pending for. No worker reads as it.
 pub const PARKED_CONSUMER: &str = "_parked";
@@ -132,7 +132,7 @@ impl Queue {
     ) -> Result<(Vec<StreamId>, ParkedSummary), QueueError> {
         let mut invocation = self.route_invocation(phone_number_id, lane, consumer, 0, "given");
         for entry in &entries {
-            let recipient: String = entry.get(entry::RECIPIENT).unwrap_or_default();
+            let recipient: String = entry.get(fields::RECIPIENT).unwrap_or_default();
             invocation.arg(&entry.id).arg(recipient);
         }
         let reply: Value = invocation.invoke_async(&mut self.conn.clone()).await?;
@@ -165,7 +165,7 @@ impl Queue {
             .arg(count)
             .arg(PARKED_CONSUMER)
             .arg(keys::parked_recipient(phone_number_id, lane, ""))
-            .arg(entry::RECIPIENT)
+            .arg(fields::RECIPIENT)
             .arg(mode);
         invocation
     }

@@ -58,7 +58,15 @@ impl MessageRecord {
         if fields.is_empty() {
             return Ok(None);
         }
-        let mut take = |name: &str| fields.remove(name).filter(|v| !v.is_empty());
+        // Under its name, or the one it had before (see `fields`).
+        let mut take = |name: &str| {
+            let value = fields.remove(name).filter(|v| !v.is_empty());
+            value.or_else(|| {
+                fields
+                    .remove(crate::fields::legacy_name(name)?)
+                    .filter(|v| !v.is_empty())
+            })
+        };
         let bad = |name: &str| QueueError::Protocol(format!("record {id} has a bad {name}"));
         let status = take("status")
             .and_then(|s| MessageStatus::parse(&s))
@@ -71,19 +79,19 @@ impl MessageRecord {
             status,
             created_ms: number(take("created_ms"), "created_ms")?,
             updated_ms: number(take("updated_ms"), "updated_ms")?,
-            attempts: u32::try_from(number(take("attempts"), "attempts")?)
+            attempts: u32::try_from(number(take(crate::fields::ATTEMPTS), "attempts")?)
                 .map_err(|_| bad("attempts"))?,
             error_code: take("error_code")
                 .map(|v| v.parse().map_err(|_| bad("error_code")))
                 .transpose()?,
-            sender: take("sender").unwrap_or_default(),
-            client: take("client").unwrap_or_default(),
-            recipient: take("to").unwrap_or_default(),
-            kind: take("kind").unwrap_or_default(),
+            sender: take(crate::fields::SENDER).unwrap_or_default(),
+            client: take(crate::fields::CLIENT).unwrap_or_default(),
+            recipient: take(crate::fields::RECIPIENT).unwrap_or_default(),
+            kind: take(crate::fields::KIND).unwrap_or_default(),
             wamid: take("wamid"),
             error_title: take("error_title"),
-            fallback_used: take("fallback_used").is_some_and(|v| v == "1"),
-            metadata: take("metadata"),
+            fallback_used: take(crate::fields::FALLBACK_USED).is_some_and(|v| v == "1"),
+            metadata: take(crate::fields::METADATA),
             history: take("history").unwrap_or_else(|| "[]".into()),
         }))
     }

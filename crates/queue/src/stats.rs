@@ -10,12 +10,6 @@ use redis::streams::StreamRangeReply;
 
 use crate::{Queue, QueueError, keys};
 
-/// The notification outbox's keys, as `gateway-notify` names them (the
-/// queue crate does not depend on it; a test checks they agree).
-pub const NOTIFY_OUTBOX: &str = "gw:{notify}:outbox";
-pub const NOTIFY_RETRY: &str = "gw:{notify}:retry";
-pub const NOTIFY_DEAD: &str = "gw:{notify}:dead";
-
 /// One of a sender's two streams.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StreamDepth {
@@ -210,11 +204,11 @@ impl Queue {
             .cmd("XLEN")
             .arg(keys::EVENTS)
             .cmd("XLEN")
-            .arg(NOTIFY_OUTBOX)
+            .arg(keys::NOTIFY_OUTBOX)
             .cmd("ZCARD")
-            .arg(NOTIFY_RETRY)
+            .arg(keys::NOTIFY_RETRY)
             .cmd("XLEN")
-            .arg(NOTIFY_DEAD)
+            .arg(keys::NOTIFY_DEAD)
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(SharedStats {

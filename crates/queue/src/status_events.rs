@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use gateway_domain::webhook::{MetaError, MetaStatus};
 use gateway_domain::{Lane, MessageId, MessageStatus};
 
-use crate::{Queue, QueueError, keys, scripts};
+use crate::{Queue, QueueError, fields, keys, scripts};
 
 /// What a message's record says, for deciding what a status event means.
 #[derive(Debug, Clone)]
@@ -77,18 +77,19 @@ pub struct Requeue<'a> {
     pub close_window: bool,
 }
 
+/// The record fields a status event needs (see `fields`).
 const VIEW_FIELDS: [&str; 11] = [
     "status",
     "wamid",
-    "client",
-    "to",
-    "callback_url",
-    "metadata",
-    "attempts",
-    "fallback_used",
-    "fb",
+    fields::CLIENT,
+    fields::RECIPIENT,
+    fields::CALLBACK,
+    fields::METADATA,
+    fields::ATTEMPTS,
+    fields::FALLBACK_USED,
+    fields::FALLBACK,
     "created_ms",
-    "due_ms",
+    fields::DUE,
 ];
 
 impl Queue {
@@ -117,48 +118,67 @@ impl Queue {
             }
         };
         let seen_field = format!("seen:{}:{wamid}", status.as_str());
+        // Each field under its name and the one it had before.
+        let legacy: Vec<&str> = VIEW_FIELDS
+            .iter()
+            .map(|name| fields::legacy_name(name).unwrap_or(name))
+            .collect();
         let values: Vec<Option<String>> = redis::cmd("HMGET")
             .arg(keys::record(phone_number_id, message_id.as_str()))
             .arg(&VIEW_FIELDS[..])
+            .arg(&legacy)
             .arg(&seen_field)
             .query_async(&mut self.conn.clone())
             .await?;
-        let mut fields: HashMap<&str, String> = VIEW_FIELDS
+        let (current, earlier) = values.split_at(values.len().min(VIEW_FIELDS.len()));
+        let mut view: HashMap<&str, String> = VIEW_FIELDS
             .iter()
-            .chain([&"seen"])
-            .zip(values)
-            .filter_map(|(name, value)| Some((*name, value.filter(|v| !v.is_empty())?)))
+            .enumerate()
+            .filter_map(|(index, name)| {
+                let value = [current.get(index), earlier.get(index)]
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .find(|v| !v.is_empty())?;
+                Some((*name, value.clone()))
+            })
             .collect();
+        if earlier
+            .get(VIEW_FIELDS.len())
+            .is_some_and(|seen| seen.as_deref().is_some_and(|s| !s.is_empty()))
+        {
+            view.insert("seen", String::new());
+        }
         let (Some(status), Some(wamid)) = (
-            fields.get("status").and_then(|s| MessageStatus::parse(s)),
-            fields.remove("wamid"),
+            view.get("status").and_then(|s| MessageStatus::parse(s)),
+            view.remove("wamid"),
         ) else {
             return Ok(None);
         };
-        let created_ms = fields
+        let created_ms = view
             .get("created_ms")
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| message_id.accepted_at_ms());
-        let due_ms = fields
-            .get("due_ms")
+        let due_ms = view
+            .get(fields::DUE)
             .and_then(|v| v.parse().ok())
             .unwrap_or(created_ms);
         Ok(Some(StatusView {
             status,
             wamid,
-            seen: fields.contains_key("seen"),
-            attempts: fields
-                .get("attempts")
+            seen: view.contains_key("seen"),
+            attempts: view
+                .get(fields::ATTEMPTS)
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1),
-            fallback_used: fields.get("fallback_used").is_some_and(|f| f == "1"),
-            has_fallback: fields.contains_key("fb"),
+            fallback_used: view.get(fields::FALLBACK_USED).is_some_and(|f| f == "1"),
+            has_fallback: view.contains_key(fields::FALLBACK),
             created_ms,
             due_ms,
-            client: fields.remove("client").unwrap_or_default(),
-            recipient: fields.remove("to").unwrap_or_default(),
-            callback_url: fields.remove("callback_url"),
-            metadata: fields.remove("metadata"),
+            client: view.remove(fields::CLIENT).unwrap_or_default(),
+            recipient: view.remove(fields::RECIPIENT).unwrap_or_default(),
+            callback_url: view.remove(fields::CALLBACK),
+            metadata: view.remove(fields::METADATA),
             message_id,
         }))
     }

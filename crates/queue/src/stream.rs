@@ -7,7 +7,7 @@ use gateway_domain::{Lane, MessageId};
 use redis::Value;
 use redis::streams::{StreamId, StreamRangeReply};
 
-use crate::{Queue, QueueError, entry, keys};
+use crate::{Queue, QueueError, fields, keys};
 
 /// One message handed to a worker: what it needs to call the Graph API and
 /// to record the outcome.
@@ -126,43 +126,47 @@ impl Delivery {
     /// gateway did not write.
     pub fn from_entry(phone_number_id: &str, lane: Lane, entry: StreamId) -> Result<Self, String> {
         let entry_id = entry.id;
-        let mut fields = entry.map;
-        // Each value is taken out of the reply, not copied.
+        let mut map = entry.map;
+        // Each value is taken out of the reply, not copied; under its
+        // name, or the one it had before (see `fields`).
         let mut text = |name: &str| -> Option<String> {
-            match fields.remove(name)? {
+            let value = map
+                .remove(name)
+                .or_else(|| map.remove(fields::legacy_name(name)?))?;
+            match value {
                 Value::BulkString(bytes) => String::from_utf8(bytes).ok(),
                 Value::SimpleString(s) => Some(s),
                 _ => None,
             }
         };
         let parsed = (|| {
-            let message_id = match text(entry::ID) {
+            let message_id = match text(fields::ID) {
                 Some(id) => MessageId::parse(&id)?,
                 None => MessageId::new(phone_number_id, lane, &entry_id)?,
             };
-            let body = text(entry::BODY)?;
+            let body = text(fields::BODY)?;
             // The body is a JSON object the api rendered; anything else was not written by us.
             body.ends_with('}').then_some(())?;
             Some(Self {
                 lane,
                 entry_id: entry_id.clone(),
                 message_id,
-                sender: text(entry::SENDER)?,
-                client: text(entry::CLIENT)?,
-                recipient: text(entry::RECIPIENT)?,
-                kind: text(entry::KIND)?,
+                sender: text(fields::SENDER)?,
+                client: text(fields::CLIENT)?,
+                recipient: text(fields::RECIPIENT)?,
+                kind: text(fields::KIND)?,
                 body,
-                fallback: text(entry::FALLBACK).filter(|b| b.ends_with('}')),
-                metadata: text(entry::METADATA),
-                expires_at_ms: text(entry::EXPIRES).and_then(|e| e.parse().ok()),
-                callback_url: text(entry::CALLBACK),
+                fallback: text(fields::FALLBACK).filter(|b| b.ends_with('}')),
+                metadata: text(fields::METADATA),
+                expires_at_ms: text(fields::EXPIRES).and_then(|e| e.parse().ok()),
+                callback_url: text(fields::CALLBACK),
                 prior: crate::Progress {
-                    attempts: text(entry::ATTEMPTS)
+                    attempts: text(fields::ATTEMPTS)
                         .and_then(|a| a.parse().ok())
                         .unwrap_or(0),
-                    fallback_used: text(entry::FALLBACK_USED).is_some_and(|f| f == "1"),
+                    fallback_used: text(fields::FALLBACK_USED).is_some_and(|f| f == "1"),
                 },
-                due_ms: text(entry::DUE).and_then(|d| d.parse().ok()),
+                due_ms: text(fields::DUE).and_then(|d| d.parse().ok()),
             })
         })();
         parsed.ok_or(entry_id)
@@ -202,15 +206,15 @@ impl Delivery {
     /// The entry's fields, to keep a copy (dead letters) that can be queued again.
     pub(crate) fn entry_fields(&self) -> Vec<(&'static str, String)> {
         [
-            Some((entry::SENDER, self.sender.clone())),
-            Some((entry::CLIENT, self.client.clone())),
-            Some((entry::RECIPIENT, self.recipient.clone())),
-            Some((entry::KIND, self.kind.clone())),
-            Some((entry::BODY, self.body.clone())),
-            self.fallback.clone().map(|f| (entry::FALLBACK, f)),
-            self.metadata.clone().map(|m| (entry::METADATA, m)),
-            self.expires_at_ms.map(|e| (entry::EXPIRES, e.to_string())),
-            self.callback_url.clone().map(|c| (entry::CALLBACK, c)),
+            Some((fields::SENDER, self.sender.clone())),
+            Some((fields::CLIENT, self.client.clone())),
+            Some((fields::RECIPIENT, self.recipient.clone())),
+            Some((fields::KIND, self.kind.clone())),
+            Some((fields::BODY, self.body.clone())),
+            self.fallback.clone().map(|f| (fields::FALLBACK, f)),
+            self.metadata.clone().map(|m| (fields::METADATA, m)),
+            self.expires_at_ms.map(|e| (fields::EXPIRES, e.to_string())),
+            self.callback_url.clone().map(|c| (fields::CALLBACK, c)),
         ]
         .into_iter()
         .flatten()
@@ -226,21 +230,21 @@ impl Delivery {
             Cow::Borrowed(value.as_deref().unwrap_or(""))
         }
         [
-            ("sender", Cow::Borrowed(self.sender.as_str())),
-            ("client", Cow::Borrowed(self.client.as_str())),
-            ("to", Cow::Borrowed(self.recipient.as_str())),
-            ("kind", Cow::Borrowed(self.kind.as_str())),
+            (fields::SENDER, Cow::Borrowed(self.sender.as_str())),
+            (fields::CLIENT, Cow::Borrowed(self.client.as_str())),
+            (fields::RECIPIENT, Cow::Borrowed(self.recipient.as_str())),
+            (fields::KIND, Cow::Borrowed(self.kind.as_str())),
             (
                 "created_ms",
                 Cow::Owned(self.message_id.accepted_at_ms().to_string()),
             ),
-            ("due_ms", Cow::Owned(self.due_ms().to_string())),
-            ("metadata", text(&self.metadata)),
-            ("callback_url", text(&self.callback_url)),
-            ("body", Cow::Borrowed(self.body.as_str())),
-            ("fb", text(&self.fallback)),
+            (fields::DUE, Cow::Owned(self.due_ms().to_string())),
+            (fields::METADATA, text(&self.metadata)),
+            (fields::CALLBACK, text(&self.callback_url)),
+            (fields::BODY, Cow::Borrowed(self.body.as_str())),
+            (fields::FALLBACK, text(&self.fallback)),
             (
-                "exp",
+                fields::EXPIRES,
                 Cow::Owned(
                     self.expires_at_ms
                         .map(|e| e.to_string())

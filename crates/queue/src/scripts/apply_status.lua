@@ -8,9 +8,6 @@
 -- ARGV[8] dead-letter max length  ARGV[9] message id
 -- Returns 'moved', 'recorded', 'duplicate', 'stale' (the event is for an
 -- earlier send of a message sent again) or 'unknown' (no such record).
--- RANK mirrors MessageStatus::rank in the domain crate (a test checks both agree).
-local RANK = {queued = 0, scheduled = 0, sending = 1, retrying = 1, sent = 2,
-  delivered = 3, read = 4, failed = 5, expired = 5, cancelled = 5}
 local wamid = redis.call('HGET', KEYS[1], 'wamid')
 if not wamid then
   return 'unknown'
@@ -42,21 +39,10 @@ end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'updated_ms', ARGV[4])
 if ARGV[2] == 'failed' then
   redis.call('HSET', KEYS[1], 'error_code', ARGV[5], 'error_title', ARGV[6])
-  -- The queue entry's fields (names as in the queue crate's entry module).
-  local f = redis.call('HMGET', KEYS[1], 'sender', 'client', 'to', 'kind', 'body', 'fb',
-    'metadata', 'exp', 'callback_url', 'attempts')
-  local entry = {'snd', f[1] or '', 'cli', f[2] or '', 'rcpt', f[3] or '', 'kind', f[4] or '',
-    'body', f[5] or ''}
-  local optional = {{'fb', f[6]}, {'meta', f[7]}, {'exp', f[8]}, {'cb', f[9]}}
-  for _, pair in ipairs(optional) do
-    if pair[2] and pair[2] ~= '' then
-      table.insert(entry, pair[1])
-      table.insert(entry, pair[2])
-    end
-  end
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', 'id', ARGV[9], 'code', ARGV[5],
-    'title', ARGV[6], 'reason', ARGV[7], 'attempts', f[10] or '1', 'failed_ms', ARGV[4],
-    unpack(entry))
+    'title', ARGV[6], 'reason', ARGV[7],
+    'attempts', redis.call('HGET', KEYS[1], 'attempts') or '1', 'failed_ms', ARGV[4],
+    unpack(message_fields(KEYS[1])))
 elseif ARGV[2] == 'delivered' or ARGV[2] == 'read' then
   -- Delivered: no resend can be needed any more, so the bodies can go.
   redis.call('HDEL', KEYS[1], 'body', 'fb')

@@ -12,8 +12,8 @@ for _, member in ipairs(due) do
     if message.lane == 'b' then
       stream = KEYS[3]
     end
-    -- Due from now (`due`): its age, for `max_age`, counts from its time.
-    redis.call('XADD', stream, '*', 'id', message.id, 'due', ARGV[1], unpack(message.fields))
+    -- Due from now (`due_ms`): its age, for `max_age`, counts from its time.
+    redis.call('XADD', stream, '*', 'id', message.id, 'due_ms', ARGV[1], unpack(message.fields))
   end
   redis.call('ZREM', KEYS[1], member)
 end

@@ -23,12 +23,7 @@ if ARGV[13] == 'failed' then
     'title', ARGV[5], 'reason', ARGV[12], 'attempts', ARGV[7], 'failed_ms', ARGV[6],
     unpack(ARGV, 16, entry_end))
 end
-local history = redis.call('HGET', KEYS[2], 'history')
-if history and #history > 2 then
-  history = string.sub(history, 1, -2) .. ',' .. ARGV[8] .. ']'
-else
-  history = '[' .. ARGV[9] .. ',' .. ARGV[8] .. ']'
-end
+local history = history_with(redis.call('HGET', KEYS[2], 'history'), ARGV[8], ARGV[9])
 redis.call('HSET', KEYS[2], 'status', ARGV[13], 'error_code', ARGV[4], 'error_title', ARGV[5],
   'updated_ms', ARGV[6], 'attempts', ARGV[7], 'fallback_used', ARGV[14], 'history', history,
   'next_attempt_ms', '', unpack(ARGV, entry_end + 1))

@@ -13,12 +13,7 @@
 if #redis.call('XPENDING', KEYS[2], ARGV[11], ARGV[12], ARGV[12], 1) == 0 then
   return 0
 end
-local history = redis.call('HGET', KEYS[1], 'history')
-if history and #history > 2 then
-  history = string.sub(history, 1, -2) .. ',' .. ARGV[9] .. ']'
-else
-  history = '[' .. ARGV[10] .. ',' .. ARGV[9] .. ']'
-end
+local history = history_with(redis.call('HGET', KEYS[1], 'history'), ARGV[9], ARGV[10])
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated_ms', ARGV[2], 'attempts', ARGV[3],
   'next_attempt_ms', ARGV[4], 'error_code', ARGV[5], 'error_title', ARGV[6],
   'fallback_used', ARGV[7], 'history', history, unpack(ARGV, 13))

@@ -22,14 +22,9 @@ local redis_ms = time[1] * 1000 + math.floor(time[2] / 1000)
 redis.call('ZADD', KEYS[4], redis_ms, ARGV[11])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', redis_ms - tonumber(ARGV[12]))
 local status, history = unpack(redis.call('HMGET', KEYS[2], 'status', 'history'))
-if history and #history > 2 then
-  history = string.sub(history, 1, -2) .. ',' .. ARGV[8] .. ']'
-else
-  history = '[' .. ARGV[9] .. ',' .. ARGV[8] .. ']'
-end
+history = history_with(history, ARGV[8], ARGV[9])
 -- A status webhook may have overtaken us (delivered/read): keep the later state.
-if not status or status == 'queued' or status == 'scheduled' or status == 'sending'
-    or status == 'retrying' then
+if (RANK[status] or 0) < RANK.sent then
   status = 'sent'
 end
 redis.call('HSET', KEYS[2], 'status', status, 'wamid', ARGV[4], 'updated_ms', ARGV[5],

@@ -4,19 +4,14 @@
 -- ARGV[1] dead-letter entry id  ARGV[2] message id  ARGV[3] now ms
 -- ARGV[4] history event JSON    ARGV[5] record ttl ms
 -- ARGV[6..] the queue entry's field/value pairs
--- The message is due again from now (`due`): its age, for `max_age`,
+-- The message is due again from now (`due_ms`): its age, for `max_age`,
 -- counts from the replay.
 if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then
   return 0
 end
-redis.call('XADD', KEYS[2], '*', 'id', ARGV[2], 'due', ARGV[3], unpack(ARGV, 6))
+redis.call('XADD', KEYS[2], '*', 'id', ARGV[2], 'due_ms', ARGV[3], unpack(ARGV, 6))
 redis.call('XDEL', KEYS[1], ARGV[1])
-local history = redis.call('HGET', KEYS[3], 'history') or '[]'
-if #history > 2 then
-  history = string.sub(history, 1, -2) .. ',' .. ARGV[4] .. ']'
-else
-  history = '[' .. ARGV[4] .. ']'
-end
+local history = history_with(redis.call('HGET', KEYS[3], 'history'), ARGV[4])
 redis.call('HSET', KEYS[3], 'status', 'queued', 'updated_ms', ARGV[3], 'attempts', '0',
   'error_code', '', 'error_title', '', 'next_attempt_ms', '', 'fallback_used', '0',
   'history', history)

@@ -8,8 +8,6 @@
 -- ARGV[9] send the fallback (0/1)  ARGV[10] close the window (0/1)
 -- Returns 'moved', 'recorded' (Meta already reported it delivered),
 -- 'duplicate', 'stale' or 'unknown', as apply_status.lua.
-local RANK = {queued = 0, scheduled = 0, sending = 1, retrying = 1, sent = 2,
-  delivered = 3, read = 4, failed = 5, expired = 5, cancelled = 5}
 local wamid = redis.call('HGET', KEYS[1], 'wamid')
 if not wamid then
   return 'unknown'
@@ -23,31 +21,21 @@ end
 if ARGV[10] == '1' then
   redis.call('DEL', KEYS[3])
 end
-local history = redis.call('HGET', KEYS[1], 'history')
-if history and #history > 2 then
-  history = string.sub(history, 1, -2) .. ',' .. ARGV[2] .. ']'
-else
-  history = '[' .. ARGV[2] .. ']'
-end
-redis.call('HSET', KEYS[1], 'history', history)
+redis.call('HSET', KEYS[1], 'history',
+  history_with(redis.call('HGET', KEYS[1], 'history'), ARGV[2]))
 if (RANK[redis.call('HGET', KEYS[1], 'status')] or 0) > RANK['sent'] then
   return 'recorded'
 end
-local f = redis.call('HMGET', KEYS[1], 'sender', 'client', 'to', 'kind', 'body', 'fb',
-  'metadata', 'exp', 'callback_url', 'attempts', 'fallback_used')
-local fallback = f[11] or '0'
+local progress = redis.call('HMGET', KEYS[1], 'attempts', 'fallback_used')
+local fallback = progress[2] or '0'
 if ARGV[9] == '1' then
   fallback = '1'
 end
-local fields = {'snd', f[1] or '', 'cli', f[2] or '', 'rcpt', f[3] or '', 'kind', f[4] or '',
-  'body', f[5] or '', 'att', f[10] or '1', 'fbu', fallback}
-local optional = {{'fb', f[6]}, {'meta', f[7]}, {'exp', f[8]}, {'cb', f[9]}}
-for _, pair in ipairs(optional) do
-  if pair[2] and pair[2] ~= '' then
-    table.insert(fields, pair[1])
-    table.insert(fields, pair[2])
-  end
-end
+local fields = message_fields(KEYS[1])
+table.insert(fields, 'attempts')
+table.insert(fields, progress[1] or '1')
+table.insert(fields, 'fallback_used')
+table.insert(fields, fallback)
 -- The promote_scheduled.lua member shape: it moves the message into its stream when due.
 redis.call('ZADD', KEYS[2], ARGV[6], cjson.encode({id = ARGV[7], lane = ARGV[8], fields = fields}))
 redis.call('HSET', KEYS[1], 'status', 'retrying', 'updated_ms', ARGV[3], 'next_attempt_ms',
