@@ -1,5 +1,6 @@
--- What every script starts with (after the RANK table, generated from the
--- domain's MessageStatus: a status only ever moves to a higher rank).
+-- What every script starts with, after the tables generated from the domain
+-- and the queue crate: RANK (a status only ever moves to a higher rank) and
+-- the message's field names (MESSAGE_FIELDS, REQUIRED_FIELDS, LEGACY_FIELDS).
 
 -- A record's history (a JSON array, as text; false or empty when there is
 -- none yet) with `event` (JSON) appended; `first`, if given, is the event a
