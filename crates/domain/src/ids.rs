@@ -26,11 +26,35 @@ pub enum Lane {
 }
 
 impl Lane {
-    fn prefix(self) -> &'static str {
+    /// The lanes a sender's messages wait in to be sent, in the order they
+    /// go (a scheduled message waits in the transactional one when due,
+    /// unless it is bulk).
+    pub const STREAMS: [Lane; 2] = [Lane::Transactional, Lane::Bulk];
+
+    /// Its place in [`Lane::STREAMS`] (scheduled: the transactional stream's).
+    pub fn stream_index(self) -> usize {
         match self {
-            Self::Transactional => "",
+            Self::Bulk => 1,
+            Self::Transactional | Self::Scheduled => 0,
+        }
+    }
+
+    /// Its one-letter code wherever it is stored (key names, scheduled
+    /// members): `t`, `b`, `s`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Transactional => "t",
             Self::Bulk => "b",
             Self::Scheduled => "s",
+        }
+    }
+
+    /// Its mark in message ids: the code, except that a transactional
+    /// message's id has none (the ids handed out so far are kept as they are).
+    pub fn id_prefix(self) -> &'static str {
+        match self {
+            Self::Transactional => "",
+            other => other.code(),
         }
     }
 }
@@ -41,7 +65,7 @@ impl MessageId {
     /// phone_number_id. `None` if either part is malformed.
     pub fn new(phone_number_id: &str, lane: Lane, sequence: &str) -> Option<Self> {
         (is_phone_number_id(phone_number_id) && is_sequence(sequence))
-            .then(|| Self(format!("{phone_number_id}-{}{sequence}", lane.prefix())))
+            .then(|| Self(format!("{phone_number_id}-{}{sequence}", lane.id_prefix())))
     }
 
     /// Parses an id from outside (a URL path, a Redis reply). `None` for
@@ -119,6 +143,22 @@ impl fmt::Display for MessageId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_lane_has_one_code_and_ids_keep_their_marks() {
+        let lanes = [Lane::Transactional, Lane::Bulk, Lane::Scheduled];
+        let codes: Vec<&str> = lanes.iter().map(|lane| lane.code()).collect();
+        assert_eq!(codes, ["t", "b", "s"]);
+        for lane in lanes {
+            let id = MessageId::new("1", lane, "2-3").expect("valid");
+            assert_eq!(id.lane(), lane);
+            assert_eq!(id.as_str(), format!("1-{}2-3", lane.id_prefix()));
+        }
+        for (index, lane) in Lane::STREAMS.into_iter().enumerate() {
+            assert_eq!(lane.stream_index(), index);
+        }
+        assert_eq!(Lane::Scheduled.stream_index(), 0);
+    }
 
     #[test]
     fn ids_name_their_sender_lane_and_entry() {

@@ -92,7 +92,7 @@ pub const RECENT_RECIPIENTS_MS: u64 = 120_000;
 
 /// The index of a sender's parked recipients for one priority.
 pub fn parked(phone_number_id: &str, lane: gateway_domain::Lane) -> String {
-    format!("gw:{{{phone_number_id}}}:parked:{}", lane_letter(lane))
+    format!("gw:{{{phone_number_id}}}:parked:{}", lane.code())
 }
 
 /// One recipient's parked entries (with an empty recipient: the prefix the
@@ -104,15 +104,8 @@ pub fn parked_recipient(
 ) -> String {
     format!(
         "gw:{{{phone_number_id}}}:parked:{}:{recipient}",
-        lane_letter(lane)
+        lane.code()
     )
-}
-
-fn lane_letter(lane: gateway_domain::Lane) -> &'static str {
-    match lane {
-        gateway_domain::Lane::Bulk => "b",
-        _ => "t",
-    }
 }
 
 /// A worker's liveness: its leases hold while this key exists.

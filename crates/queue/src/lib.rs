@@ -211,9 +211,9 @@ impl Queue {
         let (member, record_fields) = match (&scheduled_id, due) {
             (Some(id), Some(due)) => {
                 let flat: Vec<&str> = entry_fields.iter().flat_map(|(k, v)| [*k, *v]).collect();
-                let lane = if m.lane == Lane::Bulk { "b" } else { "t" };
-                let member = serde_json::json!({ "id": id.as_str(), "lane": lane, "fields": flat })
-                    .to_string();
+                let member =
+                    serde_json::json!({ "id": id.as_str(), "lane": m.lane.code(), "fields": flat })
+                        .to_string();
                 let event = serde_json::json!({ "status": "scheduled", "at_ms": now_ms, "send_after_ms": due }).to_string();
                 let record = vec![
                     ("status", "scheduled".to_owned()),
@@ -238,7 +238,7 @@ impl Queue {
             .saturating_add(u64::try_from(due.unwrap_or(now_ms) - now_ms).unwrap_or(0));
         invocation
             .arg(pnid)
-            .arg(if m.lane == Lane::Bulk { "b" } else { "" })
+            .arg(m.lane.id_prefix())
             .arg(m.idempotency.map_or("", |i| i.fingerprint))
             .arg(if guard_repeat {
                 keys::REPEAT_TTL_MS

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use gateway_domain::webhook::{MetaError, MetaStatus};
-use gateway_domain::{Lane, MessageId, MessageStatus};
+use gateway_domain::{MessageId, MessageStatus};
 
 use crate::{Queue, QueueError, fields, keys, scripts};
 
@@ -222,7 +222,7 @@ impl Queue {
         requeue: Requeue<'_>,
     ) -> Result<StatusResult, QueueError> {
         let id = &view.message_id;
-        let lane = if id.lane() == Lane::Bulk { "b" } else { "" };
+        let lane = id.lane().code();
         let result: String = scripts::REQUEUE_FAILED
             .key(keys::record(phone_number_id, id.as_str()))
             .key(keys::scheduled(phone_number_id))

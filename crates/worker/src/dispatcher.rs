@@ -211,7 +211,7 @@ pub(crate) async fn dispatch_sender(
                 Ok(completion) => {
                     match completion.next {
                         Next::Abandon => {
-                            plan.uncertain[lane_index(completion.message.delivery.lane)] = true;
+                            plan.uncertain[completion.message.delivery.lane.stream_index()] = true;
                         }
                         // Read the pause back at once (and whether it was
                         // recorded at all).
@@ -328,10 +328,10 @@ impl Plan {
     /// a step over to them.
     fn apply_to(&mut self, io: &mut SenderIo) {
         for lane in [Lane::Transactional, Lane::Bulk] {
-            if std::mem::take(&mut self.reread[lane_index(lane)]) {
+            if std::mem::take(&mut self.reread[lane.stream_index()]) {
                 io.consumer_mut(lane).woken();
             }
-            if std::mem::take(&mut self.uncertain[lane_index(lane)]) {
+            if std::mem::take(&mut self.uncertain[lane.stream_index()]) {
                 io.consumer_mut(lane).mark_uncertain();
             }
         }
@@ -415,7 +415,7 @@ fn next_step(
         });
         for (lane, read) in lanes.iter().zip(reads) {
             if read.is_none() {
-                plan.reread[lane_index(*lane)] = true;
+                plan.reread[lane.stream_index()] = true;
             }
         }
         return Some(Step::Arm {
@@ -644,13 +644,6 @@ async fn recent_recipients(
             tracing::warn!(sender = %sender.name, %error, "could not read recent recipients");
             Vec::new()
         }
-    }
-}
-
-fn lane_index(lane: Lane) -> usize {
-    match lane {
-        Lane::Bulk => 1,
-        _ => 0,
     }
 }
 

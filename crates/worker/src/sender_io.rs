@@ -128,11 +128,11 @@ impl SenderIo {
     }
 
     pub fn consumer(&self, lane: Lane) -> &Consumer {
-        &self.consumers[index(lane)]
+        &self.consumers[lane.stream_index()]
     }
 
     pub fn consumer_mut(&mut self, lane: Lane) -> &mut Consumer {
-        &mut self.consumers[index(lane)]
+        &mut self.consumers[lane.stream_index()]
     }
 
     /// Runs one step; on failure, the streams it touched are reconciled next.
@@ -141,7 +141,7 @@ impl SenderIo {
             Step::Claim { lane, .. } | Step::Read { lane, .. } | Step::Unpark { lane, .. } => {
                 vec![*lane]
             }
-            Step::Arm { .. } => LANES.to_vec(),
+            Step::Arm { .. } => Lane::STREAMS.to_vec(),
             Step::Park(requests) => requests.iter().map(|r| r.lane).collect(),
             _ => Vec::new(),
         };
@@ -270,7 +270,7 @@ impl SenderIo {
             Step::Arm { reads, held } => {
                 let keys = [keys::queue(&pnid), keys::bulk(&pnid)];
                 let mut commands = Vec::new();
-                for (lane, count) in LANES.into_iter().zip(reads) {
+                for (lane, count) in Lane::STREAMS.into_iter().zip(reads) {
                     let consumer = self.consumer_mut(lane);
                     consumer.ensure_group().await?;
                     commands.push(consumer.pending_command());
@@ -285,13 +285,14 @@ impl SenderIo {
                     .await?
                     .into_iter();
                 let mut messages = [Vec::new(), Vec::new()];
-                for ((lane, count), held) in LANES.into_iter().zip(reads).zip(held) {
+                for ((lane, count), held) in Lane::STREAMS.into_iter().zip(reads).zip(held) {
                     let pending = replies.next().unwrap_or(redis::Value::Nil);
                     self.consumer_mut(lane).check_pending(&pending, held);
                     let Some(count) = count else { continue };
                     let reply = replies.next().unwrap_or(redis::Value::Nil);
                     let entries = self.consumer_mut(lane).read_reply(reply, count)?;
-                    messages[index(lane)] = self.held_messages(lane, entries, false).await?;
+                    messages[lane.stream_index()] =
+                        self.held_messages(lane, entries, false).await?;
                 }
                 Ok(Done::Armed(messages))
             }
@@ -378,15 +379,6 @@ impl SenderIo {
                 }
             })
             .collect())
-    }
-}
-
-const LANES: [Lane; 2] = [Lane::Transactional, Lane::Bulk];
-
-fn index(lane: Lane) -> usize {
-    match lane {
-        Lane::Bulk => 1,
-        _ => 0,
     }
 }
 

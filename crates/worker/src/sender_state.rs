@@ -177,15 +177,6 @@ pub(crate) struct SenderState {
     tally: Tally,
 }
 
-fn index(lane: Lane) -> usize {
-    match lane {
-        Lane::Bulk => 1,
-        _ => 0,
-    }
-}
-
-const LANES: [Lane; 2] = [Lane::Transactional, Lane::Bulk];
-
 impl SenderState {
     /// `handed_over` = the previous owner's last sends; `recent` = the
     /// recipients it messaged lately and when.
@@ -251,8 +242,8 @@ impl SenderState {
         let not_before = message.not_before;
         let recipient = recipient.clone();
         self.held.insert(entry_id, lane);
-        self.held_count[index(lane)] += 1;
-        self.lanes[index(lane)].push(&recipient, message, not_before, order);
+        self.held_count[lane.stream_index()] += 1;
+        self.lanes[lane.stream_index()].push(&recipient, message, not_before, order);
     }
 
     /// A message to `recipient` may have gone out at `now` without this
@@ -283,9 +274,9 @@ impl SenderState {
             if self.in_flight >= self.in_flight_cap() {
                 return Decision::Wait(None);
             }
-            let Some(lane) = LANES
+            let Some(lane) = Lane::STREAMS
                 .into_iter()
-                .find(|lane| self.lanes[index(*lane)].has_ready(now))
+                .find(|lane| self.lanes[lane.stream_index()].has_ready(now))
             else {
                 return Decision::Wait(self.lanes.iter().filter_map(Lanes::next_wake).min());
             };
@@ -299,7 +290,7 @@ impl SenderState {
             if !permit {
                 return Decision::NeedPermit;
             }
-            let lanes = &mut self.lanes[index(lane)];
+            let lanes = &mut self.lanes[lane.stream_index()];
             let Some(recipient) = lanes.next_ready(now) else {
                 continue;
             };
@@ -333,7 +324,7 @@ impl SenderState {
             {
                 // Cannot happen right after the checks above; keep the order anyway.
                 let (not_before, order) = (message.not_before, message.order());
-                self.lanes[index(lane)].put_back(&recipient, message, not_before, order);
+                self.lanes[lane.stream_index()].put_back(&recipient, message, not_before, order);
                 return Decision::Wait(Some(now + Duration::from_millis(1)));
             }
             self.last_send = Some(now);
@@ -358,7 +349,7 @@ impl SenderState {
         let recipient = message.delivery.recipient.clone();
         match next {
             Next::Done | Next::Abandon => {
-                self.lanes[index(lane)].done(&recipient, now);
+                self.lanes[lane.stream_index()].done(&recipient, now);
                 self.forget(&message.delivery.entry_id);
             }
             Next::Retry {
@@ -378,7 +369,7 @@ impl SenderState {
                     self.sender_wait_until = Some(self.sender_wait_until.map_or(at, |u| u.max(at)));
                 }
                 let order = message.order();
-                self.lanes[index(lane)].put_back(&recipient, message, at, order);
+                self.lanes[lane.stream_index()].put_back(&recipient, message, at, order);
                 if at > now + self.limits.park_after && !sender_wait {
                     self.park_waiting(lane, &recipient, at);
                 }
@@ -390,7 +381,7 @@ impl SenderState {
                 self.probing = true;
                 self.sender_wait_until = Some(now + PAUSE_RECHECK);
                 let order = message.order();
-                self.lanes[index(lane)].put_back(&recipient, message, now, order);
+                self.lanes[lane.stream_index()].put_back(&recipient, message, now, order);
             }
         }
     }
@@ -398,7 +389,7 @@ impl SenderState {
     /// Takes the recipient's waiting messages out of memory, to be parked
     /// until `due`.
     fn park_waiting(&mut self, lane: Lane, recipient: &str, due: Instant) {
-        let taken = self.lanes[index(lane)].take_waiting(recipient);
+        let taken = self.lanes[lane.stream_index()].take_waiting(recipient);
         let ids: Vec<String> = taken.into_iter().map(|m| m.delivery.entry_id).collect();
         for id in &ids {
             self.forget(id);
@@ -440,7 +431,7 @@ impl SenderState {
 
     fn forget(&mut self, entry_id: &str) {
         if let Some(lane) = self.held.remove(entry_id) {
-            let count = &mut self.held_count[index(lane)];
+            let count = &mut self.held_count[lane.stream_index()];
             *count = count.saturating_sub(1);
         }
     }
@@ -462,7 +453,7 @@ impl SenderState {
     /// What a script reported parked for `lane`; `due` = its earliest due
     /// time on this process's clock.
     pub fn parked(&mut self, lane: Lane, summary: ParkedSummary, due: Option<Instant>) {
-        self.parked[index(lane)] = Parked {
+        self.parked[lane.stream_index()] = Parked {
             recipients: summary.recipients,
             next_due: due,
         };
@@ -470,12 +461,12 @@ impl SenderState {
 
     /// Whether reads of `lane` must route entries of parked recipients.
     pub fn routes_reads(&self, lane: Lane) -> bool {
-        self.parked[index(lane)].recipients > 0
+        self.parked[lane.stream_index()].recipients > 0
     }
 
     /// What to unpark of `lane` now, if anything is due and there is room.
     pub fn unpark_due(&self, lane: Lane, now: Instant, now_ms: i64) -> Option<UnparkLimits> {
-        let due = self.parked[index(lane)].next_due?;
+        let due = self.parked[lane.stream_index()].next_due?;
         if due > now + self.limits.park_after {
             return None;
         }
@@ -504,7 +495,7 @@ impl SenderState {
             self.answer.get(),
             self.limits.read_ahead_most,
         );
-        most.saturating_sub(self.held_count[index(lane)])
+        most.saturating_sub(self.held_count[lane.stream_index()])
     }
 
     /// Entries to read at once: a batch, or what there is room for.
@@ -519,19 +510,19 @@ impl SenderState {
         let room = self.room(lane);
         room > 0
             && (room >= self.limits.batch_size.max(1).div_ceil(2)
-                || self.held_count[index(lane)] == 0)
+                || self.held_count[lane.stream_index()] == 0)
     }
 
     /// How many messages of `lane` are held (read and not finished).
     pub fn held_in(&self, lane: Lane) -> usize {
-        self.held_count[index(lane)]
+        self.held_count[lane.stream_index()]
     }
 
     /// The entry ids held of `lane` (for a reconciliation).
     pub fn held_ids(&self, lane: Lane) -> std::collections::HashSet<String> {
         self.held
             .iter()
-            .filter(|(_, l)| index(**l) == index(lane))
+            .filter(|(_, l)| l.stream_index() == lane.stream_index())
             .map(|(id, _)| id.clone())
             .collect()
     }

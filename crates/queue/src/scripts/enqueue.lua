@@ -6,7 +6,7 @@
 -- answer the first id instead of queueing the message again.
 -- KEYS[1] stream, KEYS[2] scheduled set, KEYS[3] record (used when scheduled),
 -- KEYS[4] idempotency or repeat key (optional)
--- ARGV[1] phone_number_id   ARGV[2] lane prefix ('' or 'b')
+-- ARGV[1] phone_number_id   ARGV[2] the lane's mark in message ids ('' or 'b')
 -- ARGV[3] payload fingerprint ('' for a repeat key)
 -- ARGV[4] that key's ttl ms  ARGV[5] scheduled id ('' to queue now)  ARGV[6] due ms
 -- ARGV[7] record ttl ms     ARGV[8] scheduled member JSON

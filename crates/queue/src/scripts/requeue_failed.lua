@@ -4,7 +4,7 @@
 -- (failed, wamid) counts once.
 -- KEYS[1] record, KEYS[2] scheduled set, KEYS[3] the recipient's window
 -- ARGV[1] wamid  ARGV[2] history event JSON  ARGV[3] now ms  ARGV[4] error code
--- ARGV[5] error title  ARGV[6] due ms  ARGV[7] message id  ARGV[8] lane ('' or 'b')
+-- ARGV[5] error title  ARGV[6] due ms  ARGV[7] message id  ARGV[8] lane code ('t' or 'b')
 -- ARGV[9] send the fallback (0/1)  ARGV[10] close the window (0/1)
 -- Returns 'moved', 'recorded' (Meta already reported it delivered),
 -- 'duplicate', 'stale' or 'unknown', as apply_status.lua.
