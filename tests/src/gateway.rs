@@ -279,16 +279,7 @@ impl TestGateway {
 
     /// `GET path?query` as the client allowed every sender.
     pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> (u16, Value) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.api_url))
-            .query(query)
-            .bearer_auth(KEY_ALL)
-            .send()
-            .await
-            .expect("api answers");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        get_from(&self.http, &self.api_url, path, query).await
     }
 
     /// `GET /messages/{id}` as the client allowed every sender.
@@ -471,8 +462,20 @@ impl Drop for WorkerProcess {
 /// `GET {api_url}/messages/{id}` as the client allowed every sender: the
 /// status and the body (`null` when it is not JSON).
 pub async fn message_from(http: &reqwest::Client, api_url: &str, id: &str) -> (u16, Value) {
+    get_from(http, api_url, &format!("/messages/{id}"), &[]).await
+}
+
+/// `GET {api_url}{path}?query` as the client allowed every sender: the
+/// status and the body (`null` when it is not JSON).
+async fn get_from(
+    http: &reqwest::Client,
+    api_url: &str,
+    path: &str,
+    query: &[(&str, &str)],
+) -> (u16, Value) {
     let response = http
-        .get(format!("{api_url}/messages/{id}"))
+        .get(format!("{api_url}{path}"))
+        .query(query)
         .bearer_auth(KEY_ALL)
         .send()
         .await

@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::redis_server::spawn_answering;
+use crate::redis_server::{queue_at, spawn_answering};
 
 pub struct RedisCluster {
     nodes: Vec<ClusterNode>,
@@ -80,6 +80,11 @@ impl RedisCluster {
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
         format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    /// The queue on this cluster, as a test reads and writes it directly.
+    pub fn queue(&self) -> gateway_queue::Queue {
+        queue_at(&self.url())
     }
 
     pub fn ports(&self) -> Vec<u16> {

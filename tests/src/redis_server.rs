@@ -45,6 +45,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The queue on this server, as a test reads and writes it directly.
+    pub fn queue(&self) -> gateway_queue::Queue {
+        queue_at(&self.url())
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -146,6 +151,17 @@ fn ping(port: u16) -> bool {
 }
 
 /// Sends `signal` (`-STOP`, `-CONT`) to a child process started here.
+/// The queue at `url`: answers within 2 s, records kept an hour.
+pub(crate) fn queue_at(url: &str) -> gateway_queue::Queue {
+    gateway_queue::connect(
+        url,
+        Duration::from_secs(1),
+        Duration::from_secs(2),
+        Duration::from_secs(3_600),
+    )
+    .expect("a valid Redis URL")
+}
+
 pub(crate) fn signal(child: Option<&Child>, signal: &str) {
     if let Some(child) = child {
         let _ = Command::new("kill")

@@ -3,24 +3,12 @@
 //! changes nothing. Records and entries an older gateway wrote, under the
 //! field names of before, are still read.
 
-use std::time::Duration;
-
 use gateway_domain::webhook::{MetaError, MetaStatus};
 use gateway_domain::{Lane, MessageId};
 use gateway_queue::{Claim, DeadLetterFilter, Delivery, Outcome, Progress, Queue, StatusChange};
 use gateway_tests::RedisServer;
 
 const PNID: &str = "1000000000";
-
-async fn queue(redis: &RedisServer) -> Queue {
-    gateway_queue::connect(
-        &redis.url(),
-        Duration::from_secs(1),
-        Duration::from_secs(2),
-        Duration::from_secs(3_600),
-    )
-    .expect("queue")
-}
 
 /// The message as `consumer` reads it: new, or taken over from the
 /// consumer that read it before.
@@ -43,7 +31,7 @@ async fn read_by(queue: &Queue, consumer: &str) -> Delivery {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_owners_late_record_changes_nothing() {
     let redis = RedisServer::start();
-    let queue = queue(&redis).await;
+    let queue = redis.queue();
     let mut conn = queue.connection();
     let stream = gateway_queue::keys::queue(PNID);
     let _: String = redis::cmd("XADD")
@@ -121,7 +109,7 @@ async fn a_stale_owners_late_record_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_and_entries_under_the_old_field_names_are_still_read() {
     let redis = RedisServer::start();
-    let queue = queue(&redis).await;
+    let queue = redis.queue();
     let mut conn = queue.connection();
 
     // A record as gateways wrote it before entries and records shared one

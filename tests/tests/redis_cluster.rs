@@ -73,13 +73,7 @@ async fn the_gateway_runs_on_a_cluster_and_loses_nothing_when_a_master_restarts(
 
     // Reads across senders (one pipeline split by slot) and the shared keys,
     // from this process.
-    let queue = gateway_queue::connect(
-        &cluster.url(),
-        Duration::from_secs(1),
-        Duration::from_secs(1),
-        Duration::from_secs(3600),
-    )
-    .expect("connect");
+    let queue = cluster.queue();
     let pnids: Vec<String> = (0..SENDERS).map(phone_number_id).collect();
     let pnid_refs: Vec<&str> = pnids.iter().map(String::as_str).collect();
     let states = queue
@@ -205,13 +199,7 @@ async fn the_gateway_runs_on_a_cluster_and_loses_nothing_when_a_master_restarts(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_enqueue_the_cluster_driver_repeats_stores_one_message() {
     let cluster = tokio::task::block_in_place(RedisCluster::start);
-    let queue = gateway_queue::connect(
-        &cluster.url(),
-        Duration::from_secs(1),
-        Duration::from_secs(1),
-        Duration::from_secs(3600),
-    )
-    .expect("connect");
+    let queue = cluster.queue();
     let pnid = phone_number_id(0);
     let message = |request| gateway_queue::NewMessage {
         sender_name: "s0",

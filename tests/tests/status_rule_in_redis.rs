@@ -1,8 +1,6 @@
 //! The status script in Redis follows the domain's rule: a status from
 //! Meta moves a message only to a later status, whatever it was before.
 
-use std::time::Duration;
-
 use gateway_domain::webhook::MetaStatus;
 use gateway_domain::{MessageId, MessageStatus};
 use gateway_queue::{StatusChange, StatusResult};
@@ -11,13 +9,7 @@ use gateway_tests::RedisServer;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_script_moves_status_exactly_when_the_domain_rule_says_so() {
     let redis = RedisServer::start();
-    let queue = gateway_queue::connect(
-        &redis.url(),
-        Duration::from_secs(1),
-        Duration::from_secs(2),
-        Duration::from_secs(3600),
-    )
-    .expect("queue");
+    let queue = redis.queue();
     let mut conn = queue.connection();
     let pnid = "1000000000";
     let meta = [

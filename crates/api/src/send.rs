@@ -26,13 +26,7 @@ pub(crate) async fn send_one(
         .queue
         .enqueue(&new_message(&request, &prepared, &client), unix_ms())
         .await
-        .inspect_err(|_| {
-            state
-                .metrics
-                .redis_errors
-                .with_label_values(&["enqueue"])
-                .inc()
-        })?;
+        .inspect_err(|_| state.metrics.redis_failed("enqueue"))?;
     answer(&state, &request, outcome).map(|(status, body)| (status, Json(body)))
 }
 
@@ -95,13 +89,7 @@ pub(crate) async fn send_batch(
         .queue
         .enqueue_batch(&to_store, unix_ms())
         .await
-        .inspect_err(|_| {
-            state
-                .metrics
-                .redis_errors
-                .with_label_values(&["enqueue_batch"])
-                .inc()
-        })?
+        .inspect_err(|_| state.metrics.redis_failed("enqueue_batch"))?
         .into_iter();
 
     let results: Vec<Value> = parsed

@@ -130,6 +130,8 @@ impl GraphClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
@@ -187,27 +189,19 @@ mod tests {
         let endpoint = client
             .endpoint("1", &SecretString::from("secret-token"))
             .expect("endpoint");
-        let opened = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let call = |opened: std::sync::Arc<std::sync::atomic::AtomicUsize>| {
+        let opened = Arc::new(AtomicUsize::new(0));
+        let call = |opened: Arc<AtomicUsize>| {
             on_connected(
                 move || {
-                    opened.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    opened.fetch_add(1, Ordering::SeqCst);
                 },
                 client.send_message(&endpoint, "{}".into()),
             )
         };
 
         call(opened.clone()).await.expect("the first call");
-        assert_eq!(
-            opened.load(std::sync::atomic::Ordering::SeqCst),
-            1,
-            "it opened one"
-        );
+        assert_eq!(opened.load(Ordering::SeqCst), 1, "it opened one");
         call(opened.clone()).await.expect("the second call");
-        assert_eq!(
-            opened.load(std::sync::atomic::Ordering::SeqCst),
-            1,
-            "the second found it kept"
-        );
+        assert_eq!(opened.load(Ordering::SeqCst), 1, "the second found it kept");
     }
 }

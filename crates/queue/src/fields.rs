@@ -32,6 +32,8 @@
 //! names for some fields ([`LEGACY`]); readers accept those too, until no
 //! such record (7 days) or requeued entry can be left.
 
+use std::collections::HashMap;
+
 use crate::NewMessage;
 
 pub(crate) const ID: &str = "id";
@@ -77,6 +79,13 @@ pub(crate) fn legacy_name(field: &str) -> Option<&'static str> {
         .iter()
         .find(|(name, _)| *name == field)
         .map(|(_, legacy)| *legacy)
+}
+
+/// A field's text taken out of a record's `values`: under its name, or the
+/// one it had before; an empty value counts as none.
+pub(crate) fn take_text(values: &mut HashMap<String, String>, name: &str) -> Option<String> {
+    let current = values.remove(name).filter(|v| !v.is_empty());
+    current.or_else(|| values.remove(legacy_name(name)?).filter(|v| !v.is_empty()))
 }
 
 /// The entry's field/value pairs for a new message.

@@ -188,10 +188,11 @@ impl Queue {
         // (it cannot know whether the command ran): a plain XADD would then
         // queue the message twice. A scheduled message's script is a repeat
         // by itself (same member, same record).
-        let guard_repeat = self.conn.is_cluster() && m.idempotency.is_none() && due.is_none();
-        if m.idempotency.is_none() && due.is_none() && !guard_repeat {
+        let plain = m.idempotency.is_none() && due.is_none();
+        if plain && !self.conn.is_cluster() {
             return Ok(None);
         }
+        let guard_repeat = plain;
         let pnid = m.phone_number_id;
         let scheduled_id = due.map(|_| scheduled_id(pnid, now_ms)).transpose()?;
         let mut invocation = scripts::ENQUEUE.prepare_invoke();

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use gateway_domain::{MessageId, MessageStatus};
 
-use crate::{Delivery, QueueError};
+use crate::{Delivery, QueueError, fields};
 
 #[derive(Debug, Clone)]
 pub struct MessageRecord {
@@ -53,20 +53,12 @@ impl MessageRecord {
 
     pub(crate) fn from_fields(
         id: &MessageId,
-        mut fields: HashMap<String, String>,
+        mut values: HashMap<String, String>,
     ) -> Result<Option<Self>, QueueError> {
-        if fields.is_empty() {
+        if values.is_empty() {
             return Ok(None);
         }
-        // Under its name, or the one it had before (see `fields`).
-        let mut take = |name: &str| {
-            let value = fields.remove(name).filter(|v| !v.is_empty());
-            value.or_else(|| {
-                fields
-                    .remove(crate::fields::legacy_name(name)?)
-                    .filter(|v| !v.is_empty())
-            })
-        };
+        let mut take = |name: &str| fields::take_text(&mut values, name);
         let bad = |name: &str| QueueError::Protocol(format!("record {id} has a bad {name}"));
         let status = take("status")
             .and_then(|s| MessageStatus::parse(&s))
@@ -79,19 +71,19 @@ impl MessageRecord {
             status,
             created_ms: number(take("created_ms"), "created_ms")?,
             updated_ms: number(take("updated_ms"), "updated_ms")?,
-            attempts: u32::try_from(number(take(crate::fields::ATTEMPTS), "attempts")?)
+            attempts: u32::try_from(number(take(fields::ATTEMPTS), "attempts")?)
                 .map_err(|_| bad("attempts"))?,
             error_code: take("error_code")
                 .map(|v| v.parse().map_err(|_| bad("error_code")))
                 .transpose()?,
-            sender: take(crate::fields::SENDER).unwrap_or_default(),
-            client: take(crate::fields::CLIENT).unwrap_or_default(),
-            recipient: take(crate::fields::RECIPIENT).unwrap_or_default(),
-            kind: take(crate::fields::KIND).unwrap_or_default(),
+            sender: take(fields::SENDER).unwrap_or_default(),
+            client: take(fields::CLIENT).unwrap_or_default(),
+            recipient: take(fields::RECIPIENT).unwrap_or_default(),
+            kind: take(fields::KIND).unwrap_or_default(),
             wamid: take("wamid"),
             error_title: take("error_title"),
-            fallback_used: take(crate::fields::FALLBACK_USED).is_some_and(|v| v == "1"),
-            metadata: take(crate::fields::METADATA),
+            fallback_used: take(fields::FALLBACK_USED).is_some_and(|v| v == "1"),
+            metadata: take(fields::METADATA),
             history: take("history").unwrap_or_else(|| "[]".into()),
         }))
     }

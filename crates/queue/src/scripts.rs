@@ -64,28 +64,13 @@ fn with_prelude(source: &str) -> String {
 /// `MESSAGE_FIELDS` (in order), `REQUIRED_FIELDS` and `LEGACY_FIELDS`, as
 /// the `fields` module names them.
 fn field_tables() -> String {
-    let quoted = |names: &[&str]| -> String {
-        names
-            .iter()
-            .map(|name| format!("'{name}'"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let set = |names: &[&str]| -> String {
-        names
-            .iter()
-            .map(|name| format!("['{name}'] = true"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let legacy: Vec<String> = fields::LEGACY
-        .iter()
-        .map(|(name, before)| format!("['{name}'] = '{before}'"))
-        .collect();
+    let message = fields::MESSAGE.map(|name| format!("'{name}'"));
+    let required = fields::REQUIRED.map(|name| format!("['{name}'] = true"));
+    let legacy = fields::LEGACY.map(|(name, before)| format!("['{name}'] = '{before}'"));
     format!(
         "local MESSAGE_FIELDS = {{{}}}\nlocal REQUIRED_FIELDS = {{{}}}\nlocal LEGACY_FIELDS = {{{}}}\n",
-        quoted(&fields::MESSAGE),
-        set(&fields::REQUIRED),
+        message.join(", "),
+        required.join(", "),
         legacy.join(", ")
     )
 }

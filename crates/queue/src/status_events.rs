@@ -118,67 +118,56 @@ impl Queue {
             }
         };
         let seen_field = format!("seen:{}:{wamid}", status.as_str());
-        // Each field under its name and the one it had before.
-        let legacy: Vec<&str> = VIEW_FIELDS
+        // Each field under its name and under the one it had before.
+        let names: Vec<&str> = VIEW_FIELDS
             .iter()
-            .map(|name| fields::legacy_name(name).unwrap_or(name))
+            .copied()
+            .chain(
+                VIEW_FIELDS
+                    .iter()
+                    .filter_map(|name| fields::legacy_name(name)),
+            )
             .collect();
-        let values: Vec<Option<String>> = redis::cmd("HMGET")
+        let mut values: Vec<Option<String>> = redis::cmd("HMGET")
             .arg(keys::record(phone_number_id, message_id.as_str()))
-            .arg(&VIEW_FIELDS[..])
-            .arg(&legacy)
+            .arg(&names)
             .arg(&seen_field)
             .query_async(&mut self.conn.clone())
             .await?;
-        let (current, earlier) = values.split_at(values.len().min(VIEW_FIELDS.len()));
-        let mut view: HashMap<&str, String> = VIEW_FIELDS
+        let seen = values.pop().flatten().is_some_and(|s| !s.is_empty());
+        let mut view: HashMap<String, String> = names
             .iter()
-            .enumerate()
-            .filter_map(|(index, name)| {
-                let value = [current.get(index), earlier.get(index)]
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .find(|v| !v.is_empty())?;
-                Some((*name, value.clone()))
-            })
+            .zip(values)
+            .filter_map(|(name, value)| Some(((*name).to_owned(), value?)))
             .collect();
-        if earlier
-            .get(VIEW_FIELDS.len())
-            .is_some_and(|seen| seen.as_deref().is_some_and(|s| !s.is_empty()))
-        {
-            view.insert("seen", String::new());
-        }
+        let mut take = |name: &str| fields::take_text(&mut view, name);
         let (Some(status), Some(wamid)) = (
-            view.get("status").and_then(|s| MessageStatus::parse(s)),
-            view.remove("wamid"),
+            take("status").and_then(|s| MessageStatus::parse(&s)),
+            take("wamid"),
         ) else {
             return Ok(None);
         };
-        let created_ms = view
-            .get("created_ms")
+        let created_ms = take("created_ms")
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| message_id.accepted_at_ms());
-        let due_ms = view
-            .get(fields::DUE)
+        let due_ms = take(fields::DUE)
             .and_then(|v| v.parse().ok())
             .unwrap_or(created_ms);
         Ok(Some(StatusView {
             status,
             wamid,
-            seen: view.contains_key("seen"),
-            attempts: view
-                .get(fields::ATTEMPTS)
+            seen,
+            attempts: take(fields::ATTEMPTS)
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1),
-            fallback_used: view.get(fields::FALLBACK_USED).is_some_and(|f| f == "1"),
-            has_fallback: view.contains_key(fields::FALLBACK),
+            fallback_used: take(fields::FALLBACK_USED).is_some_and(|f| f == "1"),
+            has_fallback: take(fields::FALLBACK).is_some(),
             created_ms,
             due_ms,
-            client: view.remove(fields::CLIENT).unwrap_or_default(),
-            recipient: view.remove(fields::RECIPIENT).unwrap_or_default(),
-            callback_url: view.remove(fields::CALLBACK),
-            metadata: view.remove(fields::METADATA),
+            client: take(fields::CLIENT).unwrap_or_default(),
+            recipient: take(fields::RECIPIENT).unwrap_or_default(),
+            callback_url: take(fields::CALLBACK),
+            metadata: take(fields::METADATA),
             message_id,
         }))
     }

@@ -335,6 +335,11 @@ impl Metrics {
         }
     }
 
+    /// Counts a failed Redis operation.
+    pub fn redis_failed(&self, operation: &str) {
+        self.redis_errors.with_label_values(&[operation]).inc();
+    }
+
     /// The name of every family these metrics export, whether or not it has
     /// a sample yet: the gateway's own and the `process_*` families. Families
     /// other crates register later in [`Metrics::registry`] (notifications)

@@ -117,11 +117,7 @@ pub(crate) async fn attempt(
             Err(error) => {
                 // Without knowing the window, neither body is safe to send.
                 tracing::warn!(%error, "could not read the recipient's window; retrying");
-                worker
-                    .metrics
-                    .redis_errors
-                    .with_label_values(&["window"])
-                    .inc();
+                worker.metrics.redis_failed("window");
                 return Completion {
                     message: incoming,
                     next: Next::Retry {
@@ -459,11 +455,7 @@ pub(crate) async fn record(
                 return None;
             }
             Err(error) => {
-                worker
-                    .metrics
-                    .redis_errors
-                    .with_label_values(&["record"])
-                    .inc();
+                worker.metrics.redis_failed("record");
                 if Instant::now() >= give_up {
                     tracing::error!(message_id = %incoming.delivery.message_id, %error, "could not record an outcome; the message stays pending and will be taken again");
                     return Some(Next::Abandon);

@@ -241,11 +241,7 @@ async fn report_once(worker: &Worker, gauges: &OwnedGauges) {
                     .map_or(0.0, |ms| (now_ms() - ms).max(0) as f64 / 1000.0);
                 gauges.set_depth(&pnid, depth.length, age);
             }
-            Err(_) => worker
-                .metrics
-                .redis_errors
-                .with_label_values(&["depth"])
-                .inc(),
+            Err(_) => worker.metrics.redis_failed("depth"),
         }
     }
 }

@@ -241,7 +241,7 @@ pub(crate) async fn dispatch_sender(
                     }
                     Err(error) => {
                         tracing::warn!(sender = %name, %error, "a Redis step failed; retrying");
-                        worker.metrics.redis_errors.with_label_values(&["read"]).inc();
+                        worker.metrics.redis_failed("read");
                         plan.failed();
                     }
                 }
@@ -327,7 +327,7 @@ impl Plan {
     /// Carries what happened while the sender's Redis handles were lent to
     /// a step over to them.
     fn apply_to(&mut self, io: &mut SenderIo) {
-        for lane in [Lane::Transactional, Lane::Bulk] {
+        for lane in Lane::STREAMS {
             if std::mem::take(&mut self.reread[lane.stream_index()]) {
                 io.consumer_mut(lane).woken();
             }

@@ -156,11 +156,7 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
                         identity.lapsed(range);
                     }
                     Err(error) => {
-                        worker
-                            .metrics
-                            .redis_errors
-                            .with_label_values(&["heartbeat"])
-                            .inc();
+                        worker.metrics.redis_failed("heartbeat");
                         tracing::warn!(%error, ?range, "renewing this worker's liveness failed; the senders it covers stop when their leases run out");
                     }
                 }
@@ -176,11 +172,7 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
                     }
                 }
                 Err(error) => {
-                    worker
-                        .metrics
-                        .redis_errors
-                        .with_label_values(&["register"])
-                        .inc();
+                    worker.metrics.redis_failed("register");
                     tracing::warn!(%error, "registering this worker failed; the senders are shared out as before");
                 }
             }
@@ -272,11 +264,7 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
                 }
                 Ok(None) => {}
                 Err(error) => {
-                    worker
-                        .metrics
-                        .redis_errors
-                        .with_label_values(&["acquire"])
-                        .inc();
+                    worker.metrics.redis_failed("acquire");
                     tracing::warn!(%error, "acquiring a lease failed");
                 }
             }
@@ -351,11 +339,7 @@ async fn join(
             None
         }
         Err(error) => {
-            worker
-                .metrics
-                .redis_errors
-                .with_label_values(&["heartbeat"])
-                .inc();
+            worker.metrics.redis_failed("heartbeat");
             tracing::warn!(%error, ?range, "joining a liveness range failed");
             None
         }

@@ -208,11 +208,7 @@ async fn pause(stop: &CancellationToken, duration: Duration) {
 
 fn redis_error(worker: &Worker, error: &dyn std::fmt::Display) {
     tracing::warn!(%error, "processing webhook events failed; will retry");
-    worker
-        .metrics
-        .redis_errors
-        .with_label_values(&["webhook_event"])
-        .inc();
+    worker.metrics.redis_failed("webhook_event");
 }
 
 /// An error that leaves the event pending, to be tried again.

@@ -69,10 +69,11 @@ impl AnswerTime {
     /// The fastest of the recent answers (zero before any: then every call
     /// may have been held up for as long as it took).
     pub fn fastest(&self) -> Duration {
-        match (self.fastest_before, self.fastest_now) {
-            (Some(before), Some(now)) => before.min(now),
-            (one, other) => one.or(other).unwrap_or(Duration::ZERO),
-        }
+        [self.fastest_before, self.fastest_now]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(Duration::ZERO)
     }
 }
 
