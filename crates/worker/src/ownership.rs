@@ -21,7 +21,7 @@
 //! exported by the owner only: set when it takes a sender, removed when it
 //! lets the sender go (see [`crate::depth`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -101,11 +101,15 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_renewal: Option<Instant> = None;
     let mut live: Vec<String> = Vec::new();
-    let mut desired: Vec<String> = Vec::new();
-    // Workers started together first see each other, then share the
-    // senders: taking everything at once would mean handing most of it
-    // over again a second later.
-    let mut settled = false;
+    // A set: with a thousand senders, a list searched once per owned
+    // sender every tick was most of an idle worker's CPU.
+    let mut desired: HashSet<String> = HashSet::new();
+    // Workers started together see each other before they share the
+    // senders: a worker reads the registry on its first tick, and again on
+    // the next (finding those that registered meanwhile), and only then
+    // takes senders. Taking everything at once would mean handing most of
+    // it over again a second later.
+    let mut registry_reads = 0u8;
 
     loop {
         tokio::select! {
@@ -113,8 +117,9 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
             _ = ticker.tick() => {}
         }
         let started = Instant::now();
-        let renewal_due =
-            last_renewal.is_none_or(|at| started.duration_since(at) >= settings.lease_renew);
+        let settled = registry_reads >= 2;
+        let renewal_due = !settled
+            || last_renewal.is_none_or(|at| started.duration_since(at) >= settings.lease_renew);
         if renewal_due {
             last_renewal = Some(started);
             let queue = &worker.queue;
@@ -163,6 +168,7 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
             }
             match registered {
                 Ok(workers) => {
+                    registry_reads = registry_reads.saturating_add(1);
                     if workers != live {
                         live = workers;
                         desired = owned_by(&identity.consumer, &all, &live)
@@ -207,9 +213,7 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
 
         // Take free senders that should be ours (once the workers started
         // together have seen each other).
-        if !settled {
-            settled = last_renewal
-                .is_some_and(|at| started.duration_since(at) >= settings.lease_renew / 2);
+        if registry_reads < 2 {
             continue;
         }
         for pnid in &desired {
