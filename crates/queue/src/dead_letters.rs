@@ -101,20 +101,22 @@ impl Queue {
         for chunk in letters.chunks(PAGE) {
             let mut pipe = redis::pipe();
             for letter in chunk {
-                let mut invocation = scripts::REPLAY_DEAD_LETTER.prepare_invoke();
-                invocation
-                    .key(keys::dead_letters(phone_number_id))
-                    .key(keys::stream(phone_number_id, letter.lane()))
-                    .key(keys::record(phone_number_id, &letter.id))
-                    .arg(&letter.entry_id)
-                    .arg(&letter.id)
-                    .arg(now_ms)
-                    .arg(history_event(
+                let mut invocation = scripts::ReplayDeadLetter {
+                    dead_key: keys::dead_letters(phone_number_id).into(),
+                    stream_key: keys::stream(phone_number_id, letter.lane()).into(),
+                    record_key: keys::record(phone_number_id, &letter.id).into(),
+                    dead_entry_id: (&letter.entry_id).into(),
+                    message_id: (&letter.id).into(),
+                    now_ms: now_ms.into(),
+                    event: history_event(
                         "queued",
                         now_ms,
                         Some(("detail", "replayed from the dead letters")),
-                    ))
-                    .arg(self.record_ttl_ms);
+                    )
+                    .into(),
+                    record_ttl_ms: self.record_ttl_ms.into(),
+                }
+                .invocation();
                 for (field, value) in &letter.entry {
                     invocation.arg(field).arg(value);
                 }
@@ -125,9 +127,10 @@ impl Queue {
                 Err(e)
                     if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
                 {
-                    let _: String = scripts::REPLAY_DEAD_LETTER
-                        .prepare_invoke()
-                        .load_async(&mut self.conn.clone())
+                    let _: String = redis::cmd("SCRIPT")
+                        .arg("LOAD")
+                        .arg(scripts::ReplayDeadLetter::source())
+                        .query_async(&mut self.conn.clone())
                         .await?;
                     pipe.query_async(&mut self.conn.clone()).await?
                 }

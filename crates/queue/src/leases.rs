@@ -11,6 +11,10 @@ use std::time::Duration;
 
 use crate::{Delivery, Queue, QueueError, keys, scripts};
 
+/// How long a handed-over sender's recent send times are kept for its next
+/// owner: the rate window needs the last second of them.
+const SEND_LOG_TTL_MS: u64 = 5_000;
+
 /// A worker's retry state for a message it claimed from another consumer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RetryState {
@@ -33,13 +37,15 @@ impl Queue {
         let range = self.liveness_range(phone_number_id);
         loop {
             // {1, log, Redis ms} when taken, {0, holder} when not.
-            let reply: Vec<redis::Value> = scripts::ACQUIRE_LEASE
-                .key(keys::lease(phone_number_id))
-                .key(keys::send_log(phone_number_id))
-                .arg(worker)
-                .arg(&gone)
-                .invoke_async(&mut self.conn.clone())
-                .await?;
+            let reply: Vec<redis::Value> = scripts::AcquireLease {
+                lease_key: keys::lease(phone_number_id).into(),
+                send_log_key: keys::send_log(phone_number_id).into(),
+                worker: worker.into(),
+                gone_holder: (&gone).into(),
+            }
+            .invocation()
+            .invoke_async(&mut self.conn.clone())
+            .await?;
             let mut reply = reply.into_iter();
             let mut next = || -> Result<Option<String>, QueueError> {
                 redis::from_redis_value(reply.next().unwrap_or(redis::Value::Nil))
@@ -76,14 +82,16 @@ impl Queue {
             .iter()
             .map(|ago| ago.as_millis().to_string())
             .collect();
-        let _: i64 = scripts::RELEASE_LEASE
-            .key(keys::lease(phone_number_id))
-            .key(keys::send_log(phone_number_id))
-            .arg(worker)
-            .arg(log.join(","))
-            .arg(5_000)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+        let _: i64 = scripts::ReleaseLease {
+            lease_key: keys::lease(phone_number_id).into(),
+            send_log_key: keys::send_log(phone_number_id).into(),
+            worker: worker.into(),
+            sends: log.join(",").into(),
+            send_log_ttl_ms: SEND_LOG_TTL_MS.into(),
+        }
+        .invocation()
+        .invoke_async(&mut self.conn.clone())
+        .await?;
         Ok(())
     }
 

@@ -139,7 +139,7 @@ impl Queue {
         // each part, so every master is loaded before its EVALSHAs.
         pipe.cmd("SCRIPT")
             .arg("LOAD")
-            .arg(scripts::ENQUEUE_SOURCE.as_str());
+            .arg(scripts::Enqueue::source());
         let mut scripted = Vec::with_capacity(messages.len());
         for message in messages {
             match self.enqueue_invocation(message, now_ms)? {
@@ -195,19 +195,6 @@ impl Queue {
         let guard_repeat = plain;
         let pnid = m.phone_number_id;
         let scheduled_id = due.map(|_| scheduled_id(pnid, now_ms)).transpose()?;
-        let mut invocation = scripts::ENQUEUE.prepare_invoke();
-        invocation
-            .key(keys::stream(pnid, m.lane))
-            .key(keys::scheduled(pnid))
-            .key(keys::record(
-                pnid,
-                scheduled_id.as_ref().map_or("unused", |id| id.as_str()),
-            ));
-        if let Some(idempotency) = m.idempotency {
-            invocation.key(keys::idempotency(pnid, m.client, idempotency.key));
-        } else if guard_repeat {
-            invocation.key(keys::repeat(pnid, m.request));
-        }
         let entry_fields: Vec<(&str, &str)> = fields::of_new(m).collect();
         let (member, record_fields) = match (&scheduled_id, due) {
             (Some(id), Some(due)) => {
@@ -237,20 +224,35 @@ impl Queue {
         let record_ttl = self
             .record_ttl_ms
             .saturating_add(u64::try_from(due.unwrap_or(now_ms) - now_ms).unwrap_or(0));
-        invocation
-            .arg(pnid)
-            .arg(m.lane.id_prefix())
-            .arg(m.idempotency.map_or("", |i| i.fingerprint))
-            .arg(if guard_repeat {
+        let mut invocation = scripts::Enqueue {
+            stream_key: keys::stream(pnid, m.lane).into(),
+            scheduled_key: keys::scheduled(pnid).into(),
+            record_key: keys::record(
+                pnid,
+                scheduled_id.as_ref().map_or("unused", |id| id.as_str()),
+            )
+            .into(),
+            sender: pnid.into(),
+            id_mark: m.lane.id_prefix().into(),
+            fingerprint: m.idempotency.map_or("", |i| i.fingerprint).into(),
+            guard_ttl_ms: if guard_repeat {
                 keys::REPEAT_TTL_MS
             } else {
                 keys::IDEMPOTENCY_TTL_MS
-            })
-            .arg(scheduled_id.as_ref().map_or("", |id| id.as_str()))
-            .arg(due.unwrap_or(0))
-            .arg(record_ttl)
-            .arg(member)
-            .arg(record_fields.len() * 2);
+            }
+            .into(),
+            scheduled_id: scheduled_id.as_ref().map_or("", |id| id.as_str()).into(),
+            due_ms: due.unwrap_or(0).into(),
+            record_ttl_ms: record_ttl.into(),
+            scheduled_member: member.into(),
+            record_pair_args: (record_fields.len() * 2).into(),
+        }
+        .invocation();
+        if let Some(idempotency) = m.idempotency {
+            invocation.key(keys::idempotency(pnid, m.client, idempotency.key));
+        } else if guard_repeat {
+            invocation.key(keys::repeat(pnid, m.request));
+        }
         for (field, value) in &record_fields {
             invocation.arg(*field).arg(value);
         }
@@ -268,14 +270,16 @@ impl Queue {
         now_ms: i64,
         limit: usize,
     ) -> Result<(usize, Option<i64>), QueueError> {
-        let (moved, next): (usize, redis::Value) = scripts::PROMOTE_SCHEDULED
-            .key(keys::scheduled(phone_number_id))
-            .key(keys::queue(phone_number_id))
-            .key(keys::bulk(phone_number_id))
-            .arg(now_ms)
-            .arg(limit)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+        let (moved, next): (usize, redis::Value) = scripts::PromoteScheduled {
+            scheduled_key: keys::scheduled(phone_number_id).into(),
+            transactional_key: keys::queue(phone_number_id).into(),
+            bulk_key: keys::bulk(phone_number_id).into(),
+            now_ms: now_ms.into(),
+            most: limit.into(),
+        }
+        .invocation()
+        .invoke_async(&mut self.conn.clone())
+        .await?;
         Ok((moved, parked::score_ms(next)))
     }
 

@@ -50,90 +50,83 @@ impl Queue {
     ) -> Result<bool, QueueError> {
         let id = delivery.message_id.as_str();
         let queued_event = history_event("queued", delivery.message_id.accepted_at_ms(), None);
-        let fallback = if progress.fallback_used { "1" } else { "0" };
-        let mut invocation;
-        match outcome {
-            Outcome::Sent { wamid } => {
-                invocation = scripts::RECORD_SENT.prepare_invoke();
-                invocation
-                    .key(keys::stream(phone_number_id, delivery.lane))
-                    .key(keys::record(phone_number_id, id))
-                    .key(keys::wamid(phone_number_id, wamid))
-                    .key(keys::recent_recipients(phone_number_id))
-                    .arg(keys::CONSUMER_GROUP)
-                    .arg(&delivery.entry_id)
-                    .arg(id)
-                    .arg(wamid)
-                    .arg(now_ms)
-                    .arg(progress.attempts)
-                    .arg(self.record_ttl_ms)
-                    .arg(history_event("sent", now_ms, Some(("wamid", wamid))))
-                    .arg(queued_event)
-                    .arg(fallback)
-                    .arg(&delivery.recipient)
-                    .arg(keys::RECENT_RECIPIENTS_MS);
+        let stream_key = || keys::stream(phone_number_id, delivery.lane);
+        let record_key = || keys::record(phone_number_id, id);
+        let mut invocation = match outcome {
+            Outcome::Sent { wamid } => scripts::RecordSent {
+                stream_key: stream_key().into(),
+                record_key: record_key().into(),
+                wamid_key: keys::wamid(phone_number_id, wamid).into(),
+                recent_key: keys::recent_recipients(phone_number_id).into(),
+                group: keys::CONSUMER_GROUP.into(),
+                entry_id: (&delivery.entry_id).into(),
+                message_id: id.into(),
+                wamid: wamid.into(),
+                now_ms: now_ms.into(),
+                attempts: progress.attempts.into(),
+                record_ttl_ms: self.record_ttl_ms.into(),
+                event: history_event("sent", now_ms, Some(("wamid", wamid))).into(),
+                queued_event: queued_event.into(),
+                fallback_used: progress.fallback_used.into(),
+                recipient: (&delivery.recipient).into(),
+                recent_ms: keys::RECENT_RECIPIENTS_MS.into(),
             }
+            .invocation(),
             Outcome::Failed {
                 code,
                 title,
                 reason,
-            } => {
-                invocation = self.final_invocation(
-                    phone_number_id,
-                    delivery,
-                    progress,
-                    Final {
-                        status: MessageStatus::Failed,
-                        code,
-                        title,
-                        reason,
-                    },
-                    now_ms,
-                );
-            }
-            Outcome::Expired { reason } => {
-                let title = "expired before it could be sent";
-                invocation = self.final_invocation(
-                    phone_number_id,
-                    delivery,
-                    progress,
-                    Final {
-                        status: MessageStatus::Expired,
-                        code: 0,
-                        title,
-                        reason,
-                    },
-                    now_ms,
-                );
-            }
+            } => self.final_invocation(
+                phone_number_id,
+                delivery,
+                progress,
+                Final {
+                    status: MessageStatus::Failed,
+                    code,
+                    title,
+                    reason,
+                },
+                now_ms,
+            ),
+            Outcome::Expired { reason } => self.final_invocation(
+                phone_number_id,
+                delivery,
+                progress,
+                Final {
+                    status: MessageStatus::Expired,
+                    code: 0,
+                    title: "expired before it could be sent",
+                    reason,
+                },
+                now_ms,
+            ),
             Outcome::Retrying {
                 code,
                 title,
                 next_attempt_ms,
-            } => {
-                let event = serde_json::json!({
+            } => scripts::RecordProgress {
+                record_key: record_key().into(),
+                stream_key: stream_key().into(),
+                status: MessageStatus::Retrying.as_str().into(),
+                now_ms: now_ms.into(),
+                attempts: progress.attempts.into(),
+                next_attempt_ms: next_attempt_ms.into(),
+                code: code.into(),
+                title: title.into(),
+                fallback_used: progress.fallback_used.into(),
+                record_ttl_ms: self.record_ttl_ms.into(),
+                event: serde_json::json!({
                     "status": "retrying", "at_ms": now_ms, "error_code": code,
                     "error_title": title, "next_attempt_ms": next_attempt_ms,
                 })
-                .to_string();
-                invocation = scripts::RECORD_PROGRESS.prepare_invoke();
-                invocation
-                    .key(keys::record(phone_number_id, id))
-                    .key(keys::stream(phone_number_id, delivery.lane))
-                    .arg(MessageStatus::Retrying.as_str())
-                    .arg(now_ms)
-                    .arg(progress.attempts)
-                    .arg(next_attempt_ms)
-                    .arg(code)
-                    .arg(title)
-                    .arg(fallback)
-                    .arg(self.record_ttl_ms)
-                    .arg(event)
-                    .arg(queued_event)
-                    .arg(keys::CONSUMER_GROUP)
-                    .arg(&delivery.entry_id);
+                .to_string()
+                .into(),
+                queued_event: queued_event.into(),
+                group: keys::CONSUMER_GROUP.into(),
+                entry_id: (&delivery.entry_id).into(),
             }
-        }
+            .invocation(),
+        };
         for (field, value) in delivery.record_fields() {
             invocation.arg(field).arg(value.as_ref());
         }
@@ -141,6 +134,7 @@ impl Queue {
         Ok(recorded == 1)
     }
 
+    /// The call for a message that ended unsent; the record's fields follow.
     fn final_invocation(
         &self,
         phone_number_id: &str,
@@ -149,37 +143,34 @@ impl Queue {
         end: Final<'_>,
         now_ms: i64,
     ) -> redis::ScriptInvocation<'static> {
-        let id = delivery.message_id.as_str();
-        let event = serde_json::json!({
-            "status": end.status.as_str(), "at_ms": now_ms, "error_code": end.code,
-            "error_title": end.title, "reason": end.reason,
-        })
-        .to_string();
         let entry_fields = delivery.entry_fields();
-        let mut invocation = scripts::RECORD_FINAL.prepare_invoke();
-        invocation
-            .key(keys::stream(phone_number_id, delivery.lane))
-            .key(keys::record(phone_number_id, id))
-            .key(keys::dead_letters(phone_number_id))
-            .arg(keys::CONSUMER_GROUP)
-            .arg(&delivery.entry_id)
-            .arg(id)
-            .arg(end.code)
-            .arg(end.title)
-            .arg(now_ms)
-            .arg(progress.attempts)
-            .arg(event)
-            .arg(history_event(
-                "queued",
-                delivery.message_id.accepted_at_ms(),
-                None,
-            ))
-            .arg(self.record_ttl_ms)
-            .arg(keys::DEAD_LETTER_MAX_LEN)
-            .arg(end.reason)
-            .arg(end.status.as_str())
-            .arg(if progress.fallback_used { "1" } else { "0" })
-            .arg(entry_fields.len() * 2);
+        let mut invocation = scripts::RecordFinal {
+            stream_key: keys::stream(phone_number_id, delivery.lane).into(),
+            record_key: keys::record(phone_number_id, delivery.message_id.as_str()).into(),
+            dead_key: keys::dead_letters(phone_number_id).into(),
+            group: keys::CONSUMER_GROUP.into(),
+            entry_id: (&delivery.entry_id).into(),
+            message_id: delivery.message_id.as_str().into(),
+            code: end.code.into(),
+            title: end.title.into(),
+            now_ms: now_ms.into(),
+            attempts: progress.attempts.into(),
+            event: serde_json::json!({
+                "status": end.status.as_str(), "at_ms": now_ms, "error_code": end.code,
+                "error_title": end.title, "reason": end.reason,
+            })
+            .to_string()
+            .into(),
+            queued_event: history_event("queued", delivery.message_id.accepted_at_ms(), None)
+                .into(),
+            record_ttl_ms: self.record_ttl_ms.into(),
+            dead_max_len: keys::DEAD_LETTER_MAX_LEN.into(),
+            reason: end.reason.into(),
+            final_status: end.status.as_str().into(),
+            fallback_used: progress.fallback_used.into(),
+            entry_pair_args: (entry_fields.len() * 2).into(),
+        }
+        .invocation();
         for (field, value) in entry_fields {
             invocation.arg(field).arg(value);
         }

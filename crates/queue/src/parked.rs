@@ -83,15 +83,18 @@ impl Queue {
         due_ms: Option<i64>,
         now_ms: i64,
     ) -> Result<ParkedSummary, QueueError> {
-        let reply: Value = scripts::PARK
-            .key(keys::stream(phone_number_id, lane))
-            .key(keys::parked(phone_number_id, lane))
-            .key(keys::parked_recipient(phone_number_id, lane, recipient))
-            .arg(keys::CONSUMER_GROUP)
-            .arg(PARKED_CONSUMER)
-            .arg(recipient)
-            .arg(due_ms.map(|d| d.to_string()).unwrap_or_default())
-            .arg(now_ms)
+        let mut invocation = scripts::Park {
+            stream_key: keys::stream(phone_number_id, lane).into(),
+            parked_key: keys::parked(phone_number_id, lane).into(),
+            recipient_parked_key: keys::parked_recipient(phone_number_id, lane, recipient).into(),
+            group: keys::CONSUMER_GROUP.into(),
+            parked_consumer: PARKED_CONSUMER.into(),
+            recipient: recipient.into(),
+            due_ms: due_ms.map(|d| d.to_string()).unwrap_or_default().into(),
+            now_ms: now_ms.into(),
+        }
+        .invocation();
+        let reply: Value = invocation
             .arg(entry_ids)
             .invoke_async(&mut self.conn.clone())
             .await?;
@@ -156,18 +159,18 @@ impl Queue {
         count: usize,
         mode: &str,
     ) -> redis::ScriptInvocation<'static> {
-        let mut invocation = scripts::ROUTE.prepare_invoke();
-        invocation
-            .key(keys::stream(phone_number_id, lane))
-            .key(keys::parked(phone_number_id, lane))
-            .arg(keys::CONSUMER_GROUP)
-            .arg(consumer)
-            .arg(count)
-            .arg(PARKED_CONSUMER)
-            .arg(keys::parked_recipient(phone_number_id, lane, ""))
-            .arg(fields::RECIPIENT)
-            .arg(mode);
-        invocation
+        scripts::Route {
+            stream_key: keys::stream(phone_number_id, lane).into(),
+            parked_key: keys::parked(phone_number_id, lane).into(),
+            group: keys::CONSUMER_GROUP.into(),
+            consumer: consumer.into(),
+            count: count.into(),
+            parked_consumer: PARKED_CONSUMER.into(),
+            parked_prefix: keys::parked_recipient(phone_number_id, lane, "").into(),
+            recipient_field: fields::RECIPIENT.into(),
+            mode: mode.into(),
+        }
+        .invocation()
     }
 
     /// Takes back, for `consumer`, the oldest parked messages of the
@@ -179,18 +182,20 @@ impl Queue {
         consumer: &str,
         limits: UnparkLimits,
     ) -> Result<Unparked, QueueError> {
-        let reply: Value = scripts::UNPARK
-            .key(keys::stream(phone_number_id, lane))
-            .key(keys::parked(phone_number_id, lane))
-            .arg(keys::CONSUMER_GROUP)
-            .arg(consumer)
-            .arg(limits.due_by_ms)
-            .arg(limits.most.max(1))
-            .arg(limits.per_recipient.max(1))
-            .arg(limits.rest_due_ms)
-            .arg(keys::parked_recipient(phone_number_id, lane, ""))
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+        let reply: Value = scripts::Unpark {
+            stream_key: keys::stream(phone_number_id, lane).into(),
+            parked_key: keys::parked(phone_number_id, lane).into(),
+            group: keys::CONSUMER_GROUP.into(),
+            consumer: consumer.into(),
+            due_by_ms: limits.due_by_ms.into(),
+            most: limits.most.max(1).into(),
+            most_per_recipient: limits.per_recipient.max(1).into(),
+            left_due_ms: limits.rest_due_ms.into(),
+            parked_prefix: keys::parked_recipient(phone_number_id, lane, "").into(),
+        }
+        .invocation()
+        .invoke_async(&mut self.conn.clone())
+        .await?;
         let mut parts = array(reply)?.into_iter();
         let entries = stream_entries(parts.next().unwrap_or(Value::Nil))?;
         Ok(Unparked {

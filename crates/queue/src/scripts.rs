@@ -1,64 +1,275 @@
 //! The Lua scripts that change several keys of one sender at once. Each
-//! script's header says its keys and arguments; all keys of one call share
-//! the sender's hash tag, so they also run on Redis Cluster (the parked
-//! scripts build a recipient's key from a prefix the caller passes, with the
-//! same hash tag, so it lives in the same slot).
+//! script's header says what it does; all keys of one call share the
+//! sender's hash tag, so they also run on Redis Cluster (the parked scripts
+//! build a recipient's key from a prefix the caller passes, with the same
+//! hash tag, so it lives in the same slot).
+//!
+//! A script's keys and arguments are named once, below: the caller fills a
+//! struct of those names (the compiler checks none is missing or misspelt),
+//! and the script reads them as Lua locals of the same names, declared in
+//! the same order. Neither side counts positions. Keys and arguments a
+//! script takes beyond those (a variable number) follow from `MORE_KEYS`
+//! and `MORE` on.
 //!
 //! Every script starts with one prelude: the status ranks, generated from
 //! the domain's [`MessageStatus`] (so the scripts and the domain cannot
 //! disagree on which status comes later), the message's field names from
 //! [`crate::fields`], and the helpers in `scripts/prelude.lua`.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use gateway_domain::MessageStatus;
-use redis::Script;
+use redis::{RedisWrite, Script, ScriptInvocation, ToRedisArgs};
 
 use crate::fields;
 
-/// The enqueue script's source, for loading it ahead of a pipeline.
-pub(crate) static ENQUEUE_SOURCE: LazyLock<String> =
-    LazyLock::new(|| with_prelude(include_str!("scripts/enqueue.lua")));
-
-pub(crate) static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(&ENQUEUE_SOURCE));
-pub(crate) static PROMOTE_SCHEDULED: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/promote_scheduled.lua")));
-pub(crate) static RECORD_SENT: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/record_sent.lua")));
-pub(crate) static RECORD_FINAL: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/record_final.lua")));
-pub(crate) static RECORD_PROGRESS: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/record_progress.lua")));
-pub(crate) static REPLAY_DEAD_LETTER: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/replay_dead_letter.lua")));
-pub(crate) static RECORD_INBOUND: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/record_inbound.lua")));
-pub(crate) static APPLY_STATUS: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/apply_status.lua")));
-pub(crate) static REQUEUE_FAILED: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/requeue_failed.lua")));
-pub(crate) static ACQUIRE_LEASE: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/acquire_lease.lua")));
-pub(crate) static PARK: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/park.lua")));
-pub(crate) static ROUTE: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/route.lua")));
-pub(crate) static UNPARK: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/unpark.lua")));
-pub(crate) static RELEASE_LEASE: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/release_lease.lua")));
-
-fn script(source: &str) -> Script {
-    Script::new(&with_prelude(source))
+/// One key or argument of a script call: text, or a number (written as
+/// text, as Redis takes every argument).
+pub(crate) enum Arg<'a> {
+    Text(Cow<'a, str>),
+    Number(i64),
 }
 
-fn with_prelude(source: &str) -> String {
+impl<'a> From<&'a str> for Arg<'a> {
+    fn from(text: &'a str) -> Self {
+        Self::Text(Cow::Borrowed(text))
+    }
+}
+
+impl<'a> From<&'a String> for Arg<'a> {
+    fn from(text: &'a String) -> Self {
+        Self::Text(Cow::Borrowed(text))
+    }
+}
+
+impl From<String> for Arg<'_> {
+    fn from(text: String) -> Self {
+        Self::Text(Cow::Owned(text))
+    }
+}
+
+impl From<i64> for Arg<'_> {
+    fn from(number: i64) -> Self {
+        Self::Number(number)
+    }
+}
+
+impl From<u64> for Arg<'_> {
+    fn from(number: u64) -> Self {
+        Self::Number(i64::try_from(number).unwrap_or(i64::MAX))
+    }
+}
+
+impl From<u32> for Arg<'_> {
+    fn from(number: u32) -> Self {
+        Self::Number(i64::from(number))
+    }
+}
+
+impl From<usize> for Arg<'_> {
+    fn from(number: usize) -> Self {
+        Self::Number(i64::try_from(number).unwrap_or(i64::MAX))
+    }
+}
+
+/// A flag, as the scripts read it: `'1'` or `'0'`.
+impl From<bool> for Arg<'_> {
+    fn from(flag: bool) -> Self {
+        Self::Text(Cow::Borrowed(if flag { "1" } else { "0" }))
+    }
+}
+
+impl ToRedisArgs for Arg<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        match self {
+            Self::Text(text) => out.write_arg(text.as_bytes()),
+            Self::Number(number) => number.write_redis_args(out),
+        }
+    }
+}
+
+/// Declares scripts: for each, a struct with one field per key and per
+/// argument, in the order the script receives them, and the script's
+/// source with those names as Lua locals.
+macro_rules! scripts {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident = $file:literal {
+            keys: [$($key:ident),* $(,)?],
+            args: [$($arg:ident),* $(,)?] $(,)?
+        }
+    )*) => {$(
+        $(#[$doc])*
+        pub(crate) struct $name<'a> {
+            $(pub $key: Arg<'a>,)*
+            $(pub $arg: Arg<'a>,)*
+        }
+
+        impl $name<'_> {
+            const KEYS: &'static [&'static str] = &[$(stringify!($key)),*];
+            const ARGS: &'static [&'static str] = &[$(stringify!($arg)),*];
+            const FILE: &'static str = include_str!(concat!("scripts/", $file));
+
+            /// The whole source, as Redis runs it.
+            pub(crate) fn source() -> &'static str {
+                static SOURCE: LazyLock<String> = LazyLock::new(|| {
+                    with_prelude($name::FILE, $name::KEYS, $name::ARGS)
+                });
+                &SOURCE
+            }
+
+            /// The call with its named keys and arguments; any further keys
+            /// and arguments follow.
+            pub(crate) fn invocation(self) -> ScriptInvocation<'static> {
+                static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new($name::source()));
+                let mut invocation = SCRIPT.prepare_invoke();
+                $(invocation.key(self.$key);)*
+                $(invocation.arg(self.$arg);)*
+                invocation
+            }
+        }
+    )*
+
+        /// Every script: its file, body and names, for the tests.
+        #[cfg(test)]
+        const ALL: &[(&str, &str, &[&str], &[&str])] = &[
+            $(($file, $name::FILE, $name::KEYS, $name::ARGS),)*
+        ];
+    };
+}
+
+scripts! {
+    /// Stores an accepted message that needs more than a plain XADD. The
+    /// idempotency or repeat key, if any, follows as a further key; the
+    /// record's and then the entry's field/value pairs follow as arguments.
+    Enqueue = "enqueue.lua" {
+        keys: [stream_key, scheduled_key, record_key],
+        args: [
+            sender, id_mark, fingerprint, guard_ttl_ms, scheduled_id, due_ms,
+            record_ttl_ms, scheduled_member, record_pair_args,
+        ],
+    }
+
+    /// Moves due scheduled messages into their streams.
+    PromoteScheduled = "promote_scheduled.lua" {
+        keys: [scheduled_key, transactional_key, bulk_key],
+        args: [now_ms, most],
+    }
+
+    /// Meta accepted a message; the record's field/value pairs follow.
+    RecordSent = "record_sent.lua" {
+        keys: [stream_key, record_key, wamid_key, recent_key],
+        args: [
+            group, entry_id, message_id, wamid, now_ms, attempts, record_ttl_ms,
+            event, queued_event, fallback_used, recipient, recent_ms,
+        ],
+    }
+
+    /// A message ended unsent; the entry's and then the record's
+    /// field/value pairs follow.
+    RecordFinal = "record_final.lua" {
+        keys: [stream_key, record_key, dead_key],
+        args: [
+            group, entry_id, message_id, code, title, now_ms, attempts, event,
+            queued_event, record_ttl_ms, dead_max_len, reason, final_status,
+            fallback_used, entry_pair_args,
+        ],
+    }
+
+    /// An attempt failed and another is due; the record's field/value pairs follow.
+    RecordProgress = "record_progress.lua" {
+        keys: [record_key, stream_key],
+        args: [
+            status, now_ms, attempts, next_attempt_ms, code, title, fallback_used,
+            record_ttl_ms, event, queued_event, group, entry_id,
+        ],
+    }
+
+    /// Puts a dead letter back on its queue; the entry's field/value pairs follow.
+    ReplayDeadLetter = "replay_dead_letter.lua" {
+        keys: [dead_key, stream_key, record_key],
+        args: [dead_entry_id, message_id, now_ms, event, record_ttl_ms],
+    }
+
+    /// A user's message arrived; the window keys follow.
+    RecordInbound = "record_inbound.lua" {
+        keys: [seen_key],
+        args: [inbound_ms, closes_ms, now_ms, seen_ttl_ms],
+    }
+
+    /// A status from Meta's webhook for a message we sent.
+    ApplyStatus = "apply_status.lua" {
+        keys: [record_key, dead_key],
+        args: [
+            event_wamid, new_status, event, now_ms, code, title, reason,
+            dead_max_len, message_id,
+        ],
+    }
+
+    /// Meta reported a failure worth another try: queue the message again.
+    RequeueFailed = "requeue_failed.lua" {
+        keys: [record_key, scheduled_key, window_key],
+        args: [
+            event_wamid, event, now_ms, code, title, due_ms, message_id, lane_code,
+            send_fallback, close_window,
+        ],
+    }
+
+    /// Takes a sender's lease.
+    AcquireLease = "acquire_lease.lua" {
+        keys: [lease_key, send_log_key],
+        args: [worker, gone_holder],
+    }
+
+    /// Hands a sender over.
+    ReleaseLease = "release_lease.lua" {
+        keys: [lease_key, send_log_key],
+        args: [worker, sends, send_log_ttl_ms],
+    }
+
+    /// Parks messages of one recipient; the entry ids follow.
+    Park = "park.lua" {
+        keys: [stream_key, parked_key, recipient_parked_key],
+        args: [group, parked_consumer, recipient, due_ms, now_ms],
+    }
+
+    /// Reads or routes entries, parking those of parked recipients; in
+    /// 'given' mode the (entry id, recipient) pairs follow.
+    Route = "route.lua" {
+        keys: [stream_key, parked_key],
+        args: [group, consumer, count, parked_consumer, parked_prefix, recipient_field, mode],
+    }
+
+    /// Takes parked messages that are due back into the worker.
+    Unpark = "unpark.lua" {
+        keys: [stream_key, parked_key],
+        args: [group, consumer, due_by_ms, most, most_per_recipient, left_due_ms, parked_prefix],
+    }
+}
+
+/// The prelude, then the script's names as locals, then its body.
+fn with_prelude(body: &str, keys: &[&str], args: &[&str]) -> String {
     format!(
-        "{}{}{}\n{source}",
+        "{}{}{}\n{}{}\n{body}",
         rank_table(),
         field_tables(),
-        include_str!("scripts/prelude.lua")
+        include_str!("scripts/prelude.lua"),
+        locals(keys, "KEYS", "MORE_KEYS"),
+        locals(args, "ARGV", "MORE"),
     )
+}
+
+/// `local a, b = KEYS[1], KEYS[2]` and `local MORE_KEYS = 3`: each name
+/// bound to its place, and where further values start.
+fn locals(names: &[&str], table: &str, more: &str) -> String {
+    let bound = if names.is_empty() {
+        String::new()
+    } else {
+        let places: Vec<String> = (1..=names.len()).map(|i| format!("{table}[{i}]")).collect();
+        format!("local {} = {}\n", names.join(", "), places.join(", "))
+    };
+    format!("{bound}local {more} = {}\n", names.len() + 1)
 }
 
 /// `MESSAGE_FIELDS` (in order), `REQUIRED_FIELDS` and `LEGACY_FIELDS`, as
@@ -95,7 +306,7 @@ mod tests {
             let entry = format!("{} = {}", status.as_str(), status.rank());
             assert!(table.contains(&entry), "{entry} missing from {table}");
         }
-        assert!(with_prelude("return 1").starts_with("local RANK = {queued = 0"));
+        assert!(with_prelude("return 1", &[], &[]).starts_with("local RANK = {queued = 0"));
     }
 
     #[test]
@@ -107,5 +318,42 @@ mod tests {
         );
         assert!(tables.contains("['rcpt'] = 'to'"), "{tables}");
         assert!(tables.contains("['body'] = true"), "{tables}");
+    }
+
+    #[test]
+    fn the_names_are_bound_in_order() {
+        let bound = locals(&["stream_key", "record_key"], "KEYS", "MORE_KEYS");
+        assert_eq!(
+            bound,
+            "local stream_key, record_key = KEYS[1], KEYS[2]\nlocal MORE_KEYS = 3\n"
+        );
+        assert_eq!(locals(&[], "ARGV", "MORE"), "local MORE = 1\n");
+    }
+
+    /// A script reads its keys and arguments by name only, and uses every
+    /// name it declares (a name it does not use is likely a misspelling of
+    /// one it does).
+    #[test]
+    fn every_script_reads_its_values_by_the_names_it_declares() {
+        for (file, body, keys, args) in ALL {
+            for positional in [
+                "KEYS[1", "KEYS[2", "KEYS[3", "KEYS[4", "ARGV[1", "ARGV[2", "ARGV[3", "ARGV[4",
+                "ARGV[5", "ARGV[6", "ARGV[7", "ARGV[8", "ARGV[9",
+            ] {
+                assert!(
+                    !body.contains(positional),
+                    "{file} reads {positional}] by position"
+                );
+            }
+            for name in keys.iter().chain(args.iter()) {
+                let used = body.match_indices(name).any(|(at, _)| {
+                    let before = body[..at].chars().next_back();
+                    let after = body[at + name.len()..].chars().next();
+                    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+                    !word(before) && !word(after)
+                });
+                assert!(used, "{file} declares {name} but does not use it");
+            }
+        }
     }
 }

@@ -182,24 +182,22 @@ impl Queue {
         let (code, title) = change.error.map_or((String::new(), ""), |e| {
             (e.code.to_string(), e.title.as_str())
         });
-        let result: String = scripts::APPLY_STATUS
-            .key(keys::record(phone_number_id, message_id.as_str()))
-            .key(keys::dead_letters(phone_number_id))
-            .arg(change.wamid)
-            .arg(change.status.as_str())
-            .arg(meta_event(
-                change.status.as_str(),
-                change.at_ms,
-                change.error,
-            ))
-            .arg(change.now_ms)
-            .arg(code)
-            .arg(title)
-            .arg(change.reason)
-            .arg(keys::DEAD_LETTER_MAX_LEN)
-            .arg(message_id.as_str())
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+        let result: String = scripts::ApplyStatus {
+            record_key: keys::record(phone_number_id, message_id.as_str()).into(),
+            dead_key: keys::dead_letters(phone_number_id).into(),
+            event_wamid: change.wamid.into(),
+            new_status: change.status.as_str().into(),
+            event: meta_event(change.status.as_str(), change.at_ms, change.error).into(),
+            now_ms: change.now_ms.into(),
+            code: code.into(),
+            title: title.into(),
+            reason: change.reason.into(),
+            dead_max_len: keys::DEAD_LETTER_MAX_LEN.into(),
+            message_id: message_id.as_str().into(),
+        }
+        .invocation()
+        .invoke_async(&mut self.conn.clone())
+        .await?;
         StatusResult::parse(&result)
     }
 
@@ -212,22 +210,24 @@ impl Queue {
     ) -> Result<StatusResult, QueueError> {
         let id = &view.message_id;
         let lane = id.lane().code();
-        let result: String = scripts::REQUEUE_FAILED
-            .key(keys::record(phone_number_id, id.as_str()))
-            .key(keys::scheduled(phone_number_id))
-            .key(keys::window(phone_number_id, &view.recipient))
-            .arg(requeue.wamid)
-            .arg(meta_event("failed", requeue.at_ms, Some(requeue.error)))
-            .arg(requeue.now_ms)
-            .arg(requeue.error.code)
-            .arg(&requeue.error.title)
-            .arg(requeue.due_ms)
-            .arg(id.as_str())
-            .arg(lane)
-            .arg(if requeue.fallback { "1" } else { "0" })
-            .arg(if requeue.close_window { "1" } else { "0" })
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+        let result: String = scripts::RequeueFailed {
+            record_key: keys::record(phone_number_id, id.as_str()).into(),
+            scheduled_key: keys::scheduled(phone_number_id).into(),
+            window_key: keys::window(phone_number_id, &view.recipient).into(),
+            event_wamid: requeue.wamid.into(),
+            event: meta_event("failed", requeue.at_ms, Some(requeue.error)).into(),
+            now_ms: requeue.now_ms.into(),
+            code: requeue.error.code.into(),
+            title: (&requeue.error.title).into(),
+            due_ms: requeue.due_ms.into(),
+            message_id: id.as_str().into(),
+            lane_code: lane.into(),
+            send_fallback: requeue.fallback.into(),
+            close_window: requeue.close_window.into(),
+        }
+        .invocation()
+        .invoke_async(&mut self.conn.clone())
+        .await?;
         StatusResult::parse(&result)
     }
 }

@@ -19,16 +19,17 @@ impl Queue {
         inbound_ms: i64,
         now_ms: i64,
     ) -> Result<bool, QueueError> {
-        let mut invocation = scripts::RECORD_INBOUND.prepare_invoke();
-        invocation.key(keys::inbound(phone_number_id, wamid));
+        let mut invocation = scripts::RecordInbound {
+            seen_key: keys::inbound(phone_number_id, wamid).into(),
+            inbound_ms: inbound_ms.into(),
+            closes_ms: window::closes_at(inbound_ms).into(),
+            now_ms: now_ms.into(),
+            seen_ttl_ms: keys::INBOUND_SEEN_MS.into(),
+        }
+        .invocation();
         for recipient in recipients {
             invocation.key(keys::window(phone_number_id, recipient));
         }
-        invocation
-            .arg(inbound_ms)
-            .arg(window::closes_at(inbound_ms))
-            .arg(now_ms)
-            .arg(keys::INBOUND_SEEN_MS);
         let new: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
         Ok(new == 1)
     }

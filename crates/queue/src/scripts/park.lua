@@ -1,31 +1,30 @@
 -- Parks messages of one recipient: entries the worker holds (or has just
--- read) become pending for the reserved 'parked' consumer, listed under the
+-- read) become pending for the reserved `parked_consumer`, listed under the
 -- recipient in entry-id order, so they wait in Redis instead of the worker's
 -- memory and keep their place in the recipient's order. Only entries still
--- pending are parked: one finished meanwhile is left alone.
--- KEYS[1] stream, KEYS[2] parked index (recipient -> due ms), KEYS[3] the
--- recipient's parked set (member: entry id with its sequence zero-padded,
--- score: its milliseconds)
--- ARGV[1] group  ARGV[2] parked consumer  ARGV[3] recipient
--- ARGV[4] due ms, or '' to keep the recipient's due time (a message read
--- for a recipient already parked waits behind the others)
--- ARGV[5] now ms  ARGV[6..] entry ids
+-- pending are parked: one finished meanwhile is left alone. The entry ids
+-- follow the named arguments.
+-- `parked_key`: the parked index (recipient -> due ms); `recipient_parked_key`:
+-- the recipient's parked set (member: entry id with its sequence
+-- zero-padded, score: its milliseconds). `due_ms` is '' to keep the
+-- recipient's due time (a message read for a recipient already parked waits
+-- behind the others).
 -- Returns {recipients parked, earliest due ms or -1}.
-for i = 6, #ARGV do
+for i = MORE, #ARGV do
   local ms, seq = string.match(ARGV[i], '^(%d+)%-(%d+)$')
   if ms then
-    local claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    local claimed = redis.call('XCLAIM', stream_key, group, parked_consumer, 0, ARGV[i], 'JUSTID')
     if #claimed > 0 then
-      redis.call('ZADD', KEYS[3], ms, ms .. '-' .. string.rep('0', 20 - #seq) .. seq)
+      redis.call('ZADD', recipient_parked_key, ms, ms .. '-' .. string.rep('0', 20 - #seq) .. seq)
     end
   end
 end
-if redis.call('EXISTS', KEYS[3]) == 1 then
-  if ARGV[4] ~= '' then
-    redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+if redis.call('EXISTS', recipient_parked_key) == 1 then
+  if due_ms ~= '' then
+    redis.call('ZADD', parked_key, due_ms, recipient)
   else
-    redis.call('ZADD', KEYS[2], 'NX', ARGV[5], ARGV[3])
+    redis.call('ZADD', parked_key, 'NX', now_ms, recipient)
   end
 end
-local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-return {redis.call('ZCARD', KEYS[2]), first[2] or -1}
+local first = redis.call('ZRANGE', parked_key, 0, 0, 'WITHSCORES')
+return {redis.call('ZCARD', parked_key), first[2] or -1}

@@ -1,22 +1,19 @@
 -- Takes parked messages back into the worker: the oldest ones of each
--- recipient due by ARGV[3], at most ARGV[5] per recipient and ARGV[4] in all,
--- claimed for the consumer ARGV[2] (returned as XCLAIM gives them). A
--- recipient with messages left stays parked, due at ARGV[6]: its next
--- message cannot go before the pair limit lets it.
--- KEYS[1] stream, KEYS[2] parked index
--- ARGV[1] group  ARGV[2] consumer  ARGV[3] due by (ms)  ARGV[4] most messages
--- ARGV[5] most per recipient  ARGV[6] due ms for what is left
--- ARGV[7] the prefix of the recipients' parked sets
+-- recipient due by `due_by_ms`, at most `most_per_recipient` per recipient
+-- and `most` in all, claimed for `consumer` (returned as XCLAIM gives them).
+-- A recipient with messages left stays parked, due at `left_due_ms`: its
+-- next message cannot go before the pair limit lets it. `parked_prefix`:
+-- the prefix of the recipients' parked sets.
 -- Returns {entries, recipients parked, earliest due ms or -1}.
-local budget = tonumber(ARGV[4])
-local recipients = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[3], 'LIMIT', 0, budget)
+local budget = tonumber(most)
+local recipients = redis.call('ZRANGEBYSCORE', parked_key, '-inf', due_by_ms, 'LIMIT', 0, budget)
 local out = {}
 for _, recipient in ipairs(recipients) do
   if budget <= 0 then
     break
   end
-  local set = ARGV[7] .. recipient
-  local take = math.min(tonumber(ARGV[5]), budget)
+  local set = parked_prefix .. recipient
+  local take = math.min(tonumber(most_per_recipient), budget)
   local members = redis.call('ZPOPMIN', set, take)
   local ids = {}
   for i = 1, #members, 2 do
@@ -30,17 +27,17 @@ for _, recipient in ipairs(recipients) do
     end
   end
   if #ids > 0 then
-    local claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(ids))
+    local claimed = redis.call('XCLAIM', stream_key, group, consumer, 0, unpack(ids))
     for _, entry in ipairs(claimed) do
       table.insert(out, entry)
     end
   end
   budget = budget - #ids
   if redis.call('EXISTS', set) == 1 then
-    redis.call('ZADD', KEYS[2], ARGV[6], recipient)
+    redis.call('ZADD', parked_key, left_due_ms, recipient)
   else
-    redis.call('ZREM', KEYS[2], recipient)
+    redis.call('ZREM', parked_key, recipient)
   end
 end
-local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-return {out, redis.call('ZCARD', KEYS[2]), first[2] or -1}
+local first = redis.call('ZRANGE', parked_key, 0, 0, 'WITHSCORES')
+return {out, redis.call('ZCARD', parked_key), first[2] or -1}
