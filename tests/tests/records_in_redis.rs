@@ -123,7 +123,7 @@ async fn records_and_entries_under_the_old_field_names_are_still_read() {
             ("wamid", "wamid.OLD"),
             ("sender", "s0"),
             ("client", "billing"),
-            ("to", "16505551234"),
+            ("to", "+16505551234"),
             ("kind", "template"),
             ("body", "{}"),
             ("metadata", r#"{"order":7}"#),
@@ -141,9 +141,9 @@ async fn records_and_entries_under_the_old_field_names_are_still_read() {
         (
             read.sender.as_str(),
             read.client.as_str(),
-            read.recipient.as_str()
+            read.recipient.key()
         ),
-        ("s0", "billing", "16505551234")
+        ("s0", "billing", "+16505551234")
     );
     assert_eq!(read.metadata.as_deref(), Some(r#"{"order":7}"#));
 
@@ -153,7 +153,7 @@ async fn records_and_entries_under_the_old_field_names_are_still_read() {
         .expect("read")
         .expect("a view");
     assert_eq!(view.client, "billing");
-    assert_eq!(view.recipient, "16505551234");
+    assert_eq!(view.recipient, "+16505551234");
     assert_eq!(
         view.callback_url.as_deref(),
         Some("https://billing.internal/hook")
@@ -187,7 +187,7 @@ async fn records_and_entries_under_the_old_field_names_are_still_read() {
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(
         (letters[0].sender.as_str(), letters[0].recipient.as_str()),
-        ("s0", "16505551234")
+        ("s0", "+16505551234")
     );
 
     // An entry queued again by an older gateway (`att`, `fbu`, `due`).
@@ -198,7 +198,7 @@ async fn records_and_entries_under_the_old_field_names_are_still_read() {
             ("id", id.as_str()),
             ("snd", "s0"),
             ("cli", "billing"),
-            ("rcpt", "16505551234"),
+            ("rcpt", "+16505551234"),
             ("kind", "template"),
             ("body", "{}"),
             ("att", "2"),

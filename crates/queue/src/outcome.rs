@@ -68,7 +68,7 @@ impl Queue {
                 event: history_event("sent", now_ms, Some(("wamid", wamid))).into(),
                 queued_event: queued_event.into(),
                 fallback_used: progress.fallback_used.into(),
-                recipient: (&delivery.recipient).into(),
+                recipient: delivery.recipient.key().into(),
                 recent_ms: keys::RECENT_RECIPIENTS_MS.into(),
             }
             .invocation(),

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use gateway_domain::{MessageId, MessageStatus};
+use gateway_domain::{MessageId, MessageKind, MessageStatus, Recipient};
 
 use crate::{Delivery, QueueError, fields};
 
@@ -13,8 +13,8 @@ pub struct MessageRecord {
     pub status: MessageStatus,
     pub sender: String,
     pub client: String,
-    pub recipient: String,
-    pub kind: String,
+    pub recipient: Recipient,
+    pub kind: MessageKind,
     pub created_ms: i64,
     pub updated_ms: i64,
     pub attempts: u32,
@@ -38,7 +38,7 @@ impl MessageRecord {
             sender: delivery.sender.clone(),
             client: delivery.client.clone(),
             recipient: delivery.recipient.clone(),
-            kind: delivery.kind.clone(),
+            kind: delivery.kind,
             created_ms: accepted,
             updated_ms: accepted,
             attempts: 0,
@@ -78,8 +78,12 @@ impl MessageRecord {
                 .transpose()?,
             sender: take(fields::SENDER).unwrap_or_default(),
             client: take(fields::CLIENT).unwrap_or_default(),
-            recipient: take(fields::RECIPIENT).unwrap_or_default(),
-            kind: take(fields::KIND).unwrap_or_default(),
+            recipient: take(fields::RECIPIENT)
+                .and_then(|key| Recipient::from_key(&key))
+                .ok_or_else(|| bad("recipient"))?,
+            kind: take(fields::KIND)
+                .and_then(|kind| MessageKind::parse(&kind))
+                .ok_or_else(|| bad("kind"))?,
             wamid: take("wamid"),
             error_title: take("error_title"),
             fallback_used: take(fields::FALLBACK_USED).is_some_and(|v| v == "1"),

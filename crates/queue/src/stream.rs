@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use gateway_domain::{Lane, MessageId};
+use gateway_domain::{Lane, MessageId, MessageKind, Recipient};
 use redis::Value;
 use redis::streams::{StreamId, StreamRangeReply};
 
@@ -20,8 +20,8 @@ pub struct Delivery {
     pub message_id: MessageId,
     pub sender: String,
     pub client: String,
-    pub recipient: String,
-    pub kind: String,
+    pub recipient: Recipient,
+    pub kind: MessageKind,
     /// The Graph API body without `biz_opaque_callback_data`.
     body: String,
     /// The same for the caller's fallback template.
@@ -153,8 +153,8 @@ impl Delivery {
                 message_id,
                 sender: text(fields::SENDER)?,
                 client: text(fields::CLIENT)?,
-                recipient: text(fields::RECIPIENT)?,
-                kind: text(fields::KIND)?,
+                recipient: Recipient::from_key(&text(fields::RECIPIENT)?)?,
+                kind: MessageKind::parse(&text(fields::KIND)?)?,
                 body,
                 fallback: text(fields::FALLBACK).filter(|b| b.ends_with('}')),
                 metadata: text(fields::METADATA),
@@ -208,8 +208,8 @@ impl Delivery {
         [
             Some((fields::SENDER, self.sender.clone())),
             Some((fields::CLIENT, self.client.clone())),
-            Some((fields::RECIPIENT, self.recipient.clone())),
-            Some((fields::KIND, self.kind.clone())),
+            Some((fields::RECIPIENT, self.recipient.key().to_owned())),
+            Some((fields::KIND, self.kind.as_str().to_owned())),
             Some((fields::BODY, self.body.clone())),
             self.fallback.clone().map(|f| (fields::FALLBACK, f)),
             self.metadata.clone().map(|m| (fields::METADATA, m)),
@@ -232,7 +232,7 @@ impl Delivery {
         [
             (fields::SENDER, Cow::Borrowed(self.sender.as_str())),
             (fields::CLIENT, Cow::Borrowed(self.client.as_str())),
-            (fields::RECIPIENT, Cow::Borrowed(self.recipient.as_str())),
+            (fields::RECIPIENT, Cow::Borrowed(self.recipient.key())),
             (fields::KIND, Cow::Borrowed(self.kind.as_str())),
             (
                 "created_ms",
@@ -282,5 +282,40 @@ mod tests {
         let empty: serde_json::Value =
             serde_json::from_str(&with_callback_data("{}", &id)).expect("json");
         assert_eq!(empty["biz_opaque_callback_data"], "1-2-3");
+    }
+
+    /// An entry this gateway wrote holds a recipient in its canonical form
+    /// and a known kind; anything else is not taken for a message.
+    #[test]
+    fn an_entry_is_a_message_only_with_a_canonical_recipient_and_a_known_kind() {
+        let entry = |recipient: &str, kind: &str| {
+            let text = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+            StreamId {
+                id: "1700000000000-0".into(),
+                map: [
+                    ("snd", "s0"),
+                    ("cli", "billing"),
+                    ("rcpt", recipient),
+                    ("kind", kind),
+                    ("body", "{}"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), text(v)))
+                .collect(),
+                ..StreamId::default()
+            }
+        };
+        let read = |recipient: &str, kind: &str| {
+            Delivery::from_entry("1", Lane::Transactional, entry(recipient, kind))
+        };
+        let delivery = read("+16505551234", "template").expect("a message");
+        assert_eq!(delivery.recipient.key(), "+16505551234");
+        assert_eq!(delivery.kind, MessageKind::Template);
+        assert!(read("US.13491208655302741918", "text").is_ok());
+        assert_eq!(
+            read("16505551234", "template").err().as_deref(),
+            Some("1700000000000-0")
+        );
+        assert!(read("+16505551234", "fax").is_err());
     }
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use gateway_config::SenderSettings;
-use gateway_domain::Recipient;
+use gateway_domain::MessageKind;
 use gateway_domain::rules::{
     ErrorClass, Failure, TransportFailure, Verdict, classify_code, classify_transport, window,
 };
@@ -102,10 +102,10 @@ pub(crate) async fn attempt(
     let delivery = &incoming.delivery;
     let now_ms = unix_ms();
     let age = Duration::from_millis(u64::try_from(now_ms - delivery.due_ms()).unwrap_or(0));
-    if !incoming.progress.fallback_used && delivery.kind != TEMPLATE_KIND {
+    if !incoming.progress.fallback_used && delivery.kind != MessageKind::Template {
         match worker
             .queue
-            .window_opened_at(&sender.phone_number_id, &delivery.recipient)
+            .window_opened_at(&sender.phone_number_id, delivery.recipient.key())
             .await
         {
             Ok(opened) => {
@@ -225,7 +225,7 @@ pub(crate) async fn attempt(
     let (code, title) = code_and_title(&error);
     if class == ErrorClass::WindowClosed {
         // Meta knows better than our records: no free-form until the user writes again.
-        let recipient = &incoming.delivery.recipient;
+        let recipient = incoming.delivery.recipient.key();
         if let Err(error) = worker
             .queue
             .close_window(&sender.phone_number_id, recipient)
@@ -361,9 +361,6 @@ pub(crate) async fn attempt(
     }
 }
 
-/// The message kind that needs no open window.
-const TEMPLATE_KIND: &str = "template";
-
 /// How soon to try again when the window could not be read.
 const WINDOW_READ_RETRY: Duration = Duration::from_secs(1);
 
@@ -388,8 +385,7 @@ fn body_to_send(
         if worker.sender_health.is_unusable(template) {
             return None;
         }
-        let recipient = Recipient::from_key(&delivery.recipient)?;
-        Some(delivery.with_callback_data(&template.graph_body(&recipient)))
+        Some(delivery.with_callback_data(&template.graph_body(&delivery.recipient)))
     })
 }
 

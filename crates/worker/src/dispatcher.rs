@@ -467,7 +467,7 @@ fn apply(
                 if taken_over && crashed {
                     // Its call may have reached Meta just before the crash:
                     // its recipient's pair slot counts as used now.
-                    state.suspect_sent(&message.delivery.recipient, now);
+                    state.suspect_sent(message.delivery.recipient.key(), now);
                 }
                 state.accept(message, now);
             }

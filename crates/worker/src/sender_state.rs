@@ -218,7 +218,7 @@ impl SenderState {
     /// its recipient's messages being parked.
     pub fn accept(&mut self, message: HeldMessage, now: Instant) {
         let lane = message.delivery.lane;
-        let recipient = &message.delivery.recipient;
+        let recipient = message.delivery.recipient.key();
         let entry_id = message.delivery.entry_id.clone();
         if self.held.contains_key(&entry_id) {
             // Read twice (a reconciliation racing a late reply): once is enough.
@@ -227,20 +227,20 @@ impl SenderState {
         if let Some(park) = self
             .parks
             .iter_mut()
-            .find(|p| p.lane == lane && &p.recipient == recipient)
+            .find(|p| p.lane == lane && p.recipient == recipient)
         {
             park.entry_ids.push(entry_id);
             return;
         }
         if message.not_before > now + self.limits.park_after {
             let due = message.not_before;
-            let recipient = recipient.clone();
+            let recipient = recipient.to_owned();
             self.park(lane, recipient, vec![entry_id], Some(due));
             return;
         }
         let order = message.order();
         let not_before = message.not_before;
-        let recipient = recipient.clone();
+        let recipient = recipient.to_owned();
         self.held.insert(entry_id, lane);
         self.held_count[lane.stream_index()] += 1;
         self.lanes[lane.stream_index()].push(&recipient, message, not_before, order);
@@ -346,7 +346,7 @@ impl SenderState {
             self.probing = false;
         }
         let lane = message.delivery.lane;
-        let recipient = message.delivery.recipient.clone();
+        let recipient = message.delivery.recipient.key().to_owned();
         match next {
             Next::Done | Next::Abandon => {
                 self.lanes[lane.stream_index()].done(&recipient, now);
@@ -625,6 +625,7 @@ pub(crate) fn expiry(
 mod tests {
     use std::collections::HashMap;
 
+    use gateway_domain::Recipient;
     use redis::Value;
     use redis::streams::StreamId;
 
@@ -648,7 +649,22 @@ mod tests {
         }
     }
 
-    /// A message of the transactional stream, entry `seq`, to `recipient`.
+    /// A recipient as the tests name it: a phone number as it is, a
+    /// name ("A") as a user id, "US.A".
+    fn user(name: &str) -> String {
+        if name.starts_with('+') {
+            name.to_owned()
+        } else {
+            format!("US.{name}")
+        }
+    }
+
+    /// The name a test gave a recipient.
+    fn name(recipient: &Recipient) -> &str {
+        recipient.key().trim_start_matches("US.")
+    }
+
+    /// A message of the transactional stream, entry `seq`, to the recipient `recipient` names.
     fn message(seq: u64, recipient: &str, now: Instant) -> HeldMessage {
         message_in(Lane::Transactional, seq, recipient, now)
     }
@@ -658,7 +674,7 @@ mod tests {
         let map: HashMap<String, Value> = [
             ("snd", text("s0")),
             ("cli", text("billing")),
-            ("rcpt", text(recipient)),
+            ("rcpt", text(&user(recipient))),
             ("kind", text("template")),
             ("body", text("{}")),
         ]
@@ -746,7 +762,7 @@ mod tests {
                         if left > now {
                             departures.push((now, left));
                         }
-                        sends.push((left, message.delivery.recipient.clone(), seq));
+                        sends.push((left, name(&message.delivery.recipient).to_owned(), seq));
                         answers.push((left + answer, message));
                     }
                     Decision::Expire(message, _) => answers.push((now, message)),
@@ -895,7 +911,7 @@ mod tests {
             parks,
             [ParkRequest {
                 lane: Lane::Transactional,
-                recipient: "A".into(),
+                recipient: user("A"),
                 entry_ids: vec![
                     format!("{}-1", T0_MS - 1_000),
                     format!("{}-2", T0_MS - 1_000)
@@ -1035,7 +1051,7 @@ mod tests {
         let Decision::Send(first) = state.next(t0, T0_MS, true) else {
             panic!("a send");
         };
-        assert_eq!(first.delivery.recipient, "urgent");
+        assert_eq!(name(&first.delivery.recipient), "urgent");
         assert!(matches!(state.next(t0, T0_MS, false), Decision::Wait(_)));
     }
 
@@ -1049,7 +1065,7 @@ mod tests {
         let Decision::Send(first) = state.next(t0, T0_MS, true) else {
             panic!("a send");
         };
-        assert_eq!(first.delivery.recipient, "first");
+        assert_eq!(name(&first.delivery.recipient), "first");
         assert_eq!(state.in_flight(), 1);
     }
 
@@ -1070,13 +1086,13 @@ mod tests {
         let t0 = Instant::now();
         let mut state = SenderState::new(limits(70), t0, [], []);
         // Its previous owner may have been sending it when it died.
-        state.suspect_sent("A", t0);
+        state.suspect_sent(&user("A"), t0);
         state.accept(message(1, "A", t0), t0);
         state.accept(message(2, "B", t0), t0);
         let Decision::Send(first) = state.next(t0, T0_MS, true) else {
             panic!("a send");
         };
-        assert_eq!(first.delivery.recipient, "B", "A waits 6 s");
+        assert_eq!(name(&first.delivery.recipient), "B", "A waits 6 s");
         assert_eq!(
             state.take_parks()[0].due,
             Some(t0 + Duration::from_millis(6_120)),

@@ -75,8 +75,8 @@ fn render(record: &MessageRecord) -> Value {
         "id": record.id.as_str(),
         "status": record.status.as_str(),
         "from": record.sender,
-        "to": record.recipient,
-        "type": record.kind,
+        "to": record.recipient.key(),
+        "type": record.kind.as_str(),
         "client": record.client,
         "wamid": record.wamid,
         "attempts": record.attempts,
@@ -94,7 +94,10 @@ fn print_human(record: &MessageRecord, view: &Value) {
     println!("status         {}", record.status.as_str());
     println!(
         "from           {} to {} ({}), client {}",
-        record.sender, record.recipient, record.kind, record.client
+        record.sender,
+        record.recipient.key(),
+        record.kind.as_str(),
+        record.client
     );
     println!("wamid          {}", record.wamid.as_deref().unwrap_or("-"));
     println!("attempts       {}", record.attempts);
