@@ -213,3 +213,123 @@ async fn records_and_entries_under_the_old_field_names_are_still_read() {
     assert!(delivery.prior.fallback_used);
     assert_eq!(delivery.due_ms(), 1_700_000_005_000);
 }
+
+/// A scheduled bulk message that Meta fails after accepting it is queued
+/// again behind the bulk backlog, not ahead of the transactional one: the
+/// record keeps the stream the message was in (its scheduled id cannot
+/// tell).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_bulk_message_failed_after_sending_is_queued_again_as_bulk() {
+    let redis = RedisServer::start();
+    let queue = redis.queue();
+    let mut conn = queue.connection();
+    let accepted_ms = 1_000;
+    let due_ms = 60_000;
+    let gateway_queue::EnqueueOutcome::Queued(queued) = queue
+        .enqueue(
+            &gateway_queue::NewMessage {
+                sender_name: "s0",
+                phone_number_id: PNID,
+                client: "billing",
+                recipient: "+16505551234",
+                kind: "template",
+                graph_body: "{}",
+                fallback_body: None,
+                metadata: None,
+                idempotency: None,
+                lane: Lane::Bulk,
+                send_after_ms: Some(due_ms),
+                expires_at_ms: None,
+                callback_url: None,
+                request: "request-1",
+            },
+            accepted_ms,
+        )
+        .await
+        .expect("enqueued")
+    else {
+        panic!("not queued");
+    };
+    let (moved, _) = queue
+        .promote_scheduled(PNID, due_ms, 10)
+        .await
+        .expect("promoted");
+    assert_eq!(moved, 1);
+
+    let bulk = gateway_queue::keys::bulk(PNID);
+    let mut reader = queue.consumer(
+        &bulk,
+        gateway_queue::keys::CONSUMER_GROUP,
+        "worker-1",
+        Claim::Takeover { reserved: &[] },
+    );
+    let held = Default::default();
+    let mut entries = reader.next(10, &held).await.expect("read");
+    if entries.is_empty() {
+        entries = reader.next(10, &held).await.expect("read");
+    }
+    let delivery = Delivery::from_entry(PNID, Lane::Bulk, entries.into_iter().next().expect("one"))
+        .expect("a message");
+    assert_eq!(delivery.message_id, queued);
+    let progress = Progress {
+        attempts: 1,
+        fallback_used: false,
+    };
+    assert!(
+        queue
+            .record(
+                PNID,
+                &delivery,
+                progress,
+                Outcome::Sent { wamid: "wamid.A" },
+                due_ms
+            )
+            .await
+            .expect("recorded")
+    );
+
+    let view = queue
+        .status_view(PNID, "wamid.A", None, MetaStatus::Failed)
+        .await
+        .expect("read")
+        .expect("the message");
+    let error = MetaError {
+        code: 131000,
+        title: "something went wrong".into(),
+    };
+    let requeue = gateway_queue::Requeue {
+        wamid: "wamid.A",
+        at_ms: due_ms + 1_000,
+        now_ms: due_ms + 1_000,
+        error: &error,
+        due_ms: due_ms + 5_000,
+        fallback: false,
+        close_window: false,
+    };
+    queue
+        .requeue_failed(PNID, &view, requeue)
+        .await
+        .expect("queued again");
+
+    let scheduled: Vec<String> = redis::cmd("ZRANGE")
+        .arg(gateway_queue::keys::scheduled(PNID))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .expect("ZRANGE");
+    assert_eq!(scheduled.len(), 1, "{scheduled:?}");
+    let member: serde_json::Value = serde_json::from_str(&scheduled[0]).expect("JSON");
+    assert_eq!(member["lane"], "b", "{member}");
+    let (moved, _) = queue
+        .promote_scheduled(PNID, due_ms + 5_000, 10)
+        .await
+        .expect("promoted");
+    assert_eq!(moved, 1);
+    let bulk_length: u64 = redis::cmd("XLEN")
+        .arg(&bulk)
+        .query_async(&mut conn)
+        .await
+        .expect("XLEN");
+    assert_eq!(bulk_length, 1, "back in the bulk stream");
+}

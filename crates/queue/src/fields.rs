@@ -26,6 +26,7 @@
 //! | `id` | the message id, in an entry only when it is not `<pnid>-<entry id>` (a retry or a replay) |
 //! | `attempts` | attempts made so far |
 //! | `fallback_used` | `1` once the fallback template is the one to send |
+//! | `lane` | in the record only: `t` or `b`, the stream the message is queued in (an entry's is the stream it is in), so that a message queued again keeps its priority |
 //! | `due_ms` | when the message became due (Unix ms), when that was not its acceptance: its `send_after` (promoted) or its replay; its age counts from then |
 //!
 //! Records and entries written before the vocabulary was one used other
@@ -49,6 +50,7 @@ pub(crate) const CALLBACK: &str = "cb";
 pub(crate) const ATTEMPTS: &str = "attempts";
 pub(crate) const FALLBACK_USED: &str = "fallback_used";
 pub(crate) const DUE: &str = "due_ms";
+pub(crate) const LANE: &str = "lane";
 
 /// The message's own fields, for copying a message between entry, record
 /// and dead letter.

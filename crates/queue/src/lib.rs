@@ -209,6 +209,7 @@ impl Queue {
                     (fields::CLIENT, m.client.to_owned()),
                     (fields::RECIPIENT, m.recipient.to_owned()),
                     (fields::KIND, m.kind.to_owned()),
+                    (fields::LANE, m.lane.code().to_owned()),
                     ("created_ms", now_ms.to_string()),
                     ("updated_ms", now_ms.to_string()),
                     (fields::ATTEMPTS, "0".to_owned()),

@@ -225,7 +225,7 @@ impl Delivery {
     /// until Meta reports the message delivered, so that an asynchronous
     /// failure can be retried (see `status_events`). Borrowed: they are
     /// written with every outcome.
-    pub(crate) fn record_fields(&self) -> [(&'static str, Cow<'_, str>); 11] {
+    pub(crate) fn record_fields(&self) -> [(&'static str, Cow<'_, str>); 12] {
         fn text(value: &Option<String>) -> Cow<'_, str> {
             Cow::Borrowed(value.as_deref().unwrap_or(""))
         }
@@ -234,6 +234,7 @@ impl Delivery {
             (fields::CLIENT, Cow::Borrowed(self.client.as_str())),
             (fields::RECIPIENT, Cow::Borrowed(self.recipient.key())),
             (fields::KIND, Cow::Borrowed(self.kind.as_str())),
+            (fields::LANE, Cow::Borrowed(self.lane.code())),
             (
                 "created_ms",
                 Cow::Owned(self.message_id.accepted_at_ms().to_string()),

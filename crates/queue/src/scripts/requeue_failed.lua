@@ -1,8 +1,9 @@
 -- Meta reported a failure after accepting a message, and it is worth another
 -- try (a transient code, or 131047 with a fallback template to send): queue
 -- the message again under its own id, due at `due_ms`, and record why. Each
--- (failed, wamid) counts once. `lane_code` is 't' or 'b'; `send_fallback`
--- and `close_window` are '1' or '0'.
+-- (failed, wamid) counts once. It goes back to the stream it was in (the
+-- record's `lane`; `lane_code`, from its id, for a record written before
+-- records kept it). `send_fallback` and `close_window` are '1' or '0'.
 -- Returns 'moved', 'recorded' (Meta already reported it delivered),
 -- 'duplicate', 'stale' or 'unknown', as apply_status.lua.
 local recorded_wamid = redis.call('HGET', record_key, 'wamid')
@@ -28,6 +29,7 @@ local fallback = progress[2] or '0'
 if send_fallback == '1' then
   fallback = '1'
 end
+local lane = redis.call('HGET', record_key, 'lane') or lane_code
 local fields = message_fields(record_key)
 table.insert(fields, 'attempts')
 table.insert(fields, progress[1] or '1')
@@ -35,7 +37,7 @@ table.insert(fields, 'fallback_used')
 table.insert(fields, fallback)
 -- The promote_scheduled.lua member shape: it moves the message into its stream when due.
 redis.call('ZADD', scheduled_key, due_ms,
-  cjson.encode({id = message_id, lane = lane_code, fields = fields}))
+  cjson.encode({id = message_id, lane = lane, fields = fields}))
 redis.call('HSET', record_key, 'status', 'retrying', 'updated_ms', now_ms, 'next_attempt_ms',
   due_ms, 'error_code', code, 'error_title', title, 'fallback_used', fallback)
 return 'moved'
