@@ -377,6 +377,8 @@ fn the_alert_rules_query_only_exported_metrics() {
         "gateway_worker_senders_owned",
         "gateway_webhook_signature_failures_total",
         "gateway_notification_dead_letters_total",
+        "gateway_webhooks_refused_total",
+        "gateway_notifications_dropped_total",
     ] {
         assert!(used.contains(wanted), "no alert rule watches {wanted}");
     }

@@ -1,7 +1,8 @@
 //! Notifications (`gateway-notify`) against a private redis-server and a
 //! local receiver on 127.0.0.1: delivered signed, retried while the
 //! receiver is down, dead-lettered and replayed, taken over after a worker
-//! crash, and never with the secret in Redis.
+//! crash, never with the secret in Redis, and dropped (counted) rather than
+//! stored once the backlog is full.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
@@ -279,6 +280,10 @@ async fn wait_until_settled(outbox: &Outbox, conn: &ConnectionManager) {
 }
 
 fn counter(registry: &Registry, name: &str, target: &str) -> f64 {
+    labelled_counter(registry, name, "target", target)
+}
+
+fn labelled_counter(registry: &Registry, name: &str, label: &str, value: &str) -> f64 {
     registry
         .gather()
         .iter()
@@ -287,7 +292,7 @@ fn counter(registry: &Registry, name: &str, target: &str) -> f64 {
         .filter(|m| {
             m.get_label()
                 .iter()
-                .any(|l| l.name() == "target" && l.value() == target)
+                .any(|l| l.name() == label && l.value() == value)
         })
         .map(|m| m.get_counter().get_value())
         .sum()
@@ -380,6 +385,96 @@ async fn notifications_wait_out_a_receiver_that_is_down() {
     assert_eq!(delivered.len(), COUNT, "{delivered:?}");
     assert!(receiver.seen().iter().all(|r| r.signature_valid));
     assert_eq!(outbox.depth().await.expect("depth").dead, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_backlog_cap_new_notifications_are_dropped_and_counted() {
+    let redis = RedisServer::start();
+    let conn = connect(&redis).await;
+    let registry = Registry::new();
+    let metrics = NotifyMetrics::register(&registry).expect("metrics");
+    let outbox = Outbox::new(conn.clone()).with_max_backlog(3, &metrics);
+    let dropped = || {
+        labelled_counter(
+            &registry,
+            "gateway_notifications_dropped_total",
+            "reason",
+            "backlog",
+        )
+    };
+    let receiver = Receiver::start(503).await;
+    // Retries wait long: what waits for one counts against the cap too.
+    let slow_retries = DeliveryPolicy {
+        initial_backoff: Duration::from_secs(600),
+        max_backoff: Duration::from_secs(600),
+        ..quick_policy()
+    };
+
+    // The receiver is down: the first notification fails and waits to be
+    // retried; then no worker delivers anything.
+    let first = notification(&receiver.url, 1);
+    outbox.push(&first).await.expect("push");
+    let worker = start_worker(&redis, &outbox, slow_retries.clone(), "w1", metrics.clone());
+    wait_until(
+        "the first to wait for a retry",
+        Duration::from_secs(10),
+        || async {
+            let depth = outbox.depth().await.ok()?;
+            (depth.retrying == 1 && depth.queued == 0).then_some(())
+        },
+    )
+    .await;
+    worker.stop().await;
+
+    // Two more fit under the cap of 3; the next two are dropped.
+    let all: Vec<Notification> = (2..=5).map(|i| notification(&receiver.url, i)).collect();
+    for n in &all {
+        outbox
+            .push(n)
+            .await
+            .expect("a dropped push is not an error");
+    }
+    let depth = outbox.depth().await.expect("depth");
+    assert_eq!((depth.queued, depth.retrying), (2, 1), "{depth:?}");
+    assert_eq!(dropped(), 2.0);
+
+    // The receiver is back: what was stored is delivered, which makes room
+    // for a new one; the dropped never arrive.
+    receiver.answer(200);
+    let worker = start_worker(&redis, &outbox, slow_retries, "w2", metrics.clone());
+    let stored = [&all[0], &all[1]];
+    wait_until(
+        "the stored ones delivered",
+        Duration::from_secs(10),
+        || async {
+            let delivered = receiver.delivered();
+            stored
+                .iter()
+                .all(|n| delivered.contains_key(&n.body))
+                .then_some(())
+        },
+    )
+    .await;
+    wait_until("room in the outbox", Duration::from_secs(10), || async {
+        let depth = outbox.depth().await.ok()?;
+        (depth.queued == 0).then_some(())
+    })
+    .await;
+    let later = notification(&receiver.url, 6);
+    outbox.push(&later).await.expect("push");
+    wait_until(
+        "the later one delivered",
+        Duration::from_secs(10),
+        || async { receiver.delivered().contains_key(&later.body).then_some(()) },
+    )
+    .await;
+    worker.stop().await;
+
+    let delivered = receiver.delivered();
+    for n in &all[2..] {
+        assert!(!delivered.contains_key(&n.body), "{n:?} was dropped");
+    }
+    assert_eq!(dropped(), 2.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

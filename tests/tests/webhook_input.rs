@@ -1,7 +1,8 @@
 //! What arrives on `/webhook` from outside: refused without effect when it
 //! is not Meta's (signature) or not a webhook (body), acknowledged without
-//! effect when it is about numbers this gateway does not serve, and acted on
-//! once when it is a real status, even one Meta repeats.
+//! effect when it is about numbers this gateway does not serve, acted on
+//! once when it is a real status, even one Meta repeats, and refused with
+//! 503 while the events stream is full (no worker draining it).
 
 use std::time::Duration;
 
@@ -19,17 +20,29 @@ fn sign(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Posts `body` to `/webhook` with this `X-Hub-Signature-256` (if any).
-async fn post_webhook(gateway: &TestGateway, body: &[u8], signature: Option<&str>) -> (u16, Value) {
-    let mut request = gateway
+/// `POST /webhook` of `body` with this `X-Hub-Signature-256` (if any).
+fn webhook_request(
+    gateway: &TestGateway,
+    body: &[u8],
+    signature: Option<&str>,
+) -> reqwest::RequestBuilder {
+    let request = gateway
         .http
         .post(format!("{}/webhook", gateway.api_url))
         .header("content-type", "application/json")
         .body(body.to_vec());
-    if let Some(signature) = signature {
-        request = request.header("x-hub-signature-256", signature);
+    match signature {
+        Some(signature) => request.header("x-hub-signature-256", signature),
+        None => request,
     }
-    let response = request.send().await.expect("api answers");
+}
+
+/// Posts `body` to `/webhook` with this `X-Hub-Signature-256` (if any).
+async fn post_webhook(gateway: &TestGateway, body: &[u8], signature: Option<&str>) -> (u16, Value) {
+    let response = webhook_request(gateway, body, signature)
+        .send()
+        .await
+        .expect("api answers");
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
@@ -53,6 +66,36 @@ fn status(pnid: &str, wamid: &str, status: &str, error: Option<(i64, &str)>) -> 
         pnid,
         json!({"messaging_product": "whatsapp", "statuses": [item]}),
     )
+}
+
+/// An inbound text from user `n` (`+1650555000n`), sent now.
+fn inbound(pnid: &str, n: u32) -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    envelope(
+        pnid,
+        json!({"messaging_product": "whatsapp", "messages": [{
+            "from": format!("1650555{n:04}"), "id": format!("wamid.IN{n}"),
+            "timestamp": now.to_string(), "type": "text", "text": {"body": "hi"}}]}),
+    )
+}
+
+async fn events_len(gateway: &TestGateway) -> u64 {
+    redis::cmd("XLEN")
+        .arg(gateway_queue::keys::EVENTS)
+        .query_async(&mut gateway.redis().await)
+        .await
+        .expect("XLEN")
+}
+
+fn refused_for_backlog(gateway: &TestGateway) -> u64 {
+    gateway
+        .metrics
+        .webhooks_refused
+        .with_label_values(&["backlog"])
+        .get()
 }
 
 async fn key_count(gateway: &TestGateway) -> i64 {
@@ -188,6 +231,82 @@ async fn the_verification_handshake_answers_the_challenge_only_to_the_right_toke
         let answer = handshake(token, mode).await.expect("answers");
         assert_eq!(answer.status().as_u16(), 403, "{token} {mode}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_events_backlog_refuses_webhooks_until_a_worker_drains_it() {
+    // No worker: nothing takes events off the stream.
+    let mut gateway = TestGateway::start(GatewayOptions {
+        start_worker: false,
+        extra_toml: "[webhook]\nmax_backlog = 5\n".into(),
+        ..GatewayOptions::default()
+    })
+    .await;
+    let pnid = phone_number_id(0);
+    for n in 1..=5 {
+        let body = inbound(&pnid, n);
+        let (code, answer) = post_webhook(&gateway, &body, Some(&sign(APP_SECRET, &body))).await;
+        assert_eq!(code, 200, "webhook {n}: {answer}");
+    }
+    assert_eq!(events_len(&gateway).await, 5);
+    assert_eq!(refused_for_backlog(&gateway), 0);
+
+    // The sixth finds the stream full: 503, Retry-After, nothing stored.
+    let sixth = inbound(&pnid, 6);
+    let signature = sign(APP_SECRET, &sixth);
+    for attempt in 1..=2 {
+        let response = webhook_request(&gateway, &sixth, Some(&signature))
+            .send()
+            .await
+            .expect("api answers");
+        assert_eq!(response.status().as_u16(), 503, "attempt {attempt}");
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        assert!(retry_after.is_some_and(|s| s > 0), "{retry_after:?}");
+        let answer: Value = response.json().await.expect("a JSON error");
+        assert_eq!(answer["error"]["code"], "backlog_full", "{answer}");
+    }
+    assert_eq!(
+        events_len(&gateway).await,
+        5,
+        "a refused webhook is not stored"
+    );
+    assert_eq!(refused_for_backlog(&gateway), 2);
+    let metrics = gateway.metrics.render();
+    assert!(
+        metrics.contains("gateway_webhooks_refused_total{reason=\"backlog\"} 2"),
+        "{metrics}"
+    );
+
+    // A worker drains the stream; Meta's next try of the sixth is taken
+    // and acted on (the user's window opens).
+    gateway.start_worker().await;
+    wait_until(
+        "the worker to drain the events",
+        Duration::from_secs(30),
+        || async { (events_len(&gateway).await == 0).then_some(()) },
+    )
+    .await;
+    let (code, answer) = post_webhook(&gateway, &sixth, Some(&signature)).await;
+    assert_eq!(code, 200, "{answer}");
+    let window = gateway_queue::keys::window(&pnid, "+16505550006");
+    wait_until(
+        "the sixth user's window",
+        Duration::from_secs(30),
+        || async {
+            let open: bool = redis::cmd("EXISTS")
+                .arg(&window)
+                .query_async(&mut gateway.redis().await)
+                .await
+                .ok()?;
+            open.then_some(())
+        },
+    )
+    .await;
+    assert_eq!(refused_for_backlog(&gateway), 2);
 }
 
 /// Sends one template and waits until it is sent; returns its id and wamid.

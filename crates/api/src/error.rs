@@ -38,10 +38,17 @@ pub enum ApiError {
     /// Redis did not take or give the data; the caller should retry.
     #[error("the queue is unavailable; retry shortly")]
     Unavailable,
+    /// The webhook events stream holds `webhook.max_backlog` entries (the
+    /// workers are not draining it); nothing was stored, Meta retries.
+    #[error("too many webhook events wait to be processed; retry later")]
+    WebhookBacklogFull,
 }
 
 /// Seconds a client should wait before retrying after a 503.
 const RETRY_AFTER_SECONDS: &str = "1";
+/// The same for a full webhook backlog: it drains at the workers' pace,
+/// once they run again, not within a second.
+const BACKLOG_RETRY_AFTER_SECONDS: &str = "60";
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
@@ -54,7 +61,9 @@ impl ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::IdempotencyConflict { .. } => StatusCode::CONFLICT,
             Self::InvalidSignature => StatusCode::UNAUTHORIZED,
-            Self::Unavailable | Self::WebhookNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::WebhookNotConfigured | Self::WebhookBacklogFull => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -71,6 +80,7 @@ impl ApiError {
             Self::InvalidSignature => "invalid_signature",
             Self::WebhookNotConfigured => "webhook_not_configured",
             Self::Unavailable => "unavailable",
+            Self::WebhookBacklogFull => "backlog_full",
         }
     }
 
@@ -101,10 +111,15 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), Json(json!({ "error": self.body() }))).into_response();
-        if matches!(self, Self::Unavailable) {
+        let retry_after = match self {
+            Self::Unavailable => Some(RETRY_AFTER_SECONDS),
+            Self::WebhookBacklogFull => Some(BACKLOG_RETRY_AFTER_SECONDS),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+                .insert(RETRY_AFTER, HeaderValue::from_static(seconds));
         }
         response
     }

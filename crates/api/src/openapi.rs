@@ -299,7 +299,8 @@ mod operations {
             (status = 400, description = "`malformed_json`: signed, but not a WhatsApp webhook", body = ErrorBody),
             (status = 401, description = "`invalid_signature`: missing, malformed or wrong signature; nothing stored", body = ErrorBody),
             (status = 413, description = "`payload_too_large`: over `webhook.max_body_bytes`", body = ErrorBody),
-            (status = 503, description = "`unavailable` (Redis cannot take it; Meta retries) or `webhook_not_configured` (no app secret)", body = ErrorBody),
+            (status = 503, description = "`unavailable` (Redis cannot take it; Meta retries), `backlog_full` (the events stream holds `webhook.max_backlog` entries; nothing stored, Meta retries) or `webhook_not_configured` (no app secret)", body = ErrorBody,
+                headers(("Retry-After" = u32, description = "Seconds to wait before retrying (with `unavailable` and `backlog_full`)"))),
         )
     )]
     fn webhook_receive() {}

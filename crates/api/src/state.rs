@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use gateway_config::{SenderSettings, Settings};
 use gateway_queue::Queue;
-use gateway_telemetry::Metrics;
+use gateway_telemetry::{LogThrottle, Metrics};
 
 use crate::auth::ClientKeys;
 
@@ -20,7 +21,13 @@ pub struct Shared {
     pub(crate) clients: ClientKeys,
     pub(crate) queue: Queue,
     pub(crate) metrics: Metrics,
+    /// A full webhook backlog refuses every webhook: one warning per
+    /// interval says so (the counter has the number).
+    pub(crate) backlog_warnings: LogThrottle,
 }
+
+/// At most one warning about a full webhook backlog per this long.
+const BACKLOG_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 impl std::ops::Deref for AppState {
     type Target = Shared;
@@ -42,6 +49,7 @@ impl AppState {
             settings,
             queue,
             metrics,
+            backlog_warnings: LogThrottle::new(BACKLOG_WARNING_EVERY),
         }))
     }
 

@@ -125,6 +125,12 @@ impl Default for GraphSection {
     }
 }
 
+/// What may wait in Redis for a consumer, in entries, before new webhooks
+/// are refused (`webhook.max_backlog`) or new notifications dropped
+/// (`notify.max_backlog`): far above a healthy backlog, far below what
+/// exhausts a Redis's memory.
+const DEFAULT_MAX_BACKLOG: u64 = 1_000_000;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct WebhookSection {
@@ -133,6 +139,7 @@ pub(crate) struct WebhookSection {
     /// rotation) signs webhooks.
     pub app_secret_env: OneOrMany,
     pub max_body_bytes: usize,
+    pub max_backlog: u64,
 }
 
 impl Default for WebhookSection {
@@ -142,6 +149,7 @@ impl Default for WebhookSection {
             app_secret_env: OneOrMany::One("WA_APP_SECRET".into()),
             // Meta's payloads go up to 3 MB.
             max_body_bytes: 3 * 1024 * 1024,
+            max_backlog: DEFAULT_MAX_BACKLOG,
         }
     }
 }
@@ -230,6 +238,7 @@ pub(crate) struct NotifySection {
     pub initial_backoff_ms: u64,
     pub max_backoff_ms: u64,
     pub timeout_ms: u64,
+    pub max_backlog: u64,
 }
 
 impl Default for NotifySection {
@@ -239,6 +248,7 @@ impl Default for NotifySection {
             initial_backoff_ms: 1_000,
             max_backoff_ms: 300_000,
             timeout_ms: 5_000,
+            max_backlog: DEFAULT_MAX_BACKLOG,
         }
     }
 }

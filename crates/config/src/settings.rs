@@ -191,6 +191,9 @@ pub struct WebhookSettings {
     /// and new during a rotation); those whose variable is unset are left out.
     pub app_secrets: Vec<SecretString>,
     pub max_body_bytes: usize,
+    /// Entries the events stream may hold; a webhook that finds it full is
+    /// answered 503 and not stored (Meta retries for days).
+    pub max_backlog: u64,
 }
 
 /// An internal service that gets inbound messages and statuses, signed.
@@ -211,6 +214,9 @@ pub struct NotifySettings {
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
     pub timeout: Duration,
+    /// Notifications that may wait (to deliver, or to retry); a new one
+    /// that finds this many is dropped and counted.
+    pub max_backlog: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -375,6 +381,7 @@ impl Settings {
             app_secret_envs,
             app_secrets,
             max_body_bytes: at_least("webhook.max_body_bytes", file.webhook.max_body_bytes, 1_024)?,
+            max_backlog: at_least("webhook.max_backlog", file.webhook.max_backlog, 1)?,
         };
         let sandbox = SandboxSettings {
             listen: socket_addr("sandbox.listen", &file.sandbox.listen)?,
@@ -434,6 +441,7 @@ impl Settings {
             initial_backoff: millis("notify.initial_backoff_ms", file.notify.initial_backoff_ms)?,
             max_backoff: millis("notify.max_backoff_ms", file.notify.max_backoff_ms)?,
             timeout: millis("notify.timeout_ms", file.notify.timeout_ms)?,
+            max_backlog: at_least("notify.max_backlog", file.notify.max_backlog, 1)?,
         };
         let log = log_settings(file.log)?;
 

@@ -9,7 +9,10 @@
 //! kept in the dead stream ([`Outbox::dead_letters`],
 //! [`Outbox::replay_dead`]). State lives in Redis only (keys: [`outbox`]),
 //! so a crashed worker's deliveries are taken over by another: at least
-//! once, never silently dropped.
+//! once, never silently dropped. What waits is bounded
+//! ([`Outbox::with_max_backlog`]): a notification pushed while the backlog
+//! is full is dropped, counted and logged, so receivers that stay down
+//! cannot fill Redis.
 //!
 //! Secrets never leave [`Signers`]: Redis holds the signer's name, and
 //! neither logs, metrics nor errors carry a secret. Metric labels are signer

@@ -1,6 +1,7 @@
-//! The notification metric families. The only label, `target`, is the
+//! The notification metric families. Their label, `target`, is the
 //! signer name (`subscriber:<name>`, `client:<name>`, bounded by
-//! configuration; `unknown` for a name not configured), never a URL.
+//! configuration; `unknown` for a name not configured), never a URL; the
+//! dropped notifications are labelled by `reason` instead (`backlog`).
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
@@ -18,7 +19,13 @@ pub struct NotifyMetrics {
     /// Notifications in the outbox stream and the retry set together, as the
     /// delivery loop last saw them (every worker reports the same total).
     pub(crate) pending: IntGauge,
+    /// Notifications not stored, by reason: [`DROPPED_FOR_BACKLOG`] when
+    /// `notify.max_backlog` were waiting already.
+    pub(crate) dropped: IntCounterVec,
 }
+
+/// The `reason` of a notification dropped because the backlog was full.
+pub(crate) const DROPPED_FOR_BACKLOG: &str = "backlog";
 
 impl NotifyMetrics {
     /// The name of every family [`NotifyMetrics::register`] registers, in
@@ -30,6 +37,7 @@ impl NotifyMetrics {
         "gateway_notification_dead_letters_total",
         "gateway_notification_delivery_duration_seconds",
         "gateway_notifications_pending",
+        "gateway_notifications_dropped_total",
     ];
 
     /// The families of [`NotifyMetrics::FAMILY_NAMES`] that are histograms
@@ -46,9 +54,10 @@ impl NotifyMetrics {
             dead_letters_name,
             delivery_duration_name,
             pending_name,
+            dropped_name,
         ] = Self::FAMILY_NAMES
         else {
-            unreachable!("five notification families")
+            unreachable!("six notification families")
         };
         let delivered = IntCounterVec::new(
             Opts::new(
@@ -85,17 +94,28 @@ impl NotifyMetrics {
             *pending_name,
             "Notifications waiting for delivery or a retry (outbox stream and retry set).",
         )?;
+        let dropped = IntCounterVec::new(
+            Opts::new(
+                *dropped_name,
+                "Notifications not stored, by reason (backlog: notify.max_backlog were waiting).",
+            ),
+            &["reason"],
+        )?;
+        // At 0 from the start, so that an alert's increase() sees the first drop.
+        dropped.with_label_values(&[DROPPED_FOR_BACKLOG]);
         registry.register(Box::new(delivered.clone()))?;
         registry.register(Box::new(attempts_failed.clone()))?;
         registry.register(Box::new(dead_letters.clone()))?;
         registry.register(Box::new(delivery_duration.clone()))?;
         registry.register(Box::new(pending.clone()))?;
+        registry.register(Box::new(dropped.clone()))?;
         Ok(Self {
             delivered,
             attempts_failed,
             dead_letters,
             delivery_duration,
             pending,
+            dropped,
         })
     }
 }
@@ -125,12 +145,13 @@ mod tests {
     fn family_names_match_what_is_registered() {
         use prometheus::core::Collector;
         let metrics = NotifyMetrics::register(&Registry::new()).expect("registration");
-        let collectors: [&dyn Collector; 5] = [
+        let collectors: [&dyn Collector; 6] = [
             &metrics.delivered,
             &metrics.attempts_failed,
             &metrics.dead_letters,
             &metrics.delivery_duration,
             &metrics.pending,
+            &metrics.dropped,
         ];
         let names: Vec<&str> = collectors
             .iter()

@@ -17,21 +17,40 @@
 //! `last_error`. Every move between keys (outbox to retry, outbox to dead,
 //! retry to outbox, dead to outbox) is one Lua script, so a crash leaves a
 //! notification in exactly one place.
+//!
+//! What waits is bounded: [`Outbox::push`] stores a notification only while
+//! fewer than `max_backlog` wait, counting the outbox stream (to deliver, or
+//! in flight) and the retry set together, the measure of the
+//! `gateway_notifications_pending` gauge. Over it the new notification is
+//! dropped, counted (`gateway_notifications_dropped_total{reason="backlog"}`)
+//! and logged, so receivers that stay down, or no worker delivering, cannot
+//! fill Redis. The check runs in the push's own script. Moves between the
+//! keys never drop: a retry promoted, a dead letter replayed (bounded by the
+//! dead stream's own cap) goes back in even over the cap.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use gateway_queue::keys::{NOTIFY_DEAD, NOTIFY_OUTBOX, NOTIFY_RETRY};
 use gateway_queue::{Claim, Consumer, RedisConnection};
+use gateway_telemetry::LogThrottle;
+use prometheus::IntCounter;
 use redis::streams::{StreamId, StreamRangeReply};
 use redis::{Script, Value};
 use serde::Serialize;
 
-use crate::{Notification, NotifyError};
+use crate::metrics::DROPPED_FOR_BACKLOG;
+use crate::{Notification, NotifyError, NotifyMetrics};
 
 /// The consumer group every delivery worker reads the outbox through.
 pub const CONSUMER_GROUP: &str = "notifiers";
 /// About how many dead letters are kept (`XADD MAXLEN ~`).
 pub const DEAD_MAX_LEN: u64 = 100_000;
+/// How many notifications may wait when [`Outbox::with_max_backlog`] does
+/// not say otherwise: the default of `notify.max_backlog`.
+pub const DEFAULT_MAX_BACKLOG: u64 = 1_000_000;
+/// At most one warning about dropped notifications per this long.
+const DROP_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 mod field {
     pub(super) const URL: &str = "url";
@@ -41,6 +60,7 @@ mod field {
     pub(super) const LAST_ERROR: &str = "last_error";
 }
 
+static PUSH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/push.lua")));
 static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/retry.lua")));
 static DEAD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/dead.lua")));
 static PROMOTE: LazyLock<Script> =
@@ -56,6 +76,12 @@ const REPLAY_BATCH: usize = 256;
 #[derive(Clone)]
 pub struct Outbox {
     conn: RedisConnection,
+    /// Notifications that may wait before a new one is dropped.
+    max_backlog: u64,
+    /// Counts the dropped; set by [`Outbox::with_max_backlog`].
+    dropped: Option<IntCounter>,
+    /// Shared by the clones: one process, one warning per interval.
+    drop_warnings: Arc<LogThrottle>,
 }
 
 /// A notification given up on.
@@ -141,27 +167,38 @@ struct RetryMember<'a> {
 
 impl Outbox {
     /// On the process's connection (`Queue::connection`), to one server or
-    /// a cluster; a `ConnectionManager` converts into it.
+    /// a cluster; a `ConnectionManager` converts into it. At most
+    /// [`DEFAULT_MAX_BACKLOG`] notifications wait, and drops are logged but
+    /// not counted, unless [`Outbox::with_max_backlog`] says otherwise.
     pub fn new(conn: impl Into<RedisConnection>) -> Self {
-        Self { conn: conn.into() }
+        Self {
+            conn: conn.into(),
+            max_backlog: DEFAULT_MAX_BACKLOG,
+            dropped: None,
+            drop_warnings: Arc::new(LogThrottle::new(DROP_WARNING_EVERY)),
+        }
     }
 
-    /// Queues a notification for delivery (one `XADD`). Once this returns
-    /// `Ok`, Redis holds it.
+    /// At most `max_backlog` notifications wait (`notify.max_backlog`);
+    /// the ones dropped over it are counted in `metrics`.
+    pub fn with_max_backlog(self, max_backlog: u64, metrics: &NotifyMetrics) -> Self {
+        Self {
+            max_backlog,
+            dropped: Some(metrics.dropped.with_label_values(&[DROPPED_FOR_BACKLOG])),
+            ..self
+        }
+    }
+
+    /// Queues a notification for delivery (one script call). Once this
+    /// returns `Ok`, Redis holds it, unless `max_backlog` notifications
+    /// were waiting already: then it is dropped, counted and logged, and
+    /// still `Ok`, since the event that caused it was handled and must not
+    /// be processed again for a receiver that is down.
     pub async fn push(&self, n: &Notification) -> Result<(), NotifyError> {
-        Self::push_command(n)
-            .query_async::<()>(&mut self.conn.clone())
-            .await?;
-        Ok(())
-    }
-
-    /// The `XADD` that [`push`](Self::push) runs, for a caller that wants it
-    /// in its own pipeline or transaction (e.g. together with the write that
-    /// caused the event).
-    pub fn push_command(n: &Notification) -> redis::Cmd {
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(NOTIFY_OUTBOX)
-            .arg("*")
+        let queued: i64 = PUSH
+            .key(NOTIFY_OUTBOX)
+            .key(NOTIFY_RETRY)
+            .arg(self.max_backlog)
             .arg(field::URL)
             .arg(&n.url)
             .arg(field::SIGNER)
@@ -169,8 +206,25 @@ impl Outbox {
             .arg(field::BODY)
             .arg(&n.body)
             .arg(field::ATTEMPTS)
-            .arg(0);
-        cmd
+            .arg(0)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        if queued == 0 {
+            if let Some(dropped) = &self.dropped {
+                dropped.inc();
+            }
+            if let Some(also_dropped) = self.drop_warnings.admit() {
+                // The signer names the receiver; its URL may carry a token.
+                tracing::warn!(
+                    max_backlog = self.max_backlog,
+                    also_dropped,
+                    signer = %n.signer,
+                    "the notification backlog is full (receivers down, or no worker \
+                     delivering?): dropping new notifications until it drains"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Up to `count` dead letters, oldest first.
@@ -385,6 +439,7 @@ impl std::fmt::Debug for Outbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Outbox")
             .field("stream", &NOTIFY_OUTBOX)
+            .field("max_backlog", &self.max_backlog)
             .finish_non_exhaustive()
     }
 }

@@ -41,7 +41,7 @@ pub use stats::{SenderStats, SharedStats, StreamDepth};
 pub use status_events::{Requeue, StatusChange, StatusResult, StatusView};
 pub use stream::{Delivery, QueueDepth};
 pub use watch::KeyWatcher;
-pub use webhook_events::StoredEvent;
+pub use webhook_events::{EventAdmission, StoredEvent};
 
 use std::collections::HashMap;
 

@@ -11,10 +11,12 @@
 //! script takes beyond those (a variable number) follow from `MORE_KEYS`
 //! and `MORE` on.
 //!
-//! Every script starts with one prelude: the status ranks, generated from
-//! the domain's [`MessageStatus`] (so the scripts and the domain cannot
-//! disagree on which status comes later), the message's field names from
-//! [`crate::fields`], and the helpers in `scripts/prelude.lua`.
+//! A script starts with the shared parts it uses (its prelude): the status
+//! ranks `RANK`, generated from the domain's [`MessageStatus`] (so the
+//! scripts and the domain cannot disagree on which status comes later), and
+//! the helpers in `scripts/prelude/` (`message_fields` with the field names
+//! from [`crate::fields`]). Only what it uses: Lua runs a script's prelude
+//! on every call, and the record scripts run once per message.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -248,16 +250,24 @@ scripts! {
     }
 }
 
-/// The prelude, then the script's names as locals, then its body.
+/// The prelude the body uses, then the script's names as locals, then
+/// the body.
 fn with_prelude(body: &str, keys: &[&str], args: &[&str]) -> String {
-    format!(
-        "{}{}{}\n{}{}\n{body}",
-        rank_table(),
-        field_tables(),
-        include_str!("scripts/prelude.lua"),
-        locals(keys, "KEYS", "MORE_KEYS"),
-        locals(args, "ARGV", "MORE"),
-    )
+    let mut source = String::new();
+    if body.contains("RANK") {
+        source.push_str(&rank_table());
+    }
+    if body.contains("history_with(") {
+        source.push_str(include_str!("scripts/prelude/history_with.lua"));
+    }
+    if body.contains("message_fields(") {
+        source.push_str(&field_tables());
+        source.push_str(include_str!("scripts/prelude/message_fields.lua"));
+    }
+    source.push_str(&locals(keys, "KEYS", "MORE_KEYS"));
+    source.push_str(&locals(args, "ARGV", "MORE"));
+    source.push_str(body);
+    source
 }
 
 /// `local a, b = KEYS[1], KEYS[2]` and `local MORE_KEYS = 3`: each name
@@ -306,7 +316,7 @@ mod tests {
             let entry = format!("{} = {}", status.as_str(), status.rank());
             assert!(table.contains(&entry), "{entry} missing from {table}");
         }
-        assert!(with_prelude("return 1", &[], &[]).starts_with("local RANK = {queued = 0"));
+        assert!(with_prelude("return RANK.sent", &[], &[]).starts_with("local RANK = {queued = 0"));
     }
 
     #[test]
@@ -355,5 +365,30 @@ mod tests {
                 assert!(used, "{file} declares {name} but does not use it");
             }
         }
+    }
+
+    /// A script gets the parts of the prelude it uses, and only those.
+    #[test]
+    fn a_script_starts_with_the_prelude_it_uses() {
+        let bare = with_prelude("return 1", &[], &["a"]);
+        assert_eq!(
+            bare,
+            "local MORE_KEYS = 1\nlocal a = ARGV[1]\nlocal MORE = 2\nreturn 1"
+        );
+        let full = with_prelude(
+            "return {RANK.sent, history_with(false, '{}'), message_fields(KEYS[MORE_KEYS])}",
+            &[],
+            &[],
+        );
+        for part in [
+            "local RANK = ",
+            "local function history_with(",
+            "local MESSAGE_FIELDS = ",
+            "local function message_fields(",
+        ] {
+            assert!(full.contains(part), "{part} missing from {full}");
+        }
+        let sent = RecordSent::source();
+        assert!(sent.contains("local RANK = ") && !sent.contains("message_fields"));
     }
 }

@@ -4,14 +4,35 @@
 //! through the `workers` consumer group (read with a [`crate::Consumer`]).
 //! An event leaves the stream only once processed; a worker that dies
 //! leaves it pending, and another claims it once stale.
+//!
+//! The stream is bounded: a body is stored only while the stream holds
+//! fewer than the caller's `max_backlog` entries (checked in the same
+//! script as the XADD, `webhook_events/store.lua`), so with no worker
+//! running it stops growing and Meta, answered 503, retries later. The
+//! script is not among the per-sender scripts (`scripts`): the stream
+//! belongs to no sender and needs none of their prelude.
 
-use redis::Value;
+use std::sync::LazyLock;
+
 use redis::streams::StreamId;
+use redis::{Script, Value};
 
 use crate::{Queue, QueueError, keys};
 
 const BODY: &str = "body";
 const RECEIVED: &str = "at";
+
+static STORE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("webhook_events/store.lua")));
+
+/// What [`Queue::store_webhook`] did with a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventAdmission {
+    /// In the stream, for the workers.
+    Stored,
+    /// The stream holds `max_backlog` entries already: nothing was stored.
+    BacklogFull,
+}
 
 /// A stored webhook body.
 #[derive(Debug, Clone)]
@@ -23,18 +44,28 @@ pub struct StoredEvent {
 }
 
 impl Queue {
-    /// Stores a webhook body; one XADD.
-    pub async fn store_webhook(&self, body: &[u8], received_ms: i64) -> Result<(), QueueError> {
-        let _: String = redis::cmd("XADD")
-            .arg(keys::EVENTS)
-            .arg("*")
+    /// Stores a webhook body unless the stream already holds `max_backlog`
+    /// entries; one script call.
+    pub async fn store_webhook(
+        &self,
+        body: &[u8],
+        received_ms: i64,
+        max_backlog: u64,
+    ) -> Result<EventAdmission, QueueError> {
+        let stored: i64 = STORE
+            .key(keys::EVENTS)
+            .arg(max_backlog)
             .arg(BODY)
             .arg(body)
             .arg(RECEIVED)
             .arg(received_ms)
-            .query_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn.clone())
             .await?;
-        Ok(())
+        Ok(if stored == 1 {
+            EventAdmission::Stored
+        } else {
+            EventAdmission::BacklogFull
+        })
     }
 
     /// Takes a processed event off the stream.

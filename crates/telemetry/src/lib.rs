@@ -6,10 +6,12 @@
 mod metrics;
 mod process;
 mod sender;
+mod throttle;
 
 pub use metrics::Metrics;
 pub use process::PROCESS_FAMILY_NAMES;
 pub use sender::SenderMetrics;
+pub use throttle::LogThrottle;
 
 use axum::Router;
 use axum::extract::State;

@@ -76,6 +76,9 @@ pub struct Families {
     pub webhook_events: IntCounterVec,
     /// Webhook POSTs refused for a missing or wrong signature.
     pub webhook_signature_failures: IntCounterVec,
+    /// Validly signed webhook POSTs answered 503 and not stored, by reason
+    /// (`backlog`: the events stream holds `webhook.max_backlog` entries).
+    pub webhooks_refused: IntCounterVec,
     /// Inbound messages that opened or extended a recipient's window.
     pub windows_opened: IntCounterVec,
     /// A sender's quality rating as Meta last reported it: 0 unknown (not
@@ -310,6 +313,17 @@ impl Metrics {
                 "Webhook POSTs refused for their signature, by reason (missing, invalid).",
                 &["reason"],
             ),
+            webhooks_refused: {
+                let refused = counter(
+                    "gateway_webhooks_refused_total",
+                    "Signed webhook POSTs answered 503 and not stored, by reason (backlog).",
+                    &["reason"],
+                );
+                // The series exists at 0 from the start, so that an alert's
+                // increase() sees the first refusal.
+                refused.with_label_values(&["backlog"]);
+                refused
+            },
             windows_opened: counter(
                 "gateway_windows_opened_total",
                 "Inbound messages that opened or extended a recipient's 24-hour window.",

@@ -118,7 +118,9 @@ impl Worker {
             .metrics
             .senders_configured
             .set(i64::try_from(worker.settings.senders.len()).unwrap_or(i64::MAX));
-        let outbox = Outbox::new(worker.queue.connection());
+        let notify_metrics = NotifyMetrics::register(worker.metrics.registry())?;
+        let outbox = Outbox::new(worker.queue.connection())
+            .with_max_backlog(worker.settings.notify.max_backlog, &notify_metrics);
         let notifier = Arc::new(Notifier::new(outbox.clone(), &worker.settings));
         let notify = &worker.settings.notify;
         let policy = DeliveryPolicy {
@@ -136,7 +138,7 @@ impl Worker {
                 signers: notifications::signers(&worker.settings),
                 policy,
                 consumer: worker.consumer.clone(),
-                metrics: NotifyMetrics::register(worker.metrics.registry())?,
+                metrics: notify_metrics,
                 watcher: worker.watcher.clone(),
             },
             shutdown.clone(),

@@ -8,6 +8,12 @@
 //! stored nowhere; everything else is stored in the events stream as the raw
 //! bytes and answered 200 at once, to be processed by the workers. A 200 is
 //! never answered for something not stored (Redis down: 503, Meta retries).
+//!
+//! The events stream is bounded by `webhook.max_backlog`: a webhook that
+//! finds it full (no worker draining it) is answered 503 with `Retry-After`
+//! and stored nowhere, counted in `gateway_webhooks_refused_total{reason =
+//! "backlog"}`. Meta retries a webhook for days, so nothing is lost while
+//! the workers are away, and Redis does not fill up meanwhile.
 
 mod signature;
 
@@ -17,6 +23,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gateway_domain::webhook::{self, WebhookEvent};
+use gateway_queue::EventAdmission;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
@@ -109,12 +116,33 @@ pub(crate) async fn receive(
         count(&state, "unknown_sender");
         return Ok(StatusCode::OK);
     }
-    state
+    let max_backlog = state.settings.webhook.max_backlog;
+    match state
         .queue
-        .store_webhook(&body, gateway_domain::clock::unix_ms())
-        .await?;
-    count(&state, "stored");
-    Ok(StatusCode::OK)
+        .store_webhook(&body, gateway_domain::clock::unix_ms(), max_backlog)
+        .await?
+    {
+        EventAdmission::Stored => {
+            count(&state, "stored");
+            Ok(StatusCode::OK)
+        }
+        EventAdmission::BacklogFull => {
+            state
+                .metrics
+                .webhooks_refused
+                .with_label_values(&["backlog"])
+                .inc();
+            if let Some(also_refused) = state.backlog_warnings.admit() {
+                tracing::warn!(
+                    max_backlog,
+                    also_refused,
+                    "the webhook events stream is full (are the workers running?): \
+                     answering webhooks 503 until it drains; Meta retries them"
+                );
+            }
+            Err(ApiError::WebhookBacklogFull)
+        }
+    }
 }
 
 fn count(state: &AppState, kind: &str) {

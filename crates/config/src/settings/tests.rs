@@ -119,6 +119,37 @@ fn bad_values_name_their_key() {
 }
 
 #[test]
+fn backlog_caps_default_to_a_million_and_refuse_zero() {
+    let settings = load(MINIMAL, &env(), Role::Dev).expect("valid");
+    assert_eq!(settings.webhook.max_backlog, 1_000_000);
+    assert_eq!(settings.notify.max_backlog, 1_000_000);
+
+    let text = format!("{MINIMAL}\n[webhook]\nmax_backlog = 5\n[notify]\nmax_backlog = 7\n");
+    let settings = load(&text, &env(), Role::Dev).expect("valid");
+    assert_eq!(settings.webhook.max_backlog, 5);
+    assert_eq!(settings.notify.max_backlog, 7);
+
+    for (section, key) in [
+        ("webhook", "webhook.max_backlog"),
+        ("notify", "notify.max_backlog"),
+    ] {
+        let text = format!("{MINIMAL}\n[{section}]\nmax_backlog = 0\n");
+        let err = load(&text, &env(), Role::Dev).unwrap_err();
+        assert!(err.to_string().contains(key), "{err}");
+        assert_eq!(error_key(Err(err)), key);
+        // From the environment too, and not a negative number.
+        for value in ["0", "-1"] {
+            let mut env = env();
+            env.set(
+                format!("GATEWAY_{}__MAX_BACKLOG", section.to_ascii_uppercase()),
+                value,
+            );
+            assert_eq!(error_key(load(MINIMAL, &env, Role::Dev)), key, "{value}");
+        }
+    }
+}
+
+#[test]
 fn a_bad_fallback_template_is_named() {
     let text = MINIMAL.replace(r#"language = { code = "en_US" }"#, "language = {}");
     assert_eq!(
