@@ -6,7 +6,8 @@ private redis-server; every process started here is stopped by its PID.
 1. accepting: raw XADD (redis-benchmark) next to POST /send and a signed
    POST /webhook (wrk), 64 connections
 2. draining: one worker against the sandbox with its limits off, next to the
-   apalis reference worker (benches/reference-apalis) on the same sandbox
+   apalis reference worker (benches/reference-apalis) on the same sandbox,
+   in two alternating rounds, the fastest run of each compared
 3. memory: one worker with 100,000 messages queued across 100 senders
 4. rate fidelity: 10 senders at 70/s with Meta's limits on, 1 and 3 workers
 5. pick-up: 20 messages a second, each to a random one of 200 idle senders,
@@ -45,6 +46,7 @@ CONNECTIONS = 64
 SEND_SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 DRAIN_MESSAGES = 100_000
 DRAIN_SENDERS = 50
+DRAIN_ROUNDS = 2
 MEMORY_SENDERS = 100
 FIDELITY_SENDERS = 10
 FIDELITY_RATE = 70
@@ -341,11 +343,16 @@ def main():
     clean(redis, senders)
     redis.cli("del", "gw:events")
 
-    if wanted("drain"):
-        drain_phase(api_url, sandbox_url, own("drain", drain_senders), workdir, env, results, sandbox, redis,
-                    drain_senders)
-    if wanted("reference"):
-        reference_phase(redis, sandbox_url, results)
+    # Alternating rounds, the fastest of each compared: the reference
+    # sometimes ends with a ~30 s tail (its acknowledgements wait for its
+    # next heartbeat; see its README), and one round could catch either
+    # worker in a slow moment of the machine.
+    for _ in range(DRAIN_ROUNDS):
+        if wanted("drain"):
+            drain_phase(api_url, sandbox_url, own("drain", drain_senders), workdir, env, results, sandbox, redis,
+                        drain_senders)
+        if wanted("reference"):
+            reference_phase(redis, sandbox_url, results)
     if wanted("memory"):
         memory_phase(redis, api_url, own("memory", memory_senders), workdir, env, memory_senders, results)
     if wanted("fidelity"):
@@ -444,12 +451,19 @@ def drain_phase(api_url, sandbox_url, config, workdir, env, results, sandbox, re
     others_before = {name: cpu_seconds(pid) for name, pid in others.items()}
     elapsed, cpu, peak = drain(sandbox_url, DRAIN_MESSAGES, [worker], 300)
     others_ms = {name: (cpu_seconds(pid) - others_before[name]) / DRAIN_MESSAGES * 1000 for name, pid in others.items()}
-    results["drain"] = dict(rate=DRAIN_MESSAGES / elapsed, cpu_ms=cpu / DRAIN_MESSAGES * 1000, rss=peak,
-                            sandbox_ms=others_ms["sandbox"], redis_ms=others_ms["redis"])
+    keep_best(results, "drain", dict(rate=DRAIN_MESSAGES / elapsed, cpu_ms=cpu / DRAIN_MESSAGES * 1000, rss=peak,
+                            sandbox_ms=others_ms["sandbox"], redis_ms=others_ms["redis"]))
     print(f"   {DRAIN_MESSAGES / elapsed:.0f} messages/s, {cpu / DRAIN_MESSAGES * 1000:.3f} ms CPU each, {peak:.1f} MiB; "
           f"sandbox {others_ms['sandbox']:.3f} ms, Redis {others_ms['redis']:.3f} ms per message")
     stop(worker)
     clean(redis, drain_senders)
+
+
+def keep_best(results, name, run):
+    """Keeps every run's rate under NAME_rates, and the fastest run under NAME."""
+    results.setdefault(f"{name}_rates", []).append(run["rate"])
+    if run["rate"] > results.get(name, {}).get("rate", 0):
+        results[name] = run
 
 
 def reference_phase(redis, sandbox_url, results):
@@ -463,8 +477,9 @@ def reference_phase(redis, sandbox_url, results):
     line = next((l for l in reference.stdout.splitlines() if l.startswith("REFERENCE")), None)
     if line:
         fields = dict(item.split("=") for item in line.split()[1:])
-        results["reference"] = dict(rate=float(fields["per_second"]), cpu_ms=float(fields["cpu_ms_per_message"]),
-                                    rss=float(fields["peak_rss_mib"]))
+        keep_best(results, "reference", dict(rate=float(fields["per_second"]),
+                                             cpu_ms=float(fields["cpu_ms_per_message"]),
+                                             rss=float(fields["peak_rss_mib"])))
         print(f"   {line}")
     else:
         print(f"   reference failed: {reference.stderr[-2000:]}")
@@ -694,6 +709,11 @@ def run_by(*phases):
             "(prints its figures, leaves this file as it is).")
 
 
+def rates(r, name):
+    """Every run's rate of a drain, as listed in the report."""
+    return ", ".join(f"{rate:.0f}" for rate in r.get(f"{name}_rates", []))
+
+
 def write_report(r):
     """Writes BENCHMARKS.md from the results of a full run."""
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
@@ -732,11 +752,13 @@ def write_report(r):
         "",
         f"{DRAIN_MESSAGES:,} template messages queued over {DRAIN_SENDERS} senders at 1,000/s each, every message to its "
         "own recipient; the worker (configured with those senders only) reads, paces (send window, pair limiter), POSTs to the sandbox, and records the wamid "
-        "and acknowledges in one script per message.",
+        f"and acknowledges in one script per message. {DRAIN_ROUNDS} rounds, alternating; the fastest run of each is "
+        "shown and compared (the reference sometimes ends with a ~30 s tail, its acknowledgements waiting for its next "
+        "heartbeat, as its README says; the other rates are listed).",
         "",
         "| worker | messages per second | CPU per message | peak resident |",
         "| --- | --- | --- | --- |",
-        f"| gateway worker | {d['rate']:.0f} | {d['cpu_ms']:.3f} ms | {d['rss']:.1f} MiB |",
+        f"| gateway worker | {d['rate']:.0f} (runs: {rates(r, 'drain')}) | {d['cpu_ms']:.3f} ms | {d['rss']:.1f} MiB |",
     ]
     footnote = (f"During the gateway's drain the sandbox spent {d['sandbox_ms']:.3f} ms and Redis {d['redis_ms']:.3f} ms "
                 f"of CPU per message besides the worker's {d['cpu_ms']:.3f} ms: together "
@@ -745,7 +767,7 @@ def write_report(r):
     if ref:
         lines += [
             f"| apalis 1.0 reference (benches/reference-apalis: apalis-redis, rate-limit and retry layers, reqwest) | "
-            f"{ref['rate']:.0f} | {ref['cpu_ms']:.3f} ms | {ref['rss']:.1f} MiB |",
+            f"{ref['rate']:.0f} (runs: {rates(r, 'reference')}) | {ref['cpu_ms']:.3f} ms | {ref['rss']:.1f} MiB |",
             f"| ratio | **{d['rate'] / ref['rate']:.2f}** | | |",
         ]
     lines += ["", footnote]
