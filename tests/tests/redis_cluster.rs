@@ -205,7 +205,7 @@ async fn an_enqueue_the_cluster_driver_repeats_stores_one_message() {
         sender_name: "s0",
         phone_number_id: &pnid,
         client: "all",
-        recipient: "16505550001",
+        recipient: "+16505550001",
         kind: "template",
         graph_body: "{}",
         fallback_body: None,

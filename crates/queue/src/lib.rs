@@ -188,11 +188,10 @@ impl Queue {
         // (it cannot know whether the command ran): a plain XADD would then
         // queue the message twice. A scheduled message's script is a repeat
         // by itself (same member, same record).
-        let plain = m.idempotency.is_none() && due.is_none();
-        if plain && !self.conn.is_cluster() {
+        let guard_repeat = m.idempotency.is_none() && due.is_none();
+        if guard_repeat && !self.conn.is_cluster() {
             return Ok(None);
         }
-        let guard_repeat = plain;
         let pnid = m.phone_number_id;
         let scheduled_id = due.map(|_| scheduled_id(pnid, now_ms)).transpose()?;
         let entry_fields: Vec<(&str, &str)> = fields::of_new(m).collect();

@@ -209,7 +209,6 @@ impl Queue {
         requeue: Requeue<'_>,
     ) -> Result<StatusResult, QueueError> {
         let id = &view.message_id;
-        let lane = id.lane().code();
         let result: String = scripts::RequeueFailed {
             record_key: keys::record(phone_number_id, id.as_str()).into(),
             scheduled_key: keys::scheduled(phone_number_id).into(),
@@ -221,7 +220,7 @@ impl Queue {
             title: (&requeue.error.title).into(),
             due_ms: requeue.due_ms.into(),
             message_id: id.as_str().into(),
-            lane_code: lane.into(),
+            lane_code: id.lane().code().into(),
             send_fallback: requeue.fallback.into(),
             close_window: requeue.close_window.into(),
         }

@@ -32,7 +32,13 @@ impl LogThrottle {
     /// `n` being the occurrences held back since the previous one; `None`
     /// when this one is held back.
     pub fn admit(&self) -> Option<u64> {
-        let now_ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.admit_at(Instant::now())
+    }
+
+    /// [`admit`](Self::admit) at `now`.
+    fn admit_at(&self, now: Instant) -> Option<u64> {
+        let now_ms = u64::try_from(now.saturating_duration_since(self.start).as_millis())
+            .unwrap_or(u64::MAX);
         let next_ms = self.next_ms.load(Ordering::Relaxed);
         // Of several threads at the deadline, the one that moves it writes.
         if now_ms >= next_ms
@@ -74,10 +80,11 @@ mod tests {
         assert_eq!(throttle.admit(), Some(0));
 
         let throttle = LogThrottle::new(Duration::from_millis(20));
-        assert_eq!(throttle.admit(), Some(0));
-        assert_eq!(throttle.admit(), None);
-        assert_eq!(throttle.admit(), None);
-        std::thread::sleep(Duration::from_millis(30));
-        assert_eq!(throttle.admit(), Some(2));
+        let at = |ms| throttle.start + Duration::from_millis(ms);
+        assert_eq!(throttle.admit_at(at(0)), Some(0));
+        assert_eq!(throttle.admit_at(at(5)), None);
+        assert_eq!(throttle.admit_at(at(19)), None);
+        assert_eq!(throttle.admit_at(at(20)), Some(2));
+        assert_eq!(throttle.admit_at(at(21)), None);
     }
 }

@@ -36,6 +36,11 @@ use crate::dispatcher::dispatch_sender;
 use crate::lease::{LeaseKeeper, new_lease};
 use crate::{Worker, unix_ms};
 
+/// How many times a starting worker reads the registry of live workers,
+/// one tick apart, before it takes senders: workers started together then
+/// see each other first (see `run`).
+const REGISTRY_READS_BEFORE_TAKING: u8 = 2;
+
 /// How often finished handovers and free senders are looked at.
 const HANDOVER_TICK: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -117,7 +122,7 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
             _ = ticker.tick() => {}
         }
         let started = Instant::now();
-        let settled = registry_reads >= 2;
+        let settled = registry_reads >= REGISTRY_READS_BEFORE_TAKING;
         let renewal_due = !settled
             || last_renewal.is_none_or(|at| started.duration_since(at) >= settings.lease_renew);
         if renewal_due {
@@ -213,7 +218,7 @@ pub(crate) async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
 
         // Take free senders that should be ours (once the workers started
         // together have seen each other).
-        if registry_reads < 2 {
+        if registry_reads < REGISTRY_READS_BEFORE_TAKING {
             continue;
         }
         for pnid in &desired {
