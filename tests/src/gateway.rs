@@ -42,7 +42,14 @@ pub struct GatewayOptions {
     pub sender_fallback: bool,
     /// The gateway's Graph API timeout.
     pub graph_timeout_ms: u64,
+    /// The `[callbacks]` section: by default plain http to loopback is
+    /// allowed, for the tests' own receivers.
+    pub callbacks_toml: String,
 }
+
+/// `[callbacks]` for receivers on this machine.
+pub const LOCAL_CALLBACKS: &str =
+    "[callbacks]\nrequire_https = false\nallow_private_addresses = true\n";
 
 impl Default for GatewayOptions {
     fn default() -> Self {
@@ -60,6 +67,7 @@ impl Default for GatewayOptions {
             extra_env: Vec::new(),
             sender_fallback: true,
             graph_timeout_ms: 5_000,
+            callbacks_toml: LOCAL_CALLBACKS.to_owned(),
         }
     }
 }
@@ -401,6 +409,7 @@ fn config(
          [[clients]]\nname = \"one\"\nkey_env = \"KEY_ONE\"\nsenders = [\"s0\"]\n",
         names.join(", ")
     ));
+    toml.push_str(&options.callbacks_toml);
     toml.push_str(&options.extra_toml);
     env.extend(options.extra_env.iter().cloned());
     (toml, env)

@@ -28,6 +28,8 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub notify: NotifySection,
     #[serde(default)]
+    pub callbacks: CallbacksSection,
+    #[serde(default)]
     pub log: LogSection,
 }
 
@@ -35,6 +37,8 @@ pub(crate) struct FileConfig {
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct ApiSection {
     pub listen: String,
+    /// `/metrics` on its own address (an ops network) instead of `listen`.
+    pub metrics_listen: Option<String>,
     pub max_body_bytes: usize,
     pub max_batch_items: usize,
 }
@@ -43,6 +47,7 @@ impl Default for ApiSection {
     fn default() -> Self {
         Self {
             listen: "0.0.0.0:8080".into(),
+            metrics_listen: None,
             max_body_bytes: 262_144,
             max_batch_items: 1_000,
         }
@@ -199,6 +204,28 @@ pub(crate) struct SenderSection {
     pub fallback_template: Option<serde_json::Value>,
     #[serde(default = "default_max_age")]
     pub max_age_seconds: u64,
+    #[serde(default)]
+    pub max_queue_seconds: MaxQueueSection,
+}
+
+/// Admission control: the longest predicted wait, per priority, at which
+/// `/send` still accepts a message for the sender.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct MaxQueueSection {
+    pub transactional: u64,
+    pub bulk: u64,
+}
+
+impl Default for MaxQueueSection {
+    fn default() -> Self {
+        // A transactional message (a code, a receipt) is stale within
+        // minutes; a campaign may take hours.
+        Self {
+            transactional: 300,
+            bulk: 14_400,
+        }
+    }
 }
 
 fn default_rate() -> u32 {
@@ -215,6 +242,39 @@ pub(crate) struct ClientSection {
     pub name: String,
     pub key_env: String,
     pub senders: Vec<String>,
+    /// Messages per second, all of the client's senders together.
+    #[serde(default)]
+    pub rate_per_second: Option<u32>,
+    /// Messages per UTC day, all of the client's senders together.
+    #[serde(default)]
+    pub per_day: Option<u64>,
+    /// Hosts (suffix match) a `callback_url` may name; empty: any host.
+    #[serde(default)]
+    pub callback_hosts: Vec<String>,
+    /// May read, replay and cancel every client's messages.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// `[callbacks]`: what a `callback_url` (and a subscriber's URL) may reach.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct CallbacksSection {
+    pub require_https: bool,
+    /// Loopback, private, link-local, shared and metadata ranges.
+    pub allow_private_addresses: bool,
+    /// A receiver's answer is read up to this many bytes, no further.
+    pub max_response_bytes: usize,
+}
+
+impl Default for CallbacksSection {
+    fn default() -> Self {
+        Self {
+            require_https: true,
+            allow_private_addresses: false,
+            max_response_bytes: 65_536,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

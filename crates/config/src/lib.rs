@@ -13,8 +13,8 @@ mod settings;
 pub use env::Environment;
 pub use error::ConfigError;
 pub use settings::{
-    ApiSettings, CALL_MARGIN, ClientSettings, GraphSettings, LEASE_SAFETY_MARGIN, LogFormat,
-    LogSettings, RedisSettings, Role, SandboxSettings, SenderSettings, Settings, WebhookSettings,
+    ApiSettings, CALL_MARGIN, CallbackSettings, ClientSettings, GraphSettings, LEASE_SAFETY_MARGIN, LogFormat,
+    LogSettings, MaxQueue, RedisSettings, Role, SandboxSettings, SenderSettings, Settings, WebhookSettings,
     WorkerSettings,
 };
 

@@ -12,7 +12,9 @@ use secrecy::SecretString;
 
 use crate::env::Environment;
 use crate::error::ConfigError;
-use crate::file::{ClientSection, FileConfig, LogSection, SenderSection, SubscriberSection};
+use crate::file::{
+    CallbacksSection, ClientSection, FileConfig, LogSection, SenderSection, SubscriberSection,
+};
 
 /// Which process is starting: each needs a different set of secrets, so an
 /// api pod is not handed the senders' access tokens it never uses.
@@ -39,6 +41,7 @@ pub struct Settings {
     pub clients: Vec<ClientSettings>,
     pub subscribers: Vec<SubscriberSettings>,
     pub notify: NotifySettings,
+    pub callbacks: CallbackSettings,
     pub log: LogSettings,
 }
 
@@ -71,6 +74,8 @@ impl Default for LogSettings {
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
     pub listen: SocketAddr,
+    /// Where `/metrics` is served when not on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
     pub max_body_bytes: usize,
     pub max_batch_items: usize,
 }
@@ -239,6 +244,37 @@ pub struct SenderSettings {
     pub fallback_template: Option<OutboundMessage>,
     /// A message older than this is not sent (it ends `expired`).
     pub max_age: Duration,
+    /// Admission control: the longest predicted wait per priority.
+    pub max_queue: MaxQueue,
+}
+
+/// The longest wait in line `/send` accepts a message into, per priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxQueue {
+    pub transactional: Duration,
+    pub bulk: Duration,
+}
+
+impl MaxQueue {
+    pub fn for_lane(&self, lane: gateway_domain::Lane) -> Duration {
+        match lane {
+            gateway_domain::Lane::Bulk => self.bulk,
+            _ => self.transactional,
+        }
+    }
+}
+
+/// `[callbacks]`: where status callbacks and subscriber deliveries may go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackSettings {
+    /// `callback_url` and subscriber URLs must be `https://`.
+    pub require_https: bool,
+    /// Loopback, private, link-local, shared and metadata addresses may be
+    /// called (a local receiver in development); refused otherwise, also
+    /// when a name resolves to one at delivery time.
+    pub allow_private_addresses: bool,
+    /// A receiver's answer is read at most this far.
+    pub max_response_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -249,6 +285,29 @@ pub struct ClientSettings {
     pub key: Option<SecretString>,
     /// phone_number_ids of the senders this client may use.
     pub senders: Vec<String>,
+    /// Quota: messages per second, all of its senders together.
+    pub rate_per_second: Option<u32>,
+    /// Quota: messages per UTC day, all of its senders together.
+    pub per_day: Option<u64>,
+    /// Hosts a `callback_url` may name, lowercase; a host matches an entry
+    /// equal to it or ending in `.` + the entry. Empty: any host.
+    pub callback_hosts: Vec<String>,
+    /// Sees and acts on every client's messages, not only its own.
+    pub admin: bool,
+}
+
+impl ClientSettings {
+    /// Whether `host` (lowercase) is one of [`Self::callback_hosts`] or
+    /// under one of them.
+    pub fn allows_callback_host(&self, host: &str) -> bool {
+        self.callback_hosts.is_empty()
+            || self.callback_hosts.iter().any(|allowed| {
+                host == allowed
+                    || host
+                        .strip_suffix(allowed.as_str())
+                        .is_some_and(|head| head.ends_with('.'))
+            })
+    }
 }
 
 /// The throughput Meta allows at most (the top tier); more is a typo.
@@ -309,6 +368,12 @@ impl Settings {
 
         let api = ApiSettings {
             listen: socket_addr("api.listen", &file.api.listen)?,
+            metrics_listen: file
+                .api
+                .metrics_listen
+                .as_deref()
+                .map(|addr| socket_addr("api.metrics_listen", addr))
+                .transpose()?,
             max_body_bytes: at_least("api.max_body_bytes", file.api.max_body_bytes, 1_024)?,
             max_batch_items: at_least("api.max_batch_items", file.api.max_batch_items, 1)?,
         };
@@ -418,6 +483,12 @@ impl Settings {
             .map(|(i, c)| client(i, c, &senders, env, needs_client_keys))
             .collect::<Result<Vec<_>, _>>()?;
         unique("clients", "name", clients.iter().map(|c| c.name.as_str()))?;
+        // A key names its client: two clients with one key would be one.
+        unique_secret(
+            "clients",
+            "key_env",
+            clients.iter().map(|c| c.key.as_ref()),
+        )?;
         if needs_client_keys && clients.is_empty() {
             return Err(ConfigError::invalid(
                 "clients",
@@ -443,6 +514,17 @@ impl Settings {
             timeout: millis("notify.timeout_ms", file.notify.timeout_ms)?,
             max_backlog: at_least("notify.max_backlog", file.notify.max_backlog, 1)?,
         };
+        let callbacks = callback_settings(file.callbacks)?;
+        if callbacks.require_https {
+            for (i, s) in subscribers.iter().enumerate() {
+                if !s.url.starts_with("https://") {
+                    return Err(ConfigError::invalid(
+                        format!("subscribers[{i}].url"),
+                        "must be https:// (or set callbacks.require_https = false)",
+                    ));
+                }
+            }
+        }
         let log = log_settings(file.log)?;
 
         Ok(Self {
@@ -456,9 +538,22 @@ impl Settings {
             clients,
             subscribers,
             notify,
+            callbacks,
             log,
         })
     }
+}
+
+fn callback_settings(section: CallbacksSection) -> Result<CallbackSettings, ConfigError> {
+    Ok(CallbackSettings {
+        require_https: section.require_https,
+        allow_private_addresses: section.allow_private_addresses,
+        max_response_bytes: at_least(
+            "callbacks.max_response_bytes",
+            section.max_response_bytes,
+            1_024,
+        )?,
+    })
 }
 
 fn log_settings(section: LogSection) -> Result<LogSettings, ConfigError> {
@@ -561,6 +656,18 @@ fn sender(
         rate_per_second: s.rate_per_second,
         fallback_template,
         max_age: Duration::from_secs(at_least(&key("max_age_seconds"), s.max_age_seconds, 1)?),
+        max_queue: MaxQueue {
+            transactional: Duration::from_secs(at_least(
+                &key("max_queue_seconds.transactional"),
+                s.max_queue_seconds.transactional,
+                1,
+            )?),
+            bulk: Duration::from_secs(at_least(
+                &key("max_queue_seconds.bulk"),
+                s.max_queue_seconds.bulk,
+                1,
+            )?),
+        },
     })
 }
 
@@ -591,11 +698,45 @@ fn client(
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(rate) = c.rate_per_second
+        && rate == 0
+    {
+        return Err(ConfigError::invalid(key("rate_per_second"), "must be at least 1"));
+    }
+    if let Some(per_day) = c.per_day
+        && per_day == 0
+    {
+        return Err(ConfigError::invalid(key("per_day"), "must be at least 1"));
+    }
+    let callback_hosts = c
+        .callback_hosts
+        .iter()
+        .map(|host| {
+            let host = host.trim().trim_start_matches('.').to_ascii_lowercase();
+            let valid = !host.is_empty()
+                && host.len() <= 253
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if valid {
+                Ok(host)
+            } else {
+                Err(ConfigError::invalid(
+                    key("callback_hosts"),
+                    format!("{host:?} is not a host name like hooks.internal.example.com"),
+                ))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(ClientSettings {
         name: c.name,
         key: secret(env, &key("key_env"), &c.key_env, needs_key)?,
         key_env: c.key_env,
         senders: allowed,
+        rate_per_second: c.rate_per_second,
+        per_day: c.per_day,
+        callback_hosts,
+        admin: c.admin,
     })
 }
 
@@ -737,6 +878,27 @@ fn unique<'a>(
             return Err(ConfigError::invalid(
                 format!("{section}[{i}].{field}"),
                 format!("{value:?} is used twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Like [`unique`], for secrets: the error names the entry, never the value.
+fn unique_secret<'a>(
+    section: &str,
+    field: &str,
+    values: impl Iterator<Item = Option<&'a SecretString>>,
+) -> Result<(), ConfigError> {
+    use secrecy::ExposeSecret;
+    let mut seen = HashSet::new();
+    for (i, value) in values.enumerate() {
+        if let Some(value) = value
+            && !seen.insert(value.expose_secret())
+        {
+            return Err(ConfigError::invalid(
+                format!("{section}[{i}].{field}"),
+                "holds the same key as an earlier client; each client needs its own",
             ));
         }
     }

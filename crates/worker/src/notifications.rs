@@ -182,6 +182,10 @@ mod tests {
             rate_per_second: 70,
             fallback_template: None,
             max_age: Duration::from_secs(60),
+            max_queue: gateway_config::MaxQueue {
+                transactional: Duration::from_secs(300),
+                bulk: Duration::from_secs(14_400),
+            },
         }
     }
 

@@ -214,7 +214,7 @@ fn syntax_errors_name_the_file() {
 fn several_app_secrets_and_subscribers_are_read() {
     let text = format!(
         "{MINIMAL}\n[webhook]\napp_secret_env = [\"APP_A\", \"APP_B\", \"APP_UNSET\"]\n\
-         [[subscribers]]\nname = \"crm\"\nurl = \"http://crm.internal/events/\"\n\
+         [[subscribers]]\nname = \"crm\"\nurl = \"https://crm.internal/events/\"\n\
          secret_env = \"CRM_SECRET\"\nevents = [\"statuses\"]\n"
     );
     let env = Environment::from_pairs([
@@ -228,7 +228,7 @@ fn several_app_secrets_and_subscribers_are_read() {
     assert_eq!(settings.webhook.app_secrets.len(), 2);
     assert_eq!(settings.webhook.max_body_bytes, 3 * 1024 * 1024);
     let crm = &settings.subscribers[0];
-    assert_eq!(crm.url, "http://crm.internal/events");
+    assert_eq!(crm.url, "https://crm.internal/events");
     assert!(crm.statuses && !crm.messages);
     assert!(settings.secret_variables().contains(&"CRM_SECRET"));
 }
@@ -237,7 +237,7 @@ fn several_app_secrets_and_subscribers_are_read() {
 fn a_subscriber_needs_its_secret_in_a_worker_and_known_event_kinds() {
     let with = |events: &str| {
         format!(
-            "{MINIMAL}\n[[subscribers]]\nname = \"crm\"\nurl = \"http://crm\"\n\
+            "{MINIMAL}\n[[subscribers]]\nname = \"crm\"\nurl = \"https://crm\"\n\
              secret_env = \"CRM_SECRET\"\nevents = {events}\n"
         )
     };
@@ -330,5 +330,85 @@ fn a_lease_and_a_handover_must_outlast_the_longest_send() {
     assert_eq!(
         error_key(load(MINIMAL, &short_grace, Role::Worker)),
         "worker.shutdown_grace_ms"
+    );
+}
+
+#[test]
+fn client_quotas_callback_hosts_and_admission_limits_are_read() {
+    let text = format!(
+        "{MINIMAL}rate_per_second = 50\nper_day = 200000\n\
+         callback_hosts = [\"Hooks.Internal.example.com\"]\nadmin = true\n\
+         [callbacks]\nrequire_https = false\nallow_private_addresses = true\n"
+    );
+    let text = text.replace(
+        "fallback_template",
+        "max_queue_seconds = { transactional = 5, bulk = 60 }\nfallback_template",
+    );
+    let settings = load(&text, &env(), Role::Api).expect("valid");
+    let client = &settings.clients[0];
+    assert_eq!(client.rate_per_second, Some(50));
+    assert_eq!(client.per_day, Some(200_000));
+    assert!(client.admin);
+    assert!(client.allows_callback_host("hooks.internal.example.com"));
+    assert!(client.allows_callback_host("a.hooks.internal.example.com"));
+    assert!(!client.allows_callback_host("evilhooks.internal.example.com"));
+    assert!(!client.allows_callback_host("internal.example.com"));
+    assert!(!settings.callbacks.require_https);
+    assert!(settings.callbacks.allow_private_addresses);
+    let sender = &settings.senders[0];
+    assert_eq!(sender.max_queue.transactional, Duration::from_secs(5));
+    assert_eq!(sender.max_queue.bulk, Duration::from_secs(60));
+
+    let defaults = load(MINIMAL, &env(), Role::Api).expect("valid");
+    assert!(defaults.callbacks.require_https);
+    assert!(!defaults.callbacks.allow_private_addresses);
+    assert!(!defaults.clients[0].admin);
+    assert!(defaults.clients[0].allows_callback_host("anything.example"));
+    assert_eq!(
+        defaults.senders[0].max_queue.transactional,
+        Duration::from_secs(300)
+    );
+    assert_eq!(
+        defaults.senders[0].max_queue.bulk,
+        Duration::from_secs(14_400)
+    );
+}
+
+#[test]
+fn two_clients_with_one_key_stop_start_up_without_showing_it() {
+    let text = format!(
+        "{MINIMAL}\n[[clients]]\nname = \"other\"\nkey_env = \"OTHER_KEY\"\nsenders = [\"support\"]\n"
+    );
+    let mut same = env();
+    same.set("OTHER_KEY", "key-1");
+    let error = load(&text, &same, Role::Api).expect_err("one key for two clients");
+    assert!(matches!(&error, ConfigError::Invalid { key, .. } if key == "clients[1].key_env"));
+    assert!(!error.to_string().contains("key-1"), "{error}");
+    let mut distinct = env();
+    distinct.set("OTHER_KEY", "key-2");
+    load(&text, &distinct, Role::Api).expect("distinct keys");
+}
+
+#[test]
+fn plain_http_subscribers_need_https_off_and_bad_callback_hosts_are_named() {
+    let text = format!(
+        "{MINIMAL}\n[[subscribers]]\nname = \"crm\"\nurl = \"http://crm\"\nsecret_env = \"S\"\n"
+    );
+    assert_eq!(
+        error_key(load(&text, &env(), Role::Api)),
+        "subscribers[0].url"
+    );
+    let allowed = format!("{text}[callbacks]\nrequire_https = false\n");
+    load(&allowed, &env(), Role::Api).expect("http allowed");
+
+    let bad_host = format!("{MINIMAL}callback_hosts = [\"hooks/x\"]\n");
+    assert_eq!(
+        error_key(load(&bad_host, &env(), Role::Api)),
+        "clients[0].callback_hosts"
+    );
+    let zero_rate = format!("{MINIMAL}rate_per_second = 0\n");
+    assert_eq!(
+        error_key(load(&zero_rate, &env(), Role::Api)),
+        "clients[0].rate_per_second"
     );
 }
