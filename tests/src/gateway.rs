@@ -214,6 +214,18 @@ impl TestGateway {
     /// Starts `gateway api` as a process of its own on `listen` (a free
     /// loopback address), against this gateway's Redis and configuration.
     pub fn spawn_api(&self, binary: &str, listen: std::net::SocketAddr) -> WorkerProcess {
+        self.spawn_api_with_env(binary, listen, &[])
+    }
+
+    /// [`spawn_api`](Self::spawn_api) with more environment variables, such
+    /// as configuration overrides (`GATEWAY_API__METRICS_LISTEN`) for this
+    /// process only.
+    pub fn spawn_api_with_env(
+        &self,
+        binary: &str,
+        listen: std::net::SocketAddr,
+        env: &[(&str, &str)],
+    ) -> WorkerProcess {
         let child = std::process::Command::new(binary)
             .arg("--config")
             .arg(self.config_dir.path().join("gateway.toml"))
@@ -221,6 +233,7 @@ impl TestGateway {
             .arg("--listen")
             .arg(listen.to_string())
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .spawn()

@@ -15,8 +15,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use gateway_notify::{
-    Deliveries, DeliveryPolicy, Notification, NotifyMetrics, Outbox, Registry, Replay,
-    SIGNATURE_HEADER, SecretString, Signers, TIMESTAMP_HEADER, verify,
+    CallbackRules, Deliveries, DeliveryPolicy, Notification, NotifyMetrics, Outbox, Registry,
+    Replay, SIGNATURE_HEADER, SecretString, Signers, TIMESTAMP_HEADER, Transport, verify,
 };
 use gateway_queue::KeyWatcher;
 use gateway_tests::{RedisServer, wait_until};
@@ -173,11 +173,14 @@ fn signers() -> Signers {
     signers
 }
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("http client")
+/// The delivery clients, callbacks allowed to reach the local receiver.
+fn http() -> Transport {
+    let rules = CallbackRules {
+        require_https: false,
+        allow_private_addresses: true,
+        ..CallbackRules::default()
+    };
+    Transport::new(rules, Duration::from_secs(5)).expect("http clients")
 }
 
 /// A policy for tests: quick retries, short timeouts.

@@ -57,6 +57,13 @@ async fn stats_shows_a_backlog_no_worker_drains() {
     assert_eq!(s0["dead_letters"], 0, "{s0}");
     assert_eq!(s0["scheduled"], 0, "{s0}");
     assert_eq!(s0["rate_per_second"], 70, "{s0}");
+    // No owner published a rate: the configured one; 3 ahead at 70/s.
+    assert_eq!(s0["effective_rate"], 70, "{s0}");
+    let wait = s0["predicted_wait_seconds"]["transactional"]
+        .as_f64()
+        .expect("predicted wait");
+    assert!((wait - 3.0 / 70.0).abs() < 1e-9, "{s0}");
+    assert_eq!(s0["max_queue_seconds"]["transactional"], 300, "{s0}");
     assert_eq!(stats["workers"], json!([]), "{stats}");
     assert_eq!(stats["webhook_events"], 0, "{stats}");
     assert_eq!(stats["notifications"]["queued"], 0, "{stats}");
@@ -416,13 +423,13 @@ fn urls_lose_their_passwords_and_times_read_as_rfc3339() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn senders_pause_stops_only_that_sender_until_resumed() {
-    let gateway = TestGateway::start(GatewayOptions {
+    // Queued first: a paused sender refuses new messages (503).
+    let mut gateway = TestGateway::start(GatewayOptions {
         senders: 2,
+        start_worker: false,
         ..Default::default()
     })
     .await;
-    let (ok, out) = gateway.command(BINARY, &["senders", "pause", "s1"]);
-    assert!(ok, "{out}");
     let ids = gateway
         .send_all(&[
             template("s0", "+16505550031", "hello_world"),
@@ -430,6 +437,9 @@ async fn senders_pause_stops_only_that_sender_until_resumed() {
             template("s0", "+16505550033", "hello_world"),
         ])
         .await;
+    let (ok, out) = gateway.command(BINARY, &["senders", "pause", "s1"]);
+    assert!(ok, "{out}");
+    gateway.start_worker().await;
     for id in [&ids[0], &ids[2]] {
         gateway
             .wait_for_status(id, "sent", Duration::from_secs(30))

@@ -1,6 +1,7 @@
 //! What arrives on `/webhook` from outside: refused without effect when it
 //! is not Meta's (signature) or not a webhook (body), acknowledged without
-//! effect when it is about numbers this gateway does not serve, acted on
+//! effect when it is another product's (`page`, `instagram`) or about
+//! numbers this gateway does not serve, acted on
 //! once when it is a real status, even one Meta repeats, and refused with
 //! 503 while the events stream is full (no worker draining it).
 
@@ -150,9 +151,12 @@ async fn refused_webhooks_change_nothing() {
             400,
         ),
         (
-            "not a WhatsApp webhook",
-            br#"{"object":"page","entry":[]}"#.to_vec(),
-            Some(sign(APP_SECRET, br#"{"object":"page","entry":[]}"#)),
+            "not shaped like a WhatsApp webhook",
+            br#"{"object":"whatsapp_business_account","entry":"x"}"#.to_vec(),
+            Some(sign(
+                APP_SECRET,
+                br#"{"object":"whatsapp_business_account","entry":"x"}"#,
+            )),
             400,
         ),
         (
@@ -173,6 +177,29 @@ async fn refused_webhooks_change_nothing() {
         key_count(&gateway).await,
         0,
         "refused webhooks stored nothing"
+    );
+
+    // Signed, but for another of Meta's products: acknowledged (Meta would
+    // retry a 400 for days), not stored, counted.
+    for other in [
+        br#"{"object":"page","entry":[]}"#.to_vec(),
+        br#"{"object":"instagram","entry":[{"id":"1","time":1,"changes":[{"field":"comments","value":{"text":"hi"}}]}]}"#.to_vec(),
+        br#"{"object":"page","entry":[{"messaging":"not WhatsApp's shape"}]}"#.to_vec(),
+    ] {
+        let (code, answer) = post_webhook(&gateway, &other, Some(&sign(APP_SECRET, &other))).await;
+        assert_eq!(code, 200, "{}: {answer}", String::from_utf8_lossy(&other));
+    }
+    assert_eq!(
+        key_count(&gateway).await,
+        0,
+        "another product's webhooks stored nothing"
+    );
+    assert!(
+        gateway
+            .metrics
+            .render()
+            .contains("gateway_webhook_events_total{kind=\"not_whatsapp\"} 3"),
+        "counted"
     );
 
     // Signed, but about a number this gateway does not serve: acknowledged, not stored.

@@ -21,11 +21,19 @@ pub(crate) struct ClientKeys {
 #[derive(Debug, Clone)]
 pub(crate) struct Client(Arc<ClientInfo>);
 
+/// The client's settings (its key left out).
 #[derive(Debug)]
 pub(crate) struct ClientInfo {
     pub name: String,
     /// phone_number_ids this client may send from.
     pub senders: Vec<String>,
+    /// Sees and acts on every client's messages.
+    pub admin: bool,
+    /// Quotas, all of its senders together.
+    pub rate_per_second: Option<u32>,
+    pub per_day: Option<u64>,
+    /// Hosts its `callback_url`s may name (see `ClientSettings`).
+    pub callback_hosts: Vec<String>,
 }
 
 impl std::ops::Deref for Client {
@@ -39,6 +47,25 @@ impl Client {
     pub fn may_use(&self, phone_number_id: &str) -> bool {
         self.senders.iter().any(|s| s == phone_number_id)
     }
+
+    /// Whether this client may see and act on a message of sender
+    /// `phone_number_id` sent by client `owner`: its own, on one of its
+    /// senders; an admin, any message of any sender. Anything else is
+    /// answered as if it did not exist.
+    pub fn sees(&self, phone_number_id: &str, owner: &str) -> bool {
+        self.admin || (owner == self.name && self.may_use(phone_number_id))
+    }
+
+    /// The client whose messages this one sees, as a dead-letter filter:
+    /// itself, or anyone (`None`) for an admin.
+    pub fn owner_filter(&self) -> Option<String> {
+        (!self.admin).then(|| self.name.clone())
+    }
+
+    /// Whether its `callback_url`s may name `host` (lowercase).
+    pub fn allows_callback_host(&self, host: &str) -> bool {
+        gateway_config::callback_host_allowed(&self.callback_hosts, host)
+    }
 }
 
 impl ClientKeys {
@@ -51,6 +78,10 @@ impl ClientKeys {
                     let info = ClientInfo {
                         name: c.name.clone(),
                         senders: c.senders.clone(),
+                        admin: c.admin,
+                        rate_per_second: c.rate_per_second,
+                        per_day: c.per_day,
+                        callback_hosts: c.callback_hosts.clone(),
                     };
                     Some((key, Client(Arc::new(info))))
                 })

@@ -1,6 +1,8 @@
 //! `GET /dead-letters` and `POST /dead-letters/replay`: a client's view of
-//! the messages of its senders that failed for good, and replaying them
-//! once the cause is fixed. The same as `gateway dlq`, for services.
+//! the messages it sent that failed for good, and replaying them once the
+//! cause is fixed. The same as `gateway dlq`, for services, limited to the
+//! client's own messages; an admin client sees and replays every client's,
+//! on every sender. Replays go through the dead letters a page at a time.
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -15,7 +17,8 @@ use crate::{ApiError, AppState};
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
-    /// Only this sender (name or phone_number_id); else all of the client's.
+    /// Only this sender (name or phone_number_id); else all of the
+    /// client's (an admin's: every sender).
     from: Option<String>,
     /// Only this Meta error code.
     code: Option<i64>,
@@ -36,6 +39,7 @@ pub(crate) async fn list(
     let filter = DeadLetterFilter {
         code: query.code,
         ids: None,
+        client: client.owner_filter(),
     };
     let mut letters = Vec::new();
     for pnid in senders(&state, &client, query.from.as_deref())? {
@@ -56,7 +60,8 @@ pub(crate) async fn list(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReplayRequest {
-    /// Only this sender (name or phone_number_id); else all of the client's.
+    /// Only this sender (name or phone_number_id); else all of the
+    /// client's (an admin's: every sender).
     from: Option<String>,
     /// Only this Meta error code.
     code: Option<i64>,
@@ -73,6 +78,7 @@ pub(crate) async fn replay(
     let filter = DeadLetterFilter {
         code: request.code,
         ids: request.ids,
+        client: client.owner_filter(),
     };
     let mut replayed = 0;
     for pnid in senders(&state, &client, request.from.as_deref())? {
@@ -85,10 +91,11 @@ pub(crate) async fn replay(
 }
 
 /// The phone_number_ids a request covers: the sender it names (which the
-/// client must be allowed), or all of the client's senders.
+/// client must be allowed, unless it is an admin), or all of the client's
+/// senders (an admin's: every configured sender).
 fn senders(state: &AppState, client: &Client, from: Option<&str>) -> Result<Vec<String>, ApiError> {
     match from {
-        None => Ok(client.senders.clone()),
+        None => Ok(state.senders_seen_by(client)),
         Some(name) => {
             let sender = state.sender(name).ok_or_else(|| {
                 FieldError::new(
@@ -97,7 +104,7 @@ fn senders(state: &AppState, client: &Client, from: Option<&str>) -> Result<Vec<
                     format!("no sender is named {name:?}"),
                 )
             })?;
-            if !client.may_use(&sender.phone_number_id) {
+            if !client.admin && !client.may_use(&sender.phone_number_id) {
                 return Err(ApiError::Forbidden {
                     field: "from",
                     message: format!("client {} may not use {}", client.name, sender.name),

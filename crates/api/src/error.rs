@@ -5,6 +5,8 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header::RETRY_AFTER};
 use axum::response::{IntoResponse, Response};
 use gateway_domain::FieldError;
+use gateway_domain::rules::admission::Refusal;
+use gateway_queue::QuotaExceeded;
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,13 +44,64 @@ pub enum ApiError {
     /// workers are not draining it); nothing was stored, Meta retries.
     #[error("too many webhook events wait to be processed; retry later")]
     WebhookBacklogFull,
+    /// Admission control: the message would wait too long in line.
+    #[error("{}", queue_full_message(sender, refusal))]
+    QueueFull { sender: String, refusal: Refusal },
+    /// The sender is paused (an invalid token, an operator): new messages
+    /// are refused rather than piled up.
+    #[error("sender {sender} is paused: {reason}")]
+    SenderPaused { sender: String, reason: String },
+    /// Over one of the client's quotas.
+    #[error("{}", quota_message(*quota, *retry_after))]
+    QuotaExceeded {
+        quota: QuotaExceeded,
+        retry_after: std::time::Duration,
+    },
 }
 
+fn queue_full_message(sender: &str, refusal: &Refusal) -> String {
+    match refusal {
+        Refusal::QueueFull {
+            predicted_wait,
+            max_wait,
+        } => format!(
+            "sender {sender} would reach this message in {:.1} s, over its max_queue_seconds \
+             for the priority ({} s); retry later",
+            predicted_wait.as_secs_f64(),
+            max_wait.as_secs()
+        ),
+        Refusal::ExpiresFirst {
+            predicted_wait,
+            expires_in,
+        } => format!(
+            "sender {sender} would reach this message in {:.1} s, after its expires_at \
+             ({:.1} s from now)",
+            predicted_wait.as_secs_f64(),
+            expires_in.as_secs_f64()
+        ),
+    }
+}
+
+fn quota_message(quota: QuotaExceeded, retry_after: std::time::Duration) -> String {
+    let which = match quota {
+        QuotaExceeded::Rate => "its rate_per_second quota",
+        QuotaExceeded::Daily => "its per_day quota (UTC day)",
+    };
+    format!(
+        "the client is over {which}; room again in {:.1} s",
+        retry_after.as_secs_f64()
+    )
+}
+
+/// Seconds to wait before sending to a paused sender again: a pause lasts
+/// until someone fixes its cause.
+const PAUSED_RETRY_AFTER_SECONDS: u64 = 60;
+
 /// Seconds a client should wait before retrying after a 503.
-const RETRY_AFTER_SECONDS: &str = "1";
+const RETRY_AFTER_SECONDS: u64 = 1;
 /// The same for a full webhook backlog: it drains at the workers' pace,
 /// once they run again, not within a second.
-const BACKLOG_RETRY_AFTER_SECONDS: &str = "60";
+const BACKLOG_RETRY_AFTER_SECONDS: u64 = 60;
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
@@ -61,9 +114,11 @@ impl ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::IdempotencyConflict { .. } => StatusCode::CONFLICT,
             Self::InvalidSignature => StatusCode::UNAUTHORIZED,
-            Self::Unavailable | Self::WebhookNotConfigured | Self::WebhookBacklogFull => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Unavailable
+            | Self::WebhookNotConfigured
+            | Self::WebhookBacklogFull
+            | Self::SenderPaused { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::QueueFull { .. } | Self::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -81,6 +136,9 @@ impl ApiError {
             Self::WebhookNotConfigured => "webhook_not_configured",
             Self::Unavailable => "unavailable",
             Self::WebhookBacklogFull => "backlog_full",
+            Self::QueueFull { .. } => "queue_full",
+            Self::SenderPaused { .. } => "sender_paused",
+            Self::QuotaExceeded { quota, .. } => quota.code(),
         }
     }
 
@@ -89,6 +147,10 @@ impl ApiError {
             Self::Forbidden { field, .. } => Some(field),
             Self::Invalid(e) => Some(&e.field),
             Self::IdempotencyConflict { .. } => Some("idempotency_key"),
+            Self::QueueFull {
+                refusal: Refusal::ExpiresFirst { .. },
+                ..
+            } => Some("expires_at"),
             Self::InvalidSignature => Some("X-Hub-Signature-256"),
             _ => None,
         }
@@ -101,25 +163,41 @@ impl ApiError {
             other => other.to_string(),
         };
         let mut error = json!({ "code": self.code(), "message": message });
-        if let (Some(field), Some(map)) = (self.field(), error.as_object_mut()) {
-            map.insert("field".into(), field.into());
+        if let Some(map) = error.as_object_mut() {
+            if let Some(field) = self.field() {
+                map.insert("field".into(), field.into());
+            }
+            // A batch item has no header of its own.
+            if let Some(seconds) = self.retry_after_seconds() {
+                map.insert("retry_after".into(), seconds.into());
+            }
         }
         error
+    }
+
+    /// When to try again, for `Retry-After`; `None` where retrying the same
+    /// request cannot help.
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        match self {
+            Self::Unavailable => Some(RETRY_AFTER_SECONDS),
+            Self::WebhookBacklogFull => Some(BACKLOG_RETRY_AFTER_SECONDS),
+            Self::SenderPaused { .. } => Some(PAUSED_RETRY_AFTER_SECONDS),
+            Self::QueueFull { refusal, .. } => Some(refusal.retry_after_seconds()),
+            Self::QuotaExceeded { retry_after, .. } => {
+                Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
+            }
+            _ => None,
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), Json(json!({ "error": self.body() }))).into_response();
-        let retry_after = match self {
-            Self::Unavailable => Some(RETRY_AFTER_SECONDS),
-            Self::WebhookBacklogFull => Some(BACKLOG_RETRY_AFTER_SECONDS),
-            _ => None,
-        };
-        if let Some(seconds) = retry_after {
+        if let Some(seconds) = self.retry_after_seconds() {
             response
                 .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static(seconds));
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

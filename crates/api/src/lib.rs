@@ -12,6 +12,7 @@
 //! take a message the answer is `503` with `Retry-After`. Errors become HTTP
 //! answers in one place, [`error::ApiError`].
 
+mod admission;
 mod auth;
 mod dead_letters;
 mod error;
@@ -34,10 +35,13 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
-/// All routes of the api process.
+/// All routes of the api process; `/metrics` among them unless
+/// `api.metrics_listen` puts it on an address of its own
+/// ([`metrics_router`]), where `api.listen` answers it 404.
 pub fn router(state: AppState) -> Router {
     let metrics = state.metrics.clone();
-    Router::new()
+    let metrics_elsewhere = state.settings.api.metrics_listen.is_some();
+    let app = Router::new()
         .route(paths::SEND, post(send::send_one))
         .route(paths::SEND_BATCH, post(send::send_batch))
         .route(paths::MESSAGES, get(messages::find))
@@ -58,9 +62,18 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             count_responses,
         ))
-        .with_state(state)
+        .with_state(state);
+    if metrics_elsewhere {
+        app
+    } else {
         // Serves `paths::METRICS`.
-        .merge(gateway_telemetry::metrics_routes(metrics))
+        app.merge(gateway_telemetry::metrics_routes(metrics))
+    }
+}
+
+/// `/metrics` alone, for `api.metrics_listen`.
+pub fn metrics_router(state: &AppState) -> Router {
+    gateway_telemetry::metrics_routes(state.metrics.clone())
 }
 
 /// Serves the api on `listener` until `shutdown` is cancelled, then finishes
@@ -71,6 +84,18 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// Serves [`metrics_router`] on `listener` (`api.metrics_listen`) until
+/// `shutdown` is cancelled.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    state: &AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, metrics_router(state))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }

@@ -1,6 +1,6 @@
 //! `GET /messages/{id}` and `GET /messages?wamid=…`: a message's current
-//! state and its history, for the client that sent it (or any client allowed
-//! the same sender).
+//! state and its history, for the client that sent it (or an admin client).
+//! Anyone else's message is answered 404, exactly like an unknown one.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -21,11 +21,11 @@ pub(crate) async fn show(
 ) -> Result<Json<Value>, ApiError> {
     // An id the client may not see answers exactly like an unknown one.
     let id = MessageId::parse(&id).ok_or(ApiError::NotFound)?;
-    if !client.may_use(id.phone_number_id()) {
+    if !client.admin && !client.may_use(id.phone_number_id()) {
         return Err(ApiError::NotFound);
     }
     let record = state.queue.message(&id).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(render(record)))
+    visible(&client, record).map(|record| Json(render(record)))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -35,7 +35,8 @@ pub(crate) struct ByWamid {
     wamid: String,
 }
 
-/// The message Meta knows by this wamid, among the senders the client may use.
+/// The message Meta knows by this wamid, among the senders the client may
+/// use (an admin: every sender), if the client may see it.
 pub(crate) async fn find(
     State(state): State<AppState>,
     client: Client,
@@ -43,11 +44,21 @@ pub(crate) async fn find(
 ) -> Result<Json<Value>, ApiError> {
     let id = state
         .queue
-        .find_by_wamid(&client.senders, &query.wamid)
+        .find_by_wamid(&state.senders_seen_by(&client), &query.wamid)
         .await?
         .ok_or(ApiError::NotFound)?;
     let record = state.queue.message(&id).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(render(record)))
+    visible(&client, record).map(|record| Json(render(record)))
+}
+
+/// The record, if `client` may see it; another client's message is not
+/// found, exactly like an unknown id.
+fn visible(client: &Client, record: MessageRecord) -> Result<MessageRecord, ApiError> {
+    if client.sees(record.id.phone_number_id(), &record.client) {
+        Ok(record)
+    } else {
+        Err(ApiError::NotFound)
+    }
 }
 
 fn render(record: MessageRecord) -> Value {

@@ -47,7 +47,9 @@ pub(crate) async fn serve() -> impl IntoResponse {
             failures (`/dead-letters`); Meta posts its webhooks to `/webhook`. Every \
             endpoint but `/webhook`, `/healthz`, `/readyz`, `/metrics` and \
             `/openapi.json` needs `Authorization: Bearer <client key>`, and a client \
-            may use only the senders configured for it."
+            may use only the senders configured for it. A client sees and replays only \
+            the messages it sent itself (anyone else's are answered as unknown), unless \
+            it is configured `admin = true`: then every client's, on every sender."
     ),
     paths(
         operations::send,
@@ -162,7 +164,9 @@ mod operations {
             (status = 409, description = "`idempotency_conflict`: the key was used for another payload", body = ErrorBody),
             (status = 413, description = "`payload_too_large`: the body is over `api.max_body_bytes`", body = ErrorBody),
             (status = 422, description = "A rule is broken; `field` is the path, e.g. `interactive.action.buttons`", body = ErrorBody),
-            (status = 503, description = "`unavailable`: Redis cannot take it; nothing was stored", body = ErrorBody,
+            (status = 429, description = "Not now, nothing was stored: `queue_full` (the sender's predicted wait, queued ahead / the rate it keeps now, is over its `max_queue_seconds` for the priority; or, with `field` `expires_at`, the message would expire in line), `client_rate_limited` or `client_daily_quota` (the client's quotas; UTC days)", body = ErrorBody,
+                headers(("Retry-After" = u32, description = "Seconds: the predicted wait, or until the quota has room"))),
+            (status = 503, description = "`unavailable`: Redis cannot take it; `sender_paused`: the sender is paused (the message says why); nothing was stored", body = ErrorBody,
                 headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
         ),
         security(("client_key" = []))
@@ -172,8 +176,10 @@ mod operations {
     /// Queue up to 1,000 messages
     ///
     /// Stored in one pipelined round trip; one result per item, in order.
-    /// An item that breaks a rule gets its `error` and is not stored; the
-    /// others are.
+    /// An item that breaks a rule, or that `/send` would answer 429 or 503
+    /// (`queue_full`, `sender_paused`, a client quota), gets its `error`
+    /// (with `retry_after`) and is not stored; the others are. When a quota
+    /// covers only part of the batch, the first items go.
     #[utoipa::path(
         post,
         path = paths::SEND_BATCH,
@@ -193,16 +199,18 @@ mod operations {
     fn send_batch() {}
 
     /// Find a message by Meta's id
+    ///
+    /// Only a message the client sent itself (an admin client: any).
     #[utoipa::path(
         get,
         path = paths::MESSAGES,
         tag = "messages",
         params(ByWamid),
         responses(
-            (status = 200, description = "The message, among the client's senders", body = MessageRecord),
+            (status = 200, description = "The message, one the client sent", body = MessageRecord),
             (status = 400, description = "`wamid` is missing", body = String, content_type = "text/plain"),
             (status = 401, description = "`unauthorized`: no or unknown client key", body = ErrorBody),
-            (status = 404, description = "`not_found`", body = ErrorBody),
+            (status = 404, description = "`not_found`: unknown, or another client's", body = ErrorBody),
             (status = 503, description = "`unavailable`: Redis did not answer", body = ErrorBody,
                 headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
         ),
@@ -211,6 +219,8 @@ mod operations {
     fn find_message() {}
 
     /// A message's state and history
+    ///
+    /// Only a message the client sent itself (an admin client: any).
     #[utoipa::path(
         get,
         path = paths::MESSAGE,
@@ -219,7 +229,7 @@ mod operations {
         responses(
             (status = 200, description = "The message", body = MessageRecord),
             (status = 401, description = "`unauthorized`: no or unknown client key", body = ErrorBody),
-            (status = 404, description = "`not_found`: unknown, or of a sender the client may not use", body = ErrorBody),
+            (status = 404, description = "`not_found`: unknown, or another client's (the same answer)", body = ErrorBody),
             (status = 503, description = "`unavailable`: Redis did not answer", body = ErrorBody,
                 headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
         ),
@@ -229,7 +239,8 @@ mod operations {
 
     /// The client's dead letters
     ///
-    /// Messages of the client's senders that failed for good, oldest first.
+    /// Messages the client sent that failed for good, oldest first, sender
+    /// by sender. An admin client sees every client's, on every sender.
     #[utoipa::path(
         get,
         path = paths::DEAD_LETTERS,
@@ -239,7 +250,7 @@ mod operations {
             (status = 200, description = "The matching dead letters", body = DeadLetterList),
             (status = 400, description = "A query parameter is not of its type", body = String, content_type = "text/plain"),
             (status = 401, description = "`unauthorized`: no or unknown client key", body = ErrorBody),
-            (status = 403, description = "`forbidden`: a sender the client may not use", body = ErrorBody),
+            (status = 403, description = "`forbidden`: a sender the client may not use (never for an admin)", body = ErrorBody),
             (status = 422, description = "`unknown_sender`", body = ErrorBody),
             (status = 503, description = "`unavailable`: Redis did not answer", body = ErrorBody,
                 headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
@@ -250,7 +261,9 @@ mod operations {
 
     /// Queue dead letters again
     ///
-    /// The matching dead letters are queued again under their own ids.
+    /// The matching dead letters the client sent (an admin client: any
+    /// client's) are queued again under their own ids. Another client's
+    /// letters are neither replayed nor counted.
     #[utoipa::path(
         post,
         path = paths::DEAD_LETTERS_REPLAY,
@@ -260,7 +273,7 @@ mod operations {
             (status = 200, description = "How many were queued again", body = ReplayAnswer),
             (status = 400, description = "`malformed_json`: not JSON, or not of this shape", body = ErrorBody),
             (status = 401, description = "`unauthorized`: no or unknown client key", body = ErrorBody),
-            (status = 403, description = "`forbidden`: a sender the client may not use", body = ErrorBody),
+            (status = 403, description = "`forbidden`: a sender the client may not use (never for an admin)", body = ErrorBody),
             (status = 422, description = "`unknown_sender`", body = ErrorBody),
             (status = 503, description = "`unavailable`: Redis did not answer", body = ErrorBody,
                 headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
@@ -295,8 +308,8 @@ mod operations {
         request_body(content = Object, content_type = "application/json",
             description = "Meta's webhook payload (`object`, `entry[].changes[].value`)"),
         responses(
-            (status = 200, description = "Stored; or only about phone numbers this gateway does not serve, and stored nowhere"),
-            (status = 400, description = "`malformed_json`: signed, but not a WhatsApp webhook", body = ErrorBody),
+            (status = 200, description = "Stored; or stored nowhere and ignored: a webhook of another of Meta's products (`object` other than `whatsapp_business_account`), or one only about phone numbers this gateway does not serve"),
+            (status = 400, description = "`malformed_json`: signed, but not JSON, or not shaped like a WhatsApp webhook", body = ErrorBody),
             (status = 401, description = "`invalid_signature`: missing, malformed or wrong signature; nothing stored", body = ErrorBody),
             (status = 413, description = "`payload_too_large`: over `webhook.max_body_bytes`", body = ErrorBody),
             (status = 503, description = "`unavailable` (Redis cannot take it; Meta retries), `backlog_full` (the events stream holds `webhook.max_backlog` entries; nothing stored, Meta retries) or `webhook_not_configured` (no app secret)", body = ErrorBody,
@@ -327,12 +340,18 @@ mod operations {
     fn readyz() {}
 
     /// Prometheus metrics
+    ///
+    /// On `api.listen`, or only on `api.metrics_listen` when that is set
+    /// (then `api.listen` answers `404`).
     #[utoipa::path(
         get,
         path = paths::METRICS,
         tag = "operations",
-        responses((status = 200, description = "Prometheus text exposition format",
-            body = String, content_type = "text/plain; version=0.0.4"))
+        responses(
+            (status = 200, description = "Prometheus text exposition format",
+                body = String, content_type = "text/plain; version=0.0.4"),
+            (status = 404, description = "`api.metrics_listen` is set: `/metrics` is served there"),
+        )
     )]
     fn metrics() {}
 
@@ -365,7 +384,8 @@ mod schemas {
     #[derive(Serialize, ToSchema)]
     pub struct ErrorDetail {
         /// Stable and machine-readable, e.g. `malformed_json`, `too_short`,
-        /// `unknown_sender`, `idempotency_conflict`, `unavailable`.
+        /// `unknown_sender`, `idempotency_conflict`, `queue_full`,
+        /// `client_rate_limited`, `sender_paused`, `unavailable`.
         #[schema(example = "too_long")]
         pub code: String,
         /// For people.
@@ -375,6 +395,11 @@ mod schemas {
         #[serde(skip_serializing_if = "Option::is_none")]
         #[schema(nullable = false, example = "text.body")]
         pub field: Option<String>,
+        /// Seconds to wait before trying again, where waiting helps (the
+        /// same as the `Retry-After` header; in a batch, per item).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false, example = 6)]
+        pub retry_after: Option<u64>,
     }
 
     /// `transactional` goes first; a sender sends `bulk` only when no
@@ -444,8 +469,20 @@ mod schemas {
         #[serde(skip_serializing_if = "Option::is_none")]
         #[schema(nullable = false, format = DateTime)]
         pub expires_at: Option<String>,
-        /// An http(s) URL the message's status events are POSTed to,
-        /// signed with the client's key.
+        /// An `https` URL the message's status events are POSTed to,
+        /// signed with the client's key (`http` only where the gateway's
+        /// `callbacks.require_https` is off). Refused with `422` (`field`
+        /// `callback_url`): `callback_not_https`; `callback_userinfo` (a
+        /// user name or password in it); `callback_host_not_allowed` (a
+        /// host outside the client's `callback_hosts`);
+        /// `callback_private_address` (unless
+        /// `callbacks.allow_private_addresses`: `localhost`, or an IP
+        /// address in a loopback, private, link-local, metadata or other
+        /// special range); `invalid_value` (not an absolute http(s) URL). A
+        /// name is resolved at each delivery and only addresses outside
+        /// those ranges are connected to; a name that leads only to them is
+        /// not called (the event is given up on). Redirects are not
+        /// followed.
         #[serde(skip_serializing_if = "Option::is_none")]
         #[schema(nullable = false, max_length = 2048)]
         pub callback_url: Option<String>,
@@ -620,6 +657,8 @@ mod schemas {
         pub id: String,
         /// The sender's name.
         pub sender: String,
+        /// The client that sent it.
+        pub client: String,
         pub recipient: String,
         /// Meta's message type.
         #[serde(rename = "type")]

@@ -9,6 +9,7 @@ use gateway_domain::FieldError;
 use gateway_queue::{EnqueueOutcome, Idempotency, NewMessage};
 use serde_json::{Map, Value, json};
 
+use crate::admission;
 use crate::auth::Client;
 use crate::send_request::{PreparedMessage, SendRequest};
 use crate::{ApiError, AppState};
@@ -21,13 +22,16 @@ pub(crate) async fn send_one(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let body = json_object(&state, body)?;
     let request = SendRequest::parse(&body, &state, &client)?;
+    if let Some(Err(refusal)) = admission::admit(&state, &client, &[&request]).await?.pop() {
+        return Err(refusal);
+    }
     let prepared = request.prepare();
     let outcome = state
         .queue
         .enqueue(&new_message(&request, &prepared, &client), unix_ms())
         .await
         .inspect_err(|_| state.metrics.redis_failed("enqueue"))?;
-    answer(&state, &request, outcome).map(|(status, body)| (status, Json(body)))
+    answer(&state, &request, &client, outcome).map(|(status, body)| (status, Json(body)))
 }
 
 pub(crate) async fn send_batch(
@@ -58,8 +62,9 @@ pub(crate) async fn send_batch(
         .into());
     }
 
-    // Parse every item first; only the valid ones go to Redis, in one pipeline.
-    let parsed: Vec<Result<(SendRequest, PreparedMessage), ApiError>> = items
+    // Parse every item first; only the valid ones that may go now go to
+    // Redis, in one pipeline.
+    let mut parsed: Vec<Result<(SendRequest, PreparedMessage), ApiError>> = items
         .iter()
         .enumerate()
         .map(|(index, item)| {
@@ -80,6 +85,17 @@ pub(crate) async fn send_batch(
             Ok((request, prepared))
         })
         .collect();
+    let valid: Vec<&SendRequest> = parsed
+        .iter()
+        .filter_map(|item| item.as_ref().ok().map(|(request, _)| request))
+        .collect();
+    let mut verdicts = admission::admit(&state, &client, &valid).await?.into_iter();
+    drop(valid);
+    for item in parsed.iter_mut().filter(|item| item.is_ok()) {
+        if let Some(Err(refusal)) = verdicts.next() {
+            *item = Err(refusal);
+        }
+    }
     let to_store: Vec<NewMessage<'_>> = parsed
         .iter()
         .filter_map(|item| item.as_ref().ok())
@@ -99,7 +115,7 @@ pub(crate) async fn send_batch(
             let result = match item {
                 Err(error) => Err(error.body()),
                 Ok((request, _)) => match stored.next() {
-                    Some(Ok(outcome)) => answer(&state, request, outcome)
+                    Some(Ok(outcome)) => answer(&state, request, &client, outcome)
                         .map(|(_, body)| body)
                         .map_err(|e| e.body()),
                     Some(Err(error)) => Err(ApiError::from(error).body()),
@@ -148,6 +164,7 @@ fn new_message<'a>(
 fn answer(
     state: &AppState,
     request: &SendRequest,
+    client: &Client,
     outcome: EnqueueOutcome,
 ) -> Result<(StatusCode, Value), ApiError> {
     match outcome {
@@ -156,6 +173,11 @@ fn answer(
                 .metrics
                 .accepted
                 .with_label_values(&[request.sender.name.as_str()])
+                .inc();
+            state
+                .metrics
+                .client_accepted
+                .with_label_values(&[client.name.as_str()])
                 .inc();
             let status = if id.lane() == gateway_domain::Lane::Scheduled {
                 "scheduled"

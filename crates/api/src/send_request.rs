@@ -2,9 +2,11 @@
 //! recipient, the message within Meta's limits, the fallback template and the
 //! gateway's own fields. Everything after this trusts these types.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use gateway_config::SenderSettings;
+use gateway_config::{CallbackSettings, SenderSettings};
+use gateway_domain::rules::address_range;
 use gateway_domain::{FieldError, Lane, OutboundMessage, Recipient};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -161,7 +163,11 @@ impl SendRequest {
             }
         };
         let callback_url = optional_str(body, "callback_url")?
-            .map(callback_url)
+            .map(|url| {
+                callback_url(url, &state.settings.callbacks, |host| {
+                    client.allows_callback_host(host)
+                })
+            })
             .transpose()?;
         let now = crate::send::unix_ms();
         let send_after_ms = optional_time(body, "send_after")?;
@@ -292,9 +298,32 @@ fn expect_constant(
     }
 }
 
-/// An absolute http(s) URL without spaces or control characters: status
-/// events are POSTed there by the workers.
-fn callback_url(url: &str) -> Result<String, FieldError> {
+/// An absolute http(s) URL without spaces, control characters or
+/// credentials, where the workers POST status events: `https` unless
+/// `callbacks.require_https` is off; its host among the client's
+/// `callback_hosts` (when it has any); and, unless
+/// `callbacks.allow_private_addresses`, not an IP literal in a refused range
+/// (loopback, private, link-local and metadata, ...) nor `localhost`. A
+/// name's addresses are not known here: the worker checks what it resolves
+/// to when it delivers, on the address it connects to. `url` is parsed as
+/// the workers' HTTP client parses it (the `url` crate), so both see the
+/// same host (`http://0x7f.1/` is 127.0.0.1 to both).
+fn callback_url(
+    url: &str,
+    rules: &CallbackSettings,
+    allows_host: impl Fn(&str) -> bool,
+) -> Result<String, FieldError> {
+    const FIELD: &str = "callback_url";
+    let invalid = || {
+        FieldError::invalid(
+            FIELD,
+            format!(
+                "callback_url must be an absolute http(s) URL of at most {MAX_CALLBACK_URL_LEN} characters"
+            ),
+        )
+    };
+    // Spelled out as written, not as a lenient parser repairs it
+    // (`https:///x` would be `https://x/`).
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"));
@@ -303,12 +332,174 @@ fn callback_url(url: &str) -> Result<String, FieldError> {
         || url.len() > MAX_CALLBACK_URL_LEN
         || url.chars().any(|c| c.is_whitespace() || c.is_control())
     {
-        return Err(FieldError::invalid(
-            "callback_url",
-            format!(
-                "callback_url must be an absolute http(s) URL of at most {MAX_CALLBACK_URL_LEN} characters"
-            ),
+        return Err(invalid());
+    }
+    let parsed = url::Url::parse(url).map_err(|_| invalid())?;
+    match parsed.scheme() {
+        "https" => {}
+        "http" if !rules.require_https => {}
+        "http" => {
+            return Err(FieldError::new(
+                FIELD,
+                "callback_not_https",
+                "callback_url must be an https:// URL (callbacks.require_https is on)",
+            ));
+        }
+        _ => return Err(invalid()),
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(FieldError::new(
+            FIELD,
+            "callback_userinfo",
+            "callback_url may not carry a user name or password: \
+             receivers check the gateway's signature instead",
+        ));
+    }
+    let host = match parsed.host() {
+        Some(url::Host::Domain(name)) => {
+            // `hooks.example.com.` is `hooks.example.com`.
+            let name = name.strip_suffix('.').unwrap_or(name);
+            if !rules.allow_private_addresses && address_range::is_localhost_name(name) {
+                return Err(private_address(&format!("{name} is loopback")));
+            }
+            name.to_owned()
+        }
+        Some(url::Host::Ipv4(ip)) => ip_host(IpAddr::V4(ip), rules)?,
+        Some(url::Host::Ipv6(ip)) => ip_host(IpAddr::V6(ip), rules)?,
+        None => return Err(invalid()),
+    };
+    if !allows_host(&host) {
+        return Err(FieldError::new(
+            FIELD,
+            "callback_host_not_allowed",
+            format!("callback_url's host {host} is not among this client's callback_hosts"),
         ));
     }
     Ok(url.to_owned())
+}
+
+/// An IP literal's host text for the allow-list, if the address may be called.
+fn ip_host(ip: IpAddr, rules: &CallbackSettings) -> Result<String, FieldError> {
+    if !rules.allow_private_addresses
+        && let Some(range) = address_range::refused_range(ip)
+    {
+        return Err(private_address(&format!("{ip} is in the {range} range")));
+    }
+    Ok(ip.to_string())
+}
+
+fn private_address(why: &str) -> FieldError {
+    FieldError::new(
+        "callback_url",
+        "callback_private_address",
+        format!(
+            "callback_url may not reach loopback, private, link-local or metadata addresses \
+             (callbacks.allow_private_addresses is off): {why}"
+        ),
+    )
+}
+
+#[cfg(test)]
+mod callback_url_tests {
+    use super::*;
+
+    const PRODUCTION: CallbackSettings = CallbackSettings {
+        require_https: true,
+        allow_private_addresses: false,
+        max_response_bytes: 65_536,
+    };
+    const LOCAL: CallbackSettings = CallbackSettings {
+        require_https: false,
+        allow_private_addresses: true,
+        max_response_bytes: 65_536,
+    };
+
+    fn code(url: &str, rules: &CallbackSettings) -> &'static str {
+        match callback_url(url, rules, |_| true) {
+            Ok(_) => "ok",
+            Err(e) => {
+                assert_eq!(e.field, "callback_url");
+                e.code
+            }
+        }
+    }
+
+    #[test]
+    fn production_takes_public_https_urls_only() {
+        assert_eq!(
+            code("https://hooks.example.com/status?t=1", &PRODUCTION),
+            "ok"
+        );
+        assert_eq!(code("https://93.184.216.34:8443/x", &PRODUCTION), "ok");
+        assert_eq!(code("https://[2606:4700::1111]/x", &PRODUCTION), "ok");
+        assert_eq!(
+            code("http://hooks.example.com/", &PRODUCTION),
+            "callback_not_https"
+        );
+        for url in [
+            "https://127.0.0.1/",
+            "https://10.0.0.1/",
+            "https://169.254.169.254/latest/meta-data",
+            "https://[::1]/",
+            "https://[::ffff:10.0.0.1]/",
+            "https://[fd00::1]:8443/",
+            "https://0x7f.1/",
+            "https://2130706433/",
+            "https://127.0.0.1./",
+            "https://[::]/",
+            "https://0.0.0.0:8080/",
+            "https://localhost/",
+            "https://LOCALHOST./",
+            "https://api.localhost:8080/",
+        ] {
+            assert_eq!(code(url, &PRODUCTION), "callback_private_address", "{url}");
+        }
+        for url in [
+            "https://user:pw@hooks.example.com/",
+            "https://user@hooks.example.com/",
+        ] {
+            assert_eq!(code(url, &PRODUCTION), "callback_userinfo", "{url}");
+        }
+        for url in [
+            "ftp://hooks.example.com/",
+            "hooks.example.com/x",
+            "https://",
+            "https:///x",
+            "https://a b/",
+            "https://[::1/",
+        ] {
+            assert_eq!(code(url, &PRODUCTION), "invalid_value", "{url}");
+        }
+    }
+
+    #[test]
+    fn local_settings_allow_plain_http_to_loopback() {
+        assert_eq!(code("http://127.0.0.1:8080/events", &LOCAL), "ok");
+        assert_eq!(code("http://localhost:8080/events", &LOCAL), "ok");
+        assert_eq!(code("https://10.0.0.1/", &LOCAL), "ok");
+        assert_eq!(code("ftp://127.0.0.1/", &LOCAL), "invalid_value");
+        assert_eq!(code("http://u:p@127.0.0.1/", &LOCAL), "callback_userinfo");
+    }
+
+    #[test]
+    fn the_host_must_be_one_the_client_allows() {
+        let hosts =
+            |host: &str| host == "hooks.example.com" || host.ends_with(".hooks.example.com");
+        let check = |url: &str| callback_url(url, &PRODUCTION, hosts).map_err(|e| e.code);
+        assert!(check("https://hooks.example.com/x").is_ok());
+        assert!(check("https://HOOKS.example.com./x").is_ok());
+        assert!(check("https://eu.hooks.example.com/x").is_ok());
+        assert_eq!(
+            check("https://evil.example.com/x"),
+            Err("callback_host_not_allowed")
+        );
+        assert_eq!(
+            check("https://hooks.example.com.evil.net/"),
+            Err("callback_host_not_allowed")
+        );
+        assert_eq!(
+            check("https://93.184.216.34/"),
+            Err("callback_host_not_allowed")
+        );
+    }
 }

@@ -9,7 +9,8 @@ use gateway_config::{SenderSettings, Settings};
 use gateway_queue::Queue;
 use gateway_telemetry::{LogThrottle, Metrics};
 
-use crate::auth::ClientKeys;
+use crate::admission::Admission;
+use crate::auth::{Client, ClientKeys};
 
 /// Shared by every request; one reference count to bump per request.
 #[derive(Clone)]
@@ -21,10 +22,20 @@ pub struct Shared {
     pub(crate) clients: ClientKeys,
     pub(crate) queue: Queue,
     pub(crate) metrics: Metrics,
+    /// Each sender's last known load, for admission control.
+    pub(crate) admission: Admission,
     /// A full webhook backlog refuses every webhook: one warning per
     /// interval says so (the counter has the number).
     pub(crate) backlog_warnings: LogThrottle,
 }
+
+/// The `reason` label values of `gateway_client_messages_refused_total`.
+const REFUSAL_REASONS: [&str; 4] = [
+    "queue_full",
+    "sender_paused",
+    "client_rate_limited",
+    "client_daily_quota",
+];
 
 /// At most one warning about a full webhook backlog per this long.
 const BACKLOG_WARNING_EVERY: Duration = Duration::from_secs(10);
@@ -43,14 +54,37 @@ impl AppState {
             senders.insert(sender.name.clone(), sender.clone());
             senders.insert(sender.phone_number_id.clone(), sender.clone());
         }
+        // Refusals are counted from 0, so that an alert's increase() sees the first.
+        for client in &settings.clients {
+            for reason in REFUSAL_REASONS {
+                metrics
+                    .client_refused
+                    .with_label_values(&[client.name.as_str(), reason]);
+            }
+        }
         Self(Arc::new(Shared {
             clients: ClientKeys::new(&settings.clients),
+            admission: Admission::new(&settings.senders),
             senders,
             settings,
             queue,
             metrics,
             backlog_warnings: LogThrottle::new(BACKLOG_WARNING_EVERY),
         }))
+    }
+
+    /// The phone_number_ids whose messages `client` may look through: its
+    /// own senders, or every sender for an admin.
+    pub(crate) fn senders_seen_by(&self, client: &Client) -> Vec<String> {
+        if client.admin {
+            self.settings
+                .senders
+                .iter()
+                .map(|s| s.phone_number_id.clone())
+                .collect()
+        } else {
+            client.senders.clone()
+        }
     }
 
     /// The sender a request names by name or phone_number_id.

@@ -13,9 +13,9 @@ mod settings;
 pub use env::Environment;
 pub use error::ConfigError;
 pub use settings::{
-    ApiSettings, CALL_MARGIN, CallbackSettings, ClientSettings, GraphSettings, LEASE_SAFETY_MARGIN, LogFormat,
-    LogSettings, MaxQueue, RedisSettings, Role, SandboxSettings, SenderSettings, Settings, WebhookSettings,
-    WorkerSettings,
+    ApiSettings, CALL_MARGIN, CallbackSettings, ClientSettings, GraphSettings, LEASE_SAFETY_MARGIN,
+    LogFormat, LogSettings, MaxQueue, RedisSettings, Role, SandboxSettings, SenderSettings,
+    Settings, WebhookSettings, WorkerSettings, callback_host_allowed,
 };
 
 /// Where `--config` points when it is not given.

@@ -300,14 +300,20 @@ impl ClientSettings {
     /// Whether `host` (lowercase) is one of [`Self::callback_hosts`] or
     /// under one of them.
     pub fn allows_callback_host(&self, host: &str) -> bool {
-        self.callback_hosts.is_empty()
-            || self.callback_hosts.iter().any(|allowed| {
-                host == allowed
-                    || host
-                        .strip_suffix(allowed.as_str())
-                        .is_some_and(|head| head.ends_with('.'))
-            })
+        callback_host_allowed(&self.callback_hosts, host)
     }
+}
+
+/// Whether `host` (lowercase) is one of `allowed` or under one of them;
+/// an empty list allows any host.
+pub fn callback_host_allowed(allowed: &[String], host: &str) -> bool {
+    allowed.is_empty()
+        || allowed.iter().any(|allowed| {
+            host == allowed
+                || host
+                    .strip_suffix(allowed.as_str())
+                    .is_some_and(|head| head.ends_with('.'))
+        })
 }
 
 /// The throughput Meta allows at most (the top tier); more is a typo.
@@ -484,11 +490,7 @@ impl Settings {
             .collect::<Result<Vec<_>, _>>()?;
         unique("clients", "name", clients.iter().map(|c| c.name.as_str()))?;
         // A key names its client: two clients with one key would be one.
-        unique_secret(
-            "clients",
-            "key_env",
-            clients.iter().map(|c| c.key.as_ref()),
-        )?;
+        unique_secret("clients", "key_env", clients.iter().map(|c| c.key.as_ref()))?;
         if needs_client_keys && clients.is_empty() {
             return Err(ConfigError::invalid(
                 "clients",
@@ -701,7 +703,10 @@ fn client(
     if let Some(rate) = c.rate_per_second
         && rate == 0
     {
-        return Err(ConfigError::invalid(key("rate_per_second"), "must be at least 1"));
+        return Err(ConfigError::invalid(
+            key("rate_per_second"),
+            "must be at least 1",
+        ));
     }
     if let Some(per_day) = c.per_day
         && per_day == 0

@@ -119,20 +119,29 @@ pub enum WebhookError {
     NotJson(String),
     #[error("the body is not a WhatsApp webhook: {0}")]
     NotWhatsApp(String),
+    /// A webhook of another of Meta's products (`object` is `page`,
+    /// `instagram`, ...): well formed, and none of the gateway's business.
+    #[error("the webhook is for object {0:?}, not \"whatsapp_business_account\"")]
+    OtherObject(String),
 }
 
 /// The events of one webhook body, in the order Meta listed them.
 pub fn parse(body: &[u8]) -> Result<Vec<WebhookEvent>, WebhookError> {
     let envelope: Envelope = match serde_json::from_slice(body) {
         Ok(envelope) => envelope,
-        Err(error) if error.is_data() => return Err(WebhookError::NotWhatsApp(error.to_string())),
+        Err(error) if error.is_data() => {
+            // Another product's webhook need not have WhatsApp's shape.
+            return Err(match serde_json::from_slice::<ObjectOnly>(body) {
+                Ok(other) if other.object != WHATSAPP_OBJECT => {
+                    WebhookError::OtherObject(other.object)
+                }
+                _ => WebhookError::NotWhatsApp(error.to_string()),
+            });
+        }
         Err(error) => return Err(WebhookError::NotJson(error.to_string())),
     };
-    if envelope.object != "whatsapp_business_account" {
-        return Err(WebhookError::NotWhatsApp(format!(
-            "object is {:?}, not \"whatsapp_business_account\"",
-            envelope.object
-        )));
+    if envelope.object != WHATSAPP_OBJECT {
+        return Err(WebhookError::OtherObject(envelope.object));
     }
     let mut events = Vec::new();
     for change in envelope.entry.into_iter().flat_map(|entry| entry.changes) {
@@ -310,6 +319,15 @@ fn inbound_event(pnid: &str, raw: Value) -> WebhookEvent {
 /// Meta's timestamps are Unix seconds in a string.
 fn timestamp_ms(seconds: &str) -> Option<i64> {
     seconds.parse::<i64>().ok()?.checked_mul(1000)
+}
+
+/// The `object` of WhatsApp's webhooks.
+const WHATSAPP_OBJECT: &str = "whatsapp_business_account";
+
+/// Just the product a webhook is for.
+#[derive(Deserialize)]
+struct ObjectOnly {
+    object: String,
 }
 
 #[derive(Deserialize)]
@@ -505,6 +523,19 @@ mod tests {
         assert!(matches!(parse(b""), Err(WebhookError::NotJson(_))));
         assert!(matches!(
             parse(br#"{"object": "page", "entry": []}"#),
+            Err(WebhookError::OtherObject(object)) if object == "page"
+        ));
+        // Another product's entries need not look like WhatsApp's.
+        assert!(matches!(
+            parse(br#"{"object": "instagram", "entry": [{"changes": "x"}]}"#),
+            Err(WebhookError::OtherObject(object)) if object == "instagram"
+        ));
+        assert!(matches!(
+            parse(br#"{"object": "whatsapp_business_account", "entry": "x"}"#),
+            Err(WebhookError::NotWhatsApp(_))
+        ));
+        assert!(matches!(
+            parse(br#"{"object": 7}"#),
             Err(WebhookError::NotWhatsApp(_))
         ));
         assert!(matches!(

@@ -1,6 +1,8 @@
 //! The delivery loop: reads the outbox through the consumer group, POSTs
 //! each notification signed, and settles it in Redis: 2xx = done (acked and
-//! deleted); anything else = retry at a growing, jittered delay, until
+//! deleted); a 3xx (redirects are not followed) or a callback refused for
+//! where it leads (see the `transport` module) = the dead stream at once;
+//! anything else = retry at a growing, jittered delay, until
 //! `max_attempts`, then the dead stream. An unknown signer or an unusable
 //! URL goes to the dead stream at once: retrying cannot fix configuration.
 //!
@@ -52,7 +54,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::outbox::{Malformed, Outbox, Pending, pending_from_entry};
-use crate::{NotifyMetrics, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
+use crate::transport::{Destination, Refusal};
+use crate::{NotifyMetrics, SIGNATURE_HEADER, TIMESTAMP_HEADER, Transport, sign};
 use gateway_queue::keys::{NOTIFY_OUTBOX, NOTIFY_RETRY};
 
 /// Most retries moved per promotion, so one script call stays short; a
@@ -176,7 +179,7 @@ impl DeliveryPolicy {
 /// What every delivery task shares.
 struct Context {
     outbox: Outbox,
-    http: reqwest::Client,
+    http: Transport,
     signers: Signers,
     policy: DeliveryPolicy,
     metrics: NotifyMetrics,
@@ -185,7 +188,8 @@ struct Context {
 /// What the delivery loop of one worker needs.
 pub struct Deliveries {
     pub outbox: Outbox,
-    pub http: reqwest::Client,
+    /// The HTTP clients, subscribers' and callbacks' (`[callbacks]`).
+    pub http: Transport,
     pub signers: Signers,
     pub policy: DeliveryPolicy,
     /// This worker's name in the consumer group (unique per worker
@@ -476,6 +480,7 @@ async fn deliver(ctx: Arc<Context>, entry: Result<Pending, Malformed>) -> Option
         return None;
     };
     let target = n.signer.as_str();
+    let destination = Destination::of(n);
     let url = match reqwest::Url::parse(&n.url) {
         Ok(url) if matches!(url.scheme(), "http" | "https") => url,
         _ => {
@@ -492,6 +497,11 @@ async fn deliver(ctx: Arc<Context>, entry: Result<Pending, Malformed>) -> Option
         }
     };
 
+    if let Err(refusal) = ctx.http.check(destination, &url) {
+        settle_refused(&ctx, &pending, pending.attempts, &refusal, target).await;
+        return None;
+    }
+
     let timestamp = unix_secs();
     let signature = sign(
         secret.expose_secret().as_bytes(),
@@ -501,6 +511,7 @@ async fn deliver(ctx: Arc<Context>, entry: Result<Pending, Malformed>) -> Option
     let started = Instant::now();
     let result = ctx
         .http
+        .client(destination)
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header(TIMESTAMP_HEADER, timestamp.to_string())
@@ -514,10 +525,40 @@ async fn deliver(ctx: Arc<Context>, entry: Result<Pending, Malformed>) -> Option
         .with_label_values(&[target])
         .observe(started.elapsed().as_secs_f64());
 
+    let attempts = pending.attempts.saturating_add(1);
     let failure = match result {
-        Ok(response) if response.status().is_success() => None,
-        Ok(response) => Some(format!("HTTP {}", response.status().as_u16())),
-        Err(e) => Some(describe(&e, ctx.policy.timeout)),
+        Ok(response) if response.status().is_success() => {
+            ctx.http.discard(response).await;
+            None
+        }
+        Ok(response) if response.status().is_redirection() => {
+            // The receiver's answer; the same URL would answer the same.
+            let problem = format!(
+                "HTTP {}: redirects are not followed (fix the URL, then replay)",
+                response.status().as_u16()
+            );
+            ctx.http.discard(response).await;
+            ctx.metrics
+                .attempts_failed
+                .with_label_values(&[target])
+                .inc();
+            tracing::warn!(entry_id = %pending.entry_id, target, attempts, error = %problem,
+                "notification given up on");
+            settle_dead(&ctx, &pending.entry_id, n, attempts, &problem, target).await;
+            return None;
+        }
+        Ok(response) => {
+            let status = response.status().as_u16();
+            ctx.http.discard(response).await;
+            Some(format!("HTTP {status}"))
+        }
+        Err(e) => {
+            if let Some(refusal) = Refusal::behind(&e) {
+                settle_refused(&ctx, &pending, attempts, &refusal, target).await;
+                return None;
+            }
+            Some(describe(&e, ctx.policy.timeout))
+        }
     };
     let Some(failure) = failure else {
         ctx.metrics.delivered.with_label_values(&[target]).inc();
@@ -533,7 +574,6 @@ async fn deliver(ctx: Arc<Context>, entry: Result<Pending, Malformed>) -> Option
         .attempts_failed
         .with_label_values(&[target])
         .inc();
-    let attempts = pending.attempts.saturating_add(1);
     if attempts >= ctx.policy.max_attempts {
         tracing::warn!(entry_id = %pending.entry_id, target, attempts, error = %failure,
             "notification given up on");
@@ -558,6 +598,34 @@ async fn deliver(ctx: Arc<Context>, entry: Result<Pending, Malformed>) -> Option
             None
         }
     }
+}
+
+/// A callback that may not be sent where it leads: given up on at once,
+/// counted by reason, logged with the host and address the refusal names
+/// (never the URL's path or query, which may carry a token).
+async fn settle_refused(
+    ctx: &Context,
+    pending: &Pending,
+    attempts: u32,
+    refusal: &Refusal,
+    target: &str,
+) {
+    ctx.metrics
+        .refused
+        .with_label_values(&[refusal.reason()])
+        .inc();
+    tracing::warn!(entry_id = %pending.entry_id, target, reason = refusal.reason(),
+        error = %refusal, "callback not sent: its address may not be called; given up on");
+    let problem = refusal.to_string();
+    settle_dead(
+        ctx,
+        &pending.entry_id,
+        &pending.notification,
+        attempts,
+        &problem,
+        target,
+    )
+    .await;
 }
 
 async fn settle_dead(

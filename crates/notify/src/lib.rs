@@ -14,6 +14,11 @@
 //! is full is dropped, counted and logged, so receivers that stay down
 //! cannot fill Redis.
 //!
+//! Where a delivery may connect is [`Transport`]'s business: a callback
+//! never reaches loopback, private, link-local or metadata addresses unless
+//! [`CallbackRules::allow_private_addresses`], also when its name resolves
+//! to one, and no delivery follows a redirect (see the `transport` module).
+//!
 //! Secrets never leave [`Signers`]: Redis holds the signer's name, and
 //! neither logs, metrics nor errors carry a secret. Metric labels are signer
 //! names (bounded by configuration), never URLs.
@@ -22,11 +27,13 @@ mod delivery;
 mod metrics;
 pub mod outbox;
 mod signature;
+mod transport;
 
 pub use delivery::{Deliveries, DeliveryPolicy, Signers, run};
 pub use metrics::NotifyMetrics;
 pub use outbox::{DeadNotification, Outbox, OutboxDepth, Replay};
 pub use signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify};
+pub use transport::{CallbackRules, Transport};
 
 /// The registry [`NotifyMetrics::register`] registers into.
 pub use prometheus::Registry;
@@ -42,6 +49,9 @@ pub struct Notification {
     pub url: String,
     /// The name of the secret to sign with, e.g. `subscriber:crm` or
     /// `client:billing` (a key of [`Signers`]); never the secret itself.
+    /// `subscriber:` marks a configured subscriber, trusted to reach
+    /// internal addresses; any other signer is a callback, kept to
+    /// [`CallbackRules`].
     pub signer: String,
     /// The JSON body, POSTed byte for byte as given.
     pub body: String,

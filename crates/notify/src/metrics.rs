@@ -1,9 +1,12 @@
 //! The notification metric families. Their label, `target`, is the
 //! signer name (`subscriber:<name>`, `client:<name>`, bounded by
 //! configuration; `unknown` for a name not configured), never a URL; the
-//! dropped notifications are labelled by `reason` instead (`backlog`).
+//! dropped notifications are labelled by `reason` instead (`backlog`), and
+//! so are the refused ones (`private_address`, `not_https`, `userinfo`).
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+
+use crate::transport::REFUSED_REASONS;
 
 /// Handles to the metric families; cheap to clone.
 #[derive(Clone, Debug)]
@@ -22,6 +25,9 @@ pub struct NotifyMetrics {
     /// Notifications not stored, by reason: [`DROPPED_FOR_BACKLOG`] when
     /// `notify.max_backlog` were waiting already.
     pub(crate) dropped: IntCounterVec,
+    /// Callbacks not sent because of where they lead, by reason (see
+    /// `transport::REFUSED_REASONS`); each is also a dead letter.
+    pub(crate) refused: IntCounterVec,
 }
 
 /// The `reason` of a notification dropped because the backlog was full.
@@ -38,6 +44,7 @@ impl NotifyMetrics {
         "gateway_notification_delivery_duration_seconds",
         "gateway_notifications_pending",
         "gateway_notifications_dropped_total",
+        "gateway_notifications_refused_total",
     ];
 
     /// The families of [`NotifyMetrics::FAMILY_NAMES`] that are histograms
@@ -55,9 +62,10 @@ impl NotifyMetrics {
             delivery_duration_name,
             pending_name,
             dropped_name,
+            refused_name,
         ] = Self::FAMILY_NAMES
         else {
-            unreachable!("six notification families")
+            unreachable!("seven notification families")
         };
         let delivered = IntCounterVec::new(
             Opts::new(
@@ -101,14 +109,27 @@ impl NotifyMetrics {
             ),
             &["reason"],
         )?;
-        // At 0 from the start, so that an alert's increase() sees the first drop.
+        let refused = IntCounterVec::new(
+            Opts::new(
+                *refused_name,
+                "Callbacks not sent because of where they lead, by reason (private_address: \
+                 loopback, private, link-local or metadata, also once resolved; not_https; \
+                 userinfo); each is also a dead letter.",
+            ),
+            &["reason"],
+        )?;
+        // At 0 from the start, so that an alert's increase() sees the first one.
         dropped.with_label_values(&[DROPPED_FOR_BACKLOG]);
+        for reason in REFUSED_REASONS {
+            refused.with_label_values(&[reason]);
+        }
         registry.register(Box::new(delivered.clone()))?;
         registry.register(Box::new(attempts_failed.clone()))?;
         registry.register(Box::new(dead_letters.clone()))?;
         registry.register(Box::new(delivery_duration.clone()))?;
         registry.register(Box::new(pending.clone()))?;
         registry.register(Box::new(dropped.clone()))?;
+        registry.register(Box::new(refused.clone()))?;
         Ok(Self {
             delivered,
             attempts_failed,
@@ -116,6 +137,7 @@ impl NotifyMetrics {
             delivery_duration,
             pending,
             dropped,
+            refused,
         })
     }
 }
@@ -145,13 +167,14 @@ mod tests {
     fn family_names_match_what_is_registered() {
         use prometheus::core::Collector;
         let metrics = NotifyMetrics::register(&Registry::new()).expect("registration");
-        let collectors: [&dyn Collector; 6] = [
+        let collectors: [&dyn Collector; 7] = [
             &metrics.delivered,
             &metrics.attempts_failed,
             &metrics.dead_letters,
             &metrics.delivery_duration,
             &metrics.pending,
             &metrics.dropped,
+            &metrics.refused,
         ];
         let names: Vec<&str> = collectors
             .iter()

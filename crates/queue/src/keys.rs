@@ -18,10 +18,13 @@
 //! | `gw:{pnid}:parked:t:<recipient>` (`:b:`) | sorted set | that recipient's parked entry ids, oldest first |
 //! | `gw:{pnid}:sendlog` | string | the sends of the last second, left by a worker handing the sender over: `<Redis time ms>\|<ms ago>,<ms ago>,...`, read against Redis's clock, never a host's |
 //! | `gw:{pnid}:paused` | string | why the sender is paused (JSON); absent when it is not |
+//! | `gw:{pnid}:rate` | string | the rate the sender's owner keeps now (after a 130429, the throughput tier), for admission control; expires 15 s after the owner last published it |
 //! | `gw:{pnid}:recipients` | sorted set | recipients messaged in the last two minutes, by last send (Redis time, ms), for the pair limit across owners |
 //! | `gw:{pnid}:window:<recipient>` | string | the recipient's last inbound message (Unix ms); expires when their 24-hour window closes |
 //! | `gw:{pnid}:inbound:<wamid>` | string | an inbound message already handled, so Meta's duplicates are not forwarded twice; 7 days |
 //! | `gw:{notify}:outbox`, `:retry`, `:dead` | stream, sorted set, stream | status events and inbound messages for the services: to deliver, to try again, given up on (see `gateway-notify`) |
+//! | `gw:{client:<name>}:quota:day:<day>` | string | the client's messages on that UTC day (days since 1970), for its `per_day` quota |
+//! | `gw:{client:<name>}:quota:second`, `:quota:seq` | sorted set, string | the client's messages of the last second (Redis time, ms), numbered by the counter, for its `rate_per_second` quota |
 //! | `gw:workers` | sorted set | live workers by last heartbeat (Unix ms); not per sender |
 //! | `gw:worker:<id>` | string | a worker is alive, and its leases valid, while this key exists; renewed with each heartbeat, never recreated |
 //! | `gw:worker:{<range tag>}:<id>` | string | the same on a Redis Cluster, one per range of 64 hash slots the worker holds senders in (see the `liveness` module) |
@@ -129,6 +132,26 @@ pub fn send_log(phone_number_id: &str) -> String {
 
 pub fn paused(phone_number_id: &str) -> String {
     format!("gw:{{{phone_number_id}}}:paused")
+}
+
+/// The rate a sender's owner keeps now (see `sender_load`).
+pub fn sender_rate(phone_number_id: &str) -> String {
+    format!("gw:{{{phone_number_id}}}:rate")
+}
+
+/// A client's count of messages on UTC day `day` (days since 1970).
+pub fn client_day(client: &str, day: i64) -> String {
+    format!("gw:{{client:{client}}}:quota:day:{day}")
+}
+
+/// A client's sends of the last second.
+pub fn client_second(client: &str) -> String {
+    format!("gw:{{client:{client}}}:quota:second")
+}
+
+/// The counter that numbers a client's sends in [`client_second`].
+pub fn client_sequence(client: &str) -> String {
+    format!("gw:{{client:{client}}}:quota:seq")
 }
 
 pub fn window(phone_number_id: &str, recipient: &str) -> String {

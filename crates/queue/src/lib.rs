@@ -9,6 +9,7 @@
 //! entry, the record and the idempotency key; a stream entry leaves the
 //! queue only in the same step that records the message's outcome.
 
+mod client_quota;
 mod connection;
 pub mod consumer;
 mod dead_letters;
@@ -21,6 +22,7 @@ mod outcome;
 pub mod parked;
 mod record;
 mod scripts;
+mod sender_load;
 mod stats;
 mod status_events;
 mod stream;
@@ -28,6 +30,7 @@ mod watch;
 mod webhook_events;
 mod window;
 
+pub use client_quota::{QuotaExceeded, QuotaGrant, QuotaLimits};
 pub use connection::{RedisConnection, connect};
 pub use consumer::{Claim, Consumer};
 pub use dead_letters::{DeadLetter, DeadLetterFilter};
@@ -37,6 +40,7 @@ pub use liveness::{LivenessRange, SLOTS_PER_RANGE};
 pub use outcome::{Outcome, Progress};
 pub use parked::{PARKED_CONSUMER, ParkedSummary, RoutedRead, UnparkLimits, Unparked};
 pub use record::MessageRecord;
+pub use sender_load::{LoadReading, PUBLISHED_RATE_TTL};
 pub use stats::{SenderStats, SharedStats, StreamDepth};
 pub use status_events::{Requeue, StatusChange, StatusResult, StatusView};
 pub use stream::{Delivery, QueueDepth};

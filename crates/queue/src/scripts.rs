@@ -1,6 +1,6 @@
-//! The Lua scripts that change several keys of one sender at once. Each
-//! script's header says what it does; all keys of one call share the
-//! sender's hash tag, so they also run on Redis Cluster (the parked scripts
+//! The Lua scripts that change several keys of one sender (or of one
+//! client's quotas) at once. Each script's header says what it does; all
+//! keys of one call share the sender's (or client's) hash tag, so they also run on Redis Cluster (the parked scripts
 //! build a recipient's key from a prefix the caller passes, with the same
 //! hash tag, so it lives in the same slot).
 //!
@@ -241,6 +241,12 @@ scripts! {
     Route = "route.lua" {
         keys: [stream_key, parked_key],
         args: [group, consumer, count, parked_consumer, parked_prefix, recipient_field, mode],
+    }
+
+    /// Takes what a client may still send from its quotas.
+    ClientQuota = "client_quota.lua" {
+        keys: [day_key, rate_key, sequence_key],
+        args: [wanted, per_day, per_second, ms_to_day_end, day_key_ttl_ms],
     }
 
     /// Takes parked messages that are due back into the worker.

@@ -52,9 +52,22 @@ pub struct SenderStats {
     pub owner_alive: Option<bool>,
     /// Why the sender is paused (JSON, as stored); `None` when it is not.
     pub paused: Option<String>,
+    /// The rate its owner keeps now, as published for admission control;
+    /// `None` when no owner published one lately.
+    pub published_rate: Option<u32>,
 }
 
 impl SenderStats {
+    /// The load admission control judges by (`configured_rate` when no
+    /// owner published one).
+    pub fn load(&self, configured_rate: u32) -> gateway_domain::rules::admission::SenderLoad {
+        gateway_domain::rules::admission::SenderLoad {
+            transactional: self.transactional.length,
+            bulk: self.bulk.length,
+            rate: self.published_rate.unwrap_or(configured_rate),
+        }
+    }
+
     /// Entries not yet done in both streams.
     pub fn depth(&self) -> u64 {
         self.transactional.length + self.bulk.length
@@ -118,10 +131,12 @@ impl Queue {
             .cmd("GET")
             .arg(&lease)
             .cmd("GET")
-            .arg(keys::paused(phone_number_id));
+            .arg(keys::paused(phone_number_id))
+            .cmd("GET")
+            .arg(keys::sender_rate(phone_number_id));
         let replies: Vec<redis::RedisResult<Value>> =
             pipe.query_async(&mut self.conn.clone()).await?;
-        if replies.len() != 12 {
+        if replies.len() != 13 {
             return Err(QueueError::Protocol("stats pipeline reply count".into()));
         }
         let mut replies = replies.into_iter();
@@ -164,6 +179,7 @@ impl Queue {
         let recipients_since: u64 = parse(next()?)?;
         let owner: Option<String> = parse(next()?)?;
         let paused: Option<String> = parse(next()?)?;
+        let published_rate: Option<String> = parse(next()?)?;
         let owner_alive = match &owner {
             Some(worker) => Some(
                 self.is_alive(worker, self.liveness_range(phone_number_id))
@@ -183,6 +199,9 @@ impl Queue {
             owner,
             owner_alive,
             paused,
+            published_rate: published_rate
+                .and_then(|r| r.parse().ok())
+                .filter(|&r| r > 0),
         })
     }
 

@@ -42,8 +42,11 @@ pub struct Delivery {
 /// How far behind a sender is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueDepth {
-    /// Entries not yet done (waiting or in flight).
+    /// Entries not yet done (waiting or in flight), in both streams.
     pub length: u64,
+    /// Of them, in the transactional and in the bulk stream.
+    pub transactional: u64,
+    pub bulk: u64,
     /// When the oldest of them was queued (Unix ms), if any.
     pub oldest_ms: Option<i64>,
 }
@@ -116,6 +119,8 @@ impl Queue {
             .min();
         Ok(QueueDepth {
             length: tx_len + bulk_len,
+            transactional: tx_len,
+            bulk: bulk_len,
             oldest_ms,
         })
     }

@@ -87,6 +87,17 @@ pub struct Families {
     /// Messages per second Meta allows a sender's number at its throughput
     /// level (80 standard, 1000 high); 0 when unknown.
     pub sender_throughput_limit: IntGaugeVec,
+    /// Messages stored for each client (`/send`, `/send/batch`).
+    pub client_accepted: IntCounterVec,
+    /// Messages `/send` refused to a client for now, by reason
+    /// (`queue_full`, `sender_paused`, `client_rate_limited`,
+    /// `client_daily_quota`).
+    pub client_refused: IntCounterVec,
+    /// Messages of each client that Meta accepted.
+    pub client_sent: IntCounterVec,
+    /// How long a message queued now would wait for those ahead of it, by
+    /// sender and priority (what admission control judges by).
+    pub predicted_wait: GaugeVec,
     /// The name of every family registered above, recorded at registration
     /// (an empty `*Vec` family is absent from `Registry::gather`).
     names: Vec<String>,
@@ -338,6 +349,32 @@ impl Metrics {
                 "gateway_sender_throughput_limit",
                 "Messages per second Meta allows a sender at its throughput level (0 unknown).",
                 &["sender"],
+            ),
+            client_accepted: counter(
+                "gateway_client_messages_accepted_total",
+                "Messages stored in Redis for each client.",
+                &["client"],
+            ),
+            client_refused: counter(
+                "gateway_client_messages_refused_total",
+                "Messages /send refused to a client for now (429/503), by reason.",
+                &["client", "reason"],
+            ),
+            client_sent: counter(
+                "gateway_client_messages_sent_total",
+                "Messages of each client that the Graph API accepted.",
+                &["client"],
+            ),
+            predicted_wait: register(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "gateway_queue_predicted_wait_seconds",
+                        "How long a message queued now would wait for those ahead of it \
+                         (queued ahead / the rate the sender keeps now), by priority.",
+                    ),
+                    &["sender", "priority"],
+                ),
             ),
             // Last, so that every name above is recorded.
             registry: registrar.registry.clone(),

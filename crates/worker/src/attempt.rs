@@ -193,6 +193,7 @@ pub(crate) async fn attempt(
     let error = match result {
         Ok(accepted) => {
             sender_metrics.sent.inc();
+            worker.count_sent_for(&incoming.delivery.client);
             let waited =
                 (unix_ms() - incoming.delivery.message_id.accepted_at_ms()).max(0) as f64 / 1000.0;
             sender_metrics.accept_to_send.observe(waited);

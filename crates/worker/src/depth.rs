@@ -1,5 +1,7 @@
 //! The per-sender gauges a worker exports: queue depth and oldest age,
-//! paused, effective rate. Only the sender's current owner exports them:
+//! predicted wait per priority, paused, effective rate. With the depth, the
+//! owner publishes the sender's effective rate in Redis for the api's
+//! admission control (`gateway_queue::PUBLISHED_RATE_TTL`). Only the sender's current owner exports them:
 //! the gauges are set for a sender once the worker takes its lease, and
 //! their label values removed when it hands the sender over or loses it,
 //! so that after a handover no stale value (a paused 1, an old depth) keeps
@@ -16,6 +18,9 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use gateway_config::SenderSettings;
+use gateway_domain::Lane;
+use gateway_domain::rules::admission::SenderLoad;
+use gateway_queue::QueueDepth;
 use gateway_telemetry::Metrics;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +29,9 @@ use crate::Worker;
 use crate::unix_ms as now_ms;
 
 const INTERVAL: Duration = Duration::from_secs(5);
+
+/// The `priority` label values of the predicted wait, in stream order.
+const PRIORITIES: [&str; 2] = ["transactional", "bulk"];
 
 /// The senders whose gauges a worker exports, by the worker's consumer
 /// name: the depth reporter and the ownership loop are started separately
@@ -49,6 +57,8 @@ struct Owner {
     /// Something happened since the last depth report, or the last one
     /// found messages: report it again.
     active: bool,
+    /// The rate the sender keeps now.
+    rate: u32,
 }
 
 /// What a dispatcher updates its sender's gauges through.
@@ -61,6 +71,14 @@ pub(crate) struct SenderGauges {
 impl SenderGauges {
     /// The rate the sender keeps now.
     pub fn set_rate(&self, rate: u32) {
+        if let Some(owner) = self
+            .gauges
+            .lock()
+            .get_mut(&self.phone_number_id)
+            .filter(|o| o.generation == self.generation)
+        {
+            owner.rate = rate;
+        }
         self.with_owner(|metrics, name| {
             metrics
                 .effective_rate
@@ -140,6 +158,7 @@ impl OwnedGauges {
                 name: sender.name.clone(),
                 generation,
                 active: true,
+                rate: sender.rate_per_second,
             },
         );
         self.metrics
@@ -168,6 +187,12 @@ impl OwnedGauges {
         let _ = self.metrics.effective_rate.remove_label_values(&labels);
         let _ = self.metrics.queue_depth.remove_label_values(&labels);
         let _ = self.metrics.queue_oldest_age.remove_label_values(&labels);
+        for priority in PRIORITIES {
+            let _ = self
+                .metrics
+                .predicted_wait
+                .remove_label_values(&[owner.name.as_str(), priority]);
+        }
     }
 
     /// Lets every sender go (the worker stops).
@@ -183,21 +208,40 @@ impl OwnedGauges {
         self.lock().contains_key(phone_number_id)
     }
 
-    fn set_depth(&self, phone_number_id: &str, length: u64, oldest_age_seconds: f64) {
+    fn set_depth(&self, phone_number_id: &str, depth: &QueueDepth, oldest_age_seconds: f64) {
         let mut owned = self.lock();
         if let Some(owner) = owned.get_mut(phone_number_id) {
             // A sender with messages left is looked at again next round.
-            owner.active = length > 0;
+            owner.active = depth.length > 0;
             let labels = [owner.name.as_str()];
             self.metrics
                 .queue_depth
                 .with_label_values(&labels)
-                .set(i64::try_from(length).unwrap_or(i64::MAX));
+                .set(i64::try_from(depth.length).unwrap_or(i64::MAX));
             self.metrics
                 .queue_oldest_age
                 .with_label_values(&labels)
                 .set(oldest_age_seconds);
+            let load = SenderLoad {
+                transactional: depth.transactional,
+                bulk: depth.bulk,
+                rate: owner.rate,
+            };
+            for (lane, priority) in [Lane::Transactional, Lane::Bulk]
+                .into_iter()
+                .zip(PRIORITIES)
+            {
+                self.metrics
+                    .predicted_wait
+                    .with_label_values(&[owner.name.as_str(), priority])
+                    .set(load.predicted_wait(lane).as_secs_f64());
+            }
         }
+    }
+
+    /// The rate the sender keeps now, if this worker owns it.
+    fn rate(&self, phone_number_id: &str) -> Option<u32> {
+        self.lock().get(phone_number_id).map(|owner| owner.rate)
     }
 
     /// The owned senders whose depth may have changed since the last report.
@@ -239,9 +283,16 @@ async fn report_once(worker: &Worker, gauges: &OwnedGauges) {
                 let age = depth
                     .oldest_ms
                     .map_or(0.0, |ms| (now_ms() - ms).max(0) as f64 / 1000.0);
-                gauges.set_depth(&pnid, depth.length, age);
+                gauges.set_depth(&pnid, &depth, age);
             }
             Err(_) => worker.metrics.redis_failed("depth"),
+        }
+        // A sender with messages is reported every round, well within the
+        // published rate's expiry; an idle one needs none (nothing waits).
+        if let Some(rate) = gauges.rate(&pnid)
+            && worker.queue.publish_rate(&pnid, rate).await.is_err()
+        {
+            worker.metrics.redis_failed("publish_rate");
         }
     }
 }

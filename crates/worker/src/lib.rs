@@ -38,7 +38,7 @@ use gateway_config::Settings;
 pub(crate) use gateway_domain::clock::unix_ms;
 use gateway_domain::rules::RetryPolicy;
 use gateway_graph::{GraphClient, SenderEndpoint};
-use gateway_notify::{Deliveries, DeliveryPolicy, NotifyMetrics, Outbox};
+use gateway_notify::{CallbackRules, Deliveries, DeliveryPolicy, NotifyMetrics, Outbox, Transport};
 use gateway_queue::{KeyWatcher, Queue};
 use gateway_telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
@@ -67,6 +67,18 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// Counts a message of `client` that Meta accepted. The label is a
+    /// configured client's name (else `other`): what a stream entry says
+    /// cannot grow the label set.
+    pub(crate) fn count_sent_for(&self, client: &str) {
+        let client = if self.settings.clients.iter().any(|c| c.name == client) {
+            client
+        } else {
+            "other"
+        };
+        self.metrics.client_sent.with_label_values(&[client]).inc();
+    }
+
     /// Must be called within a Tokio runtime (the key watcher starts its task).
     pub fn new(
         settings: Arc<Settings>,
@@ -130,7 +142,17 @@ impl Worker {
             timeout: notify.timeout,
             ..DeliveryPolicy::default()
         };
-        let http = reqwest::Client::builder().timeout(notify.timeout).build()?;
+        // Callbacks kept to `[callbacks]`; subscribers trusted (see
+        // gateway_notify's transport module).
+        let callbacks = &worker.settings.callbacks;
+        let http = Transport::new(
+            CallbackRules {
+                require_https: callbacks.require_https,
+                allow_private_addresses: callbacks.allow_private_addresses,
+                max_response_bytes: callbacks.max_response_bytes,
+            },
+            notify.timeout,
+        )?;
         let deliveries = tokio::spawn(gateway_notify::run(
             Deliveries {
                 outbox,

@@ -3,9 +3,13 @@
 //!
 //! Guarantees: a POST whose signature does not match a configured app secret
 //! is answered 401 and changes nothing; a body that is not a WhatsApp webhook
-//! is answered 400 and changes nothing; one that speaks only of phone numbers
-//! this gateway does not serve is answered 200 (so Meta stops retrying) and
-//! stored nowhere; everything else is stored in the events stream as the raw
+//! (not JSON, or not shaped like one) is answered 400 and changes nothing; a
+//! webhook of another of Meta's products (`object` other than
+//! `whatsapp_business_account`: `page`, `instagram`, ...), and one that
+//! speaks only of phone numbers this gateway does not serve, is answered 200
+//! (Meta retries a 400 for days) and stored nowhere, counted in
+//! `gateway_webhook_events_total{kind="not_whatsapp"}` and
+//! `{kind="unknown_sender"}`; everything else is stored in the events stream as the raw
 //! bytes and answered 200 at once, to be processed by the workers. A 200 is
 //! never answered for something not stored (Redis down: 503, Meta retries).
 //!
@@ -97,10 +101,17 @@ pub(crate) async fn receive(
             .inc();
         return Err(ApiError::InvalidSignature);
     }
-    let events = webhook::parse(&body).map_err(|e| {
-        count(&state, "malformed");
-        ApiError::MalformedJson(e.to_string())
-    })?;
+    let events = match webhook::parse(&body) {
+        Ok(events) => events,
+        Err(webhook::WebhookError::OtherObject(_)) => {
+            count(&state, "not_whatsapp");
+            return Ok(StatusCode::OK);
+        }
+        Err(e) => {
+            count(&state, "malformed");
+            return Err(ApiError::MalformedJson(e.to_string()));
+        }
+    };
     let ours = |event: &WebhookEvent| {
         let pnid = match event {
             WebhookEvent::Status(s) => Some(&s.phone_number_id),

@@ -1,11 +1,15 @@
 //! The gateway's rules as plain functions and small structs: what Meta's
 //! errors mean, when to retry, how fast a sender may send, how a 130429
 //! lowers that rate, how often one recipient may be messaged, how many
-//! calls a sender keeps open, which worker owns which sender, and whether a
-//! recipient's 24-hour window allows a free-form message. No I/O and no clock:
+//! calls a sender keeps open, whether `/send` admits a message, which
+//! worker owns which sender, and whether a recipient's 24-hour window
+//! allows a free-form message; which addresses a callback may not reach
+//! (`address_range`). No I/O and no clock:
 //! the caller passes `now`, so every rule is tested in virtual time.
 
 pub mod adaptive_rate;
+pub mod address_range;
+pub mod admission;
 pub mod assignment;
 pub mod concurrency;
 pub mod error_class;

@@ -30,7 +30,8 @@ pub async fn run(config: &str, listen: Option<SocketAddr>) -> anyhow::Result<()>
     .await
 }
 
-/// Runs the api on `listener` until `shutdown`.
+/// Runs the api on `listener` until `shutdown`, and its `/metrics` on
+/// `api.metrics_listen` when that is set (then not on `listener`).
 pub async fn serve(
     settings: Arc<Settings>,
     listener: tokio::net::TcpListener,
@@ -38,9 +39,33 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let queue = super::queue(&settings)?;
-    tracing::info!(listen = %listener.local_addr()?, "api listening");
+    let metrics_listener = match settings.api.metrics_listen {
+        Some(addr) => Some(bind(addr, "api's /metrics").await?),
+        None => None,
+    };
+    match &metrics_listener {
+        Some(metrics_listener) => tracing::info!(
+            listen = %listener.local_addr()?,
+            metrics_listen = %metrics_listener.local_addr()?,
+            "api listening"
+        ),
+        None => tracing::info!(listen = %listener.local_addr()?, "api listening"),
+    }
     let state = AppState::new(settings, queue, metrics);
-    let server = gateway_api::serve(listener, state, shutdown.clone());
+    let metrics_server = {
+        let (state, shutdown) = (state.clone(), shutdown.clone());
+        async move {
+            match metrics_listener {
+                Some(listener) => gateway_api::serve_metrics(listener, &state, shutdown).await,
+                None => Ok(()),
+            }
+        }
+    };
+    let api_server = gateway_api::serve(listener, state, shutdown.clone());
+    let server = async {
+        let (api, metrics) = tokio::join!(api_server, metrics_server);
+        api.and(metrics)
+    };
     // After the signal the api stops accepting and finishes the requests it
     // holds; a client that never completes its request must not keep the
     // process alive.

@@ -42,9 +42,10 @@ pub async fn list(
     }
     for letter in &letters {
         println!(
-            "{}  {}  to {}  {}  code {} ({})  attempts {}  {}",
+            "{}  {}  by {}  to {}  {}  code {} ({})  attempts {}  {}",
             letter.id,
             letter.sender,
+            letter.client,
             letter.recipient,
             letter.kind,
             letter.code,
@@ -156,6 +157,8 @@ fn filter(selection: &Selection<'_>) -> DeadLetterFilter {
     DeadLetterFilter {
         code: selection.code,
         ids: (!selection.ids.is_empty()).then(|| selection.ids.clone()),
+        // The operator's view: every client's messages.
+        client: None,
     }
 }
 

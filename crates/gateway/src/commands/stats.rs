@@ -4,6 +4,7 @@
 
 use anyhow::Context;
 use gateway_config::{Role, SenderSettings, Settings};
+use gateway_domain::Lane;
 use gateway_queue::{SenderStats, SharedStats, StreamDepth};
 use serde_json::{Value, json};
 
@@ -52,6 +53,7 @@ fn to_json(
     let senders: Vec<Value> = senders
         .iter()
         .map(|(s, stats)| {
+            let load = stats.load(s.rate_per_second);
             let stream = |d: &StreamDepth| {
                 json!({ "depth": d.length, "waiting": d.waiting(), "in_flight": d.in_flight, "parked": d.parked })
             };
@@ -71,6 +73,15 @@ fn to_json(
                 "dead_letters": stats.dead_letters,
                 "recipients_last_minute": stats.recipients_since,
                 "rate_per_second": s.rate_per_second,
+                "effective_rate": load.rate,
+                "predicted_wait_seconds": {
+                    "transactional": load.predicted_wait(Lane::Transactional).as_secs_f64(),
+                    "bulk": load.predicted_wait(Lane::Bulk).as_secs_f64(),
+                },
+                "max_queue_seconds": {
+                    "transactional": s.max_queue.transactional.as_secs(),
+                    "bulk": s.max_queue.bulk.as_secs(),
+                },
                 "owner": stats.owner.as_ref().map(|worker| json!({
                     "worker": worker,
                     "alive": stats.owner_alive,
@@ -123,6 +134,15 @@ fn print_human(
             bulk.waiting(),
             bulk.in_flight,
             bulk.parked
+        );
+        let load = stats.load(s.rate_per_second);
+        println!(
+            "  predicted wait transactional {:.1} s (max {} s), bulk {:.1} s (max {} s), at {}/s",
+            load.predicted_wait(Lane::Transactional).as_secs_f64(),
+            s.max_queue.transactional.as_secs(),
+            load.predicted_wait(Lane::Bulk).as_secs_f64(),
+            s.max_queue.bulk.as_secs(),
+            load.rate
         );
         match stats.oldest_ms {
             Some(at) => println!(
