@@ -322,3 +322,52 @@ async fn client_quotas_hold_across_api_processes() {
     let (status, _, body) = send_as(&gateway, KEY_ALL, &text_to(999)).await;
     assert_eq!(status, 202, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_through_one_sender_leaves_the_client_s_other_senders_alone() {
+    let gateway = TestGateway::start(GatewayOptions {
+        senders: 2,
+        start_worker: false,
+        extra_toml: "[[clients]]\nname = \"metered\"\nkey_env = \"KEY_METERED\"\n\
+                     senders = [\"s0\", \"s1\"]\nsender_quotas = { s1 = { per_day = 2 } }\n"
+            .into(),
+        extra_env: vec![("KEY_METERED".into(), "test-key-metered".into())],
+        ..Default::default()
+    })
+    .await;
+    let from = |sender: &str, n: usize| {
+        let mut body = text_to(n);
+        body["from"] = sender.into();
+        body
+    };
+    // In one batch: the first two through s1 go, the third is over s1's
+    // day; s0 has no quota of its own.
+    let batch = json!({ "messages": [from("s1", 1), from("s0", 2), from("s1", 3), from("s1", 4)] });
+    let response = gateway
+        .http
+        .post(format!("{}/send/batch", gateway.api_url))
+        .bearer_auth("test-key-metered")
+        .json(&batch)
+        .send()
+        .await
+        .expect("api answers");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    let results = body["results"].as_array().expect("results");
+    let codes: Vec<&str> = results
+        .iter()
+        .map(|r| r["error"]["code"].as_str().unwrap_or("queued"))
+        .collect();
+    assert_eq!(
+        codes,
+        ["queued", "queued", "queued", "client_daily_quota"],
+        "{body}"
+    );
+    assert_eq!(gateway.queue_len(1).await, 2, "two through s1");
+
+    let (status, _, body) = send_as(&gateway, "test-key-metered", &from("s1", 5)).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "client_daily_quota", "{body}");
+    let (status, _, body) = send_as(&gateway, "test-key-metered", &from("s0", 6)).await;
+    assert_eq!(status, 202, "{body}");
+}

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use gateway_config::SenderSettings;
 use gateway_domain::Lane;
 use gateway_domain::rules::admission::{self, SenderLoad};
-use gateway_queue::{LoadReading, QuotaLimits};
+use gateway_queue::{LoadReading, QuotaLimits, QuotaScope};
 use tokio::sync::Mutex;
 
 use crate::auth::Client;
@@ -173,29 +173,58 @@ fn pause_title(stored: &str) -> String {
 
 /// Judges `requests` (admission control, then the client's quotas for
 /// those admitted) and counts the refusals. A client without quotas costs
-/// no Redis call for them; when a quota covers only some of a batch, the
-/// first admitted ones go.
+/// no Redis call for them; one sender's requests take from the client's
+/// quota and that sender's in one call. When a quota covers only some of
+/// a batch, the first admitted ones go.
 pub(crate) async fn admit(
     state: &AppState,
     client: &Client,
     requests: &[&SendRequest],
 ) -> Result<Vec<Result<(), ApiError>>, ApiError> {
     let mut verdicts = judge(state, requests).await;
-    let wanted = verdicts.iter().filter(|v| v.is_ok()).count() as u64;
-    let limits = QuotaLimits {
+    let overall = QuotaLimits {
         per_second: client.rate_per_second,
         per_day: client.per_day,
     };
-    if wanted > 0 && !limits.is_unlimited() {
+    let mut senders: Vec<&str> = Vec::new();
+    for (request, verdict) in requests.iter().zip(&verdicts) {
+        let pnid = request.sender.phone_number_id.as_str();
+        if verdict.is_ok() && !senders.contains(&pnid) {
+            senders.push(pnid);
+        }
+    }
+    for pnid in senders {
+        let through_sender = client
+            .sender_quotas
+            .iter()
+            .find(|(quota_pnid, _)| quota_pnid == pnid)
+            .map(|(_, quota)| QuotaLimits {
+                per_second: quota.rate_per_second,
+                per_day: quota.per_day,
+            })
+            .unwrap_or_default();
+        let scopes = [
+            (QuotaScope::Client, overall),
+            (QuotaScope::Sender(pnid), through_sender),
+        ];
+        let mine = |(request, verdict): &(&&SendRequest, &mut Result<(), ApiError>)| {
+            verdict.is_ok() && request.sender.phone_number_id == pnid
+        };
+        let wanted = requests
+            .iter()
+            .zip(verdicts.iter_mut())
+            .filter(mine)
+            .count() as u64;
         let grant = state
             .queue
-            .take_client_quota(&client.name, limits, wanted, crate::send::unix_ms())
+            .take_client_quota(&client.name, &scopes, wanted, crate::send::unix_ms())
             .await
             .inspect_err(|_| state.metrics.redis_failed("client_quota"))?;
         if let Some((quota, retry_after)) = grant.exceeded {
-            for verdict in verdicts
-                .iter_mut()
-                .filter(|v| v.is_ok())
+            for (_, verdict) in requests
+                .iter()
+                .zip(verdicts.iter_mut())
+                .filter(mine)
                 .skip(grant.granted as usize)
             {
                 *verdict = Err(ApiError::QuotaExceeded { quota, retry_after });

@@ -32,6 +32,8 @@ pub(crate) struct ClientInfo {
     /// Quotas, all of its senders together.
     pub rate_per_second: Option<u32>,
     pub per_day: Option<u64>,
+    /// Quotas through one sender, by phone_number_id.
+    pub sender_quotas: Vec<(String, gateway_config::Quota)>,
     /// Hosts its `callback_url`s may name (see `ClientSettings`).
     pub callback_hosts: Vec<String>,
 }
@@ -81,6 +83,7 @@ impl ClientKeys {
                         admin: c.admin,
                         rate_per_second: c.rate_per_second,
                         per_day: c.per_day,
+                        sender_quotas: c.sender_quotas.clone(),
                         callback_hosts: c.callback_hosts.clone(),
                     };
                     Some((key, Client(Arc::new(info))))

@@ -248,12 +248,25 @@ pub(crate) struct ClientSection {
     /// Messages per UTC day, all of the client's senders together.
     #[serde(default)]
     pub per_day: Option<u64>,
+    /// Quotas for one of its senders, by the sender's name or phone_number_id.
+    #[serde(default)]
+    pub sender_quotas: std::collections::BTreeMap<String, QuotaSection>,
     /// Hosts (suffix match) a `callback_url` may name; empty: any host.
     #[serde(default)]
     pub callback_hosts: Vec<String>,
     /// May read, replay and cancel every client's messages.
     #[serde(default)]
     pub admin: bool,
+}
+
+/// A quota on what a client sends (through one sender).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QuotaSection {
+    #[serde(default)]
+    pub rate_per_second: Option<u32>,
+    #[serde(default)]
+    pub per_day: Option<u64>,
 }
 
 /// `[callbacks]`: what a `callback_url` (and a subscriber's URL) may reach.

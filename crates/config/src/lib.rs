@@ -14,7 +14,7 @@ pub use env::Environment;
 pub use error::ConfigError;
 pub use settings::{
     ApiSettings, CALL_MARGIN, CallbackSettings, ClientSettings, GraphSettings, LEASE_SAFETY_MARGIN,
-    LogFormat, LogSettings, MaxQueue, RedisSettings, Role, SandboxSettings, SenderSettings,
+    LogFormat, LogSettings, MaxQueue, Quota, RedisSettings, Role, SandboxSettings, SenderSettings,
     Settings, WebhookSettings, WorkerSettings, callback_host_allowed,
 };
 

@@ -264,6 +264,13 @@ impl MaxQueue {
     }
 }
 
+/// A quota on what a client sends; `None` for a limit it does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Quota {
+    pub rate_per_second: Option<u32>,
+    pub per_day: Option<u64>,
+}
+
 /// `[callbacks]`: where status callbacks and subscriber deliveries may go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallbackSettings {
@@ -289,6 +296,8 @@ pub struct ClientSettings {
     pub rate_per_second: Option<u32>,
     /// Quota: messages per UTC day, all of its senders together.
     pub per_day: Option<u64>,
+    /// Quotas through one sender, by phone_number_id (under the ones above).
+    pub sender_quotas: Vec<(String, Quota)>,
     /// Hosts a `callback_url` may name, lowercase; a host matches an entry
     /// equal to it or ending in `.` + the entry. Empty: any host.
     pub callback_hosts: Vec<String>,
@@ -700,19 +709,33 @@ fn client(
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    if let Some(rate) = c.rate_per_second
-        && rate == 0
-    {
-        return Err(ConfigError::invalid(
-            key("rate_per_second"),
-            "must be at least 1",
-        ));
-    }
-    if let Some(per_day) = c.per_day
-        && per_day == 0
-    {
-        return Err(ConfigError::invalid(key("per_day"), "must be at least 1"));
-    }
+    positive_quota(&key(""), c.rate_per_second, c.per_day)?;
+    let sender_quotas = c
+        .sender_quotas
+        .iter()
+        .map(|(name, quota)| {
+            let sender = senders
+                .iter()
+                .find(|s| &s.name == name || &s.phone_number_id == name)
+                .filter(|s| allowed.contains(&s.phone_number_id))
+                .ok_or_else(|| {
+                    ConfigError::invalid(
+                        key("sender_quotas"),
+                        format!("{name:?} is not one of the client's senders"),
+                    )
+                })?;
+            positive_quota(
+                &key(&format!("sender_quotas.{name}.")),
+                quota.rate_per_second,
+                quota.per_day,
+            )?;
+            let quota = Quota {
+                rate_per_second: quota.rate_per_second,
+                per_day: quota.per_day,
+            };
+            Ok((sender.phone_number_id.clone(), quota))
+        })
+        .collect::<Result<Vec<_>, ConfigError>>()?;
     let callback_hosts = c
         .callback_hosts
         .iter()
@@ -740,9 +763,32 @@ fn client(
         senders: allowed,
         rate_per_second: c.rate_per_second,
         per_day: c.per_day,
+        sender_quotas,
         callback_hosts,
         admin: c.admin,
     })
+}
+
+/// A quota's limits, where given, must allow something (`prefix` is the
+/// key before `rate_per_second` / `per_day`).
+fn positive_quota(
+    prefix: &str,
+    rate_per_second: Option<u32>,
+    per_day: Option<u64>,
+) -> Result<(), ConfigError> {
+    if rate_per_second == Some(0) {
+        return Err(ConfigError::invalid(
+            format!("{prefix}rate_per_second"),
+            "must be at least 1",
+        ));
+    }
+    if per_day == Some(0) {
+        return Err(ConfigError::invalid(
+            format!("{prefix}per_day"),
+            "must be at least 1",
+        ));
+    }
+    Ok(())
 }
 
 fn subscriber(

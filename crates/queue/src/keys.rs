@@ -25,6 +25,7 @@
 //! | `gw:{notify}:outbox`, `:retry`, `:dead` | stream, sorted set, stream | status events and inbound messages for the services: to deliver, to try again, given up on (see `gateway-notify`) |
 //! | `gw:{client:<name>}:quota:day:<day>` | string | the client's messages on that UTC day (days since 1970), for its `per_day` quota |
 //! | `gw:{client:<name>}:quota:second`, `:quota:seq` | sorted set, string | the client's messages of the last second (Redis time, ms), numbered by the counter, for its `rate_per_second` quota |
+//! | `gw:{client:<name>}:quota:<pnid>:day:<day>`, `:second`, `:seq` | as above | the same through one sender (`sender_quotas`) |
 //! | `gw:workers` | sorted set | live workers by last heartbeat (Unix ms); not per sender |
 //! | `gw:worker:<id>` | string | a worker is alive, and its leases valid, while this key exists; renewed with each heartbeat, never recreated |
 //! | `gw:worker:{<range tag>}:<id>` | string | the same on a Redis Cluster, one per range of 64 hash slots the worker holds senders in (see the `liveness` module) |
@@ -139,19 +140,28 @@ pub fn sender_rate(phone_number_id: &str) -> String {
     format!("gw:{{{phone_number_id}}}:rate")
 }
 
+/// Where a client's quota keys start: all of its senders together, or
+/// one sender (by phone_number_id).
+fn client_quota(client: &str, sender: Option<&str>) -> String {
+    match sender {
+        None => format!("gw:{{client:{client}}}:quota"),
+        Some(pnid) => format!("gw:{{client:{client}}}:quota:{pnid}"),
+    }
+}
+
 /// A client's count of messages on UTC day `day` (days since 1970).
-pub fn client_day(client: &str, day: i64) -> String {
-    format!("gw:{{client:{client}}}:quota:day:{day}")
+pub fn client_day(client: &str, sender: Option<&str>, day: i64) -> String {
+    format!("{}:day:{day}", client_quota(client, sender))
 }
 
 /// A client's sends of the last second.
-pub fn client_second(client: &str) -> String {
-    format!("gw:{{client:{client}}}:quota:second")
+pub fn client_second(client: &str, sender: Option<&str>) -> String {
+    format!("{}:second", client_quota(client, sender))
 }
 
 /// The counter that numbers a client's sends in [`client_second`].
-pub fn client_sequence(client: &str) -> String {
-    format!("gw:{{client:{client}}}:quota:seq")
+pub fn client_sequence(client: &str, sender: Option<&str>) -> String {
+    format!("{}:seq", client_quota(client, sender))
 }
 
 pub fn window(phone_number_id: &str, recipient: &str) -> String {

@@ -30,7 +30,7 @@ mod watch;
 mod webhook_events;
 mod window;
 
-pub use client_quota::{QuotaExceeded, QuotaGrant, QuotaLimits};
+pub use client_quota::{QuotaExceeded, QuotaGrant, QuotaLimits, QuotaScope};
 pub use connection::{RedisConnection, connect};
 pub use consumer::{Claim, Consumer};
 pub use dead_letters::{DeadLetter, DeadLetterFilter};

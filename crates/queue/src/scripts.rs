@@ -243,10 +243,11 @@ scripts! {
         args: [group, consumer, count, parked_consumer, parked_prefix, recipient_field, mode],
     }
 
-    /// Takes what a client may still send from its quotas.
+    /// Takes what a client may still send from its quotas; three keys
+    /// and two arguments per quota scope follow.
     ClientQuota = "client_quota.lua" {
-        keys: [day_key, rate_key, sequence_key],
-        args: [wanted, per_day, per_second, ms_to_day_end, day_key_ttl_ms],
+        keys: [],
+        args: [wanted, ms_to_day_end, day_key_ttl_ms],
     }
 
     /// Takes parked messages that are due back into the worker.

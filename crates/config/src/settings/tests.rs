@@ -406,6 +406,28 @@ fn plain_http_subscribers_need_https_off_and_bad_callback_hosts_are_named() {
         error_key(load(&bad_host, &env(), Role::Api)),
         "clients[0].callback_hosts"
     );
+    let unknown_sender = format!("{MINIMAL}sender_quotas = {{ marketing = {{ per_day = 5 }} }}\n");
+    assert_eq!(
+        error_key(load(&unknown_sender, &env(), Role::Api)),
+        "clients[0].sender_quotas"
+    );
+    let zero_day = format!("{MINIMAL}sender_quotas = {{ support = {{ per_day = 0 }} }}\n");
+    assert_eq!(
+        error_key(load(&zero_day, &env(), Role::Api)),
+        "clients[0].sender_quotas.support.per_day"
+    );
+    let by_sender = format!("{MINIMAL}sender_quotas = {{ support = {{ rate_per_second = 5 }} }}\n");
+    let settings = load(&by_sender, &env(), Role::Api).expect("valid");
+    assert_eq!(
+        settings.clients[0].sender_quotas,
+        vec![(
+            "106540352242922".to_owned(),
+            Quota {
+                rate_per_second: Some(5),
+                per_day: None
+            }
+        )]
+    );
     let zero_rate = format!("{MINIMAL}rate_per_second = 0\n");
     assert_eq!(
         error_key(load(&zero_rate, &env(), Role::Api)),
