@@ -50,6 +50,9 @@ async fn wait_for_sample(gateway: &TestGateway, what: &str, check: impl Fn(&str)
 async fn every_family_is_exported_after_a_short_run() {
     let gateway = TestGateway::start(GatewayOptions {
         webhooks: true,
+        // A portfolio (far from its limit) for the messaging-limit families.
+        extra_toml: "[portfolios]\n\"5000\" = { wabas = [\"2000\"], limit_override = 10000 }\n"
+            .into(),
         ..Default::default()
     })
     .await;

@@ -29,6 +29,9 @@ pub(crate) struct FileConfig {
     pub notify: NotifySection,
     #[serde(default)]
     pub callbacks: CallbacksSection,
+    /// Business portfolios by id, for the messaging-limit guard.
+    #[serde(default)]
+    pub portfolios: std::collections::BTreeMap<String, PortfolioSection>,
     #[serde(default)]
     pub log: LogSection,
 }
@@ -257,6 +260,30 @@ pub(crate) struct ClientSection {
     /// May read, replay and cancel every client's messages.
     #[serde(default)]
     pub admin: bool,
+}
+
+/// One business portfolio: its WABAs share its messaging limit.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PortfolioSection {
+    pub wabas: Vec<String>,
+    /// Unique users per moving 24 h, instead of what Meta reports.
+    #[serde(default)]
+    pub limit_override: Option<u64>,
+    /// Hold new business-initiated conversations at this share of the limit.
+    #[serde(default = "default_hold_at")]
+    pub hold_at: f64,
+    /// The moving window Meta counts in; shorter only in tests.
+    #[serde(default = "default_limit_window_seconds")]
+    pub window_seconds: u64,
+}
+
+fn default_hold_at() -> f64 {
+    1.0
+}
+
+fn default_limit_window_seconds() -> u64 {
+    24 * 3600
 }
 
 /// A quota on what a client sends (through one sender).

@@ -14,8 +14,9 @@ pub use env::Environment;
 pub use error::ConfigError;
 pub use settings::{
     ApiSettings, CALL_MARGIN, CallbackSettings, ClientSettings, GraphSettings, LEASE_SAFETY_MARGIN,
-    LogFormat, LogSettings, MaxQueue, Quota, RedisSettings, Role, SandboxSettings, SenderSettings,
-    Settings, WebhookSettings, WorkerSettings, callback_host_allowed,
+    LogFormat, LogSettings, MaxQueue, PortfolioSettings, Quota, RedisSettings, Role,
+    SandboxSettings, SenderSettings, Settings, WebhookSettings, WorkerSettings,
+    callback_host_allowed,
 };
 
 /// Where `--config` points when it is not given.

@@ -13,7 +13,8 @@ use secrecy::SecretString;
 use crate::env::Environment;
 use crate::error::ConfigError;
 use crate::file::{
-    CallbacksSection, ClientSection, FileConfig, LogSection, SenderSection, SubscriberSection,
+    CallbacksSection, ClientSection, FileConfig, LogSection, PortfolioSection, SenderSection,
+    SubscriberSection,
 };
 
 /// Which process is starting: each needs a different set of secrets, so an
@@ -42,7 +43,32 @@ pub struct Settings {
     pub subscribers: Vec<SubscriberSettings>,
     pub notify: NotifySettings,
     pub callbacks: CallbackSettings,
+    /// Business portfolios whose messaging limit the gateway keeps.
+    pub portfolios: Vec<Arc<PortfolioSettings>>,
     pub log: LogSettings,
+}
+
+/// A business portfolio (`[portfolios]`): the unique users its numbers
+/// start conversations with, outside an open window, in a moving 24 h, are
+/// capped by Meta's messaging limit, shared by all its WABAs' numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortfolioSettings {
+    /// The business portfolio's (business manager's) id.
+    pub id: String,
+    pub wabas: Vec<String>,
+    /// The limit to keep instead of the one Meta reports.
+    pub limit_override: Option<u64>,
+    /// New conversations are held once this share of the limit is used.
+    pub hold_at: f64,
+    /// How far back a conversation counts: Meta's moving 24 h.
+    pub window: Duration,
+}
+
+impl PortfolioSettings {
+    /// How many unique users may be counted before new ones are held.
+    pub fn hold_after(&self, limit: u64) -> u64 {
+        (limit as f64 * self.hold_at).floor() as u64
+    }
 }
 
 /// How a process logs (`[log]`).
@@ -368,6 +394,13 @@ impl Settings {
         names
     }
 
+    /// The portfolio whose messaging limit covers `sender`, if any.
+    pub fn portfolio_of(&self, sender: &SenderSettings) -> Option<&Arc<PortfolioSettings>> {
+        self.portfolios
+            .iter()
+            .find(|p| p.wabas.contains(&sender.waba_id))
+    }
+
     /// The sender with this name or phone_number_id.
     pub fn sender(&self, name_or_id: &str) -> Option<&Arc<SenderSettings>> {
         self.senders
@@ -526,6 +559,18 @@ impl Settings {
             max_backlog: at_least("notify.max_backlog", file.notify.max_backlog, 1)?,
         };
         let callbacks = callback_settings(file.callbacks)?;
+        let portfolios = file
+            .portfolios
+            .into_iter()
+            .map(|(id, p)| portfolio(id, p, &senders).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        unique(
+            "portfolios",
+            "wabas",
+            portfolios
+                .iter()
+                .flat_map(|p| p.wabas.iter().map(String::as_str)),
+        )?;
         if callbacks.require_https {
             for (i, s) in subscribers.iter().enumerate() {
                 if !s.url.starts_with("https://") {
@@ -550,6 +595,7 @@ impl Settings {
             subscribers,
             notify,
             callbacks,
+            portfolios,
             log,
         })
     }
@@ -766,6 +812,54 @@ fn client(
         sender_quotas,
         callback_hosts,
         admin: c.admin,
+    })
+}
+
+fn portfolio(
+    id: String,
+    p: PortfolioSection,
+    senders: &[Arc<SenderSettings>],
+) -> Result<PortfolioSettings, ConfigError> {
+    let key = |field: &str| format!("portfolios.{id}.{field}");
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ConfigError::invalid(
+            format!("portfolios.{id}"),
+            "a portfolio is named by its business id (digits)",
+        ));
+    }
+    if p.wabas.is_empty() {
+        return Err(ConfigError::invalid(
+            key("wabas"),
+            "list at least one WABA id",
+        ));
+    }
+    for waba in &p.wabas {
+        if !senders.iter().any(|s| &s.waba_id == waba) {
+            return Err(ConfigError::invalid(
+                key("wabas"),
+                format!("no sender is in WABA {waba:?}"),
+            ));
+        }
+    }
+    if !(p.hold_at > 0.0 && p.hold_at <= 1.0) {
+        return Err(ConfigError::invalid(
+            key("hold_at"),
+            "must be a share of the limit, above 0 and at most 1.0",
+        ));
+    }
+    if p.limit_override == Some(0) {
+        return Err(ConfigError::invalid(
+            key("limit_override"),
+            "must be at least 1",
+        ));
+    }
+    let window = Duration::from_secs(at_least(&key("window_seconds"), p.window_seconds, 1)?);
+    Ok(PortfolioSettings {
+        id,
+        wabas: p.wabas,
+        limit_override: p.limit_override,
+        hold_at: p.hold_at,
+        window,
     })
 }
 

@@ -13,6 +13,9 @@ pub enum MessageStatus {
     Sending,
     /// A transient error; another attempt is due.
     Retrying,
+    /// Kept back by a rule of Meta's account (the portfolio's messaging
+    /// limit): sent once the rule allows it.
+    Held,
     /// Meta accepted it (we hold a wamid).
     Sent,
     Delivered,
@@ -23,11 +26,12 @@ pub enum MessageStatus {
 }
 
 impl MessageStatus {
-    pub const ALL: [MessageStatus; 10] = [
+    pub const ALL: [MessageStatus; 11] = [
         Self::Queued,
         Self::Scheduled,
         Self::Sending,
         Self::Retrying,
+        Self::Held,
         Self::Sent,
         Self::Delivered,
         Self::Read,
@@ -42,6 +46,7 @@ impl MessageStatus {
             Self::Scheduled => "scheduled",
             Self::Sending => "sending",
             Self::Retrying => "retrying",
+            Self::Held => "held",
             Self::Sent => "sent",
             Self::Delivered => "delivered",
             Self::Read => "read",
@@ -73,7 +78,7 @@ impl MessageStatus {
     pub fn rank(self) -> u8 {
         match self {
             Self::Queued | Self::Scheduled => 0,
-            Self::Sending | Self::Retrying => 1,
+            Self::Sending | Self::Retrying | Self::Held => 1,
             Self::Sent => 2,
             Self::Delivered => 3,
             Self::Read => 4,

@@ -173,6 +173,17 @@ pub fn parse(body: &[u8]) -> Result<Vec<WebhookEvent>, WebhookError> {
 pub enum AccountUpdate {
     TemplateStatus(TemplateStatusUpdate),
     Quality(QualityUpdate),
+    Capability(CapabilityUpdate),
+}
+
+/// `business_capability_update`: the business portfolio's messaging limit
+/// changed (`max_daily_conversations_per_business`, -1 unlimited; older
+/// payloads `max_daily_conversation_per_phone`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapabilityUpdate {
+    /// The WABA (the entry's id).
+    pub waba_id: Option<String>,
+    pub limit: crate::rules::messaging_limit::MessagingLimit,
 }
 
 /// `message_template_status_update`: a template in one language changed
@@ -206,8 +217,8 @@ pub struct QualityUpdate {
     pub current_limit: Option<String>,
 }
 
-/// The `message_template_status_update` and `phone_number_quality_update`
-/// changes of a webhook body (which [`parse`] keeps as `Other`); items
+/// The `message_template_status_update`, `phone_number_quality_update` and
+/// `business_capability_update` changes of a webhook body (which [`parse`] keeps as `Other`); items
 /// without what is needed (a template's name and language, an event) are
 /// skipped. A body that does not parse has none.
 pub fn account_updates(body: &[u8]) -> Vec<AccountUpdate> {
@@ -246,6 +257,28 @@ pub fn account_updates(body: &[u8]) -> Vec<AccountUpdate> {
                         event,
                         reason: text(value, "reason"),
                     }));
+                }
+                Some("business_capability_update") => {
+                    use crate::rules::messaging_limit::MessagingLimit;
+                    let figure = value
+                        .get("max_daily_conversations_per_business")
+                        .or_else(|| value.get("max_daily_conversation_per_phone"));
+                    let limit = match figure {
+                        Some(Value::Number(n)) if n.as_i64() == Some(-1) => {
+                            Some(MessagingLimit::Unlimited)
+                        }
+                        Some(Value::Number(n)) => {
+                            n.as_u64().filter(|&u| u > 0).map(MessagingLimit::Users)
+                        }
+                        Some(Value::String(tier)) => MessagingLimit::parse(tier),
+                        _ => None,
+                    };
+                    if let Some(limit) = limit {
+                        updates.push(AccountUpdate::Capability(CapabilityUpdate {
+                            waba_id: waba_id.clone(),
+                            limit,
+                        }));
+                    }
                 }
                 Some("phone_number_quality_update") => {
                     let Some(event) = text(value, "event") else {

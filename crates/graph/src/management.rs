@@ -83,8 +83,12 @@ pub struct PhoneNumberInfo {
     pub platform_type: Option<String>,
     #[serde(default)]
     pub throughput: Option<Throughput>,
+    /// Deprecated by Meta for the field below; read when that is absent.
     #[serde(default)]
     pub messaging_limit_tier: Option<String>,
+    /// The business portfolio's messaging limit (`TIER_2K`, ...).
+    #[serde(default)]
+    pub whatsapp_business_manager_messaging_limit: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -96,6 +100,14 @@ pub struct Throughput {
 impl PhoneNumberInfo {
     pub fn throughput_level(&self) -> Option<&str> {
         self.throughput.as_ref().map(|t| t.level.as_str())
+    }
+
+    /// The portfolio's messaging limit tier, from the current field or
+    /// the deprecated one.
+    pub fn messaging_limit(&self) -> Option<&str> {
+        self.whatsapp_business_manager_messaging_limit
+            .as_deref()
+            .or(self.messaging_limit_tier.as_deref())
     }
 }
 
@@ -149,7 +161,7 @@ struct AppData {
 }
 
 /// Fields asked of the phone-number node.
-const NUMBER_FIELDS: &str = "verified_name,code_verification_status,display_phone_number,quality_rating,platform_type,status,throughput,messaging_limit_tier";
+const NUMBER_FIELDS: &str = "verified_name,code_verification_status,display_phone_number,quality_rating,platform_type,status,throughput,messaging_limit_tier,whatsapp_business_manager_messaging_limit";
 
 impl GraphClient {
     async fn get_json<T: DeserializeOwned>(

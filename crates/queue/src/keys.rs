@@ -26,6 +26,8 @@
 //! | `gw:{client:<name>}:quota:day:<day>` | string | the client's messages on that UTC day (days since 1970), for its `per_day` quota |
 //! | `gw:{client:<name>}:quota:second`, `:quota:seq` | sorted set, string | the client's messages of the last second (Redis time, ms), numbered by the counter, for its `rate_per_second` quota |
 //! | `gw:{client:<name>}:quota:<pnid>:day:<day>`, `:second`, `:seq` | as above | the same through one sender (`sender_quotas`) |
+//! | `gw:{portfolio:<id>}:users` | sorted set | users the portfolio's numbers started a conversation with (a template outside an open window) in its moving 24 h, by when (Unix ms), for the messaging-limit guard |
+//! | `gw:{portfolio:<id>}:limit` | string | the portfolio's messaging limit as Meta last reported it (unique users per 24 h; absent: unknown or unlimited) |
 //! | `gw:workers` | sorted set | live workers by last heartbeat (Unix ms); not per sender |
 //! | `gw:worker:<id>` | string | a worker is alive, and its leases valid, while this key exists; renewed with each heartbeat, never recreated |
 //! | `gw:worker:{<range tag>}:<id>` | string | the same on a Redis Cluster, one per range of 64 hash slots the worker holds senders in (see the `liveness` module) |
@@ -133,6 +135,16 @@ pub fn send_log(phone_number_id: &str) -> String {
 
 pub fn paused(phone_number_id: &str) -> String {
     format!("gw:{{{phone_number_id}}}:paused")
+}
+
+/// The users a portfolio started conversations with in its moving 24 h.
+pub fn portfolio_users(portfolio: &str) -> String {
+    format!("gw:{{portfolio:{portfolio}}}:users")
+}
+
+/// The portfolio's messaging limit as Meta reports it.
+pub fn portfolio_limit(portfolio: &str) -> String {
+    format!("gw:{{portfolio:{portfolio}}}:limit")
 }
 
 /// The rate a sender's owner keeps now (see `sender_load`).

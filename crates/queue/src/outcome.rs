@@ -33,6 +33,9 @@ pub enum Outcome<'a> {
         title: &'a str,
         next_attempt_ms: i64,
     },
+    /// Held back by an account rule until `until_ms` (no attempt was made):
+    /// the entry stays pending.
+    Held { reason: &'a str, until_ms: i64 },
 }
 
 impl Queue {
@@ -104,34 +107,69 @@ impl Queue {
                 code,
                 title,
                 next_attempt_ms,
-            } => scripts::RecordProgress {
-                record_key: record_key().into(),
-                stream_key: stream_key().into(),
-                status: MessageStatus::Retrying.as_str().into(),
-                now_ms: now_ms.into(),
-                attempts: progress.attempts.into(),
-                next_attempt_ms: next_attempt_ms.into(),
-                code: code.into(),
-                title: title.into(),
-                fallback_used: progress.fallback_used.into(),
-                record_ttl_ms: self.record_ttl_ms.into(),
-                event: serde_json::json!({
+            } => {
+                let event = serde_json::json!({
                     "status": "retrying", "at_ms": now_ms, "error_code": code,
                     "error_title": title, "next_attempt_ms": next_attempt_ms,
-                })
-                .to_string()
-                .into(),
-                queued_event: queued_event.into(),
-                group: keys::CONSUMER_GROUP.into(),
-                entry_id: (&delivery.entry_id).into(),
+                });
+                let step = Step {
+                    status: MessageStatus::Retrying,
+                    code,
+                    title,
+                    next_attempt_ms,
+                };
+                self.progress_invocation(phone_number_id, delivery, progress, step, event, now_ms)
             }
-            .invocation(),
+            Outcome::Held { reason, until_ms } => {
+                let event = serde_json::json!({
+                    "status": "held", "at_ms": now_ms, "reason": reason, "until_ms": until_ms,
+                });
+                let step = Step {
+                    status: MessageStatus::Held,
+                    code: 0,
+                    title: reason,
+                    next_attempt_ms: until_ms,
+                };
+                self.progress_invocation(phone_number_id, delivery, progress, step, event, now_ms)
+            }
         };
         for (field, value) in delivery.record_fields() {
             invocation.arg(field).arg(value.as_ref());
         }
         let recorded: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
         Ok(recorded == 1)
+    }
+
+    /// The call for a message that stays pending (retrying, held); the
+    /// record's fields follow.
+    fn progress_invocation(
+        &self,
+        phone_number_id: &str,
+        delivery: &Delivery,
+        progress: Progress,
+        step: Step<'_>,
+        event: serde_json::Value,
+        now_ms: i64,
+    ) -> redis::ScriptInvocation<'static> {
+        let id = delivery.message_id.as_str();
+        scripts::RecordProgress {
+            record_key: keys::record(phone_number_id, id).into(),
+            stream_key: keys::stream(phone_number_id, delivery.lane).into(),
+            status: step.status.as_str().into(),
+            now_ms: now_ms.into(),
+            attempts: progress.attempts.into(),
+            next_attempt_ms: step.next_attempt_ms.into(),
+            code: step.code.into(),
+            title: step.title.into(),
+            fallback_used: progress.fallback_used.into(),
+            record_ttl_ms: self.record_ttl_ms.into(),
+            event: event.to_string().into(),
+            queued_event: history_event("queued", delivery.message_id.accepted_at_ms(), None)
+                .into(),
+            group: keys::CONSUMER_GROUP.into(),
+            entry_id: (&delivery.entry_id).into(),
+        }
+        .invocation()
     }
 
     /// The call for a message that ended unsent; the record's fields follow.
@@ -176,6 +214,14 @@ impl Queue {
         }
         invocation
     }
+}
+
+/// A step on the way that leaves the message pending.
+struct Step<'a> {
+    status: MessageStatus,
+    code: i64,
+    title: &'a str,
+    next_attempt_ms: i64,
 }
 
 /// How a message ended without being sent.

@@ -250,6 +250,12 @@ scripts! {
         args: [wanted, ms_to_day_end, day_key_ttl_ms],
     }
 
+    /// Asks for room under a portfolio's messaging limit.
+    PortfolioAdmit = "portfolio_admit.lua" {
+        keys: [users_key, limit_key],
+        args: [recipient, now_ms, window_ms, limit_override, hold_at],
+    }
+
     /// Takes parked messages that are due back into the worker.
     Unpark = "unpark.lua" {
         keys: [stream_key, parked_key],

@@ -198,6 +198,8 @@ fn number_node(config: &NumberConfig, health: &NumberHealth) -> Map<String, Valu
         "throughput": {"level": throughput},
         "status": health.status,
         "messaging_limit_tier": health.messaging_limit_tier,
+        // The portfolio's limit; Meta's current name for the tier above.
+        "whatsapp_business_manager_messaging_limit": health.messaging_limit_tier,
         "id": config.phone_number_id,
     });
     match node {
@@ -427,7 +429,29 @@ pub(crate) fn change_number(
         let body = envelope(&after.waba_id, "phone_number_quality_update", value);
         engine.webhooks.account(&body, Instant::now());
     }
+    if after.messaging_limit_tier != before.messaging_limit_tier {
+        // The portfolio's limit, as a number (-1: unlimited).
+        let limit = tier_users(&after.messaging_limit_tier).map_or(json!(null), |u| json!(u));
+        let value = json!({ "max_daily_conversations_per_business": limit });
+        let body = envelope(&after.waba_id, "business_capability_update", value);
+        engine.webhooks.account(&body, Instant::now());
+    }
     Ok(after)
+}
+
+/// A messaging limit tier as the number of users Meta puts in
+/// `business_capability_update` (-1: unlimited).
+fn tier_users(tier: &str) -> Option<i64> {
+    match tier {
+        "TIER_50" => Some(50),
+        "TIER_250" => Some(250),
+        "TIER_1K" => Some(1_000),
+        "TIER_2K" => Some(2_000),
+        "TIER_10K" => Some(10_000),
+        "TIER_100K" => Some(100_000),
+        "TIER_UNLIMITED" => Some(-1),
+        _ => None,
+    }
 }
 
 /// Changes a template's status; a change is reported to every WABA by a

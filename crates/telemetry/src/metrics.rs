@@ -98,6 +98,13 @@ pub struct Families {
     /// How long a message queued now would wait for those ahead of it, by
     /// sender and priority (what admission control judges by).
     pub predicted_wait: GaugeVec,
+    /// Unique users a business portfolio's numbers started conversations
+    /// with in its moving 24 h (as the worker that counted last saw it).
+    pub portfolio_users: IntGaugeVec,
+    /// The portfolio's messaging limit applied (0: none known).
+    pub portfolio_limit: IntGaugeVec,
+    /// Messages held back by an account rule, by reason (`messaging_limit`).
+    pub held: IntCounterVec,
     /// The name of every family registered above, recorded at registration
     /// (an empty `*Vec` family is absent from `Registry::gather`).
     names: Vec<String>,
@@ -375,6 +382,21 @@ impl Metrics {
                     ),
                     &["sender", "priority"],
                 ),
+            ),
+            portfolio_users: gauge(
+                "gateway_portfolio_unique_users",
+                "Unique users a business portfolio started conversations with in the moving 24 h.",
+                &["portfolio"],
+            ),
+            portfolio_limit: gauge(
+                "gateway_portfolio_messaging_limit",
+                "The portfolio's messaging limit applied (unique users per 24 h; 0 none known).",
+                &["portfolio"],
+            ),
+            held: counter(
+                "gateway_messages_held_total",
+                "Messages held back by an account rule (the portfolio's messaging limit).",
+                &["sender", "reason"],
             ),
             // Last, so that every name above is recorded.
             registry: registrar.registry.clone(),

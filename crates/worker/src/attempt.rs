@@ -20,6 +20,7 @@ use gateway_telemetry::SenderMetrics;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::lease::Lease;
+use crate::messaging_limit;
 use crate::sender_state::{Completion, HeldMessage, Next};
 use crate::{Worker, unix_ms};
 
@@ -143,6 +144,39 @@ pub(crate) async fn attempt(
             answered_in: None,
         };
     };
+    match messaging_limit::hold_until(&worker, &sender, &incoming, now_ms).await {
+        Ok(None) => {}
+        Ok(Some(until_ms)) => {
+            let outcome = Outcome::Held {
+                reason: messaging_limit::HELD_REASON,
+                until_ms,
+            };
+            let next = record(&worker, &sender, &incoming, outcome).await;
+            let wait = Duration::from_millis(u64::try_from(until_ms - now_ms).unwrap_or(0));
+            return Completion {
+                message: incoming,
+                next: next.unwrap_or(Next::Retry {
+                    at: Instant::now() + wait,
+                    sender_wait: false,
+                    throttled: false,
+                }),
+                answered_in: None,
+            };
+        }
+        Err(error) => {
+            tracing::warn!(%error, "could not count the conversation against the messaging limit; retrying");
+            worker.metrics.redis_failed("messaging_limit");
+            return Completion {
+                message: incoming,
+                next: Next::Retry {
+                    at: Instant::now() + WINDOW_READ_RETRY,
+                    sender_wait: false,
+                    throttled: false,
+                },
+                answered_in: None,
+            };
+        }
+    }
     let Some(endpoint) = worker.endpoints.get(&sender.phone_number_id) else {
         tracing::error!(sender = %sender.name, "no usable access token; pausing the sender");
         return Completion {

@@ -21,6 +21,7 @@ mod depth;
 mod dispatcher;
 mod lanes;
 mod lease;
+mod messaging_limit;
 mod notifications;
 mod ops_routes;
 mod ownership;
@@ -107,6 +108,16 @@ impl Worker {
         metrics
             .calls_in_flight_limit
             .set(i64::try_from(settings.worker.max_in_flight).unwrap_or(i64::MAX));
+        // Holds are counted from 0, so that an alert's increase() sees the first.
+        for sender in settings
+            .senders
+            .iter()
+            .filter(|s| settings.portfolio_of(s).is_some())
+        {
+            metrics
+                .held
+                .with_label_values(&[sender.name.as_str(), messaging_limit::HELD_REASON]);
+        }
         Ok(Self {
             endpoints,
             in_flight: Arc::new(tokio::sync::Semaphore::new(settings.worker.max_in_flight)),

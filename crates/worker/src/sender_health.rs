@@ -160,7 +160,10 @@ async fn poll(worker: &Worker, sender: &SenderSettings) {
         .phone_number(&sender.phone_number_id, token)
         .await
     {
-        Ok(number) => record_number(worker, sender, &number),
+        Ok(number) => {
+            record_number(worker, sender, &number);
+            crate::messaging_limit::record_reported_limit(worker, sender, &number).await;
+        }
         Err(error) => warn_poll(sender, "phone number", &error),
     }
     if let Some((name, language)) = sender.fallback_template.as_ref().and_then(template_key) {
@@ -256,6 +259,9 @@ pub(crate) async fn handle(worker: &Worker, updates: Vec<AccountUpdate>) {
         match update {
             AccountUpdate::TemplateStatus(update) => template_status(worker, &update),
             AccountUpdate::Quality(update) => quality(worker, &update).await,
+            AccountUpdate::Capability(update) => {
+                crate::messaging_limit::capability_update(worker, &update).await;
+            }
         }
     }
 }

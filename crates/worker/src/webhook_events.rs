@@ -254,7 +254,8 @@ async fn process(
             WebhookEvent::Inbound(m) => &m.phone_number_id,
             WebhookEvent::Other { kind, .. }
                 if kind == "message_template_status_update"
-                    || kind == "phone_number_quality_update" =>
+                    || kind == "phone_number_quality_update"
+                    || kind == "business_capability_update" =>
             {
                 // Read from the body below, once for all of its changes.
                 count(worker, kind);

@@ -434,3 +434,29 @@ fn plain_http_subscribers_need_https_off_and_bad_callback_hosts_are_named() {
         "clients[0].rate_per_second"
     );
 }
+
+#[test]
+fn portfolios_name_their_wabas_and_hold_at_a_share_of_the_limit() {
+    let text = format!(
+        "{MINIMAL}[portfolios]\n\"777\" = {{ wabas = [\"102290129340398\"], limit_override = 2000, hold_at = 0.9 }}\n"
+    );
+    let settings = load(&text, &env(), Role::Worker).expect("valid");
+    let portfolio = settings
+        .portfolio_of(&settings.senders[0])
+        .expect("the sender's portfolio");
+    assert_eq!(portfolio.id, "777");
+    assert_eq!(portfolio.limit_override, Some(2000));
+    assert_eq!(portfolio.hold_after(2000), 1800);
+    assert_eq!(portfolio.window, Duration::from_secs(86_400));
+
+    let unknown_waba = text.replace("wabas = [\"102290129340398\"]", "wabas = [\"1\"]");
+    assert_eq!(
+        error_key(load(&unknown_waba, &env(), Role::Worker)),
+        "portfolios.777.wabas"
+    );
+    let too_much = text.replace("0.9", "1.5");
+    assert_eq!(
+        error_key(load(&too_much, &env(), Role::Worker)),
+        "portfolios.777.hold_at"
+    );
+}

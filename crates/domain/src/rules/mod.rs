@@ -13,6 +13,7 @@ pub mod admission;
 pub mod assignment;
 pub mod concurrency;
 pub mod error_class;
+pub mod messaging_limit;
 pub mod pair_limit;
 pub mod retry;
 pub mod send_window;
