@@ -83,7 +83,12 @@ async fn served_document_matches_the_checked_in_file_and_the_router() {
     // Every described operation reaches a handler: not the router's empty
     // 404 for an unknown path, nor 405 for a method it does not serve.
     for (path, item) in paths {
-        let url = format!("{}{}", gateway.api_url, path.replace("{id}", "unknown"));
+        let url = format!(
+            "{}{}",
+            gateway.api_url,
+            path.replace("{id}", "unknown")
+                .replace("{recipient}", "%2B16505550000")
+        );
         for method in item.as_object().expect("path item").keys() {
             let request = match method.as_str() {
                 "get" => gateway.http.get(&url),
@@ -92,6 +97,7 @@ async fn served_document_matches_the_checked_in_file_and_the_router() {
                     .post(&url)
                     .header("content-type", "application/json")
                     .body("{}"),
+                "delete" => gateway.http.delete(&url),
                 other => panic!("{path}: unexpected method {other}"),
             };
             let response = request

@@ -6,7 +6,6 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use gateway_domain::FieldError;
 use gateway_queue::DeadLetterFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -42,7 +41,7 @@ pub(crate) async fn list(
         client: client.owner_filter(),
     };
     let mut letters = Vec::new();
-    for pnid in senders(&state, &client, query.from.as_deref())? {
+    for pnid in state.senders_named(&client, query.from.as_deref())? {
         letters.extend(
             state
                 .queue
@@ -81,36 +80,11 @@ pub(crate) async fn replay(
         client: client.owner_filter(),
     };
     let mut replayed = 0;
-    for pnid in senders(&state, &client, request.from.as_deref())? {
+    for pnid in state.senders_named(&client, request.from.as_deref())? {
         replayed += state
             .queue
             .replay_dead_letters(&pnid, &filter, crate::send::unix_ms())
             .await?;
     }
     Ok(Json(json!({ "replayed": replayed })))
-}
-
-/// The phone_number_ids a request covers: the sender it names (which the
-/// client must be allowed, unless it is an admin), or all of the client's
-/// senders (an admin's: every configured sender).
-fn senders(state: &AppState, client: &Client, from: Option<&str>) -> Result<Vec<String>, ApiError> {
-    match from {
-        None => Ok(state.senders_seen_by(client)),
-        Some(name) => {
-            let sender = state.sender(name).ok_or_else(|| {
-                FieldError::new(
-                    "from",
-                    "unknown_sender",
-                    format!("no sender is named {name:?}"),
-                )
-            })?;
-            if !client.admin && !client.may_use(&sender.phone_number_id) {
-                return Err(ApiError::Forbidden {
-                    field: "from",
-                    message: format!("client {} may not use {}", client.name, sender.name),
-                });
-            }
-            Ok(vec![sender.phone_number_id.clone()])
-        }
-    }
 }

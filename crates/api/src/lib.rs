@@ -1,6 +1,7 @@
 //! The HTTP API internal services call: `POST /send`, `POST /send/batch`,
 //! `GET /messages/{id}` (or `?wamid=`), `GET /dead-letters`,
-//! `POST /dead-letters/replay`; Meta's `GET|POST /webhook`; plus
+//! `POST /dead-letters/replay`, `GET /suppressions`, `DELETE
+//! /suppressions/{recipient}`; Meta's `GET|POST /webhook`; plus
 //! `/healthz`, `/readyz` and `/metrics`; and `GET /openapi.json`, the
 //! OpenAPI 3.1 document of all of them, generated from [`openapi`] (also as
 //! [`openapi_json`], without a server; a copy is checked in at the repo root
@@ -22,6 +23,7 @@ pub mod openapi;
 mod send;
 mod send_request;
 mod state;
+mod suppressions;
 mod webhook;
 
 pub use error::ApiError;
@@ -32,7 +34,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tokio_util::sync::CancellationToken;
 
 /// All routes of the api process; `/metrics` among them unless
@@ -48,6 +50,8 @@ pub fn router(state: AppState) -> Router {
         .route(paths::MESSAGE, get(messages::show))
         .route(paths::DEAD_LETTERS, get(dead_letters::list))
         .route(paths::DEAD_LETTERS_REPLAY, post(dead_letters::replay))
+        .route(paths::SUPPRESSIONS, get(suppressions::list))
+        .route(paths::SUPPRESSION, delete(suppressions::clear))
         .route(paths::HEALTHZ, get(health::healthz))
         .route(paths::READYZ, get(health::readyz))
         .route(paths::OPENAPI, get(openapi::serve))
@@ -109,6 +113,8 @@ pub mod paths {
     pub const MESSAGE: &str = "/messages/{id}";
     pub const DEAD_LETTERS: &str = "/dead-letters";
     pub const DEAD_LETTERS_REPLAY: &str = "/dead-letters/replay";
+    pub const SUPPRESSIONS: &str = "/suppressions";
+    pub const SUPPRESSION: &str = "/suppressions/{recipient}";
     pub const WEBHOOK: &str = "/webhook";
     pub const HEALTHZ: &str = "/healthz";
     pub const READYZ: &str = "/readyz";
@@ -120,7 +126,7 @@ pub mod paths {
 /// so a scan for unknown paths cannot grow the label space (`/metrics`
 /// itself is not counted). Each must be described in the OpenAPI document;
 /// a test checks it.
-pub const ROUTES: [&str; 11] = [
+pub const ROUTES: [&str; 13] = [
     paths::SEND,
     paths::SEND_BATCH,
     paths::MESSAGES,
@@ -128,6 +134,8 @@ pub const ROUTES: [&str; 11] = [
     paths::WEBHOOK,
     paths::DEAD_LETTERS,
     paths::DEAD_LETTERS_REPLAY,
+    paths::SUPPRESSIONS,
+    paths::SUPPRESSION,
     paths::HEALTHZ,
     paths::READYZ,
     paths::METRICS,

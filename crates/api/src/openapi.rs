@@ -58,6 +58,8 @@ pub(crate) async fn serve() -> impl IntoResponse {
         operations::show_message,
         operations::list_dead_letters,
         operations::replay_dead_letters,
+        operations::list_suppressions,
+        operations::clear_suppression,
         operations::webhook_verify,
         operations::webhook_receive,
         operations::healthz,
@@ -85,6 +87,9 @@ pub(crate) async fn serve() -> impl IntoResponse {
         schemas::DeadLetter,
         crate::dead_letters::ReplayRequest,
         schemas::ReplayAnswer,
+        schemas::SuppressionList,
+        schemas::Suppression,
+        schemas::SuppressionCleared,
         schemas::Health,
         schemas::Readiness,
     )),
@@ -93,6 +98,7 @@ pub(crate) async fn serve() -> impl IntoResponse {
         (name = "send", description = "Queue messages"),
         (name = "messages", description = "Follow a message"),
         (name = "dead-letters", description = "Messages that failed for good"),
+        (name = "suppressions", description = "Recipients a sender will not message now"),
         (name = "webhook", description = "Meta's webhooks"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )
@@ -281,6 +287,51 @@ mod operations {
         security(("client_key" = []))
     )]
     fn replay_dead_letters() {}
+
+    /// List a sender's suppressions
+    ///
+    /// Recipients the sender will not message now: opted out of marketing
+    /// (131050, or an opt-out keyword; until they write again or opt in),
+    /// marketing-capped (131049; 24 h), not on WhatsApp (131026; for
+    /// `suppressions.not_on_whatsapp_seconds`). A message to them fails
+    /// with reason `suppressed` and the code, without a call to Meta.
+    /// Paged: pass `next_cursor` back until it is 0.
+    #[utoipa::path(
+        get,
+        path = paths::SUPPRESSIONS,
+        tag = "suppressions",
+        params(crate::suppressions::ListQuery),
+        responses(
+            (status = 200, description = "A page of suppressions", body = SuppressionList),
+            (status = 401, description = "`unauthorized`: no or unknown client key", body = ErrorBody),
+            (status = 403, description = "`forbidden`: a sender the client may not use", body = ErrorBody),
+            (status = 422, description = "`unknown_sender`, or `from` missing for a client of several senders", body = ErrorBody),
+            (status = 503, description = "`unavailable`: Redis did not answer", body = ErrorBody,
+                headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        ),
+        security(("client_key" = []))
+    )]
+    fn list_suppressions() {}
+
+    /// Clear a recipient's suppressions
+    #[utoipa::path(
+        delete,
+        path = paths::SUPPRESSION,
+        tag = "suppressions",
+        params(("recipient" = String, Path, description = "Phone number or business-scoped user id"),
+            crate::suppressions::ClearQuery),
+        responses(
+            (status = 200, description = "Cleared", body = SuppressionCleared),
+            (status = 401, description = "`unauthorized`: no or unknown client key", body = ErrorBody),
+            (status = 403, description = "`forbidden`: a sender the client may not use", body = ErrorBody),
+            (status = 404, description = "`not_found`: the recipient has no such suppression", body = ErrorBody),
+            (status = 422, description = "A bad recipient or scope, `unknown_sender`, or `from` missing", body = ErrorBody),
+            (status = 503, description = "`unavailable`: Redis did not answer", body = ErrorBody,
+                headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        ),
+        security(("client_key" = []))
+    )]
+    fn clear_suppression() {}
 
     /// Meta's verification handshake
     #[utoipa::path(
@@ -553,6 +604,9 @@ mod schemas {
         Scheduled,
         Sending,
         Retrying,
+        /// Kept back by the portfolio's messaging limit; sent when the
+        /// moving 24 h frees room.
+        Held,
         Sent,
         Delivered,
         Read,
@@ -676,6 +730,35 @@ mod schemas {
     pub struct ReplayAnswer {
         /// How many dead letters were queued again.
         pub replayed: u64,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct SuppressionList {
+        pub suppressions: Vec<Suppression>,
+        /// Pass back as `cursor` for the next page; 0 when there is none.
+        pub next_cursor: u64,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct Suppression {
+        #[schema(example = "+16505551234")]
+        pub recipient: String,
+        /// `marketing` (marketing templates only) or `all`.
+        pub scope: String,
+        /// Meta's code: 131050 (opted out; also for a keyword), 131049
+        /// (marketing cap), 131026 (not on WhatsApp).
+        pub code: i64,
+        /// `meta`, `keyword` or `operator`.
+        pub source: String,
+        pub at_ms: i64,
+        /// Until when (Unix ms); absent: until cleared.
+        pub until_ms: Option<i64>,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct SuppressionCleared {
+        pub recipient: String,
+        pub cleared: u64,
     }
 
     #[derive(Serialize, ToSchema)]

@@ -9,8 +9,10 @@ use gateway_config::{SenderSettings, Settings};
 use gateway_queue::Queue;
 use gateway_telemetry::{LogThrottle, Metrics};
 
+use crate::ApiError;
 use crate::admission::Admission;
 use crate::auth::{Client, ClientKeys};
+use gateway_domain::FieldError;
 
 /// Shared by every request; one reference count to bump per request.
 #[derive(Clone)]
@@ -85,6 +87,33 @@ impl AppState {
         } else {
             client.senders.clone()
         }
+    }
+
+    /// The phone_number_ids a request covers: the sender it names as
+    /// `from` (which the client must be allowed, unless it is an admin), or
+    /// every sender the client sees.
+    pub(crate) fn senders_named(
+        &self,
+        client: &Client,
+        from: Option<&str>,
+    ) -> Result<Vec<String>, ApiError> {
+        let Some(name) = from else {
+            return Ok(self.senders_seen_by(client));
+        };
+        let sender = self.sender(name).ok_or_else(|| {
+            FieldError::new(
+                "from",
+                "unknown_sender",
+                format!("no sender is named {name:?}"),
+            )
+        })?;
+        if !client.admin && !client.may_use(&sender.phone_number_id) {
+            return Err(ApiError::Forbidden {
+                field: "from",
+                message: format!("client {} may not use {}", client.name, sender.name),
+            });
+        }
+        Ok(vec![sender.phone_number_id.clone()])
     }
 
     /// The sender a request names by name or phone_number_id.

@@ -29,6 +29,8 @@ pub(crate) struct FileConfig {
     pub notify: NotifySection,
     #[serde(default)]
     pub callbacks: CallbacksSection,
+    #[serde(default)]
+    pub suppressions: SuppressionsSection,
     /// Business portfolios by id, for the messaging-limit guard.
     #[serde(default)]
     pub portfolios: std::collections::BTreeMap<String, PortfolioSection>,
@@ -260,6 +262,28 @@ pub(crate) struct ClientSection {
     /// May read, replay and cancel every client's messages.
     #[serde(default)]
     pub admin: bool,
+}
+
+/// `[suppressions]`: inbound keywords and how long a number not on
+/// WhatsApp is left alone.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SuppressionsSection {
+    pub opt_out_keywords: Vec<String>,
+    pub opt_in_keywords: Vec<String>,
+    pub not_on_whatsapp_seconds: u64,
+}
+
+impl Default for SuppressionsSection {
+    fn default() -> Self {
+        Self {
+            opt_out_keywords: ["STOP", "UNSUBSCRIBE", "PARAR", "BAJA"]
+                .map(String::from)
+                .to_vec(),
+            opt_in_keywords: vec!["START".into()],
+            not_on_whatsapp_seconds: 30 * 24 * 3600,
+        }
+    }
 }
 
 /// One business portfolio: its WABAs share its messaging limit.

@@ -15,8 +15,8 @@ pub use error::ConfigError;
 pub use settings::{
     ApiSettings, CALL_MARGIN, CallbackSettings, ClientSettings, GraphSettings, LEASE_SAFETY_MARGIN,
     LogFormat, LogSettings, MaxQueue, PortfolioSettings, Quota, RedisSettings, Role,
-    SandboxSettings, SenderSettings, Settings, WebhookSettings, WorkerSettings,
-    callback_host_allowed,
+    SandboxSettings, SenderSettings, Settings, SuppressionSettings, WebhookSettings,
+    WorkerSettings, callback_host_allowed,
 };
 
 /// Where `--config` points when it is not given.

@@ -14,7 +14,7 @@ use crate::env::Environment;
 use crate::error::ConfigError;
 use crate::file::{
     CallbacksSection, ClientSection, FileConfig, LogSection, PortfolioSection, SenderSection,
-    SubscriberSection,
+    SubscriberSection, SuppressionsSection,
 };
 
 /// Which process is starting: each needs a different set of secrets, so an
@@ -45,7 +45,19 @@ pub struct Settings {
     pub callbacks: CallbackSettings,
     /// Business portfolios whose messaging limit the gateway keeps.
     pub portfolios: Vec<Arc<PortfolioSettings>>,
+    pub suppressions: SuppressionSettings,
     pub log: LogSettings,
+}
+
+/// `[suppressions]`: what users say by keyword, and how long a number
+/// that is not on WhatsApp (131026) is left alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuppressionSettings {
+    /// An inbound message that is one of these opts the user out of marketing.
+    pub opt_out_keywords: Vec<String>,
+    /// ... and one of these back in.
+    pub opt_in_keywords: Vec<String>,
+    pub not_on_whatsapp_for: Duration,
 }
 
 /// A business portfolio (`[portfolios]`): the unique users its numbers
@@ -559,6 +571,7 @@ impl Settings {
             max_backlog: at_least("notify.max_backlog", file.notify.max_backlog, 1)?,
         };
         let callbacks = callback_settings(file.callbacks)?;
+        let suppressions = suppression_settings(file.suppressions)?;
         let portfolios = file
             .portfolios
             .into_iter()
@@ -596,6 +609,7 @@ impl Settings {
             notify,
             callbacks,
             portfolios,
+            suppressions,
             log,
         })
     }
@@ -812,6 +826,45 @@ fn client(
         sender_quotas,
         callback_hosts,
         admin: c.admin,
+    })
+}
+
+fn suppression_settings(section: SuppressionsSection) -> Result<SuppressionSettings, ConfigError> {
+    let words = |key: &str, words: Vec<String>| -> Result<Vec<String>, ConfigError> {
+        words
+            .into_iter()
+            .map(|w| {
+                let w = w.trim().to_owned();
+                if w.is_empty() || w.len() > 64 {
+                    Err(ConfigError::invalid(
+                        key,
+                        "each keyword is 1 to 64 characters",
+                    ))
+                } else {
+                    Ok(w)
+                }
+            })
+            .collect()
+    };
+    let opt_out_keywords = words("suppressions.opt_out_keywords", section.opt_out_keywords)?;
+    let opt_in_keywords = words("suppressions.opt_in_keywords", section.opt_in_keywords)?;
+    if let Some(both) = opt_out_keywords
+        .iter()
+        .find(|w| opt_in_keywords.iter().any(|i| i.eq_ignore_ascii_case(w)))
+    {
+        return Err(ConfigError::invalid(
+            "suppressions.opt_in_keywords",
+            format!("{both:?} is also an opt-out keyword"),
+        ));
+    }
+    Ok(SuppressionSettings {
+        opt_out_keywords,
+        opt_in_keywords,
+        not_on_whatsapp_for: Duration::from_secs(at_least(
+            "suppressions.not_on_whatsapp_seconds",
+            section.not_on_whatsapp_seconds,
+            1,
+        )?),
     })
 }
 

@@ -45,6 +45,11 @@ enum Command {
         #[command(subcommand)]
         action: SendersAction,
     },
+    /// List or clear suppressions (recipients a sender will not message now).
+    Suppressions {
+        #[command(subcommand)]
+        action: SuppressionsAction,
+    },
     /// List, replay or purge dead letters (messages that failed for good).
     Dlq {
         #[command(subcommand)]
@@ -144,6 +149,33 @@ enum SendersAction {
     Resume {
         /// Sender name or phone_number_id.
         name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SuppressionsAction {
+    /// Show a sender's suppressions in force.
+    List {
+        /// Sender name or phone_number_id.
+        #[arg(long)]
+        sender: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Clear a recipient's suppressions (marketing again, or at all).
+    Clear {
+        /// Phone number or business-scoped user id.
+        recipient: String,
+        /// Sender name or phone_number_id.
+        #[arg(long)]
+        sender: String,
+        /// Only `marketing` or `all`; both when left out.
+        #[arg(long)]
+        scope: Option<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -264,6 +296,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             SendersAction::Resume { name, json } => {
                 commands::senders::resume(&cli.config, &name, json).await
+            }
+        },
+        Command::Suppressions { action } => match action {
+            SuppressionsAction::List { sender, json } => {
+                commands::suppressions::list(&cli.config, &sender, json).await
+            }
+            SuppressionsAction::Clear {
+                recipient,
+                sender,
+                scope,
+                json,
+            } => {
+                commands::suppressions::clear(
+                    &cli.config,
+                    &sender,
+                    &recipient,
+                    scope.as_deref(),
+                    json,
+                )
+                .await
             }
         },
         Command::Dlq { action } => match action {

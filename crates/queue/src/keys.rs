@@ -18,6 +18,7 @@
 //! | `gw:{pnid}:parked:t:<recipient>` (`:b:`) | sorted set | that recipient's parked entry ids, oldest first |
 //! | `gw:{pnid}:sendlog` | string | the sends of the last second, left by a worker handing the sender over: `<Redis time ms>\|<ms ago>,<ms ago>,...`, read against Redis's clock, never a host's |
 //! | `gw:{pnid}:paused` | string | why the sender is paused (JSON); absent when it is not |
+//! | `gw:{pnid}:suppressed` | hash | `<recipient>\|marketing` and `<recipient>\|all`: suppressions (Meta's code, source, since, until) that make a message fail without a call; see the `suppressions` module |
 //! | `gw:{pnid}:rate` | string | the rate the sender's owner keeps now (after a 130429, the throughput tier), for admission control; expires 15 s after the owner last published it |
 //! | `gw:{pnid}:recipients` | sorted set | recipients messaged in the last two minutes, by last send (Redis time, ms), for the pair limit across owners |
 //! | `gw:{pnid}:window:<recipient>` | string | the recipient's last inbound message (Unix ms); expires when their 24-hour window closes |
@@ -145,6 +146,11 @@ pub fn portfolio_users(portfolio: &str) -> String {
 /// The portfolio's messaging limit as Meta reports it.
 pub fn portfolio_limit(portfolio: &str) -> String {
     format!("gw:{{portfolio:{portfolio}}}:limit")
+}
+
+/// The sender's suppressed recipients.
+pub fn suppressed(phone_number_id: &str) -> String {
+    format!("gw:{{{phone_number_id}}}:suppressed")
 }
 
 /// The rate a sender's owner keeps now (see `sender_load`).

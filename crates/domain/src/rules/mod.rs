@@ -17,6 +17,7 @@ pub mod messaging_limit;
 pub mod pair_limit;
 pub mod retry;
 pub mod send_window;
+pub mod suppression;
 pub mod window;
 
 pub use adaptive_rate::AdaptiveRate;

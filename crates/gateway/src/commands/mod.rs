@@ -9,6 +9,7 @@ pub mod message;
 pub mod sandbox;
 pub mod senders;
 pub mod stats;
+pub mod suppressions;
 pub mod worker;
 
 use std::sync::Arc;
