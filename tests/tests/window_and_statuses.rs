@@ -300,3 +300,48 @@ async fn a_user_known_only_by_their_bsuid_has_a_window_too() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].message_type, "text");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_asks_whether_a_window_is_open() {
+    let gateway = TestGateway::start(GatewayOptions {
+        webhooks: true,
+        ..Default::default()
+    })
+    .await;
+    let writer = phone(901);
+    gateway
+        .sandbox
+        .inbound(&phone_number_id(0), &writer, "hello")
+        .expect("inbound");
+    wait_for_windows(&gateway, std::slice::from_ref(&writer)).await;
+
+    let (status, open) = gateway
+        .get(
+            &format!("/windows/{}", writer.replace('+', "%2B")),
+            &[("from", "s0")],
+        )
+        .await;
+    assert_eq!(status, 200, "{open}");
+    assert_eq!(open["open"], true, "{open}");
+    let until = time::OffsetDateTime::parse(
+        open["until"].as_str().expect("until"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("RFC 3339");
+    let left = until - time::OffsetDateTime::now_utc();
+    assert!(
+        left > time::Duration::hours(23) && left <= time::Duration::hours(24),
+        "{open}"
+    );
+
+    let (status, closed) = gateway
+        .get("/windows/%2B16505550902", &[("from", "s0")])
+        .await;
+    assert_eq!(status, 200, "{closed}");
+    assert_eq!(closed["open"], false, "{closed}");
+    assert_eq!(closed["until"], Value::Null, "{closed}");
+
+    let (status, error) = gateway.get("/windows/%2B16505550902", &[]).await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"]["field"], "from", "{error}");
+}

@@ -1,7 +1,7 @@
 //! The HTTP API internal services call: `POST /send`, `POST /send/batch`,
 //! `GET /messages/{id}` (or `?wamid=`), `GET /dead-letters`,
 //! `POST /dead-letters/replay`, `GET /suppressions`, `DELETE
-//! /suppressions/{recipient}`; Meta's `GET|POST /webhook`; plus
+//! /suppressions/{recipient}`, `GET /windows/{recipient}`; Meta's `GET|POST /webhook`; plus
 //! `/healthz`, `/readyz` and `/metrics`; and `GET /openapi.json`, the
 //! OpenAPI 3.1 document of all of them, generated from [`openapi`] (also as
 //! [`openapi_json`], without a server; a copy is checked in at the repo root
@@ -25,6 +25,7 @@ mod send_request;
 mod state;
 mod suppressions;
 mod webhook;
+mod windows;
 
 pub use error::ApiError;
 pub use openapi::openapi_json;
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route(paths::DEAD_LETTERS_REPLAY, post(dead_letters::replay))
         .route(paths::SUPPRESSIONS, get(suppressions::list))
         .route(paths::SUPPRESSION, delete(suppressions::clear))
+        .route(paths::WINDOW, get(windows::show))
         .route(paths::HEALTHZ, get(health::healthz))
         .route(paths::READYZ, get(health::readyz))
         .route(paths::OPENAPI, get(openapi::serve))
@@ -115,6 +117,7 @@ pub mod paths {
     pub const DEAD_LETTERS_REPLAY: &str = "/dead-letters/replay";
     pub const SUPPRESSIONS: &str = "/suppressions";
     pub const SUPPRESSION: &str = "/suppressions/{recipient}";
+    pub const WINDOW: &str = "/windows/{recipient}";
     pub const WEBHOOK: &str = "/webhook";
     pub const HEALTHZ: &str = "/healthz";
     pub const READYZ: &str = "/readyz";
@@ -126,7 +129,7 @@ pub mod paths {
 /// so a scan for unknown paths cannot grow the label space (`/metrics`
 /// itself is not counted). Each must be described in the OpenAPI document;
 /// a test checks it.
-pub const ROUTES: [&str; 13] = [
+pub const ROUTES: [&str; 14] = [
     paths::SEND,
     paths::SEND_BATCH,
     paths::MESSAGES,
@@ -136,6 +139,7 @@ pub const ROUTES: [&str; 13] = [
     paths::DEAD_LETTERS_REPLAY,
     paths::SUPPRESSIONS,
     paths::SUPPRESSION,
+    paths::WINDOW,
     paths::HEALTHZ,
     paths::READYZ,
     paths::METRICS,

@@ -60,6 +60,7 @@ pub(crate) async fn serve() -> impl IntoResponse {
         operations::replay_dead_letters,
         operations::list_suppressions,
         operations::clear_suppression,
+        operations::show_window,
         operations::webhook_verify,
         operations::webhook_receive,
         operations::healthz,
@@ -90,6 +91,7 @@ pub(crate) async fn serve() -> impl IntoResponse {
         schemas::SuppressionList,
         schemas::Suppression,
         schemas::SuppressionCleared,
+        schemas::Window,
         schemas::Health,
         schemas::Readiness,
     )),
@@ -99,6 +101,7 @@ pub(crate) async fn serve() -> impl IntoResponse {
         (name = "messages", description = "Follow a message"),
         (name = "dead-letters", description = "Messages that failed for good"),
         (name = "suppressions", description = "Recipients a sender will not message now"),
+        (name = "windows", description = "Users' 24-hour windows"),
         (name = "webhook", description = "Meta's webhooks"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )
@@ -332,6 +335,29 @@ mod operations {
         security(("client_key" = []))
     )]
     fn clear_suppression() {}
+
+    /// A recipient's 24-hour window
+    ///
+    /// Whether the window is open as far as the gateway knows (from the
+    /// user's inbound messages on the webhook), and until when: a service
+    /// can then choose a free-form message or a template itself.
+    #[utoipa::path(
+        get,
+        path = paths::WINDOW,
+        tag = "windows",
+        params(("recipient" = String, Path, description = "Phone number or business-scoped user id"),
+            crate::windows::WindowQuery),
+        responses(
+            (status = 200, description = "The window", body = Window),
+            (status = 401, description = "`unauthorized`: no or unknown client key", body = ErrorBody),
+            (status = 403, description = "`forbidden`: a sender the client may not use", body = ErrorBody),
+            (status = 422, description = "A bad recipient, `unknown_sender`", body = ErrorBody),
+            (status = 503, description = "`unavailable`: Redis did not answer", body = ErrorBody,
+                headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        ),
+        security(("client_key" = []))
+    )]
+    fn show_window() {}
 
     /// Meta's verification handshake
     #[utoipa::path(
@@ -753,6 +779,15 @@ mod schemas {
         pub at_ms: i64,
         /// Until when (Unix ms); absent: until cleared.
         pub until_ms: Option<i64>,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct Window {
+        #[schema(example = "+16505551234")]
+        pub recipient: String,
+        pub open: bool,
+        /// When it closes (RFC 3339), while open.
+        pub until: Option<String>,
     }
 
     #[derive(Serialize, ToSchema)]
