@@ -341,7 +341,12 @@ async fn a_service_asks_whether_a_window_is_open() {
     assert_eq!(closed["open"], false, "{closed}");
     assert_eq!(closed["until"], Value::Null, "{closed}");
 
-    let (status, error) = gateway.get("/windows/%2B16505550902", &[]).await;
+    let (status, error) = gateway
+        .get("/windows/%2B16505550902", &[("from", "nobody")])
+        .await;
     assert_eq!(status, 422, "{error}");
     assert_eq!(error["error"]["field"], "from", "{error}");
+    let (status, error) = gateway.get("/windows/not-a-number", &[]).await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"]["field"], "recipient", "{error}");
 }

@@ -116,8 +116,31 @@ impl AppState {
         Ok(vec![sender.phone_number_id.clone()])
     }
 
+    /// The one sender a request is about: the one it names as `from`, or
+    /// the client's only sender.
+    pub(crate) fn one_sender(
+        &self,
+        client: &Client,
+        from: Option<&str>,
+    ) -> Result<String, ApiError> {
+        let mut senders = self.senders_named(client, from)?;
+        match (senders.pop(), senders.is_empty()) {
+            (Some(pnid), true) => Ok(pnid),
+            _ => Err(FieldError::missing("from").into()),
+        }
+    }
+
     /// The sender a request names by name or phone_number_id.
     pub(crate) fn sender(&self, name_or_id: &str) -> Option<&Arc<SenderSettings>> {
         self.senders.get(name_or_id)
     }
+}
+
+/// A recipient named in a path: a phone number (any common spelling) or a
+/// business-scoped user id; errors name the field `recipient`.
+pub(crate) fn recipient_in_path(text: &str) -> Result<gateway_domain::Recipient, FieldError> {
+    gateway_domain::Recipient::from_fields(Some(text), None).map_err(|mut e| {
+        e.field = "recipient".into();
+        e
+    })
 }

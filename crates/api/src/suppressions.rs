@@ -5,12 +5,12 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use gateway_domain::Recipient;
 use gateway_domain::rules::suppression::Scope;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::Client;
+use crate::state::recipient_in_path;
 use crate::{ApiError, AppState};
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -34,7 +34,7 @@ pub(crate) async fn list(
     client: Client,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let pnid = one_sender(&state, &client, query.from.as_deref())?;
+    let pnid = state.one_sender(&client, query.from.as_deref())?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let (page, next) = state
         .queue
@@ -64,12 +64,8 @@ pub(crate) async fn clear(
     Path(recipient): Path<String>,
     Query(query): Query<ClearQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let pnid = one_sender(&state, &client, query.from.as_deref())?;
-    // A phone number (any common spelling) or a business-scoped user id.
-    let recipient = Recipient::from_fields(Some(&recipient), None).map_err(|mut e| {
-        e.field = "recipient".into();
-        e
-    })?;
+    let pnid = state.one_sender(&client, query.from.as_deref())?;
+    let recipient = recipient_in_path(&recipient)?;
     let scope = match query.scope.as_deref() {
         None => None,
         Some(text) => Some(Scope::parse(text).ok_or_else(|| {
@@ -86,13 +82,4 @@ pub(crate) async fn clear(
     Ok(Json(
         json!({ "recipient": recipient.key(), "cleared": cleared }),
     ))
-}
-
-/// The one sender a request is about.
-fn one_sender(state: &AppState, client: &Client, from: Option<&str>) -> Result<String, ApiError> {
-    let mut senders = state.senders_named(client, from)?;
-    match (senders.pop(), senders.is_empty()) {
-        (Some(pnid), true) => Ok(pnid),
-        _ => Err(gateway_domain::FieldError::missing("from").into()),
-    }
 }

@@ -6,18 +6,19 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use gateway_domain::Recipient;
 use gateway_domain::rules::window;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::Client;
+use crate::state::recipient_in_path;
 use crate::{ApiError, AppState};
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct WindowQuery {
-    /// The sender (name or phone_number_id).
+    /// The sender (name or phone_number_id); required when the client may
+    /// use several.
     from: Option<String>,
 }
 
@@ -27,17 +28,8 @@ pub(crate) async fn show(
     Path(recipient): Path<String>,
     Query(query): Query<WindowQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let from = query
-        .from
-        .ok_or_else(|| gateway_domain::FieldError::missing("from"))?;
-    let pnid = state
-        .senders_named(&client, Some(&from))?
-        .pop()
-        .ok_or(ApiError::NotFound)?;
-    let recipient = Recipient::from_fields(Some(&recipient), None).map_err(|mut e| {
-        e.field = "recipient".into();
-        e
-    })?;
+    let pnid = state.one_sender(&client, query.from.as_deref())?;
+    let recipient = recipient_in_path(&recipient)?;
     let opened = state.queue.window_opened_at(&pnid, recipient.key()).await?;
     let now = crate::send::unix_ms();
     let until = opened.map(window::closes_at).filter(|&closes| closes > now);

@@ -120,15 +120,7 @@ pub(crate) async fn attempt(
                 // Without knowing the window, neither body is safe to send.
                 tracing::warn!(%error, "could not read the recipient's window; retrying");
                 worker.metrics.redis_failed("window");
-                return Completion {
-                    message: incoming,
-                    next: Next::Retry {
-                        at: Instant::now() + WINDOW_READ_RETRY,
-                        sender_wait: false,
-                        throttled: false,
-                    },
-                    answered_in: None,
-                };
+                return try_again_soon(incoming);
             }
         }
     }
@@ -180,15 +172,7 @@ pub(crate) async fn attempt(
         Err(error) => {
             tracing::warn!(%error, "could not read the recipient's suppressions; retrying");
             worker.metrics.redis_failed("suppressions");
-            return Completion {
-                message: incoming,
-                next: Next::Retry {
-                    at: Instant::now() + WINDOW_READ_RETRY,
-                    sender_wait: false,
-                    throttled: false,
-                },
-                answered_in: None,
-            };
+            return try_again_soon(incoming);
         }
     }
     match messaging_limit::hold_until(&worker, &sender, &incoming, now_ms).await {
@@ -213,15 +197,7 @@ pub(crate) async fn attempt(
         Err(error) => {
             tracing::warn!(%error, "could not count the conversation against the messaging limit; retrying");
             worker.metrics.redis_failed("messaging_limit");
-            return Completion {
-                message: incoming,
-                next: Next::Retry {
-                    at: Instant::now() + WINDOW_READ_RETRY,
-                    sender_wait: false,
-                    throttled: false,
-                },
-                answered_in: None,
-            };
+            return try_again_soon(incoming);
         }
     }
     let Some(endpoint) = worker.endpoints.get(&sender.phone_number_id) else {
@@ -459,6 +435,19 @@ const WINDOW_READ_RETRY: Duration = Duration::from_secs(1);
 
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+/// A Redis read the send needs failed: the message is tried again soon.
+fn try_again_soon(message: HeldMessage) -> Completion {
+    Completion {
+        message,
+        next: Next::Retry {
+            at: Instant::now() + WINDOW_READ_RETRY,
+            sender_wait: false,
+            throttled: false,
+        },
+        answered_in: None,
+    }
 }
 
 /// The record's reason for a message a suppression held back.
