@@ -24,7 +24,6 @@ mod send;
 mod send_request;
 mod state;
 mod suppressions;
-mod templates;
 mod webhook;
 mod windows;
 

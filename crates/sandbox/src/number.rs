@@ -85,9 +85,6 @@ pub(crate) struct NumberState {
 pub(crate) struct Admitted {
     /// The window was open (or the window rule is off).
     pub(crate) window_open: bool,
-    /// The user's window was open, as far as it was looked at (with both
-    /// the window and the pair rule off it is not): for pricing.
-    pub(crate) in_window: bool,
 }
 
 impl NumberState {
@@ -117,10 +114,7 @@ impl NumberState {
             if pair_limited {
                 return Err(self.refuse_pair(rules));
             }
-            return Ok(Admitted {
-                window_open: true,
-                in_window: false,
-            });
+            return Ok(Admitted { window_open: true });
         }
         let mut users = lock(&self.users);
         let window = users
@@ -134,18 +128,14 @@ impl NumberState {
         {
             return Err(MetaError::window_closed());
         }
-        let in_window = window.is_open(now);
-        let window_open = !rules.window || in_window;
+        let window_open = !rules.window || window.is_open(now);
         self.take_token(rules, now)?;
         if pair_limited
             || (rules.pair && !users.with(user, now, |state| state.pair.try_accept(now)))
         {
             return Err(self.refuse_pair(rules));
         }
-        Ok(Admitted {
-            window_open,
-            in_window,
-        })
+        Ok(Admitted { window_open })
     }
 
     /// 131056, giving back the token the refused send took.
@@ -221,18 +211,12 @@ mod tests {
         );
         assert_eq!(
             number.admit("u", true, false, &rules, now).ok(),
-            Some(Admitted {
-                window_open: false,
-                in_window: false
-            })
+            Some(Admitted { window_open: false })
         );
         number.receive("u", true, now, Duration::ZERO);
         assert_eq!(
             number.admit("u", false, false, &rules, now).ok(),
-            Some(Admitted {
-                window_open: true,
-                in_window: true
-            })
+            Some(Admitted { window_open: true })
         );
         assert_eq!(
             code(number.admit("other", false, false, &rules, now)),
@@ -250,10 +234,7 @@ mod tests {
         };
         assert_eq!(
             number.admit("u", false, false, &rules, now).ok(),
-            Some(Admitted {
-                window_open: false,
-                in_window: false
-            })
+            Some(Admitted { window_open: false })
         );
     }
 
@@ -454,10 +435,7 @@ mod tests {
         };
         assert_eq!(
             number.admit("u", false, false, &async_rules, now).ok(),
-            Some(Admitted {
-                window_open: false,
-                in_window: false
-            })
+            Some(Admitted { window_open: false })
         );
         number.receive("u", true, now, Duration::ZERO);
         assert!(number.admit("u", false, false, &rules, now).is_ok());
