@@ -39,6 +39,20 @@ async fn status_of(gateway: &TestGateway, id: &str) -> String {
     record["status"].as_str().unwrap_or_default().to_owned()
 }
 
+/// `Some` once every message is at least `sent`.
+async fn all_sent<'a>(
+    gateway: &TestGateway,
+    ids: impl IntoIterator<Item = &'a String>,
+) -> Option<()> {
+    for id in ids {
+        let status = status_of(gateway, id).await;
+        if !matches!(status.as_str(), "sent" | "delivered" | "read") {
+            return None;
+        }
+    }
+    Some(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conversations_beyond_the_portfolio_s_limit_are_held_until_the_window_moves_on() {
     let gateway = TestGateway::start(GatewayOptions {
@@ -111,16 +125,8 @@ async fn conversations_beyond_the_portfolio_s_limit_are_held_until_the_window_mo
     let (status, body) = gateway.send(&reply).await;
     assert_eq!(status, 202, "{body}");
     let template_reply_id = body["id"].as_str().expect("id").to_owned();
-    wait_until("the replies to be sent", Duration::from_secs(5), || async {
-        for id in [&reply_id, &template_reply_id] {
-            if !matches!(
-                status_of(&gateway, id).await.as_str(),
-                "sent" | "delivered" | "read"
-            ) {
-                return None;
-            }
-        }
-        Some(())
+    wait_until("the replies to be sent", Duration::from_secs(5), || {
+        all_sent(&gateway, [&reply_id, &template_reply_id])
     })
     .await;
     let first_window_end = started + Duration::from_secs(WINDOW_SECONDS);
@@ -134,17 +140,7 @@ async fn conversations_beyond_the_portfolio_s_limit_are_held_until_the_window_mo
         "the held messages to be sent",
         Duration::from_secs(WINDOW_SECONDS + 20),
         Duration::from_millis(500),
-        || async {
-            for id in &held {
-                if !matches!(
-                    status_of(&gateway, id).await.as_str(),
-                    "sent" | "delivered" | "read"
-                ) {
-                    return None;
-                }
-            }
-            Some(())
-        },
+        || all_sent(&gateway, &held),
     )
     .await;
     // In no window of its length did the portfolio reach more than 250

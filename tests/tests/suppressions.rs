@@ -155,10 +155,33 @@ async fn keywords_opt_users_out_of_marketing_and_back_in() {
     );
 
     // Writing something else does not undo a keyword opt-out; START does.
-    gateway
+    let thanks = gateway
         .sandbox
         .inbound(&pnid, user, "thanks")
         .expect("inbound");
+    let redis = gateway.redis().await;
+    let seen = format!("gw:{{{pnid}}}:inbound:{thanks}");
+    wait_until(
+        "the gateway to handle the message",
+        Duration::from_secs(10),
+        || {
+            let (mut redis, seen) = (redis.clone(), seen.clone());
+            async move {
+                let handled: bool = redis::cmd("EXISTS")
+                    .arg(&seen)
+                    .query_async(&mut redis)
+                    .await
+                    .ok()?;
+                handled.then_some(())
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        suppressions(&gateway).await.len(),
+        1,
+        "a message that is not a keyword leaves a keyword opt-out"
+    );
     gateway
         .sandbox
         .inbound(&pnid, user, "START")

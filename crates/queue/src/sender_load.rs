@@ -29,11 +29,26 @@ impl LoadReading {
     /// The load to judge by: the published rate, else `configured_rate`
     /// (as [`crate::SenderStats::load`]).
     pub fn load(&self, configured_rate: u32) -> SenderLoad {
-        SenderLoad {
-            transactional: self.transactional,
-            bulk: self.bulk,
-            rate: self.published_rate.unwrap_or(configured_rate),
-        }
+        load(
+            self.transactional,
+            self.bulk,
+            self.published_rate,
+            configured_rate,
+        )
+    }
+}
+
+/// A sender's load: the rate its owner published, else the configured one.
+pub(crate) fn load(
+    transactional: u64,
+    bulk: u64,
+    published_rate: Option<u32>,
+    configured_rate: u32,
+) -> SenderLoad {
+    SenderLoad {
+        transactional,
+        bulk,
+        rate: published_rate.unwrap_or(configured_rate),
     }
 }
 

@@ -61,11 +61,12 @@ impl SenderStats {
     /// The load admission control judges by (`configured_rate` when no
     /// owner published one).
     pub fn load(&self, configured_rate: u32) -> gateway_domain::rules::admission::SenderLoad {
-        gateway_domain::rules::admission::SenderLoad {
-            transactional: self.transactional.length,
-            bulk: self.bulk.length,
-            rate: self.published_rate.unwrap_or(configured_rate),
-        }
+        crate::sender_load::load(
+            self.transactional.length,
+            self.bulk.length,
+            self.published_rate,
+            configured_rate,
+        )
     }
 
     /// Entries not yet done in both streams.
