@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_config::{Environment, Role, Settings};
-use gateway_sandbox::{Rules, Sandbox, SandboxConfig, WebhookTarget};
+use gateway_sandbox::{Rules, Sandbox, SandboxConfig, TemplateConfig, WebhookTarget};
 use gateway_telemetry::Metrics;
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -45,6 +45,9 @@ pub struct GatewayOptions {
     /// The `[callbacks]` section: by default plain http to loopback is
     /// allowed, for the tests' own receivers.
     pub callbacks_toml: String,
+    /// Templates the sandbox knows beside `hello_world`, `order_update` and
+    /// the senders' fallbacks.
+    pub templates: Vec<TemplateConfig>,
 }
 
 /// `[callbacks]` for receivers on this machine.
@@ -68,9 +71,13 @@ impl Default for GatewayOptions {
             sender_fallback: true,
             graph_timeout_ms: 5_000,
             callbacks_toml: LOCAL_CALLBACKS.to_owned(),
+            templates: Vec::new(),
         }
     }
 }
+
+/// The WABA of every test sender (`waba_id` in the configuration below).
+pub const WABA: &str = "2000";
 
 /// Client key allowed every sender.
 pub const KEY_ALL: &str = "test-key-all";
@@ -126,6 +133,7 @@ impl TestGateway {
             }
         }
         sandbox_config.rules = options.rules;
+        sandbox_config.templates.extend(options.templates);
         let sandbox = Sandbox::new(sandbox_config);
         let mut tasks = vec![tokio::spawn({
             let (sandbox, shutdown) = (sandbox.clone(), shutdown.clone());
@@ -328,6 +336,36 @@ impl TestGateway {
             .get_multiplexed_async_connection()
             .await
             .expect("redis answers")
+    }
+
+    /// Waits until a worker has synced the test WABA's template registry
+    /// from the sandbox (after which `/send` checks templates).
+    pub async fn wait_for_template_registry(&self) {
+        crate::wait_until(
+            "the template registry to be synced",
+            Duration::from_secs(20),
+            || async {
+                let synced: bool = redis::cmd("HEXISTS")
+                    .arg(gateway_queue::keys::templates(WABA))
+                    .arg("#synced_ms")
+                    .query_async(&mut self.redis().await)
+                    .await
+                    .expect("HEXISTS");
+                synced.then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// The test WABA's registry entry for a template in a language, as JSON.
+    pub async fn template_entry(&self, name: &str, language: &str) -> Option<Value> {
+        let entry: Option<String> = redis::cmd("HGET")
+            .arg(gateway_queue::keys::templates(WABA))
+            .arg(format!("{name}|{language}"))
+            .query_async(&mut self.redis().await)
+            .await
+            .expect("HGET");
+        entry.and_then(|e| serde_json::from_str(&e).ok())
     }
 
     /// Entries in the queue stream of sender `index`.

@@ -349,6 +349,9 @@ fn the_dashboard_queries_only_exported_metrics() {
         "gateway_worker_senders_owned",
         "gateway_lease_changes_total",
         "gateway_redis_errors_total",
+        "gateway_sender_quality_rating",
+        "gateway_sender_bulk_held",
+        "gateway_billable_messages_total",
     ] {
         assert!(used.contains(wanted), "no dashboard panel shows {wanted}");
     }
@@ -379,6 +382,7 @@ fn the_alert_rules_query_only_exported_metrics() {
         "gateway_notification_dead_letters_total",
         "gateway_webhooks_refused_total",
         "gateway_notifications_dropped_total",
+        "gateway_sender_quality_rating",
     ] {
         assert!(used.contains(wanted), "no alert rule watches {wanted}");
     }

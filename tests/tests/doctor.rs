@@ -258,6 +258,20 @@ fn text_to(to: &str) -> Value {
     json!({"from": "s0", "to": to, "type": "text", "text": {"body": "Your order shipped"}})
 }
 
+/// Waits until the template registry says `status` for `hello_world`
+/// (the worker has handled the template status webhook).
+async fn wait_for_registry_status(gateway: &TestGateway, status: &str) {
+    wait_until(
+        "the template registry to follow the webhook",
+        Duration::from_secs(20),
+        || async {
+            let entry = gateway.template_entry("hello_world", "en_US").await?;
+            (entry["status"] == status).then_some(())
+        },
+    )
+    .await;
+}
+
 /// Waits until the worker has handled `n` template status webhooks.
 async fn wait_for_template_webhooks(gateway: &TestGateway, n: u64) {
     wait_until(
@@ -287,6 +301,7 @@ async fn a_paused_fallback_template_is_no_longer_sent_as_the_fallback() {
         .set_template_status("hello_world", "en_US", TemplateStatus::Paused)
         .expect("registered template");
     wait_for_template_webhooks(&gateway, 1).await;
+    wait_for_registry_status(&gateway, "PAUSED").await;
 
     // A text to a closed window: the sender's fallback is paused, so the
     // message fails unsent rather than burning a send on 132015.
@@ -296,7 +311,7 @@ async fn a_paused_fallback_template_is_no_longer_sent_as_the_fallback() {
         .await;
     let history = record["history"].as_array().expect("history");
     assert!(
-        history.iter().any(|e| e["reason"] == "window_closed"),
+        history.iter().any(|e| e["reason"] == "no_usable_fallback"),
         "{record}"
     );
     assert!(gateway.sandbox.accepted().is_empty(), "nothing was sent");
@@ -317,6 +332,7 @@ async fn a_paused_fallback_template_is_no_longer_sent_as_the_fallback() {
         .set_template_status("hello_world", "en_US", TemplateStatus::Approved)
         .expect("registered template");
     wait_for_template_webhooks(&gateway, 2).await;
+    wait_for_registry_status(&gateway, "APPROVED").await;
     let ids = gateway.send_all(&[text_to("+16505550003")]).await;
     let record = gateway
         .wait_for_status(&ids[0], "sent", Duration::from_secs(20))

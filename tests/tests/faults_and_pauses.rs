@@ -39,6 +39,14 @@ async fn throttling_pair_limits_and_server_errors_are_retried_until_sent() {
         ..Default::default()
     };
     let gateway = TestGateway::start(options).await;
+    // Templates the sandbox does not know (132001), queued before a worker
+    // has read the template registry (after, /send refuses them itself).
+    let broken = gateway
+        .send_all(&[
+            template("s0", "+16505558888", "no_such_template"),
+            template("s1", "+16505558889", "no_such_template"),
+        ])
+        .await;
     let _workers = [gateway.spawn_worker(BINARY), gateway.spawn_worker(BINARY)];
 
     // Six messages to one recipient: three go as a burst, the next ones
@@ -81,12 +89,6 @@ async fn throttling_pair_limits_and_server_errors_are_retried_until_sent() {
         })
         .collect();
     ids.extend(gateway.send_all(&messages).await);
-    let broken = gateway
-        .send_all(&[
-            template("s0", "+16505558888", "no_such_template"),
-            template("s1", "+16505558889", "no_such_template"),
-        ])
-        .await;
 
     let records = wait_for(&gateway, &ids, "sent", Duration::from_secs(120)).await;
     let max_attempts = records

@@ -48,8 +48,9 @@ async fn wait_for_sample(gateway: &TestGateway, what: &str, check: impl Fn(&str)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_family_is_exported_after_a_short_run() {
-    let gateway = TestGateway::start(GatewayOptions {
+    let mut gateway = TestGateway::start(GatewayOptions {
         webhooks: true,
+        start_worker: false,
         // A portfolio (far from its limit) for the messaging-limit families.
         extra_toml: "[portfolios]\n\"5000\" = { wabas = [\"2000\"], limit_override = 10000 }\n"
             .into(),
@@ -57,6 +58,15 @@ async fn every_family_is_exported_after_a_short_run() {
     })
     .await;
     let pnid = phone_number_id(0);
+    // One message fails for good: an unknown template (132001, a dead
+    // letter), queued before the worker has read the template registry
+    // (after, /send refuses it itself).
+    let (status, answer) = gateway
+        .send(&template("s0", "+16505550100", "no_such_template"))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let broken = answer["id"].as_str().expect("id").to_owned();
+    gateway.start_worker().await;
 
     // Taking the sender sets its effective rate to the configured one.
     wait_for_sample(&gateway, "the sender's effective rate", |text| {
@@ -64,14 +74,12 @@ async fn every_family_is_exported_after_a_short_run() {
     })
     .await;
 
-    // Sends in a bunch (the rate window makes some wait), one failing for
-    // good (an unknown template: 132001, a dead letter), a text to a closed
-    // window (the fallback template), and a second message to one recipient
-    // that must wait for the pair limit and expires meanwhile.
+    // Sends in a bunch (the rate window makes some wait), a text to a
+    // closed window (the fallback template), and a second message to one
+    // recipient that must wait for the pair limit and expires meanwhile.
     let mut messages: Vec<Value> = (0..10)
         .map(|i| template("s0", &format!("+1650555{i:04}"), "hello_world"))
         .collect();
-    messages.push(template("s0", "+16505550100", "no_such_template"));
     messages
         .push(json!({"from": "s0", "to": "+16505550101", "type": "text", "text": {"body": "hi"}}));
     let ids = gateway.send_all(&messages).await;
@@ -87,10 +95,10 @@ async fn every_family_is_exported_after_a_short_run() {
             .await;
     }
     gateway
-        .wait_for_status(&ids[10], "failed", Duration::from_secs(30))
+        .wait_for_status(&broken, "failed", Duration::from_secs(30))
         .await;
     let fallback = gateway
-        .wait_for_status(&ids[11], "read", Duration::from_secs(30))
+        .wait_for_status(&ids[10], "read", Duration::from_secs(30))
         .await;
     assert_eq!(fallback["fallback_used"], true, "{fallback}");
     gateway
@@ -147,7 +155,6 @@ async fn every_family_is_exported_after_a_short_run() {
     .await;
 
     // Last, Redis goes away: the api answers 503 and counts the error.
-    let mut gateway = gateway;
     gateway.redis.stop();
     let (status, _) = gateway
         .send(&template("s0", "+16505550400", "hello_world"))

@@ -166,10 +166,13 @@ fn dead_letter_ids(gateway: &TestGateway) -> Vec<String> {
 async fn dlq_purge_deletes_exactly_the_named_dead_letters() {
     let options = GatewayOptions {
         senders: 2,
+        start_worker: false,
         ..Default::default()
     };
-    let gateway = TestGateway::start(options).await;
+    let mut gateway = TestGateway::start(options).await;
     // A template the sandbox does not know: 132001, a permanent failure.
+    // Queued before a worker has read the template registry (after, /send
+    // refuses it itself).
     let ids = gateway
         .send_all(&[
             template("s0", "+16505550021", "no_such_template"),
@@ -177,6 +180,7 @@ async fn dlq_purge_deletes_exactly_the_named_dead_letters() {
             template("s1", "+16505550023", "no_such_template"),
         ])
         .await;
+    gateway.start_worker().await;
     for id in &ids {
         let record = gateway
             .wait_for_status(id, "failed", Duration::from_secs(30))

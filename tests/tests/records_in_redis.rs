@@ -241,6 +241,8 @@ async fn a_scheduled_bulk_message_failed_after_sending_is_queued_again_as_bulk()
                 send_after_ms: Some(due_ms),
                 expires_at_ms: None,
                 callback_url: None,
+                template_category: None,
+                fallback_category: None,
                 request: "request-1",
             },
             accepted_ms,

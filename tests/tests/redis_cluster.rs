@@ -215,6 +215,8 @@ async fn an_enqueue_the_cluster_driver_repeats_stores_one_message() {
         send_after_ms: None,
         expires_at_ms: None,
         callback_url: None,
+        template_category: None,
+        fallback_category: None,
         request,
     };
     let now_ms = 1_000;

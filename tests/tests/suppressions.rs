@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use gateway_sandbox::UserConfig;
+use gateway_sandbox::{TemplateConfig, UserConfig};
 use gateway_tests::{GatewayOptions, KEY_ALL, TestGateway, phone_number_id, wait_until};
 use serde_json::{Value, json};
 
@@ -215,4 +215,73 @@ async fn keywords_opt_users_out_of_marketing_and_back_in() {
     assert_eq!(response.status(), 422);
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["error"]["field"], "recipient", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_who_stopped_marketing_gets_no_marketing_template_until_they_write() {
+    let gateway = TestGateway::start(GatewayOptions {
+        webhooks: true,
+        templates: vec![TemplateConfig::new("spring_sale", "en_US", 0).with_category("MARKETING")],
+        ..Default::default()
+    })
+    .await;
+    gateway.wait_for_template_registry().await;
+    gateway.sandbox.set_users(vec![UserConfig {
+        id: "16505550005".into(),
+        marketing_opt_out: true,
+        ..UserConfig::default()
+    }]);
+    let user = "+16505550005";
+    let marketing = |to: &str| {
+        json!({
+            "from": "s0", "to": to, "type": "template",
+            "template": { "name": "spring_sale", "language": { "code": "en_US" } },
+        })
+    };
+
+    // Meta fails the first with 131050: the user stopped marketing.
+    let first = send(&gateway, &marketing(user)).await;
+    let record = gateway
+        .wait_for_status(&first, "failed", Duration::from_secs(20))
+        .await;
+    assert_eq!(record["error"]["code"], 131050, "{record}");
+    wait_until("the opt-out", Duration::from_secs(10), || async {
+        (!suppressions(&gateway).await.is_empty()).then_some(())
+    })
+    .await;
+
+    // A second marketing template is not sent; a utility one is.
+    let second = send(&gateway, &marketing(user)).await;
+    let utility = send(&gateway, &template_to(user)).await;
+    let record = ended(&gateway, &second).await;
+    assert_eq!(record["status"], "failed", "{record}");
+    assert_eq!(record["error"]["code"], 131050, "{record}");
+    let record = ended(&gateway, &utility).await;
+    assert_ne!(record["status"], "failed", "{record}");
+    let marketing_calls = || {
+        gateway
+            .sandbox
+            .accepted()
+            .iter()
+            .filter(|m| m.recipient == "16505550005" && m.body.to_string().contains("spring_sale"))
+            .count()
+    };
+    assert_eq!(
+        marketing_calls(),
+        1,
+        "the second marketing template made no call"
+    );
+
+    // The user writes: Meta's opt-out ends, marketing goes again.
+    gateway
+        .sandbox
+        .inbound(&phone_number_id(0), user, "hi")
+        .expect("inbound");
+    wait_until("the opt-out to end", Duration::from_secs(10), || async {
+        suppressions(&gateway).await.is_empty().then_some(())
+    })
+    .await;
+    let third = send(&gateway, &marketing(user)).await;
+    ended(&gateway, &third).await;
+    assert_eq!(marketing_calls(), 2, "marketing allowed again");
 }

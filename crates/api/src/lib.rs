@@ -24,6 +24,7 @@ mod send;
 mod send_request;
 mod state;
 mod suppressions;
+mod templates;
 mod webhook;
 mod windows;
 

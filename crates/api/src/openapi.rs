@@ -172,7 +172,7 @@ mod operations {
             (status = 403, description = "`forbidden`: a sender the client may not use", body = ErrorBody),
             (status = 409, description = "`idempotency_conflict`: the key was used for another payload", body = ErrorBody),
             (status = 413, description = "`payload_too_large`: the body is over `api.max_body_bytes`", body = ErrorBody),
-            (status = 422, description = "A rule is broken; `field` is the path, e.g. `interactive.action.buttons`", body = ErrorBody),
+            (status = 422, description = "A rule is broken; `field` is the path, e.g. `interactive.action.buttons`. A `template` or `fallback_template` is checked against the template registry of the sender's WABA (synced from Meta by the workers; not checked while it was never synced): `template_unknown` (`template.name`), `template_not_approved` (`template.name`: PAUSED, DISABLED, PENDING, REJECTED, ...), `template_language` (`template.language.code`), `template_parameters` (`template.components[i].parameters`, or `template.components` for a component that is missing); `fallback_template.*` the same", body = ErrorBody),
             (status = 429, description = "Not now, nothing was stored: `queue_full` (the sender's predicted wait, queued ahead / the rate it keeps now, is over its `max_queue_seconds` for the priority; or, with `field` `expires_at`, the message would expire in line), `client_rate_limited` or `client_daily_quota` (the client's quotas; UTC days)", body = ErrorBody,
                 headers(("Retry-After" = u32, description = "Seconds: the predicted wait, or until the quota has room"))),
             (status = 503, description = "`unavailable`: Redis cannot take it; `sender_paused`: the sender is paused (the message says why); nothing was stored", body = ErrorBody,
@@ -520,7 +520,10 @@ mod schemas {
         #[schema(example = "text")]
         pub kind: String,
         /// A template object sent instead when the recipient's 24-hour
-        /// window is closed (else the sender's configured default).
+        /// window is closed (else the sender's configured default); checked
+        /// against the WABA's template registry like `template`. When every
+        /// fallback is unusable (paused, disabled, missing) the message fails
+        /// `no_usable_fallback` without a call to Meta.
         #[serde(skip_serializing_if = "Option::is_none")]
         #[schema(nullable = false, value_type = Object)]
         pub fallback_template: Option<Value>,

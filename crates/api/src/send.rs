@@ -9,10 +9,10 @@ use gateway_domain::FieldError;
 use gateway_queue::{EnqueueOutcome, Idempotency, NewMessage};
 use serde_json::{Map, Value, json};
 
-use crate::admission;
 use crate::auth::Client;
 use crate::send_request::{PreparedMessage, SendRequest};
 use crate::{ApiError, AppState};
+use crate::{admission, templates};
 pub(crate) use gateway_domain::clock::unix_ms;
 
 pub(crate) async fn send_one(
@@ -21,7 +21,9 @@ pub(crate) async fn send_one(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let body = json_object(&state, body)?;
-    let request = SendRequest::parse(&body, &state, &client)?;
+    let mut request = SendRequest::parse(&body, &state, &client)?;
+    let registries = templates::registries(&state, &[&request]).await?;
+    templates::check(&state, &registries, &mut request)?;
     if let Some(Err(refusal)) = admission::admit(&state, &client, &[&request]).await?.pop() {
         return Err(refusal);
     }
@@ -85,6 +87,25 @@ pub(crate) async fn send_batch(
             Ok((request, prepared))
         })
         .collect();
+    // Templates against their WABAs' registries (one read per WABA).
+    let named: Vec<&SendRequest> = parsed
+        .iter()
+        .filter_map(|item| item.as_ref().ok().map(|(request, _)| request))
+        .collect();
+    let registries = templates::registries(&state, &named).await?;
+    drop(named);
+    for (index, item) in parsed.iter_mut().enumerate() {
+        if let Ok((request, _)) = item
+            && let Err(refusal) = templates::check(&state, &registries, request)
+        {
+            *item = Err(match refusal {
+                ApiError::Invalid(field) => {
+                    ApiError::Invalid(field.within(&format!("messages[{index}]")))
+                }
+                other => other,
+            });
+        }
+    }
     let valid: Vec<&SendRequest> = parsed
         .iter()
         .filter_map(|item| item.as_ref().ok().map(|(request, _)| request))
@@ -157,6 +178,8 @@ fn new_message<'a>(
         send_after_ms: request.send_after_ms,
         expires_at_ms: request.expires_at_ms.map(|ms| ms.to_string()),
         callback_url: request.callback_url.as_deref(),
+        template_category: request.template_category,
+        fallback_category: request.fallback_category,
         request: &prepared.request_id,
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use gateway_config::{CallbackSettings, SenderSettings};
 use gateway_domain::rules::address_range;
+use gateway_domain::templates::TemplateCategory;
 use gateway_domain::{FieldError, Lane, OutboundMessage, Recipient};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -50,6 +51,11 @@ pub(crate) struct SendRequest {
     pub send_after_ms: Option<i64>,
     pub expires_at_ms: Option<i64>,
     pub callback_url: Option<String>,
+    /// The template's category as the WABA's registry knows it (filled by
+    /// `templates::check`).
+    pub template_category: Option<TemplateCategory>,
+    /// The same for the fallback template.
+    pub fallback_category: Option<TemplateCategory>,
 }
 
 /// A request turned into what Redis stores.
@@ -202,6 +208,8 @@ impl SendRequest {
             send_after_ms,
             expires_at_ms,
             callback_url,
+            template_category: None,
+            fallback_category: None,
         })
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_config::{SenderSettings, Settings};
-use gateway_queue::Queue;
+use gateway_queue::{Queue, TEMPLATE_REFRESH, TemplateCache};
 use gateway_telemetry::{LogThrottle, Metrics};
 
 use crate::ApiError;
@@ -26,6 +26,8 @@ pub struct Shared {
     pub(crate) metrics: Metrics,
     /// Each sender's last known load, for admission control.
     pub(crate) admission: Admission,
+    /// The WABAs' template registries, as `/send` checks templates.
+    pub(crate) templates: TemplateCache,
     /// A full webhook backlog refuses every webhook: one warning per
     /// interval says so (the counter has the number).
     pub(crate) backlog_warnings: LogThrottle,
@@ -57,6 +59,18 @@ impl AppState {
             senders.insert(sender.phone_number_id.clone(), sender.clone());
         }
         // Refusals are counted from 0, so that an alert's increase() sees the first.
+        for sender in &settings.senders {
+            for code in [
+                "template_unknown",
+                "template_not_approved",
+                "template_language",
+                "template_parameters",
+            ] {
+                metrics
+                    .template_refusals
+                    .with_label_values(&[sender.name.as_str(), code]);
+            }
+        }
         for client in &settings.clients {
             for reason in REFUSAL_REASONS {
                 metrics
@@ -67,6 +81,7 @@ impl AppState {
         Self(Arc::new(Shared {
             clients: ClientKeys::new(&settings.clients),
             admission: Admission::new(&settings.senders),
+            templates: TemplateCache::new(queue.clone(), TEMPLATE_REFRESH),
             senders,
             settings,
             queue,

@@ -75,6 +75,7 @@ pub(crate) struct WorkerSection {
     pub shutdown_grace_ms: u64,
     pub window_margin_seconds: u64,
     pub park_after_ms: u64,
+    pub hold_bulk_on_red_quality: bool,
 }
 
 impl Default for WorkerSection {
@@ -93,6 +94,7 @@ impl Default for WorkerSection {
             shutdown_grace_ms: 16_000,
             window_margin_seconds: 60,
             park_after_ms: 250,
+            hold_bulk_on_red_quality: true,
         }
     }
 }

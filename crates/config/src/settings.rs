@@ -158,6 +158,10 @@ pub struct WorkerSettings {
     /// A free-form message goes out only if the recipient's window stays
     /// open at least this long; else the fallback template goes.
     pub window_margin: Duration,
+    /// A sender whose number Meta rates RED sends no bulk messages (they
+    /// stay queued) until the rating is YELLOW or GREEN again;
+    /// transactional ones go on.
+    pub hold_bulk_on_red_quality: bool,
 }
 
 /// Added to the Graph API's timeout for what a call costs around it.
@@ -459,6 +463,7 @@ impl Settings {
             shutdown_grace: millis("worker.shutdown_grace_ms", file.worker.shutdown_grace_ms)?,
             window_margin: Duration::from_secs(file.worker.window_margin_seconds.min(3_600)),
             park_after: Duration::from_millis(file.worker.park_after_ms.min(60_000)),
+            hold_bulk_on_red_quality: file.worker.hold_bulk_on_red_quality,
             // Set below, from the Graph API's and Redis's timeouts.
             longest_send: Duration::ZERO,
             longest_call: Duration::ZERO,

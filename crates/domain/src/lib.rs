@@ -10,6 +10,7 @@ pub mod message;
 pub mod recipient;
 pub mod rules;
 pub mod status;
+pub mod templates;
 pub mod webhook;
 
 pub use field_error::FieldError;

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::Recipient;
+pub use crate::rules::pricing::{Conversation, Pricing};
 
 /// One thing a webhook told us.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +79,10 @@ pub struct StatusUpdate {
     pub error: Option<MetaError>,
     /// `biz_opaque_callback_data` as echoed (the gateway's message id).
     pub callback_data: Option<String>,
+    /// What Meta says the message costs (`sent`, `delivered`, `read`).
+    pub pricing: Option<Pricing>,
+    /// The conversation it belongs to (webhook versions before v24).
+    pub conversation: Option<Conversation>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,6 +177,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<WebhookEvent>, WebhookError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccountUpdate {
     TemplateStatus(TemplateStatusUpdate),
+    TemplateCategory(TemplateCategoryUpdate),
     Quality(QualityUpdate),
     Capability(CapabilityUpdate),
 }
@@ -205,6 +211,21 @@ impl TemplateStatusUpdate {
     }
 }
 
+/// `template_category_update`: a template in one language is (or is about
+/// to be) recategorised. `category` is `new_category`: the category in force
+/// now (for an announced change Meta sends the current one there, and the
+/// future one as `correct_category`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateCategoryUpdate {
+    /// The WABA (the entry's id).
+    pub waba_id: Option<String>,
+    pub name: String,
+    pub language: String,
+    pub category: String,
+    /// The category before, for a change that happened.
+    pub previous: Option<String>,
+}
+
 /// `phone_number_quality_update`: a number's quality or throughput or
 /// messaging limit changed. Meta names the number by its display number
 /// only, so what changed is read back from the Graph API.
@@ -217,8 +238,8 @@ pub struct QualityUpdate {
     pub current_limit: Option<String>,
 }
 
-/// The `message_template_status_update`, `phone_number_quality_update` and
-/// `business_capability_update` changes of a webhook body (which [`parse`] keeps as `Other`); items
+/// The `message_template_status_update`, `template_category_update`,
+/// `phone_number_quality_update` and `business_capability_update` changes of a webhook body (which [`parse`] keeps as `Other`); items
 /// without what is needed (a template's name and language, an event) are
 /// skipped. A body that does not parse has none.
 pub fn account_updates(body: &[u8]) -> Vec<AccountUpdate> {
@@ -256,6 +277,22 @@ pub fn account_updates(body: &[u8]) -> Vec<AccountUpdate> {
                         language,
                         event,
                         reason: text(value, "reason"),
+                    }));
+                }
+                Some("template_category_update") => {
+                    let (Some(name), Some(language), Some(category)) = (
+                        text(value, "message_template_name"),
+                        text(value, "message_template_language"),
+                        text(value, "new_category"),
+                    ) else {
+                        continue;
+                    };
+                    updates.push(AccountUpdate::TemplateCategory(TemplateCategoryUpdate {
+                        waba_id: waba_id.clone(),
+                        name,
+                        language,
+                        category,
+                        previous: text(value, "previous_category"),
                     }));
                 }
                 Some("business_capability_update") => {
@@ -324,6 +361,8 @@ fn status_event(pnid: &str, raw: RawStatus) -> WebhookEvent {
             title: e.title.or(e.message).unwrap_or_default(),
         }),
         callback_data: raw.biz_opaque_callback_data,
+        pricing: raw.pricing.as_ref().and_then(Pricing::from_value),
+        conversation: raw.conversation.as_ref().and_then(Conversation::from_value),
     })
 }
 
@@ -409,6 +448,12 @@ struct RawStatus {
     errors: Vec<RawError>,
     #[serde(default)]
     biz_opaque_callback_data: Option<String>,
+    /// Kept as JSON and read leniently: an odd `pricing` must not cost the
+    /// status.
+    #[serde(default)]
+    pricing: Option<Value>,
+    #[serde(default)]
+    conversation: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -519,6 +564,47 @@ mod tests {
     }
 
     #[test]
+    fn template_category_updates_carry_the_category_in_force() {
+        let change = |value: Value| json!({"field": "template_category_update", "value": value});
+        let changes = [
+            change(
+                json!({"message_template_id": 1234, "message_template_name": "order_update",
+                "message_template_language": "en_US", "previous_category": "UTILITY",
+                "new_category": "MARKETING"}),
+            ),
+            change(
+                json!({"message_template_id": 1234, "message_template_name": "promo",
+                "message_template_language": "en_US", "correct_category": "MARKETING",
+                "new_category": "UTILITY", "category_update_timestamp": 1750000000}),
+            ),
+            change(json!({"message_template_name": "x"})),
+        ];
+        let body = json!({"object": "whatsapp_business_account",
+            "entry": [{"id": "2000", "time": 1, "changes": changes}]})
+        .to_string();
+        let updates = account_updates(body.as_bytes());
+        assert_eq!(
+            updates,
+            [
+                AccountUpdate::TemplateCategory(TemplateCategoryUpdate {
+                    waba_id: Some("2000".into()),
+                    name: "order_update".into(),
+                    language: "en_US".into(),
+                    category: "MARKETING".into(),
+                    previous: Some("UTILITY".into()),
+                }),
+                AccountUpdate::TemplateCategory(TemplateCategoryUpdate {
+                    waba_id: Some("2000".into()),
+                    name: "promo".into(),
+                    language: "en_US".into(),
+                    category: "UTILITY".into(),
+                    previous: None,
+                }),
+            ]
+        );
+    }
+
+    #[test]
     fn template_and_quality_updates_are_read_as_account_updates() {
         let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "2000", "time": 1,
             "changes": [
@@ -576,5 +662,52 @@ mod tests {
             Err(WebhookError::NotWhatsApp(_))
         ));
         assert!(matches!(parse(b"[1,2]"), Err(WebhookError::NotWhatsApp(_))));
+    }
+
+    #[test]
+    fn statuses_carry_their_pricing_and_conversation() {
+        let body = envelope(json!({
+            "metadata": {"phone_number_id": "1"},
+            "statuses": [
+                {"id": "wamid.A", "status": "delivered", "timestamp": "1749416383",
+                 "pricing": {"billable": true, "pricing_model": "PMP", "type": "regular",
+                             "category": "marketing"}},
+                {"id": "wamid.B", "status": "sent", "timestamp": "1749416383",
+                 "conversation": {"id": "c0ffee", "expiration_timestamp": "1749502783",
+                                  "origin": {"type": "utility"}},
+                 "pricing": {"billable": true, "pricing_model": "CBP", "category": "utility"}},
+                {"id": "wamid.C", "status": "read", "timestamp": "1749416383",
+                 "pricing": ["not", "an", "object"], "conversation": {"id": "no spaces"}},
+            ]
+        }));
+        let events = parse(&body).expect("parses");
+        let statuses: Vec<&StatusUpdate> = events
+            .iter()
+            .map(|e| match e {
+                WebhookEvent::Status(s) => s,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let pricing = statuses[0].pricing.as_ref().expect("pricing");
+        assert!(pricing.billable);
+        assert_eq!(pricing.category_label(), "marketing");
+        assert_eq!(pricing.kind.as_deref(), Some("regular"));
+        assert_eq!(statuses[0].conversation, None);
+        let conversation = statuses[1].conversation.as_ref().expect("conversation");
+        assert_eq!(conversation.id, "c0ffee");
+        assert_eq!(conversation.origin.as_deref(), Some("utility"));
+        assert_eq!(
+            statuses[1]
+                .pricing
+                .as_ref()
+                .and_then(|p| p.pricing_model.as_deref()),
+            Some("CBP")
+        );
+        // What cannot be read is left out; the status itself stays.
+        assert_eq!(statuses[2].status, MetaStatus::Read);
+        assert_eq!(
+            (&statuses[2].pricing, &statuses[2].conversation),
+            (&None, &None)
+        );
     }
 }

@@ -53,22 +53,63 @@ pub fn sandbox_config(settings: &Settings) -> anyhow::Result<SandboxConfig> {
 }
 
 /// A registry entry matching a template object: its name, language and the
-/// number of body parameters it is sent with.
+/// parameters it is sent with (header, body, and each button by its index).
 fn template_config(template: &Value) -> Option<TemplateConfig> {
     let name = template.get("name")?.as_str()?;
     let language = template.get("language")?.get("code")?.as_str()?;
-    let body_parameters = template
+    let components: Vec<&Value> = template
         .get("components")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter(|c| {
+        .collect();
+    let of_type = |kind: &'static str| {
+        components.iter().copied().filter(move |c| {
             c.get("type")
                 .and_then(Value::as_str)
-                .is_some_and(|t| t.eq_ignore_ascii_case("body"))
+                .is_some_and(|t| t.eq_ignore_ascii_case(kind))
         })
-        .filter_map(|c| c.get("parameters").and_then(Value::as_array))
-        .map(Vec::len)
-        .sum();
-    Some(TemplateConfig::new(name, language, body_parameters))
+    };
+    let parameters = |c: &Value| -> Vec<Value> {
+        c.get("parameters")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let body_parameters = of_type("body").map(|c| parameters(c).len()).sum();
+    let mut config = TemplateConfig::new(name, language, body_parameters);
+    if let Some(header) = of_type("header").next() {
+        let given = parameters(header);
+        let kind = given
+            .first()
+            .and_then(|p| p.get("type"))
+            .and_then(Value::as_str)
+            .unwrap_or("text")
+            .to_ascii_uppercase();
+        config.header = Some(kind);
+        config.header_parameters = given.len();
+    }
+    let mut buttons: Vec<(usize, &Value)> = of_type("button")
+        .filter_map(|b| {
+            let index = match b.get("index")? {
+                Value::Number(n) => usize::try_from(n.as_u64()?).ok()?,
+                Value::String(s) => s.parse().ok()?,
+                _ => return None,
+            };
+            Some((index, b))
+        })
+        .collect();
+    buttons.sort_by_key(|(index, _)| *index);
+    for (index, button) in buttons {
+        while config.buttons.len() < index {
+            config = config.with_button("QUICK_REPLY", 0);
+        }
+        let kind = button
+            .get("sub_type")
+            .and_then(Value::as_str)
+            .unwrap_or("quick_reply")
+            .to_ascii_uppercase();
+        config = config.with_button(kind, parameters(button).len());
+    }
+    Some(config)
 }

@@ -5,6 +5,7 @@
 //! - `GET /{version}/{phone_number_id}?fields=...` → [`PhoneNumberInfo`]
 //! - `GET /{version}/{waba_id}/phone_numbers` → [`PhoneNumberInfo`]s
 //! - `GET /{version}/{waba_id}/message_templates[?name=N]` → [`TemplateInfo`]s
+//!   (with their `components`; every page, following Meta's `after` cursor)
 //! - `GET /{version}/{waba_id}/subscribed_apps` → [`SubscribedApp`]s
 //!
 //! The token goes in the `Authorization` header only (marked sensitive);
@@ -132,6 +133,10 @@ pub struct TemplateInfo {
     pub category: Option<String>,
     #[serde(default)]
     pub id: Option<String>,
+    /// Meta's `components` (`HEADER`, `BODY`, `FOOTER`, `BUTTONS`), as
+    /// listed: what the template's parameters are read from.
+    #[serde(default)]
+    pub components: Option<serde_json::Value>,
 }
 
 /// An app subscribed to a WABA's webhooks.
@@ -145,6 +150,43 @@ pub struct SubscribedApp {
 struct DataOf<T> {
     data: T,
 }
+
+/// One page of a listing: its items and, when more follow, the cursor
+/// to the next (`paging.next` present, `paging.cursors.after`).
+#[derive(Deserialize)]
+struct Page<T> {
+    data: Vec<T>,
+    #[serde(default)]
+    paging: Option<Paging>,
+}
+
+#[derive(Deserialize)]
+struct Paging {
+    #[serde(default)]
+    cursors: Option<Cursors>,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Cursors {
+    #[serde(default)]
+    after: Option<String>,
+}
+
+impl<T> Page<T> {
+    fn after(&self) -> Option<&str> {
+        let paging = self.paging.as_ref()?;
+        paging.next.as_ref()?;
+        paging.cursors.as_ref()?.after.as_deref()
+    }
+}
+
+/// Templates asked for per page (Meta's default is 25).
+const TEMPLATES_PER_PAGE: &str = "100";
+/// Pages read at most: 100 × 100 templates, far beyond Meta's limit per
+/// WABA; a listing that never ends is cut off here.
+const MAX_PAGES: usize = 100;
 
 #[derive(Deserialize)]
 struct RawSubscribedApp {
@@ -243,21 +285,38 @@ impl GraphClient {
     }
 
     /// A WABA's templates (only those named `name` when given), every
-    /// language.
+    /// language, with their components; every page of them.
     pub async fn message_templates(
         &self,
         waba_id: &str,
         name: Option<&str>,
         token: &SecretString,
     ) -> Result<Vec<TemplateInfo>, GraphError> {
-        let mut query = vec![("fields", "name,language,status,category,id")];
-        if let Some(name) = name {
-            query.push(("name", name));
+        let path = format!("{waba_id}/message_templates");
+        let mut templates = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut query = vec![
+                ("fields", "name,language,status,category,id,components"),
+                ("limit", TEMPLATES_PER_PAGE),
+            ];
+            if let Some(name) = name {
+                query.push(("name", name));
+            }
+            if let Some(after) = &after {
+                query.push(("after", after));
+            }
+            let page: Page<TemplateInfo> = self.get_json(&path, &query, token).await?;
+            let next = page.after().map(str::to_owned);
+            templates.extend(page.data);
+            match next {
+                Some(cursor) if Some(&cursor) != after.as_ref() => after = Some(cursor),
+                _ => return Ok(templates),
+            }
         }
-        let body: DataOf<Vec<TemplateInfo>> = self
-            .get_json(&format!("{waba_id}/message_templates"), &query, token)
-            .await?;
-        Ok(body.data)
+        Err(GraphError::InvalidResponse(format!(
+            "{path} listed more than {MAX_PAGES} pages"
+        )))
     }
 
     /// The apps subscribed to a WABA's webhooks; empty when none is.
@@ -311,6 +370,20 @@ mod tests {
         assert_eq!(throughput_limit("STANDARD"), Some(80));
         assert_eq!(throughput_limit("HIGH"), Some(1_000));
         assert_eq!(throughput_limit("NOT_APPLICABLE"), None);
+
+        let first: Page<TemplateInfo> = serde_json::from_str(
+            r#"{"data":[{"name":"hello_world","language":"en_US","status":"APPROVED","category":"UTILITY",
+            "components":[{"type":"BODY","text":"Hello"}],"id":"1"}],
+            "paging":{"cursors":{"before":"QVFI","after":"QVFJ"},"next":"https://graph.facebook.com/v25.0/2/message_templates?after=QVFJ"}}"#,
+        )
+        .expect("parses");
+        assert_eq!(first.after(), Some("QVFJ"));
+        assert!(first.data[0].components.is_some());
+        let last: Page<TemplateInfo> = serde_json::from_str(
+            r#"{"data":[],"paging":{"cursors":{"before":"QVFI","after":"QVFJ"}}}"#,
+        )
+        .expect("parses");
+        assert_eq!(last.after(), None, "no next: the last page");
 
         let apps: DataOf<Vec<RawSubscribedApp>> = serde_json::from_str(
             r#"{"data":[{"whatsapp_business_api_data":{"link":"l","name":"App","id":"7"}}]}"#,

@@ -17,6 +17,8 @@
 //! | `meta` | caller's metadata JSON (optional) |
 //! | `exp` | `expires_at`, Unix ms (optional): not sent after it |
 //! | `cb` | `callback_url` (optional): where its status events are POSTed |
+//! | `tc` | the template's category (`MARKETING`, `UTILITY`, `AUTHENTICATION`) for a template message, from the WABA's registry at `/send` (optional: unknown when the registry did not know it) |
+//! | `ftc` | the same for its `fallback_template` (optional) |
 //!
 //! Its progress, kept in the record and carried by an entry that queues the
 //! message again:
@@ -47,6 +49,8 @@ pub(crate) const FALLBACK: &str = "fb";
 pub(crate) const METADATA: &str = "meta";
 pub(crate) const EXPIRES: &str = "exp";
 pub(crate) const CALLBACK: &str = "cb";
+pub(crate) const TEMPLATE_CATEGORY: &str = "tc";
+pub(crate) const FALLBACK_CATEGORY: &str = "ftc";
 pub(crate) const ATTEMPTS: &str = "attempts";
 pub(crate) const FALLBACK_USED: &str = "fallback_used";
 pub(crate) const DUE: &str = "due_ms";
@@ -54,8 +58,18 @@ pub(crate) const LANE: &str = "lane";
 
 /// The message's own fields, for copying a message between entry, record
 /// and dead letter.
-pub(crate) const MESSAGE: [&str; 9] = [
-    SENDER, CLIENT, RECIPIENT, KIND, BODY, FALLBACK, METADATA, EXPIRES, CALLBACK,
+pub(crate) const MESSAGE: [&str; 11] = [
+    SENDER,
+    CLIENT,
+    RECIPIENT,
+    KIND,
+    BODY,
+    FALLBACK,
+    METADATA,
+    EXPIRES,
+    CALLBACK,
+    TEMPLATE_CATEGORY,
+    FALLBACK_CATEGORY,
 ];
 
 /// Of [`MESSAGE`], those every message has (written even when empty).
@@ -102,6 +116,8 @@ pub(crate) fn of_new<'a>(m: &'a NewMessage<'a>) -> impl Iterator<Item = (&'stati
         m.metadata.map(|b| (METADATA, b)),
         m.expires_at_ms.as_deref().map(|e| (EXPIRES, e)),
         m.callback_url.map(|c| (CALLBACK, c)),
+        m.template_category.map(|c| (TEMPLATE_CATEGORY, c.as_str())),
+        m.fallback_category.map(|c| (FALLBACK_CATEGORY, c.as_str())),
     ]
     .into_iter()
     .flatten()

@@ -18,6 +18,8 @@
 //! | `gw:{pnid}:parked:t:<recipient>` (`:b:`) | sorted set | that recipient's parked entry ids, oldest first |
 //! | `gw:{pnid}:sendlog` | string | the sends of the last second, left by a worker handing the sender over: `<Redis time ms>\|<ms ago>,<ms ago>,...`, read against Redis's clock, never a host's |
 //! | `gw:{pnid}:paused` | string | why the sender is paused (JSON); absent when it is not |
+//! | `gw:{pnid}:quality` | string | the number's quality rating as a worker last read it from Meta (`YELLOW`, `RED`, `UNKNOWN`; absent: `GREEN` or never rated); the owner watches it to hold bulk on RED |
+//! | `gw:{pnid}:conversation:<id>` | string | a conversation Meta reported (conversation-based pricing) and the gateway counted; `redis.record_ttl_seconds` + 1 day |
 //! | `gw:{pnid}:suppressed` | hash | `<recipient>\|marketing` and `<recipient>\|all`: suppressions (Meta's code, source, since, until) that make a message fail without a call; see the `suppressions` module |
 //! | `gw:{pnid}:rate` | string | the rate the sender's owner keeps now (after a 130429, the throughput tier), for admission control; expires 15 s after the owner last published it |
 //! | `gw:{pnid}:recipients` | sorted set | recipients messaged in the last two minutes, by last send (Redis time, ms), for the pair limit across owners |
@@ -29,6 +31,8 @@
 //! | `gw:{client:<name>}:quota:<pnid>:day:<day>`, `:second`, `:seq` | as above | the same through one sender (`sender_quotas`) |
 //! | `gw:{portfolio:<id>}:users` | sorted set | users the portfolio's numbers started a conversation with (a template outside an open window) in its moving 24 h, by when (Unix ms), for the messaging-limit guard |
 //! | `gw:{portfolio:<id>}:limit` | string | the portfolio's messaging limit as Meta last reported it (unique users per 24 h; absent: unknown or unlimited) |
+//! | `gw:{waba:<id>}:templates` | hash | the WABA's template registry: `<name>\|<language>` → compact JSON (`{"category":"MARKETING","status":"APPROVED","parameters":{"header":1,"body":2,"buttons":[1,null]}}`), `#synced_ms` (the last complete sync from Meta, Unix ms; absent: never synced, nothing is refused at `/send`) and `#version` (changes with every write, so that readers reload only then); written by workers, read by the api; see the `templates` module |
+//! | `gw:{waba:<id>}:templates:sync` | string | the worker syncing the WABA's registry from Meta; expires after the sync interval, so one worker syncs each WABA per interval |
 //! | `gw:workers` | sorted set | live workers by last heartbeat (Unix ms); not per sender |
 //! | `gw:worker:<id>` | string | a worker is alive, and its leases valid, while this key exists; renewed with each heartbeat, never recreated |
 //! | `gw:worker:{<range tag>}:<id>` | string | the same on a Redis Cluster, one per range of 64 hash slots the worker holds senders in (see the `liveness` module) |
@@ -138,6 +142,16 @@ pub fn paused(phone_number_id: &str) -> String {
     format!("gw:{{{phone_number_id}}}:paused")
 }
 
+/// The number's quality rating as last read from Meta.
+pub fn quality(phone_number_id: &str) -> String {
+    format!("gw:{{{phone_number_id}}}:quality")
+}
+
+/// A conversation already counted (see the `billing` module).
+pub fn conversation(phone_number_id: &str, conversation_id: &str) -> String {
+    format!("gw:{{{phone_number_id}}}:conversation:{conversation_id}")
+}
+
 /// The users a portfolio started conversations with in its moving 24 h.
 pub fn portfolio_users(portfolio: &str) -> String {
     format!("gw:{{portfolio:{portfolio}}}:users")
@@ -146,6 +160,16 @@ pub fn portfolio_users(portfolio: &str) -> String {
 /// The portfolio's messaging limit as Meta reports it.
 pub fn portfolio_limit(portfolio: &str) -> String {
     format!("gw:{{portfolio:{portfolio}}}:limit")
+}
+
+/// A WABA's template registry (see the `templates` module).
+pub fn templates(waba_id: &str) -> String {
+    format!("gw:{{waba:{waba_id}}}:templates")
+}
+
+/// Held by the worker that syncs the WABA's registry this interval.
+pub fn templates_sync(waba_id: &str) -> String {
+    format!("gw:{{waba:{waba_id}}}:templates:sync")
 }
 
 /// The sender's suppressed recipients.
@@ -234,6 +258,8 @@ mod tests {
             lease(pnid),
             send_log(pnid),
             paused(pnid),
+            quality(pnid),
+            conversation(pnid, "4c1f0a9b2d3e4f5a"),
             recent_recipients(pnid),
             parked(pnid, gateway_domain::Lane::Bulk),
             parked_recipient(pnid, gateway_domain::Lane::Transactional, "+16505551234"),
@@ -241,6 +267,16 @@ mod tests {
             inbound(pnid, "wamid.HBgL"),
         ] {
             assert_eq!(hash_tag(&key), pnid, "{key}");
+        }
+    }
+
+    #[test]
+    fn a_waba_s_template_keys_share_its_hash_tag() {
+        for key in [
+            templates("102290129340398"),
+            templates_sync("102290129340398"),
+        ] {
+            assert_eq!(hash_tag(&key), "waba:102290129340398", "{key}");
         }
     }
 }

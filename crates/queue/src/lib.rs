@@ -2,13 +2,14 @@
 //! typed API. One stream per sender holds the messages waiting to be sent; a
 //! hash per message holds its record; scripts change them together so that
 //! every step (accept, sent, failed, a status from Meta) is all-or-nothing.
-//! Beside them: the webhook events stream, the recipients' windows, leases
-//! and dead letters. Key layout: [`keys`].
+//! Beside them: the webhook events stream, the recipients' windows, leases,
+//! dead letters and each WABA's template registry. Key layout: [`keys`].
 //!
 //! Guarantees: `enqueue` returns `Queued` only after Redis has stored the
 //! entry, the record and the idempotency key; a stream entry leaves the
 //! queue only in the same step that records the message's outcome.
 
+mod billing;
 mod client_quota;
 mod connection;
 pub mod consumer;
@@ -21,6 +22,7 @@ mod liveness;
 mod outcome;
 pub mod parked;
 mod portfolio;
+mod quality;
 mod record;
 mod scripts;
 mod sender_load;
@@ -28,6 +30,7 @@ mod stats;
 mod status_events;
 mod stream;
 mod suppressions;
+mod templates;
 mod watch;
 mod webhook_events;
 mod window;
@@ -48,11 +51,13 @@ pub use stats::{SenderStats, SharedStats, StreamDepth};
 pub use status_events::{Requeue, StatusChange, StatusResult, StatusView};
 pub use stream::{Delivery, QueueDepth};
 pub use suppressions::Suppression;
+pub use templates::{TEMPLATE_REFRESH, TemplateCache, TemplateChange};
 pub use watch::KeyWatcher;
 pub use webhook_events::{EventAdmission, StoredEvent};
 
 use std::collections::HashMap;
 
+use gateway_domain::templates::TemplateCategory;
 use gateway_domain::{Lane, MessageId};
 
 /// A message the api has accepted and wants stored.
@@ -80,6 +85,10 @@ pub struct NewMessage<'a> {
     pub expires_at_ms: Option<String>,
     /// Where the message's status events are POSTed.
     pub callback_url: Option<&'a str>,
+    /// A template message's category, as the WABA's registry knew it.
+    pub template_category: Option<TemplateCategory>,
+    /// The same for its fallback template.
+    pub fallback_category: Option<TemplateCategory>,
     /// This request's own id, unique to it: on a Redis Cluster the same
     /// request stored again (the driver resends a command whose connection
     /// dropped) answers the first id and stores nothing more.

@@ -209,6 +209,12 @@ scripts! {
         ],
     }
 
+    /// Marks a field of a message's record once (a billed message).
+    MarkOnce = "mark_once.lua" {
+        keys: [record_key],
+        args: [field, now_ms],
+    }
+
     /// Meta reported a failure worth another try: queue the message again.
     RequeueFailed = "requeue_failed.lua" {
         keys: [record_key, scheduled_key, window_key],
@@ -336,7 +342,7 @@ mod tests {
     fn the_field_tables_are_the_fields_modules() {
         let tables = field_tables();
         assert!(
-            tables.contains("local MESSAGE_FIELDS = {'snd', 'cli', 'rcpt', 'kind', 'body', 'fb', 'meta', 'exp', 'cb'}"),
+            tables.contains("local MESSAGE_FIELDS = {'snd', 'cli', 'rcpt', 'kind', 'body', 'fb', 'meta', 'exp', 'cb', 'tc', 'ftc'}"),
             "{tables}"
         );
         assert!(tables.contains("['rcpt'] = 'to'"), "{tables}");

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use gateway_domain::templates::TemplateCategory;
 use gateway_domain::{Lane, MessageId, MessageKind, Recipient};
 use redis::Value;
 use redis::streams::{StreamId, StreamRangeReply};
@@ -31,6 +32,12 @@ pub struct Delivery {
     pub expires_at_ms: Option<i64>,
     /// Where its status events are POSTed.
     pub callback_url: Option<String>,
+    /// A template message's category, from the WABA's template registry
+    /// at `/send`; `None` for other messages, or when the registry did not
+    /// know the template (never synced).
+    pub template_category: Option<TemplateCategory>,
+    /// The same for the caller's fallback template.
+    pub fallback_category: Option<TemplateCategory>,
     /// What was done before it was queued again after an asynchronous
     /// failure (zero for a new message).
     pub prior: crate::Progress,
@@ -165,6 +172,10 @@ impl Delivery {
                 metadata: text(fields::METADATA),
                 expires_at_ms: text(fields::EXPIRES).and_then(|e| e.parse().ok()),
                 callback_url: text(fields::CALLBACK),
+                template_category: text(fields::TEMPLATE_CATEGORY)
+                    .and_then(|c| TemplateCategory::parse(&c)),
+                fallback_category: text(fields::FALLBACK_CATEGORY)
+                    .and_then(|c| TemplateCategory::parse(&c)),
                 prior: crate::Progress {
                     attempts: text(fields::ATTEMPTS)
                         .and_then(|a| a.parse().ok())
@@ -220,6 +231,10 @@ impl Delivery {
             self.metadata.clone().map(|m| (fields::METADATA, m)),
             self.expires_at_ms.map(|e| (fields::EXPIRES, e.to_string())),
             self.callback_url.clone().map(|c| (fields::CALLBACK, c)),
+            self.template_category
+                .map(|c| (fields::TEMPLATE_CATEGORY, c.as_str().to_owned())),
+            self.fallback_category
+                .map(|c| (fields::FALLBACK_CATEGORY, c.as_str().to_owned())),
         ]
         .into_iter()
         .flatten()
@@ -230,7 +245,7 @@ impl Delivery {
     /// until Meta reports the message delivered, so that an asynchronous
     /// failure can be retried (see `status_events`). Borrowed: they are
     /// written with every outcome.
-    pub(crate) fn record_fields(&self) -> [(&'static str, Cow<'_, str>); 12] {
+    pub(crate) fn record_fields(&self) -> [(&'static str, Cow<'_, str>); 14] {
         fn text(value: &Option<String>) -> Cow<'_, str> {
             Cow::Borrowed(value.as_deref().unwrap_or(""))
         }
@@ -249,6 +264,14 @@ impl Delivery {
             (fields::CALLBACK, text(&self.callback_url)),
             (fields::BODY, Cow::Borrowed(self.body.as_str())),
             (fields::FALLBACK, text(&self.fallback)),
+            (
+                fields::TEMPLATE_CATEGORY,
+                Cow::Borrowed(self.template_category.map_or("", TemplateCategory::as_str)),
+            ),
+            (
+                fields::FALLBACK_CATEGORY,
+                Cow::Borrowed(self.fallback_category.map_or("", TemplateCategory::as_str)),
+            ),
             (
                 fields::EXPIRES,
                 Cow::Owned(

@@ -13,6 +13,10 @@
 //! - `GET /{version}/{waba_id}/phone_numbers`, `.../message_templates[?name=N]`,
 //!   `.../subscribed_apps`: `{"data": [...], "paging": {...}}`; `POST` and
 //!   `DELETE .../subscribed_apps` subscribe and unsubscribe (`{"success": true}`).
+//!   `message_templates` lists each template with its `category`, `status`
+//!   and `components` (`HEADER`, `BODY` with `{{n}}` placeholders,
+//!   `BUTTONS`), a page at a time as Meta does: `limit` (default 25) and
+//!   the `after` cursor; `paging.next` is there while more follow.
 //!
 //! Reads need a usable token (190 otherwise) with the
 //! `whatsapp_business_management` scope (200), and the token must be one of
@@ -23,10 +27,12 @@
 //! `POST /admin/numbers/{phone_number_id}/health` `{status?, platform_type?,
 //! quality_rating?, throughput?, messaging_limit_tier?, waba_id?}`;
 //! `POST /admin/subscribed-apps` `{waba_id, subscribed}`;
-//! `POST /admin/template-status` `{name, language, status}`. A changed
+//! `POST /admin/template-status` `{name, language, status}`;
+//! `POST /admin/template-category` `{name, language, category}`. A changed
 //! quality rating, throughput level or messaging tier sends a signed
 //! `phone_number_quality_update` webhook, a changed template status a
-//! `message_template_status_update` one.
+//! `message_template_status_update` one, a changed category a
+//! `template_category_update` one.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -46,7 +52,7 @@ use crate::account::{
     unix_now,
 };
 use crate::admin_routes::{Body, refusal};
-use crate::config::{NumberConfig, TemplateStatus};
+use crate::config::{NumberConfig, TemplateConfig, TemplateStatus};
 use crate::engine::Engine;
 use crate::errors::{MetaError, SandboxError};
 use crate::ids::fbtrace_id;
@@ -82,6 +88,7 @@ pub(crate) fn routes() -> Router<Arc<Engine>> {
         )
         .route("/admin/subscribed-apps", post(admin_subscribed))
         .route("/admin/template-status", post(admin_template_status))
+        .route("/admin/template-category", post(admin_template_category))
 }
 
 fn reject(engine: &Engine, error: &MetaError) -> Response {
@@ -282,6 +289,58 @@ async fn phone_numbers(
 #[derive(Deserialize)]
 struct TemplatesQuery {
     name: Option<String>,
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+/// Templates per page when `limit` is not given, as Meta.
+const TEMPLATES_PER_PAGE: usize = 25;
+/// The most `limit` may ask for.
+const TEMPLATES_PAGE_MAX: usize = 1_000;
+
+/// A listing cursor: where the next page starts. Opaque to callers, as
+/// Meta's are.
+fn cursor(offset: usize) -> String {
+    format!("QVFI{offset:08x}")
+}
+
+fn cursor_offset(cursor: &str) -> Option<usize> {
+    usize::from_str_radix(cursor.strip_prefix("QVFI")?, 16).ok()
+}
+
+/// A template's `components` as Meta lists them.
+fn components(template: &TemplateConfig) -> Value {
+    let placeholders = |n: usize| -> String { (1..=n).map(|i| format!(" {{{{{i}}}}}")).collect() };
+    let mut components = Vec::new();
+    if let Some(format) = &template.header {
+        let format = format.to_ascii_uppercase();
+        components.push(if format == "TEXT" {
+            json!({"type": "HEADER", "format": "TEXT",
+                   "text": format!("Sandbox header{}", placeholders(template.header_parameters))})
+        } else {
+            json!({"type": "HEADER", "format": format, "example": {"header_handle": ["4::sandbox"]}})
+        });
+    }
+    components.push(json!({"type": "BODY",
+        "text": format!("Sandbox template{}", placeholders(template.body_parameters))}));
+    if !template.buttons.is_empty() {
+        let buttons: Vec<Value> = template
+            .buttons
+            .iter()
+            .map(|button| match button.kind.to_ascii_uppercase().as_str() {
+                "URL" => json!({"type": "URL", "text": "Open",
+                    "url": format!("https://example.com/{}", placeholders(button.parameters).trim())}),
+                "COPY_CODE" => json!({"type": "COPY_CODE", "example": "SANDBOX"}),
+                "PHONE_NUMBER" => {
+                    json!({"type": "PHONE_NUMBER", "text": "Call", "phone_number": "+15550100000"})
+                }
+                "OTP" => json!({"type": "OTP", "otp_type": "COPY_CODE", "text": "Copy code"}),
+                other => json!({"type": other, "text": "Reply"}),
+            })
+            .collect();
+        components.push(json!({"type": "BUTTONS", "buttons": buttons}));
+    }
+    Value::Array(components)
 }
 
 /// A stable numeric id for a template in a language.
@@ -297,32 +356,60 @@ fn template_id(name: &str, language: &str) -> String {
 
 async fn message_templates(
     State(engine): State<Arc<Engine>>,
-    Path((_version, waba_id)): Path<(String, String)>,
+    Path((version, waba_id)): Path<(String, String)>,
     headers: HeaderMap,
     Query(query): Query<TemplatesQuery>,
 ) -> Response {
     if let Err(error) = readable_waba(&engine, &headers, &waba_id) {
         return reject(&engine, &error);
     }
-    let data = engine
-        .templates
-        .list(query.name.as_deref())
-        .into_iter()
+    let limit = match query.limit.as_deref().map(str::parse::<usize>) {
+        None => TEMPLATES_PER_PAGE,
+        Some(Ok(limit)) if (1..=TEMPLATES_PAGE_MAX).contains(&limit) => limit,
+        Some(_) => {
+            return reject(
+                &engine,
+                &MetaError::invalid_parameter(format!(
+                    "(#100) Param limit must be a number from 1 to {TEMPLATES_PAGE_MAX}"
+                )),
+            );
+        }
+    };
+    let start = match query.after.as_deref().map(cursor_offset) {
+        None => 0,
+        Some(Some(offset)) => offset,
+        Some(None) => {
+            return reject(
+                &engine,
+                &MetaError::invalid_parameter("(#100) Invalid after cursor"),
+            );
+        }
+    };
+    let all = engine.templates.list(query.name.as_deref());
+    let end = all.len().min(start.saturating_add(limit));
+    let data: Vec<Value> = all
+        .get(start..end)
+        .unwrap_or_default()
+        .iter()
         .map(|(template, status)| {
-            let body: String = (1..=template.body_parameters)
-                .map(|i| format!(" {{{{{i}}}}}"))
-                .collect();
             json!({
                 "name": template.name,
                 "language": template.language,
                 "status": status.meta_name(),
-                "category": template.category,
-                "components": [{"type": "BODY", "text": format!("Sandbox template{body}")}],
+                "category": engine.templates.category(template),
+                "components": components(template),
                 "id": template_id(&template.name, &template.language),
             })
         })
         .collect();
-    listing(data)
+    let mut paging = json!({"cursors": {"before": cursor(start), "after": cursor(end)}});
+    if end < all.len() {
+        paging["next"] = json!(format!(
+            "https://graph.facebook.com/{version}/{waba_id}/message_templates?limit={limit}&after={}",
+            cursor(end)
+        ));
+    }
+    Json(json!({"data": data, "paging": paging})).into_response()
 }
 
 async fn subscribed_apps(
@@ -501,6 +588,45 @@ pub(crate) fn set_template_status(
     Ok(())
 }
 
+/// Changes a template's category; a change is reported to every WABA by a
+/// `template_category_update` webhook (Meta's shape for a change made:
+/// `previous_category` and `new_category`).
+pub(crate) fn set_template_category(
+    engine: &Engine,
+    name: &str,
+    language: &str,
+    category: &str,
+) -> Result<(), SandboxError> {
+    let category = category.to_ascii_uppercase();
+    let before = engine
+        .templates
+        .set_category(name, language, &category)
+        .ok_or_else(|| SandboxError::UnknownTemplate {
+            name: name.to_owned(),
+            language: language.to_owned(),
+        })?;
+    if before.eq_ignore_ascii_case(&category) {
+        return Ok(());
+    }
+    let wabas: BTreeSet<String> = engine
+        .number_configs()
+        .iter()
+        .map(|n| n.waba_id.clone())
+        .collect();
+    for waba in wabas {
+        let value = json!({
+            "message_template_id": template_id(name, language).parse::<u64>().unwrap_or(0),
+            "message_template_name": name,
+            "message_template_language": language,
+            "previous_category": before,
+            "new_category": category,
+        });
+        let body = envelope(&waba, "template_category_update", value);
+        engine.webhooks.account(&body, Instant::now());
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SetToken {
@@ -578,6 +704,26 @@ async fn admin_template_status(
     match set_template_status(&engine, &request.name, &request.language, request.status) {
         Ok(()) => Json(json!({"name": request.name, "language": request.language,
             "status": request.status.meta_name()}))
+        .into_response(),
+        Err(refused) => refusal(&refused),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplateCategoryChange {
+    name: String,
+    language: String,
+    category: String,
+}
+
+async fn admin_template_category(
+    State(engine): State<Arc<Engine>>,
+    Body(request): Body<TemplateCategoryChange>,
+) -> Response {
+    match set_template_category(&engine, &request.name, &request.language, &request.category) {
+        Ok(()) => Json(json!({"name": request.name, "language": request.language,
+            "category": request.category.to_ascii_uppercase()}))
         .into_response(),
         Err(refused) => refusal(&refused),
     }

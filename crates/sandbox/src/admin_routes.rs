@@ -14,7 +14,8 @@
 //!   `pair_limited_recipients` / `failing_recipients`),
 //!   `GET|PUT /admin/statuses` (delays, quirks, `batch`, and
 //!   `answer_after_status_ms`: the answer to a send follows its first status
-//!   webhook by that many ms)
+//!   webhook by that many ms; `conversations`: statuses priced per
+//!   conversation, as webhook versions before v24 show them)
 //! - `GET|PUT /admin/users` `[{id, not_on_whatsapp?, marketing_opt_out?,
 //!   marketing_capped?}, …]`: the whole user directory
 //! - `PUT /admin/webhook` `{url, app_secret, …}`, `DELETE /admin/webhook`

@@ -87,16 +87,28 @@ fn default_rate() -> u32 {
     DEFAULT_RATE_PER_SECOND
 }
 
-/// One approved (or paused, or disabled) template in one language.
+/// One approved (or paused, or disabled) template in one language, with
+/// its components: what a send must give each of them (Meta answers 132000
+/// otherwise), and what `message_templates` lists.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateConfig {
     pub name: String,
     /// Meta's language code, such as `en_US`.
     pub language: String,
+    /// The header's format: `TEXT` (taking `header_parameters`, 0 or 1),
+    /// or `IMAGE`, `VIDEO`, `DOCUMENT`, `LOCATION` (one parameter, the
+    /// media or place); no header when absent.
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub header_parameters: usize,
     /// How many parameters the body component takes.
     #[serde(default)]
     pub body_parameters: usize,
+    /// The buttons, index 0 first.
+    #[serde(default)]
+    pub buttons: Vec<ButtonConfig>,
     #[serde(default)]
     pub status: TemplateStatus,
     /// `MARKETING`, `UTILITY` or `AUTHENTICATION`; marketing templates are
@@ -114,14 +126,80 @@ impl TemplateConfig {
         Self {
             name: name.into(),
             language: language.into(),
+            header: None,
+            header_parameters: 0,
             body_parameters,
+            buttons: Vec::new(),
             status: TemplateStatus::Approved,
             category: default_category(),
         }
     }
 
-    pub fn is_marketing(&self) -> bool {
-        self.category.eq_ignore_ascii_case("marketing")
+    /// The same with another category (`MARKETING`, `UTILITY`, `AUTHENTICATION`).
+    pub fn with_category(mut self, category: impl Into<String>) -> Self {
+        self.category = category.into();
+        self
+    }
+
+    /// The same with another status.
+    pub fn with_status(mut self, status: TemplateStatus) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// The same with a text header taking `parameters` (0 or 1).
+    pub fn with_text_header(mut self, parameters: usize) -> Self {
+        self.header = Some("TEXT".into());
+        self.header_parameters = parameters;
+        self
+    }
+
+    /// The same with one more button.
+    pub fn with_button(mut self, kind: impl Into<String>, parameters: usize) -> Self {
+        self.buttons.push(ButtonConfig {
+            kind: kind.into(),
+            parameters,
+        });
+        self
+    }
+
+    /// The parameters a send must give the header.
+    pub fn header_takes(&self) -> usize {
+        match self
+            .header
+            .as_deref()
+            .map(str::to_ascii_uppercase)
+            .as_deref()
+        {
+            None => 0,
+            Some("TEXT") => self.header_parameters,
+            Some(_) => 1,
+        }
+    }
+}
+
+/// One of a template's buttons.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ButtonConfig {
+    /// `URL`, `QUICK_REPLY`, `COPY_CODE`, `PHONE_NUMBER` or `OTP`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For a `URL` button, the placeholders in its URL (0 or 1).
+    #[serde(default)]
+    pub parameters: usize,
+}
+
+impl ButtonConfig {
+    /// The parameters a send must give this button: `Some(n)` exactly,
+    /// `None` any (a quick reply's payload is optional).
+    pub fn takes(&self) -> Option<usize> {
+        match self.kind.to_ascii_uppercase().as_str() {
+            "URL" => Some(self.parameters),
+            "COPY_CODE" | "OTP" => Some(1),
+            "PHONE_NUMBER" => Some(0),
+            _ => None,
+        }
     }
 }
 
@@ -330,6 +408,13 @@ pub struct StatusConfig {
     /// Hold the answer to an accepted send until its first status webhook
     /// has been posted, then this many ms more; 0 is off.
     pub answer_after_status_ms: u64,
+    /// Statuses as webhook versions before v24 show conversation-based
+    /// pricing: `pricing_model: CBP` and a `conversation` object (`id`,
+    /// `origin.type`, and `expiration_timestamp` on `sent`), one
+    /// conversation per number, user and category for 24 hours. Off (the
+    /// default): per-message pricing (`PMP`, a `type`, no conversation), as
+    /// Meta sends since v24.
+    pub conversations: bool,
 }
 
 impl Default for StatusConfig {
@@ -344,6 +429,7 @@ impl Default for StatusConfig {
             duplicate_rate: 0.0,
             batch: 1,
             answer_after_status_ms: 0,
+            conversations: false,
         }
     }
 }

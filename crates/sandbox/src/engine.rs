@@ -19,7 +19,7 @@
 //! only when the users rule is on.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -30,10 +30,11 @@ use crate::config::{FailureMode, NumberConfig, Rules, SandboxConfig, TemplateCon
 use crate::errors::{MetaError, SandboxError};
 use crate::faults::{self, ActiveFaults, Faults};
 use crate::ids::{Direction, Ids};
-use crate::locks::{read, write};
+use crate::locks::{lock, read, write};
 use crate::number::NumberState;
 use crate::random::Random;
 use crate::records::{AcceptedMessage, Record, Records};
+use crate::rules::conversation::Conversations;
 use crate::stats::{Counters, Event, SandboxStats};
 use crate::templates::TemplateRegistry;
 use crate::user_id::UserId;
@@ -61,6 +62,8 @@ pub(crate) struct Engine {
     records: Records,
     counters: Arc<Counters>,
     pub(crate) webhooks: Arc<Webhooks>,
+    /// Open conversations, for statuses under conversation-based pricing.
+    conversations: Mutex<Conversations>,
     ids: Ids,
     pub(crate) random: Random,
 }
@@ -95,6 +98,7 @@ impl Engine {
                 Arc::clone(&counters),
             )),
             counters,
+            conversations: Mutex::new(Conversations::default()),
             ids: Ids::new(&random),
             random,
         }
@@ -147,6 +151,7 @@ impl Engine {
         self.records.clear();
         self.counters.reset();
         self.webhooks.clear();
+        lock(&self.conversations).clear();
         for number in self.numbers.values() {
             number.reset(now);
         }
@@ -220,6 +225,27 @@ impl Engine {
         }
         let mut hold = None;
         if self.webhooks.is_enabled() {
+            // A template missing from the registry (rule off) bills as utility.
+            let mut pricing = Pricing::for_message(
+                outbound
+                    .is_template()
+                    .then(|| {
+                        template.map_or_else(|| "UTILITY".into(), |t| self.templates.category(t))
+                    })
+                    .as_deref(),
+                admitted.in_window,
+            );
+            if failure.is_none() && self.webhooks.statuses().conversations {
+                let random = &self.random;
+                pricing.conversation = Some(lock(&self.conversations).join(
+                    phone_number_id,
+                    user,
+                    &pricing.category,
+                    now,
+                    wall,
+                    || format!("{:016x}{:016x}", random.next_u64(), random.next_u64()),
+                ));
+            }
             let message = SentMessage {
                 number: Arc::clone(&number.config),
                 wamid: wamid.clone(),
@@ -228,12 +254,7 @@ impl Engine {
                     .get("biz_opaque_callback_data")
                     .and_then(Value::as_str)
                     .map(str::to_owned),
-                // A template missing from the registry (rule off) bills as utility.
-                pricing: Pricing::for_message(
-                    outbound
-                        .is_template()
-                        .then(|| template.map_or("UTILITY", |t| t.category.as_str())),
-                ),
+                pricing,
                 failure,
             };
             hold = self.webhooks.report(message, now, wall, &self.random);
@@ -304,7 +325,7 @@ impl Engine {
         {
             return Some(MetaError::window_closed());
         }
-        let user = user.filter(|_| template.is_some_and(TemplateConfig::is_marketing))?;
+        let user = user.filter(|_| template.is_some_and(|t| self.templates.is_marketing(t)))?;
         if user.marketing_opt_out {
             Some(MetaError::marketing_opt_out())
         } else if user.marketing_capped {

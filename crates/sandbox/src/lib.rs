@@ -8,7 +8,8 @@
 //! (100, 131008, 131009), a per-number token bucket shared with inbound
 //! messages (130429), the per-recipient pair limit (131056), the 24-hour
 //! window (131047, synchronous or as a `failed` status), the template
-//! registry (132000, 132001, 132015, 132016), user flags ending sends as
+//! registry (132000 for the header's, the body's or a button's parameter
+//! count, 132001, 132015, 132016), user flags ending sends as
 //! `failed` (131026, 131049, 131050), Meta's success and error shapes, and
 //! signed status and inbound webhooks, retried until the receiver answers
 //! 200. Every rule can be switched off (`Rules`) and faults injected
@@ -17,17 +18,25 @@
 //! the send path takes no lock but the record's.
 //!
 //! Beside sends it serves Meta's management reads (`debug_token`, the
-//! phone-number node, a WABA's `phone_numbers`, `message_templates` and
-//! `subscribed_apps`; see `account_routes`), all healthy by default and each
-//! breakable (`Sandbox::set_token`, `change_number`, `set_subscribed`,
-//! `set_template_status`, or the matching `/admin` routes), with the
-//! `phone_number_quality_update` and `message_template_status_update`
-//! webhooks Meta sends for such changes.
+//! phone-number node, a WABA's `phone_numbers`, `message_templates` (with
+//! components, paged) and `subscribed_apps`; see `account_routes`), all
+//! healthy by default and each breakable (`Sandbox::set_token`,
+//! `change_number`, `set_subscribed`, `set_template_status`,
+//! `set_template_category`, or the matching `/admin` routes), with the
+//! `phone_number_quality_update`, `message_template_status_update` and
+//! `template_category_update` webhooks Meta sends for such changes.
 //!
 //! For window tests, a user message can be dated in the past
 //! (`Sandbox::inbound_at`) and a window closed behind the gateway's back
 //! (`Sandbox::close_window`). The user directory can be replaced while the
 //! sandbox runs (`Sandbox::set_users`).
+//!
+//! Statuses carry Meta's `pricing`: per message (`PMP`, as since v24:
+//! templates billable by category, a utility template free while the
+//! user's window is open, free-form replies free), or, with
+//! `StatusConfig::conversations`, per conversation as webhook versions
+//! before v24 show it (`CBP` and a `conversation` object, one per number,
+//! user and category for 24 hours).
 //!
 //! Meta's status webhooks sometimes outrun its HTTP answer to the send;
 //! `StatusConfig::answer_after_status_ms` makes that happen on purpose and
@@ -85,8 +94,8 @@ pub use account::{
     ThroughputLevel, TokenState,
 };
 pub use config::{
-    DEFAULT_RATE_PER_SECOND, FailureMode, NumberConfig, Rules, SandboxConfig, StatusConfig,
-    TemplateConfig, TemplateStatus, UserConfig, WebhookTarget,
+    ButtonConfig, DEFAULT_RATE_PER_SECOND, FailureMode, NumberConfig, Rules, SandboxConfig,
+    StatusConfig, TemplateConfig, TemplateStatus, UserConfig, WebhookTarget,
 };
 pub use errors::SandboxError;
 pub use faults::Faults;
@@ -285,6 +294,19 @@ impl Sandbox {
         status: TemplateStatus,
     ) -> Result<(), SandboxError> {
         account_routes::set_template_status(&self.engine, name, language, status)
+    }
+
+    /// Changes a registered template's category (`MARKETING`, `UTILITY`,
+    /// `AUTHENTICATION`; the users' marketing flags follow it) and, when
+    /// it changed, sends a signed `template_category_update` webhook for
+    /// every WABA.
+    pub fn set_template_category(
+        &self,
+        name: &str,
+        language: &str,
+        category: &str,
+    ) -> Result<(), SandboxError> {
+        account_routes::set_template_category(&self.engine, name, language, category)
     }
 
     /// Forgets accepted records, counters, windows, pair state and queued

@@ -85,6 +85,9 @@ pub(crate) struct NumberState {
 pub(crate) struct Admitted {
     /// The window was open (or the window rule is off).
     pub(crate) window_open: bool,
+    /// The user's window was open, as far as it was looked at (with both
+    /// the window and the pair rule off it is not): for pricing.
+    pub(crate) in_window: bool,
 }
 
 impl NumberState {
@@ -114,7 +117,10 @@ impl NumberState {
             if pair_limited {
                 return Err(self.refuse_pair(rules));
             }
-            return Ok(Admitted { window_open: true });
+            return Ok(Admitted {
+                window_open: true,
+                in_window: false,
+            });
         }
         let mut users = lock(&self.users);
         let window = users
@@ -128,14 +134,18 @@ impl NumberState {
         {
             return Err(MetaError::window_closed());
         }
-        let window_open = !rules.window || window.is_open(now);
+        let in_window = window.is_open(now);
+        let window_open = !rules.window || in_window;
         self.take_token(rules, now)?;
         if pair_limited
             || (rules.pair && !users.with(user, now, |state| state.pair.try_accept(now)))
         {
             return Err(self.refuse_pair(rules));
         }
-        Ok(Admitted { window_open })
+        Ok(Admitted {
+            window_open,
+            in_window,
+        })
     }
 
     /// 131056, giving back the token the refused send took.
@@ -211,12 +221,18 @@ mod tests {
         );
         assert_eq!(
             number.admit("u", true, false, &rules, now).ok(),
-            Some(Admitted { window_open: false })
+            Some(Admitted {
+                window_open: false,
+                in_window: false
+            })
         );
         number.receive("u", true, now, Duration::ZERO);
         assert_eq!(
             number.admit("u", false, false, &rules, now).ok(),
-            Some(Admitted { window_open: true })
+            Some(Admitted {
+                window_open: true,
+                in_window: true
+            })
         );
         assert_eq!(
             code(number.admit("other", false, false, &rules, now)),
@@ -234,7 +250,10 @@ mod tests {
         };
         assert_eq!(
             number.admit("u", false, false, &rules, now).ok(),
-            Some(Admitted { window_open: false })
+            Some(Admitted {
+                window_open: false,
+                in_window: false
+            })
         );
     }
 
@@ -435,7 +454,10 @@ mod tests {
         };
         assert_eq!(
             number.admit("u", false, false, &async_rules, now).ok(),
-            Some(Admitted { window_open: false })
+            Some(Admitted {
+                window_open: false,
+                in_window: false
+            })
         );
         number.receive("u", true, now, Duration::ZERO);
         assert!(number.admit("u", false, false, &rules, now).is_ok());

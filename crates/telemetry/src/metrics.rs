@@ -87,6 +87,18 @@ pub struct Families {
     /// Messages per second Meta allows a sender's number at its throughput
     /// level (80 standard, 1000 high); 0 when unknown.
     pub sender_throughput_limit: IntGaugeVec,
+    /// 1 while a sender's bulk messages are held because Meta rates its
+    /// number RED (`worker.hold_bulk_on_red_quality`), else 0; exported by
+    /// the sender's owner only.
+    pub sender_bulk_held: IntGaugeVec,
+    /// Messages Meta bills, counted once per message from the `pricing` of
+    /// its status webhooks (its first `delivered` or `read`), by sender and
+    /// pricing category (a fixed set, `other` for anything else).
+    pub billable_messages: IntCounterVec,
+    /// Conversations opened, counted once per conversation id from the
+    /// `conversation` object of status webhooks (conversation-based pricing,
+    /// webhook versions before v24), by sender and category.
+    pub conversations: IntCounterVec,
     /// Messages stored for each client (`/send`, `/send/batch`).
     pub client_accepted: IntCounterVec,
     /// Messages `/send` refused to a client for now, by reason
@@ -108,6 +120,19 @@ pub struct Families {
     /// Messages failed without a call because the recipient is suppressed,
     /// by Meta's code (131050, 131049, 131026).
     pub suppressed: IntCounterVec,
+    /// 1 while a fallback template a sender uses (its configured one, or a
+    /// message's own that Meta refused) is unusable: not APPROVED in the
+    /// WABA's registry, or Meta answered 132001, 132015 or 132016; by
+    /// sender, template and language. Set by every worker from the
+    /// registry: aggregate with `max`.
+    pub fallback_template_unusable: IntGaugeVec,
+    /// Syncs of a WABA's template registry from Meta, by outcome (`ok`,
+    /// `error`).
+    pub template_syncs: IntCounterVec,
+    /// Messages `/send` refused (422) because of their template, by code
+    /// (`template_unknown`, `template_not_approved`, `template_language`,
+    /// `template_parameters`).
+    pub template_refusals: IntCounterVec,
     /// The name of every family registered above, recorded at registration
     /// (an empty `*Vec` family is absent from `Registry::gather`).
     names: Vec<String>,
@@ -360,6 +385,21 @@ impl Metrics {
                 "Messages per second Meta allows a sender at its throughput level (0 unknown).",
                 &["sender"],
             ),
+            sender_bulk_held: gauge(
+                "gateway_sender_bulk_held",
+                "1 while a sender's bulk messages are held because its quality rating is RED.",
+                &["sender"],
+            ),
+            billable_messages: counter(
+                "gateway_billable_messages_total",
+                "Messages Meta bills (pricing.billable in their status webhooks), once per message, by category.",
+                &["sender", "category"],
+            ),
+            conversations: counter(
+                "gateway_conversations_total",
+                "Conversations opened (the conversation object of status webhooks), once per id, by category.",
+                &["sender", "category"],
+            ),
             client_accepted: counter(
                 "gateway_client_messages_accepted_total",
                 "Messages stored in Redis for each client.",
@@ -405,6 +445,21 @@ impl Metrics {
                 "gateway_messages_held_total",
                 "Messages held back by an account rule (the portfolio's messaging limit).",
                 &["sender", "reason"],
+            ),
+            fallback_template_unusable: gauge(
+                "gateway_fallback_template_unusable",
+                "1 while a sender's fallback template is unusable (not APPROVED, or refused by Meta with 132001/132015/132016).",
+                &["sender", "template", "language"],
+            ),
+            template_syncs: counter(
+                "gateway_template_syncs_total",
+                "Syncs of a WABA's template registry from the Graph API, by outcome.",
+                &["waba", "outcome"],
+            ),
+            template_refusals: counter(
+                "gateway_template_refusals_total",
+                "Messages /send refused (422) for their template: unknown, not approved, language, parameters.",
+                &["sender", "code"],
             ),
             // Last, so that every name above is recorded.
             registry: registrar.registry.clone(),

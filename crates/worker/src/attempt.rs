@@ -14,6 +14,7 @@ use gateway_domain::MessageKind;
 use gateway_domain::rules::{
     ErrorClass, Failure, TransportFailure, Verdict, classify_code, classify_transport, window,
 };
+use gateway_domain::templates::TemplateCategory;
 use gateway_graph::GraphError;
 use gateway_queue::Outcome;
 use gateway_telemetry::SenderMetrics;
@@ -23,6 +24,7 @@ use crate::lease::Lease;
 use crate::messaging_limit;
 use crate::sender_state::{Completion, HeldMessage, Next};
 use crate::suppressions;
+use crate::templates;
 use crate::{Worker, unix_ms};
 
 /// A send's place in its sender's send window, taken when the dispatcher
@@ -124,24 +126,45 @@ pub(crate) async fn attempt(
             }
         }
     }
-    let Some(body) = body_to_send(&worker, &sender, &incoming) else {
-        let outcome = Outcome::Failed {
-            code: 131047,
-            title: "no fallback template for a closed window",
-            reason: "window_closed",
-        };
-        let next = record(&worker, &sender, &incoming, outcome).await;
-        return Completion {
-            message: incoming,
-            next: next.unwrap_or(Next::Done),
-            answered_in: None,
-        };
+    let (body, sent_as) = match body_to_send(&worker, &sender, &incoming).await {
+        Ok(to_send) => to_send,
+        Err(missing) => {
+            let (code, title, reason) = match missing {
+                NoFallback::None => (
+                    131047,
+                    "no fallback template for a closed window".to_owned(),
+                    "window_closed",
+                ),
+                NoFallback::Unusable { code } => {
+                    for family in [&worker.metrics.failed, &worker.metrics.dead_letters] {
+                        family
+                            .with_label_values(&[sender.name.as_str(), &code.to_string()])
+                            .inc();
+                    }
+                    let title = format!(
+                        "the window is closed and no fallback template is usable (Meta answers {code})"
+                    );
+                    (code, title, templates::NO_USABLE_FALLBACK)
+                }
+            };
+            let outcome = Outcome::Failed {
+                code,
+                title: &title,
+                reason,
+            };
+            let next = record(&worker, &sender, &incoming, outcome).await;
+            return Completion {
+                message: incoming,
+                next: next.unwrap_or(Next::Done),
+                answered_in: None,
+            };
+        }
     };
     match suppressions::holding_back(
         &worker,
         &sender,
         &incoming,
-        goes_as_marketing(&incoming),
+        goes_as_marketing(&worker, &sender, &incoming, sent_as).await,
         now_ms,
     )
     .await
@@ -281,6 +304,15 @@ pub(crate) async fn attempt(
 
     let class = classify(&error);
     let (code, title) = code_and_title(&error);
+    if matches!(
+        code,
+        gateway_domain::templates::TEMPLATE_MISSING
+            | gateway_domain::templates::TEMPLATE_PAUSED
+            | gateway_domain::templates::TEMPLATE_DISABLED
+    ) && let Some((template, fallback)) = sent_template(&sender, &incoming, sent_as)
+    {
+        templates::refused_by_meta(&worker, &sender, &template, code, fallback).await;
+    }
     if let Err(error) = suppressions::record_failure(
         &worker,
         &sender,
@@ -453,32 +485,105 @@ fn try_again_soon(message: HeldMessage) -> Completion {
 /// The record's reason for a message a suppression held back.
 const SUPPRESSED: &str = "suppressed";
 
-/// Whether the message goes as a marketing template (the category the api
-/// stored from the template registry).
-fn goes_as_marketing(message: &HeldMessage) -> bool {
-    let _ = message;
-    false
+/// Whether the message goes as a marketing template: by the category the
+/// api stored from the template registry with the message (or its own
+/// fallback), or the registry's for the sender's configured fallback.
+async fn goes_as_marketing(
+    worker: &Worker,
+    sender: &SenderSettings,
+    message: &HeldMessage,
+    sent_as: SentAs,
+) -> bool {
+    let delivery = &message.delivery;
+    let marketing =
+        |category: Option<TemplateCategory>| category.is_some_and(TemplateCategory::is_marketing);
+    match sent_as {
+        SentAs::Message => {
+            delivery.kind == MessageKind::Template && marketing(delivery.template_category)
+        }
+        SentAs::OwnFallback => marketing(delivery.fallback_category),
+        SentAs::SenderFallback => {
+            let Some(template) = &sender.fallback_template else {
+                return false;
+            };
+            templates::category(worker, sender, &templates::template_value(template))
+                .await
+                .is_some_and(TemplateCategory::is_marketing)
+        }
+    }
+}
+
+/// What a send went as: the message itself, its own fallback template, or
+/// the sender's configured one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SentAs {
+    Message,
+    OwnFallback,
+    SenderFallback,
+}
+
+/// Why a message to a closed window has no body to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoFallback {
+    /// Neither the message nor the sender has a fallback template.
+    None,
+    /// Each one there is cannot be sent: Meta would answer `code` (the
+    /// first one's).
+    Unusable { code: i64 },
 }
 
 /// The body to POST: the message, or as its fallback the message's own
-/// template or else the sender's, unless Meta said (webhook or poll) that
-/// the sender's is no longer approved; `None` when no fallback is left.
-fn body_to_send(
+/// template or else the sender's, whichever is usable (not marked
+/// unusable by this worker after Meta refused it or a webhook, and not
+/// refused by the WABA's template registry: see `templates::usable`).
+async fn body_to_send(
     worker: &Worker,
     sender: &SenderSettings,
     incoming: &HeldMessage,
-) -> Option<String> {
+) -> Result<(String, SentAs), NoFallback> {
     let delivery = &incoming.delivery;
     if !incoming.progress.fallback_used {
-        return Some(delivery.graph_body());
+        return Ok((delivery.graph_body(), SentAs::Message));
     }
-    delivery.fallback_body().or_else(|| {
-        let template = sender.fallback_template.as_ref()?;
-        if worker.sender_health.is_unusable(template) {
-            return None;
+    let mut refused = None;
+    if let Some(own) = delivery.fallback_body() {
+        match templates::usable(worker, sender, &templates::template_of_body(&own)).await {
+            Ok(()) => return Ok((own, SentAs::OwnFallback)),
+            Err(code) => refused = Some(code),
         }
-        Some(delivery.with_callback_data(&template.graph_body(&delivery.recipient)))
-    })
+    }
+    if let Some(template) = &sender.fallback_template {
+        match templates::usable(worker, sender, &templates::template_value(template)).await {
+            Ok(()) => {
+                let body = delivery.with_callback_data(&template.graph_body(&delivery.recipient));
+                return Ok((body, SentAs::SenderFallback));
+            }
+            Err(code) => refused = refused.or(Some(code)),
+        }
+    }
+    Err(refused.map_or(NoFallback::None, |code| NoFallback::Unusable { code }))
+}
+
+/// The template object a send went as (and whether as a fallback), to
+/// mark it when Meta refuses it; `None` for a free-form message.
+fn sent_template(
+    sender: &SenderSettings,
+    incoming: &HeldMessage,
+    sent_as: SentAs,
+) -> Option<(serde_json::Value, bool)> {
+    let delivery = &incoming.delivery;
+    match sent_as {
+        SentAs::Message => (delivery.kind == MessageKind::Template)
+            .then(|| (templates::template_of_body(&delivery.graph_body()), false)),
+        SentAs::OwnFallback => Some((
+            templates::template_of_body(&delivery.fallback_body()?),
+            true,
+        )),
+        SentAs::SenderFallback => Some((
+            templates::template_value(sender.fallback_template.as_ref()?),
+            true,
+        )),
+    }
 }
 
 fn classify(error: &GraphError) -> ErrorClass {

@@ -1,5 +1,6 @@
 //! The per-sender gauges a worker exports: queue depth and oldest age,
-//! predicted wait per priority, paused, effective rate. With the depth, the
+//! predicted wait per priority, paused, effective rate, the number's
+//! quality rating and whether its bulk lane is held. With the depth, the
 //! owner publishes the sender's effective rate in Redis for the api's
 //! admission control (`gateway_queue::PUBLISHED_RATE_TTL`). Only the sender's current owner exports them:
 //! the gauges are set for a sender once the worker takes its lease, and
@@ -84,6 +85,21 @@ impl SenderGauges {
                 .effective_rate
                 .with_label_values(&[name])
                 .set(i64::from(rate));
+        });
+    }
+
+    /// The number's quality rating (0 unknown .. 3 red) and whether it
+    /// holds the bulk lane.
+    pub fn set_quality(&self, quality: i64, bulk_held: bool) {
+        self.with_owner(|metrics, name| {
+            metrics
+                .sender_quality_rating
+                .with_label_values(&[name])
+                .set(quality);
+            metrics
+                .sender_bulk_held
+                .with_label_values(&[name])
+                .set(i64::from(bulk_held));
         });
     }
 
@@ -185,6 +201,11 @@ impl OwnedGauges {
         // An error only says the series was never set.
         let _ = self.metrics.sender_paused.remove_label_values(&labels);
         let _ = self.metrics.effective_rate.remove_label_values(&labels);
+        let _ = self
+            .metrics
+            .sender_quality_rating
+            .remove_label_values(&labels);
+        let _ = self.metrics.sender_bulk_held.remove_label_values(&labels);
         let _ = self.metrics.queue_depth.remove_label_values(&labels);
         let _ = self.metrics.queue_oldest_age.remove_label_values(&labels);
         for priority in PRIORITIES {

@@ -4,11 +4,18 @@
 //! next Redis step it needs (`sender_io`: take over, read, park, unpark,
 //! promote, arm), and then sleeps until something happens: a call
 //! finishes, a step returns, Redis reports a change to the sender's keys
-//! (new entries, the pause flag, the lease), or the next due time comes.
+//! (new entries, the pause flag, the lease, the number's quality rating),
+//! or the next due time comes.
 //! An idle sender does nothing at all: no timer, no Redis call.
 //!
 //! Guarantees (with the state machine's): no send starts without a valid
-//! lease; a sender paused in Redis sends nothing; everything held when the
+//! lease; a sender paused in Redis sends nothing; a sender whose number
+//! Meta rates RED sends no bulk message (with `hold_bulk_on_red_quality`):
+//! the dispatcher watches the rating this worker knows
+//! (`SenderHealth::quality`) and feeds it from Redis (`gw:{pnid}:quality`,
+//! written by whichever worker polled Meta or handled its quality webhook),
+//! read with the lease and the pause flag before anything is read of the
+//! streams, and again when it changes; everything held when the
 //! sender is let go stays pending in Redis for the next owner, and the
 //! sends already started finish within `worker.shutdown_grace`.
 
@@ -31,8 +38,11 @@ use tracing::Instrument;
 use crate::attempt::{Slot, attempt, record};
 use crate::depth::SenderGauges;
 use crate::lease::Lease;
+use crate::sender_health::quality_name;
 use crate::sender_io::{Done, SenderIo, Step, instant_at};
-use crate::sender_state::{Completion, Decision, HeldMessage, Limits, Next, SenderState};
+use crate::sender_state::{
+    Completion, Decision, HeldMessage, Limits, Next, SenderState, holds_bulk,
+};
 use crate::{Worker, unix_ms};
 
 /// After a failed Redis step, the next one waits this long, doubling up to
@@ -125,6 +135,9 @@ pub(crate) async fn dispatch_sender(
     // changes; `true` for the first look.
     let mut tier = worker.sender_health.tier(&name);
     let mut tier_changed = true;
+    // The quality rating likewise (it may hold the bulk lane).
+    let mut quality = worker.sender_health.quality(&name);
+    let mut quality_changed = true;
     // One timer and one cancellation wait for the whole loop: making them
     // anew on every turn costs a timer-wheel lock each.
     let timer = tokio::time::sleep(Duration::from_secs(3600));
@@ -141,6 +154,11 @@ pub(crate) async fn dispatch_sender(
                 tracing::warn!(sender = %name, rate = capped, ?tier, "the throughput tier sets the sender's rate");
                 state.set_rate(capped);
             }
+        }
+        if std::mem::take(&mut quality_changed) {
+            let rating = *quality.borrow_and_update();
+            let hold = settings.hold_bulk_on_red_quality;
+            follow_quality(&name, rating, hold, &mut state, &mut plan, &gauges);
         }
 
         // Sends: first when the last ones really left, then as many as may
@@ -192,6 +210,7 @@ pub(crate) async fn dispatch_sender(
             io.as_ref().and_then(|io| {
                 [Lane::Transactional, Lane::Bulk]
                     .into_iter()
+                    .filter(|lane| !state.is_held(*lane))
                     .filter_map(|lane| io.consumer(lane).next_due())
                     .min()
             }),
@@ -234,9 +253,18 @@ pub(crate) async fn dispatch_sender(
                 match result {
                     Ok(done) => {
                         plan.retry_pause = STEP_RETRY_MIN;
+                        let stored = match &done {
+                            Done::Control { quality, .. } => Some(quality.clone()),
+                            _ => None,
+                        };
                         if !apply(&owner, crashed, &mut state, &mut plan, &gauges, done) {
                             tracing::warn!(sender = %name, "the lease is another worker's; stopping");
                             break;
+                        }
+                        if let Some(stored) = stored {
+                            // Looked at before the next turn's sends.
+                            worker.sender_health.read_stored(&name, stored);
+                            quality_changed = true;
                         }
                     }
                     Err(error) => {
@@ -253,6 +281,7 @@ pub(crate) async fn dispatch_sender(
             _ = scheduled.notified() => plan.promote = true,
             _ = control.notified() => plan.control = true,
             Ok(()) = tier.changed() => tier_changed = true,
+            Ok(()) = quality.changed() => quality_changed = true,
             _ = &mut timer, if due.is_some() => {}
             _ = lease.changed() => {}
             acquired = worker.in_flight.clone().acquire_owned(), if waiting_for_permit => {
@@ -268,6 +297,7 @@ pub(crate) async fn dispatch_sender(
     // Sends already started finish and are recorded; what was read but not
     // started stays pending in Redis for whoever owns the sender next.
     drop(running);
+    worker.sender_health.forget_stored(&name);
     let grace = worker.settings.worker.shutdown_grace;
     let _ = tokio::time::timeout(grace, async {
         while let Some(done) = sends.join_next().await {
@@ -404,7 +434,12 @@ fn next_step(
             });
         }
     }
-    let caught_up = lanes.iter().all(|lane| io.consumer(*lane).caught_up());
+    // A held lane is not read until it is let go: it must not keep the
+    // sender from arming.
+    let caught_up = lanes
+        .iter()
+        .filter(|lane| !state.is_held(**lane))
+        .all(|lane| io.consumer(*lane).caught_up());
     if !plan.armed && (caught_up || plan.woken) {
         // Arm and read in one round trip: an entry added since the last
         // read is read now, and a later one wakes the sender. A routed
@@ -442,6 +477,7 @@ fn apply(
         Done::Control {
             lease_holder,
             paused,
+            ..
         } => {
             if lease_holder.as_deref() != Some(owner) {
                 return false;
@@ -495,6 +531,38 @@ fn apply(
         }
     }
     true
+}
+
+/// Holds the sender's bulk lane while its number's `quality` (0 unknown
+/// .. 3 red) is RED and the hold is configured, lets it go otherwise, and
+/// exports both.
+fn follow_quality(
+    name: &str,
+    quality: i64,
+    hold_on_red: bool,
+    state: &mut SenderState,
+    plan: &mut Plan,
+    gauges: &SenderGauges,
+) {
+    let held = holds_bulk(quality, hold_on_red);
+    if held != state.is_held(Lane::Bulk) {
+        if held {
+            tracing::warn!(
+                sender = name,
+                "Meta rates the number's quality RED: its bulk messages are held (they stay queued); transactional ones go on"
+            );
+        } else {
+            tracing::info!(
+                sender = name,
+                rating = quality_name(quality),
+                "the number's quality is no longer RED: bulk messages go again"
+            );
+            // Read what came in meanwhile.
+            plan.reread[Lane::Bulk.stream_index()] = true;
+        }
+        state.set_bulk_held(held);
+    }
+    gauges.set_quality(quality, held);
 }
 
 /// What starting a call needs.

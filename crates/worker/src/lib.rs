@@ -17,6 +17,7 @@
 //! worker also serves `/healthz`, `/readyz` and `/metrics` on its own address.
 
 mod attempt;
+mod costs;
 mod depth;
 mod dispatcher;
 mod lanes;
@@ -29,6 +30,7 @@ mod sender_health;
 mod sender_io;
 mod sender_state;
 mod suppressions;
+mod templates;
 mod webhook_events;
 
 pub use ops_routes::ops_router;
@@ -68,6 +70,8 @@ pub struct Worker {
     pub(crate) sender_health: Arc<sender_health::SenderHealth>,
     /// Which senders have suppressed recipients.
     pub(crate) suppression_watch: suppressions::SuppressionWatch,
+    /// The WABAs' template registries (see [`templates`]).
+    pub(crate) templates: gateway_queue::TemplateCache,
 }
 
 impl Worker {
@@ -114,6 +118,7 @@ impl Worker {
         // Suppressed messages and holds are counted from 0, so that an
         // alert's increase() sees the first.
         for sender in &settings.senders {
+            costs::register(&metrics, &sender.name);
             for code in [131050, 131049, 131026] {
                 metrics
                     .suppressed
@@ -129,6 +134,8 @@ impl Worker {
                 .held
                 .with_label_values(&[sender.name.as_str(), messaging_limit::HELD_REASON]);
         }
+        let templates =
+            gateway_queue::TemplateCache::new(queue.clone(), gateway_queue::TEMPLATE_REFRESH);
         Ok(Self {
             endpoints,
             in_flight: Arc::new(tokio::sync::Semaphore::new(settings.worker.max_in_flight)),
@@ -139,6 +146,7 @@ impl Worker {
             metrics,
             retry_policy,
             consumer: consumer_name(),
+            templates,
             sender_health: Arc::default(),
             suppression_watch: suppressions::SuppressionWatch::default(),
         })
@@ -196,8 +204,9 @@ impl Worker {
         let depths = tokio::spawn(depth::report_depths(worker.clone(), shutdown.clone()));
         let health = tokio::spawn(sender_health::run(worker.clone(), shutdown.clone()));
         let suppressed = tokio::spawn(suppressions::watch(worker.clone(), shutdown.clone()));
+        let registries = tokio::spawn(templates::run(worker.clone(), shutdown.clone()));
         ownership::run(worker.clone(), shutdown).await;
-        let _ = tokio::join!(depths, events, deliveries, health, suppressed);
+        let _ = tokio::join!(depths, events, deliveries, health, suppressed, registries);
         tracing::info!(worker = %worker.consumer, "worker stopped");
         Ok(())
     }

@@ -217,6 +217,8 @@ mod tests {
                 title: "Message undeliverable".into(),
             }),
             callback_data: None,
+            pricing: None,
+            conversation: None,
         };
         let body: Value =
             serde_json::from_str(&status_body(&sender(), &view, &update)).expect("json");

@@ -30,8 +30,8 @@ const PROMOTE_BATCH: usize = 500;
 
 /// What the dispatcher asks of Redis.
 pub(crate) enum Step {
-    /// Read the lease holder and the pause flag, and be woken when either
-    /// changes.
+    /// Read the lease holder, the pause flag and the number's quality
+    /// rating, and be woken when any of them changes.
     Control,
     /// What is parked for both streams.
     Summary,
@@ -71,6 +71,8 @@ pub(crate) enum Done {
     Control {
         lease_holder: Option<String>,
         paused: bool,
+        /// The number's quality rating as last read from Meta, if known.
+        quality: Option<String>,
     },
     Summary([ParkedSummary; 2]),
     Messages {
@@ -100,7 +102,7 @@ pub(crate) struct SenderIo {
     pub wake: Arc<Notify>,
     /// The scheduled set changed.
     pub scheduled: Arc<Notify>,
-    /// The lease or the pause flag changed.
+    /// The lease, the pause flag or the quality rating changed.
     pub control: Arc<Notify>,
 }
 
@@ -162,12 +164,20 @@ impl SenderIo {
                 let values = self
                     .worker
                     .watcher
-                    .get_and_arm(&[keys::lease(&pnid), keys::paused(&pnid)], &self.control)
+                    .get_and_arm(
+                        &[
+                            keys::lease(&pnid),
+                            keys::paused(&pnid),
+                            keys::quality(&pnid),
+                        ],
+                        &self.control,
+                    )
                     .await?;
                 let mut values = values.into_iter();
                 Ok(Done::Control {
                     lease_holder: values.next().flatten(),
                     paused: values.next().flatten().is_some(),
+                    quality: values.next().flatten(),
                 })
             }
             Step::Summary => {

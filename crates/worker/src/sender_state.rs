@@ -16,7 +16,11 @@
 //!   wait too), so it never holds up another recipient;
 //! - calls in flight stay under rate × answer time (with headroom), and
 //!   under one while the sender probes a Meta that has not answered yet;
-//! - what the worker holds per priority stays under its read-ahead.
+//! - what the worker holds per priority stays under its read-ahead;
+//! - while the bulk lane is held (Meta rates the number RED, see
+//!   [`holds_bulk`]), no bulk message is sent, read, taken over, unparked
+//!   or expired, and transactional ones go on as before; once it is let
+//!   go, bulk resumes where it stopped.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -172,6 +176,8 @@ pub(crate) struct SenderState {
     answer: AnswerTime,
     sender_wait_until: Option<Instant>,
     paused: bool,
+    /// The bulk lane is held (quality RED): nothing of it goes or comes in.
+    bulk_held: bool,
     parks: Vec<ParkRequest>,
     parked: [Parked; 2],
     tally: Tally,
@@ -207,6 +213,7 @@ impl SenderState {
             answer: AnswerTime::default(),
             sender_wait_until: None,
             paused: false,
+            bulk_held: false,
             parks: Vec::new(),
             parked: [Parked::default(); 2],
             tally: Tally::default(),
@@ -274,11 +281,18 @@ impl SenderState {
             if self.in_flight >= self.in_flight_cap() {
                 return Decision::Wait(None);
             }
+            let bulk_held = self.bulk_held;
             let Some(lane) = Lane::STREAMS
                 .into_iter()
+                .filter(|lane| !(bulk_held && *lane == Lane::Bulk))
                 .find(|lane| self.lanes[lane.stream_index()].has_ready(now))
             else {
-                return Decision::Wait(self.lanes.iter().filter_map(Lanes::next_wake).min());
+                let next_wake = Lane::STREAMS
+                    .into_iter()
+                    .filter(|lane| !self.is_held(*lane))
+                    .filter_map(|lane| self.lanes[lane.stream_index()].next_wake())
+                    .min();
+                return Decision::Wait(next_wake);
             };
             let spacing = RATE_WINDOW.mul_f64(MIN_SPACING_FRACTION / f64::from(limit.max(1)));
             let paced_at = self.last_send.map_or(now, |t| t + spacing);
@@ -483,13 +497,22 @@ impl SenderState {
         })
     }
 
-    /// When parked messages of either priority next come due.
+    /// When parked messages of either priority next come due (a held
+    /// lane's never do).
     pub fn next_parked_due(&self) -> Option<Instant> {
-        self.parked.iter().filter_map(|p| p.next_due).min()
+        Lane::STREAMS
+            .into_iter()
+            .filter(|lane| !self.is_held(*lane))
+            .filter_map(|lane| self.parked[lane.stream_index()].next_due)
+            .min()
     }
 
-    /// Messages of `lane` that may still be read into memory.
+    /// Messages of `lane` that may still be read into memory (none while
+    /// the lane is held).
     pub fn room(&self, lane: Lane) -> usize {
+        if self.is_held(lane) {
+            return 0;
+        }
         let most = read_ahead(
             self.window.limit(),
             self.answer.get(),
@@ -564,6 +587,16 @@ impl SenderState {
         self.paused = paused;
     }
 
+    /// Holds the bulk lane (`true`) or lets it go: see [`holds_bulk`].
+    pub fn set_bulk_held(&mut self, held: bool) {
+        self.bulk_held = held;
+    }
+
+    /// Whether nothing of `lane` may go (or be read) now.
+    pub fn is_held(&self, lane: Lane) -> bool {
+        lane == Lane::Bulk && self.bulk_held
+    }
+
     /// The throughput tier caps the configured rate.
     pub fn set_rate(&mut self, rate: u32) {
         if rate != self.rate.configured() {
@@ -596,6 +629,16 @@ impl SenderState {
     pub fn recent_sends(&self) -> impl Iterator<Item = Instant> + '_ {
         self.window.recent()
     }
+}
+
+/// Whether a sender's bulk lane is held: its number's quality rating
+/// (`quality`: 0 unknown, 1 green, 2 yellow, 3 red, as
+/// `sender_health::quality_value`) is RED and the hold is configured
+/// (`worker.hold_bulk_on_red_quality`). Unknown, GREEN and YELLOW hold
+/// nothing: Meta lowers a RED number's limits and may restrict it, and bulk
+/// traffic is what a business can defer; transactional traffic goes on.
+pub(crate) fn holds_bulk(quality: i64, configured: bool) -> bool {
+    configured && quality >= 3
 }
 
 /// Why a message must not be sent any more, if it must not: past its
@@ -1079,6 +1122,88 @@ mod tests {
         state.set_paused(false);
         assert!(matches!(state.next(t0, T0_MS, true), Decision::Send(_)));
         assert!(!state.is_idle());
+    }
+
+    #[test]
+    fn a_held_bulk_lane_sends_nothing_while_transactional_messages_go_on() {
+        let t0 = Instant::now();
+        let mut state = SenderState::new(limits(70), t0, [], []);
+        for seq in 0..20 {
+            state.accept(
+                message_in(Lane::Bulk, seq, &format!("+1555{seq:07}"), t0),
+                t0,
+            );
+        }
+        // One of them is long expired: even that is left alone while held.
+        let mut stale = message_in(Lane::Bulk, 20, "+15550000020", t0);
+        stale.delivery.expires_at_ms = Some(T0_MS - 1);
+        state.accept(stale, t0);
+        // Some bulk messages are parked and due.
+        state.parked(
+            Lane::Bulk,
+            ParkedSummary {
+                recipients: 1,
+                next_due_ms: Some(T0_MS),
+            },
+            Some(t0),
+        );
+        state.set_bulk_held(true);
+        assert!(state.is_held(Lane::Bulk) && !state.is_held(Lane::Transactional));
+        assert_eq!(state.room(Lane::Bulk), 0, "no bulk read");
+        assert!(!state.worth_reading(Lane::Bulk));
+        assert!(
+            state.unpark_due(Lane::Bulk, t0, T0_MS).is_none(),
+            "no bulk unparked"
+        );
+        assert_eq!(
+            state.next_parked_due(),
+            None,
+            "no wake-up for held parked ones"
+        );
+        assert!(state.room(Lane::Transactional) > 0);
+
+        for seq in 100..110 {
+            state.accept(message(seq, &format!("+1666{seq:07}"), t0), t0);
+        }
+        let sends = drive(&mut state, t0, t0 + 10 * SECOND, 5 * MS, |_, _| Next::Done);
+        assert_eq!(sends.len(), 10, "the transactional ones, and only them");
+        assert!(sends.iter().all(|(_, to, _)| to.starts_with("+1666")));
+        assert!(
+            matches!(
+                state.next(t0 + 20 * SECOND, T0_MS + 20_000, true),
+                Decision::Wait(None)
+            ),
+            "nothing to wake up for while bulk is held"
+        );
+        assert_eq!(
+            state.held_in(Lane::Bulk),
+            21,
+            "kept, neither sent nor failed"
+        );
+
+        // RED no more: bulk goes, the expired one expires, parked ones come due.
+        state.set_bulk_held(false);
+        assert!(state.room(Lane::Bulk) > 0);
+        assert_eq!(state.next_parked_due(), Some(t0));
+        let later = t0 + 20 * SECOND;
+        let sends = drive(&mut state, later, later + 10 * SECOND, 5 * MS, |_, _| {
+            Next::Done
+        });
+        assert_eq!(sends.len(), 20, "every bulk message once the hold ends");
+        assert!(
+            sends.iter().all(|(_, _, seq)| *seq != 20),
+            "the expired one is not sent"
+        );
+        assert!(state.is_idle());
+    }
+
+    #[test]
+    fn only_a_red_rating_holds_bulk_and_only_when_configured() {
+        assert!(holds_bulk(3, true));
+        for quality in [0, 1, 2] {
+            assert!(!holds_bulk(quality, true), "{quality}");
+        }
+        assert!(!holds_bulk(3, false));
     }
 
     #[test]

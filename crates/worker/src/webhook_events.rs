@@ -5,7 +5,8 @@
 //!
 //! - An inbound message opens the user's window and is forwarded to the
 //!   subscribers; one seen before changes nothing.
-//! - A status moves its message forward (never back) and is forwarded; a
+//! - A status moves its message forward (never back), is forwarded, and
+//!   counts what Meta says the message costs (`costs`); a
 //!   `failed` one is judged by the same rules as a failed send: a transient
 //!   code is retried after backoff, 131047 closes the window and resends the
 //!   fallback template once, anything else fails the message into the
@@ -254,6 +255,7 @@ async fn process(
             WebhookEvent::Inbound(m) => &m.phone_number_id,
             WebhookEvent::Other { kind, .. }
                 if kind == "message_template_status_update"
+                    || kind == "template_category_update"
                     || kind == "phone_number_quality_update"
                     || kind == "business_capability_update" =>
             {
@@ -372,6 +374,12 @@ async fn status(
     let Some(view) = view else {
         return Ok(early("unknown_message"));
     };
+    if view.wamid == update.wamid {
+        // Before the check for a repeat: the cost counts keep marks of
+        // their own, so a status applied by a try that then failed is
+        // still counted, and only once.
+        crate::costs::count(worker, sender, &view, update).await?;
+    }
     if view.seen {
         count(worker, "duplicate");
         return Ok(Processed::Done);

@@ -460,3 +460,21 @@ fn portfolios_name_their_wabas_and_hold_at_a_share_of_the_limit() {
         "portfolios.777.hold_at"
     );
 }
+
+#[test]
+fn bulk_is_held_on_red_quality_unless_turned_off() {
+    let defaults = load(MINIMAL, &env(), Role::Worker).expect("valid");
+    assert!(defaults.worker.hold_bulk_on_red_quality);
+
+    let off = format!("[worker]\nhold_bulk_on_red_quality = false\n{MINIMAL}");
+    let settings = load(&off, &env(), Role::Worker).expect("valid");
+    assert!(!settings.worker.hold_bulk_on_red_quality);
+
+    let mut overridden = env();
+    overridden.set("GATEWAY_WORKER__HOLD_BULK_ON_RED_QUALITY", "false");
+    let settings = load(MINIMAL, &overridden, Role::Worker).expect("valid");
+    assert!(!settings.worker.hold_bulk_on_red_quality);
+
+    let bad = format!("[worker]\nhold_bulk_on_red_quality = \"sometimes\"\n{MINIMAL}");
+    assert!(load(&bad, &env(), Role::Worker).is_err());
+}

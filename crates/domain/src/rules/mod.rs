@@ -15,6 +15,7 @@ pub mod concurrency;
 pub mod error_class;
 pub mod messaging_limit;
 pub mod pair_limit;
+pub mod pricing;
 pub mod retry;
 pub mod send_window;
 pub mod suppression;

@@ -2,6 +2,7 @@
 //! takes `now` as an argument, so the unit tests drive them with virtual
 //! time and the send path owns the locking.
 
+pub(crate) mod conversation;
 pub(crate) mod pair;
 pub(crate) mod throughput;
 pub(crate) mod window;

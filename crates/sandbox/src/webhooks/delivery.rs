@@ -258,7 +258,7 @@ mod tests {
             wamid: wamid.into(),
             user: UserId::Phone("16505551234".into()),
             biz_opaque_callback_data: None,
-            pricing: Pricing::for_message(None),
+            pricing: Pricing::for_message(None, true),
             failure: None::<MetaError>,
         };
         Work::Status(

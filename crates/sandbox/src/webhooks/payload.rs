@@ -17,6 +17,7 @@ use serde_json::{Map, Value, json};
 
 use crate::config::NumberConfig;
 use crate::errors::MetaError;
+use crate::rules::conversation::Conversation;
 use crate::user_id::UserId;
 
 /// How Meta prices a message, echoed in its statuses.
@@ -27,23 +28,35 @@ pub(crate) struct Pricing {
     pub(crate) kind: &'static str,
     /// `marketing`, `utility`, `authentication` or `service`.
     pub(crate) category: String,
+    /// Under conversation-based pricing (`StatusConfig::conversations`,
+    /// webhook versions before v24): the conversation the message belongs
+    /// to. Its statuses then say `pricing_model: CBP` and carry a
+    /// `conversation` object; otherwise `PMP` and none, as Meta sends today.
+    pub(crate) conversation: Option<Conversation>,
 }
 
 impl Pricing {
-    /// Templates are billed by their category; free-form replies inside the
-    /// customer-service window are free.
-    pub(crate) fn for_message(template_category: Option<&str>) -> Self {
+    /// Per-message pricing: templates are billed by their category, except
+    /// a utility template sent while the user's customer-service window is
+    /// open (`in_window`); free-form replies inside the window are free.
+    pub(crate) fn for_message(template_category: Option<&str>, in_window: bool) -> Self {
+        let free = |category: &str| Self {
+            billable: false,
+            kind: "free_customer_service",
+            category: category.to_owned(),
+            conversation: None,
+        };
         match template_category {
+            Some(category) if in_window && category.eq_ignore_ascii_case("utility") => {
+                free("utility")
+            }
             Some(category) => Self {
                 billable: true,
                 kind: "regular",
                 category: category.to_ascii_lowercase(),
+                conversation: None,
             },
-            None => Self {
-                billable: false,
-                kind: "free_customer_service",
-                category: "service".to_owned(),
-            },
+            None => free("service"),
         }
     }
 }
@@ -145,12 +158,32 @@ fn status(event: &StatusEvent) -> Value {
         (Some(error), StatusKind::Failed) => status["errors"] = json!([error.status_error()]),
         _ => {
             let pricing = &message.pricing;
-            status["pricing"] = json!({
-                "billable": pricing.billable,
-                "pricing_model": "PMP",
-                "type": pricing.kind,
-                "category": pricing.category,
-            });
+            match &pricing.conversation {
+                None => {
+                    status["pricing"] = json!({
+                        "billable": pricing.billable,
+                        "pricing_model": "PMP",
+                        "type": pricing.kind,
+                        "category": pricing.category,
+                    });
+                }
+                Some(conversation) => {
+                    status["pricing"] = json!({
+                        "billable": pricing.billable,
+                        "pricing_model": "CBP",
+                        "category": pricing.category,
+                    });
+                    let mut object = json!({
+                        "id": conversation.id,
+                        "origin": {"type": pricing.category},
+                    });
+                    // Meta dates the conversation on its `sent` statuses.
+                    if event.kind == StatusKind::Sent {
+                        object["expiration_timestamp"] = json!(unix_seconds(conversation.expires));
+                    }
+                    status["conversation"] = object;
+                }
+            }
         }
     }
     status
@@ -248,9 +281,67 @@ mod tests {
             wamid: "wamid.A".into(),
             user: UserId::Phone("16505551234".into()),
             biz_opaque_callback_data: Some("cb-1".into()),
-            pricing: Pricing::for_message(Some("MARKETING")),
+            pricing: Pricing::for_message(Some("MARKETING"), false),
             failure,
         })
+    }
+
+    #[test]
+    fn a_utility_template_in_an_open_window_and_a_reply_are_free() {
+        let utility = Pricing::for_message(Some("UTILITY"), true);
+        assert!(!utility.billable);
+        assert_eq!(
+            (utility.kind, utility.category.as_str()),
+            ("free_customer_service", "utility")
+        );
+        let outside = Pricing::for_message(Some("UTILITY"), false);
+        assert!(outside.billable);
+        assert_eq!(outside.kind, "regular");
+        assert!(Pricing::for_message(Some("MARKETING"), true).billable);
+        let reply = Pricing::for_message(None, true);
+        assert!(!reply.billable);
+        assert_eq!(reply.category, "service");
+    }
+
+    #[test]
+    fn under_conversation_pricing_statuses_name_their_conversation() {
+        let mut pricing = Pricing::for_message(Some("UTILITY"), false);
+        pricing.conversation = Some(crate::rules::conversation::Conversations::default().join(
+            "n",
+            "u",
+            "utility",
+            std::time::Instant::now(),
+            at(),
+            || "c0ffee".into(),
+        ));
+        let message = Arc::new(SentMessage {
+            number: number(),
+            wamid: "wamid.A".into(),
+            user: UserId::Phone("16505551234".into()),
+            biz_opaque_callback_data: None,
+            pricing,
+            failure: None,
+        });
+        let events = [StatusKind::Sent, StatusKind::Delivered].map(|kind| StatusEvent {
+            message: Arc::clone(&message),
+            kind,
+            at: at(),
+        });
+        let body = statuses(&number(), &events);
+        let listed = &body["entry"][0]["changes"][0]["value"]["statuses"];
+        assert_eq!(
+            listed[0]["conversation"],
+            json!({"id": "c0ffee", "origin": {"type": "utility"},
+                   "expiration_timestamp": "1749502783"})
+        );
+        assert_eq!(
+            listed[1]["conversation"],
+            json!({"id": "c0ffee", "origin": {"type": "utility"}})
+        );
+        assert_eq!(
+            listed[1]["pricing"],
+            json!({"billable": true, "pricing_model": "CBP", "category": "utility"})
+        );
     }
 
     #[test]

@@ -251,6 +251,144 @@ async fn template_registry_errors() {
 }
 
 #[tokio::test]
+async fn header_and_button_parameters_must_match_the_template() {
+    let mut config = config();
+    config.templates.push(
+        TemplateConfig::new("shipped", "en_US", 1)
+            .with_text_header(1)
+            .with_button("URL", 1)
+            .with_button("QUICK_REPLY", 0),
+    );
+    let sandbox = TestSandbox::start(config).await;
+    let text = |t: &str| json!({"type": "text", "text": t});
+    let send = |components: Value| {
+        json!({"messaging_product": "whatsapp", "to": USER, "type": "template", "template": {
+            "name": "shipped", "language": {"code": "en_US"}, "components": components}})
+    };
+    let header = json!({"type": "header", "parameters": [text("A-1")]});
+    let body = json!({"type": "body", "parameters": [text("Ana")]});
+    let url =
+        json!({"type": "button", "sub_type": "url", "index": "0", "parameters": [text("t/1")]});
+    let (status, answer) = sandbox.send(&send(json!([header, body, url]))).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    for (what, components) in [
+        ("no header", json!([body, url])),
+        ("no url parameter", json!([header, body])),
+        (
+            "a button it does not have",
+            json!([header, body, url, {"type": "button", "sub_type": "url", "index": 4, "parameters": [text("x")]}]),
+        ),
+    ] {
+        let (status, answer) = sandbox.send(&send(components)).await;
+        assert_eq!(
+            (status, error_code(&answer)),
+            (StatusCode::BAD_REQUEST, 132_000),
+            "{what}: {answer}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn message_templates_lists_components_a_page_at_a_time() {
+    let mut config = config();
+    for i in 0..30 {
+        config
+            .templates
+            .push(TemplateConfig::new(format!("bulk_{i:02}"), "en_US", i % 3));
+    }
+    config.templates.push(
+        TemplateConfig::new("shipped", "en_US", 2)
+            .with_category("MARKETING")
+            .with_text_header(1)
+            .with_button("URL", 1)
+            .with_button("QUICK_REPLY", 0),
+    );
+    let receiver = Receiver::start(0).await;
+    config.webhook = Some(receiver.target());
+    let sandbox = TestSandbox::start(config).await;
+    let list = |query: String| {
+        let request = sandbox
+            .client
+            .get(format!(
+                "{}/v25.0/{WABA}/message_templates{query}",
+                sandbox.base
+            ))
+            .bearer_auth(TOKEN);
+        async move {
+            let response = request.send().await.expect("an answer");
+            assert_eq!(response.status().as_u16(), 200);
+            response.json::<Value>().await.expect("JSON")
+        }
+    };
+    // Meta's default page is 25; paging.next leads on until the last page.
+    let mut names = Vec::new();
+    let mut query = String::new();
+    let mut pages = 0;
+    loop {
+        let page = list(query.clone()).await;
+        pages += 1;
+        for template in page["data"].as_array().expect("data") {
+            names.push(template["name"].as_str().expect("name").to_owned());
+        }
+        if page["paging"]["next"].is_null() {
+            break;
+        }
+        let after = page["paging"]["cursors"]["after"].as_str().expect("cursor");
+        query = format!("?after={after}");
+    }
+    assert_eq!(pages, 2);
+    assert_eq!(names.len(), 33, "every template once: {names:?}");
+
+    let page = list("?name=shipped&limit=5".into()).await;
+    let shipped = &page["data"][0];
+    assert_eq!(shipped["category"], "MARKETING");
+    assert_eq!(shipped["status"], "APPROVED");
+    assert_eq!(
+        shipped["components"],
+        json!([
+            {"type": "HEADER", "format": "TEXT", "text": "Sandbox header {{1}}"},
+            {"type": "BODY", "text": "Sandbox template {{1}} {{2}}"},
+            {"type": "BUTTONS", "buttons": [
+                {"type": "URL", "text": "Open", "url": "https://example.com/{{1}}"},
+                {"type": "QUICK_REPLY", "text": "Reply"},
+            ]},
+        ])
+    );
+    assert!(page["paging"]["next"].is_null());
+
+    // A category changed by an operator is listed and reported by webhook.
+    let (status, answer) = sandbox
+        .admin(
+            reqwest::Method::POST,
+            "template-category",
+            Some(json!({"name": "shipped", "language": "en_US", "category": "utility"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let page = list("?name=shipped".into()).await;
+    assert_eq!(page["data"][0]["category"], "UTILITY");
+    let change = wait_for("the template_category_update webhook", || {
+        receiver.received().into_iter().find_map(|r| {
+            let body = r.json();
+            let change = body["entry"][0]["changes"][0].clone();
+            (change["field"] == "template_category_update").then_some(change)
+        })
+    })
+    .await;
+    assert_eq!(change["value"]["message_template_name"], "shipped");
+    assert_eq!(change["value"]["previous_category"], "MARKETING");
+    assert_eq!(change["value"]["new_category"], "UTILITY");
+    let (status, _) = sandbox
+        .admin(
+            reqwest::Method::POST,
+            "template-category",
+            Some(json!({"name": "nope", "language": "en_US", "category": "UTILITY"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn with_every_rule_off_any_well_formed_send_to_a_known_number_passes() {
     let mut config = config();
     config.rules = Rules::off();

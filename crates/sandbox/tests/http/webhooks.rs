@@ -398,3 +398,57 @@ async fn a_bsuid_user_writes_as_from_user_id_and_gets_its_own_window() {
         (StatusCode::BAD_REQUEST, 131_047)
     );
 }
+
+#[tokio::test]
+async fn statuses_price_templates_per_message_or_per_conversation() {
+    let receiver = Receiver::start(0).await;
+    let sandbox = start_with(&receiver, |_| {}).await;
+    // Per-message pricing (v24 and later): a utility template outside the
+    // window is billable; inside it, free; no conversation object.
+    let outside = send_ok(&sandbox, &template(USER, "hello_world", &[])).await;
+    let statuses = receiver
+        .wait_for_statuses(&outside, &["sent", "delivered", "read"])
+        .await;
+    for status in &statuses {
+        assert_eq!(
+            status["pricing"],
+            json!({"billable": true, "pricing_model": "PMP", "type": "regular", "category": "utility"})
+        );
+        assert!(status.get("conversation").is_none(), "{status}");
+    }
+    sandbox.inbound(USER_DIGITS, "hi").await;
+    let inside = send_ok(&sandbox, &template(USER, "hello_world", &[])).await;
+    let statuses = receiver.wait_for_statuses(&inside, &["sent"]).await;
+    assert_eq!(
+        statuses[0]["pricing"],
+        json!({"billable": false, "pricing_model": "PMP", "type": "free_customer_service", "category": "utility"})
+    );
+
+    // Conversation-based pricing (webhook versions before v24): messages of
+    // one category to one user within 24 h share a conversation.
+    let mut statuses_config = sandbox.sandbox.statuses();
+    statuses_config.conversations = true;
+    sandbox.sandbox.set_statuses(statuses_config);
+    let user = "+16505559876";
+    let first = send_ok(&sandbox, &template(user, "hello_world", &[])).await;
+    let second = send_ok(&sandbox, &template(user, "hello_world", &[])).await;
+    let first = receiver
+        .wait_for_statuses(&first, &["sent", "delivered", "read"])
+        .await;
+    let second = receiver.wait_for_statuses(&second, &["sent"]).await;
+    let id = first[0]["conversation"]["id"].as_str().expect("an id");
+    assert_eq!(id.len(), 32, "{id}");
+    assert_eq!(first[0]["conversation"]["origin"]["type"], "utility");
+    assert!(first[0]["conversation"]["expiration_timestamp"].is_string());
+    assert!(
+        first[1]["conversation"]
+            .get("expiration_timestamp")
+            .is_none()
+    );
+    assert_eq!(first[2]["conversation"]["id"], id);
+    assert_eq!(second[0]["conversation"]["id"], id, "the same conversation");
+    assert_eq!(
+        first[1]["pricing"],
+        json!({"billable": true, "pricing_model": "CBP", "category": "utility"})
+    );
+}
