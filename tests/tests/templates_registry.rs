@@ -54,8 +54,8 @@ fn body(parameters: usize) -> Value {
     json!({"type": "body", "parameters": parameters})
 }
 
-/// The fields of a queued message's stream entry.
-async fn entry_fields(gateway: &TestGateway, id: &str) -> HashMap<String, String> {
+/// The fields of a queued message's stream entry, while it is queued.
+async fn entry_fields(gateway: &TestGateway, id: &str) -> Option<HashMap<String, String>> {
     let id = MessageId::parse(id).expect("message id");
     let entry_id = id.entry_id().expect("a queued message");
     let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
@@ -68,27 +68,32 @@ async fn entry_fields(gateway: &TestGateway, id: &str) -> HashMap<String, String
         .query_async(&mut gateway.redis().await)
         .await
         .expect("XRANGE");
-    let entry = reply.ids.into_iter().next().expect("the entry");
-    entry
-        .map
-        .into_iter()
-        .filter_map(|(k, v)| Some((k, redis::from_redis_value::<String>(v).ok()?)))
-        .collect()
+    let entry = reply.ids.into_iter().next()?;
+    Some(
+        entry
+            .map
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, redis::from_redis_value::<String>(v).ok()?)))
+            .collect(),
+    )
 }
 
-/// A field of a message as stored: in its record once a worker touched it,
-/// else in its stream entry.
+/// A field of a message as stored: in its stream entry while it is queued,
+/// else in its record. The entry is read first: a worker writes the record
+/// and deletes the entry in one step, so a message gone from the stream has
+/// its record, while a record read first may be written only after the
+/// entry is deleted.
 async fn stored_field(gateway: &TestGateway, id: &str, field: &str) -> Option<String> {
+    if let Some(mut fields) = entry_fields(gateway, id).await {
+        return fields.remove(field);
+    }
     let record: Option<String> = redis::cmd("HGET")
         .arg(gateway_queue::keys::record(&phone_number_id(0), id))
         .arg(field)
         .query_async(&mut gateway.redis().await)
         .await
         .expect("HGET");
-    match record.filter(|v| !v.is_empty()) {
-        Some(value) => Some(value),
-        None => entry_fields(gateway, id).await.remove(field),
-    }
+    record.filter(|v| !v.is_empty())
 }
 
 async fn refused(gateway: &TestGateway, message: Value) -> (String, String) {
@@ -282,7 +287,7 @@ async fn send_refuses_templates_meta_would_refuse_and_stores_nothing() {
     ];
     for (message, category, fallback_category) in expected {
         let id = accepted(&gateway, &message).await;
-        let fields = entry_fields(&gateway, &id).await;
+        let fields = entry_fields(&gateway, &id).await.expect("the entry");
         assert_eq!(fields.get("tc").map(String::as_str), category, "{message}");
         assert_eq!(
             fields.get("ftc").map(String::as_str),
