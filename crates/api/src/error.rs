@@ -51,6 +51,10 @@ pub enum ApiError {
     /// are refused rather than piled up.
     #[error("sender {sender} is paused: {reason}")]
     SenderPaused { sender: String, reason: String },
+    /// Too many read receipts wait for the sender's owner (no worker is
+    /// draining them).
+    #[error("too many read receipts wait for sender {sender}; retry later")]
+    ReadsWaiting { sender: String },
     /// Over one of the client's quotas.
     #[error("{}", quota_message(*quota, *retry_after))]
     QuotaExceeded {
@@ -118,7 +122,9 @@ impl ApiError {
             | Self::WebhookNotConfigured
             | Self::WebhookBacklogFull
             | Self::SenderPaused { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::QueueFull { .. } | Self::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::QueueFull { .. } | Self::QuotaExceeded { .. } | Self::ReadsWaiting { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
         }
     }
 
@@ -138,6 +144,7 @@ impl ApiError {
             Self::WebhookBacklogFull => "backlog_full",
             Self::QueueFull { .. } => "queue_full",
             Self::SenderPaused { .. } => "sender_paused",
+            Self::ReadsWaiting { .. } => "too_many_waiting",
             Self::QuotaExceeded { quota, .. } => quota.code(),
         }
     }
@@ -179,7 +186,7 @@ impl ApiError {
     /// request cannot help.
     pub fn retry_after_seconds(&self) -> Option<u64> {
         match self {
-            Self::Unavailable => Some(RETRY_AFTER_SECONDS),
+            Self::Unavailable | Self::ReadsWaiting { .. } => Some(RETRY_AFTER_SECONDS),
             Self::WebhookBacklogFull => Some(BACKLOG_RETRY_AFTER_SECONDS),
             Self::SenderPaused { .. } => Some(PAUSED_RETRY_AFTER_SECONDS),
             Self::QueueFull { refusal, .. } => Some(refusal.retry_after_seconds()),

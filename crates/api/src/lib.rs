@@ -20,6 +20,7 @@ mod error;
 mod health;
 mod messages;
 pub mod openapi;
+mod read_receipts;
 mod send;
 mod send_request;
 mod state;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route(paths::SEND_BATCH, post(send::send_batch))
         .route(paths::MESSAGES, get(messages::find))
         .route(paths::MESSAGE, get(messages::show))
+        .route(paths::MESSAGES_READ, post(read_receipts::mark_read))
         .route(paths::DEAD_LETTERS, get(dead_letters::list))
         .route(paths::DEAD_LETTERS_REPLAY, post(dead_letters::replay))
         .route(paths::SUPPRESSIONS, get(suppressions::list))
@@ -114,6 +116,7 @@ pub mod paths {
     pub const SEND_BATCH: &str = "/send/batch";
     pub const MESSAGES: &str = "/messages";
     pub const MESSAGE: &str = "/messages/{id}";
+    pub const MESSAGES_READ: &str = "/messages/read";
     pub const DEAD_LETTERS: &str = "/dead-letters";
     pub const DEAD_LETTERS_REPLAY: &str = "/dead-letters/replay";
     pub const SUPPRESSIONS: &str = "/suppressions";
@@ -130,11 +133,12 @@ pub mod paths {
 /// so a scan for unknown paths cannot grow the label space (`/metrics`
 /// itself is not counted). Each must be described in the OpenAPI document;
 /// a test checks it.
-pub const ROUTES: [&str; 14] = [
+pub const ROUTES: [&str; 15] = [
     paths::SEND,
     paths::SEND_BATCH,
     paths::MESSAGES,
     paths::MESSAGE,
+    paths::MESSAGES_READ,
     paths::WEBHOOK,
     paths::DEAD_LETTERS,
     paths::DEAD_LETTERS_REPLAY,

@@ -56,6 +56,7 @@ pub(crate) async fn serve() -> impl IntoResponse {
         operations::send_batch,
         operations::find_message,
         operations::show_message,
+        operations::mark_read,
         operations::list_dead_letters,
         operations::replay_dead_letters,
         operations::list_suppressions,
@@ -92,6 +93,8 @@ pub(crate) async fn serve() -> impl IntoResponse {
         schemas::Suppression,
         schemas::SuppressionCleared,
         schemas::Window,
+        crate::read_receipts::ReadBody,
+        schemas::ReadQueued,
         schemas::Health,
         schemas::Readiness,
     )),
@@ -335,6 +338,37 @@ mod operations {
         security(("client_key" = []))
     )]
     fn clear_suppression() {}
+
+    /// Mark an inbound message read
+    ///
+    /// For services that talk to users: marks the inbound message read
+    /// (blue ticks), and with `typing_indicator` shows "typing..." until
+    /// the sender's next message or 25 s. It does not wait behind the
+    /// sender's backlog: the sender's worker sends it within its rate,
+    /// before any queued message, usually within milliseconds. Nothing is
+    /// recorded in the message records; `gateway_read_receipts_total`
+    /// counts the outcomes. A receipt taken by a worker that dies before
+    /// sending it is lost.
+    #[utoipa::path(
+        post,
+        path = paths::MESSAGES_READ,
+        tag = "messages",
+        request_body(content = crate::read_receipts::ReadBody, content_type = "application/json"),
+        responses(
+            (status = 202, description = "Waiting for the sender's worker", body = ReadQueued),
+            (status = 400, description = "`malformed_json`: not JSON, or not of this shape", body = ErrorBody),
+            (status = 401, description = "`unauthorized`: no or unknown client key", body = ErrorBody),
+            (status = 403, description = "`forbidden`: a sender the client may not use", body = ErrorBody),
+            (status = 404, description = "`not_found`: the sender received no inbound message with this id (in the last 7 days)", body = ErrorBody),
+            (status = 422, description = "A bad `message_id` or `typing_indicator`, `unknown_sender`, or `from` missing", body = ErrorBody),
+            (status = 429, description = "`too_many_waiting`: 1,000 receipts wait for the sender (no worker drains them)", body = ErrorBody,
+                headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+            (status = 503, description = "`unavailable`: Redis did not answer", body = ErrorBody,
+                headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        ),
+        security(("client_key" = []))
+    )]
+    fn mark_read() {}
 
     /// A recipient's 24-hour window
     ///
@@ -791,6 +825,17 @@ mod schemas {
         pub open: bool,
         /// When it closes (RFC 3339), while open.
         pub until: Option<String>,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct ReadQueued {
+        #[schema(example = "wamid.HBgLMTY1MDU1NTEyMzQVAgASGBQzQTdGRkQ5")]
+        pub message_id: String,
+        /// Always `queued`.
+        #[schema(example = "queued")]
+        pub status: String,
+        /// Whether the typing indicator goes too.
+        pub typing: bool,
     }
 
     #[derive(Serialize, ToSchema)]

@@ -31,6 +31,9 @@ pub(crate) struct FileConfig {
     pub callbacks: CallbacksSection,
     #[serde(default)]
     pub suppressions: SuppressionsSection,
+    /// WABAs whose numbers share a rate.
+    #[serde(default)]
+    pub wabas: Vec<WabaSection>,
     /// Business portfolios by id, for the messaging-limit guard.
     #[serde(default)]
     pub portfolios: std::collections::BTreeMap<String, PortfolioSection>,
@@ -286,6 +289,14 @@ impl Default for SuppressionsSection {
             not_on_whatsapp_seconds: 30 * 24 * 3600,
         }
     }
+}
+
+/// One WABA whose numbers' sends are capped together.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WabaSection {
+    pub id: String,
+    pub rate_per_second: u32,
 }
 
 /// One business portfolio: its WABAs share its messaging limit.

@@ -15,7 +15,7 @@ pub use error::ConfigError;
 pub use settings::{
     ApiSettings, CALL_MARGIN, CallbackSettings, ClientSettings, GraphSettings, LEASE_SAFETY_MARGIN,
     LogFormat, LogSettings, MaxQueue, PortfolioSettings, Quota, RedisSettings, Role,
-    SandboxSettings, SenderSettings, Settings, SuppressionSettings, WebhookSettings,
+    SandboxSettings, SenderSettings, Settings, SuppressionSettings, WabaSettings, WebhookSettings,
     WorkerSettings, callback_host_allowed,
 };
 

@@ -14,7 +14,7 @@ use crate::env::Environment;
 use crate::error::ConfigError;
 use crate::file::{
     CallbacksSection, ClientSection, FileConfig, LogSection, PortfolioSection, SenderSection,
-    SubscriberSection, SuppressionsSection,
+    SubscriberSection, SuppressionsSection, WabaSection,
 };
 
 /// Which process is starting: each needs a different set of secrets, so an
@@ -43,6 +43,8 @@ pub struct Settings {
     pub subscribers: Vec<SubscriberSettings>,
     pub notify: NotifySettings,
     pub callbacks: CallbackSettings,
+    /// WABAs whose numbers share a rate (`[[wabas]]`).
+    pub wabas: Vec<Arc<WabaSettings>>,
     /// Business portfolios whose messaging limit the gateway keeps.
     pub portfolios: Vec<Arc<PortfolioSettings>>,
     pub suppressions: SuppressionSettings,
@@ -58,6 +60,16 @@ pub struct SuppressionSettings {
     /// ... and one of these back in.
     pub opt_in_keywords: Vec<String>,
     pub not_on_whatsapp_for: Duration,
+}
+
+/// A WABA whose numbers' sends, summed, stay under `rate_per_second`
+/// (`[[wabas]]`), on top of each number's own rate. Meta counts throughput
+/// per number; this cap is the business's own (a budget, or a WABA whose
+/// numbers sit on several tiers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WabaSettings {
+    pub id: String,
+    pub rate_per_second: u32,
 }
 
 /// A business portfolio (`[portfolios]`): the unique users its numbers
@@ -410,6 +422,11 @@ impl Settings {
         names
     }
 
+    /// The WABA rate `sender` shares with its WABA's other numbers, if any.
+    pub fn waba_cap(&self, sender: &SenderSettings) -> Option<&Arc<WabaSettings>> {
+        self.wabas.iter().find(|w| w.id == sender.waba_id)
+    }
+
     /// The portfolio whose messaging limit covers `sender`, if any.
     pub fn portfolio_of(&self, sender: &SenderSettings) -> Option<&Arc<PortfolioSettings>> {
         self.portfolios
@@ -582,6 +599,13 @@ impl Settings {
             .into_iter()
             .map(|(id, p)| portfolio(id, p, &senders).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
+        let wabas = file
+            .wabas
+            .into_iter()
+            .enumerate()
+            .map(|(i, w)| waba(i, w, &senders).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        unique("wabas", "id", wabas.iter().map(|w| w.id.as_str()))?;
         unique(
             "portfolios",
             "wabas",
@@ -613,6 +637,7 @@ impl Settings {
             subscribers,
             notify,
             callbacks,
+            wabas,
             portfolios,
             suppressions,
             log,
@@ -870,6 +895,24 @@ fn suppression_settings(section: SuppressionsSection) -> Result<SuppressionSetti
             section.not_on_whatsapp_seconds,
             1,
         )?),
+    })
+}
+
+fn waba(
+    index: usize,
+    w: WabaSection,
+    senders: &[Arc<SenderSettings>],
+) -> Result<WabaSettings, ConfigError> {
+    let key = |field: &str| format!("wabas[{index}].{field}");
+    if !senders.iter().any(|s| s.waba_id == w.id) {
+        return Err(ConfigError::invalid(
+            key("id"),
+            format!("no sender is in WABA {:?}", w.id),
+        ));
+    }
+    Ok(WabaSettings {
+        id: w.id,
+        rate_per_second: at_least(&key("rate_per_second"), w.rate_per_second, 1)?,
     })
 }
 

@@ -3,7 +3,8 @@
 //! and Meta's answers parsed into typed successes and errors. Nothing here
 //! decides what to do about an error; see the domain's error classes.
 //!
-//! Routes touched: `POST {base_url}/{version}/{phone_number_id}/messages`,
+//! Routes touched: `POST {base_url}/{version}/{phone_number_id}/messages`
+//! (messages, and read receipts with the typing indicator),
 //! and the management reads in `management.rs` (`debug_token`, a number's
 //! health, a WABA's numbers, templates and subscribed apps).
 //! Access tokens go only into the `Authorization` header, marked sensitive,
@@ -121,6 +122,40 @@ impl GraphClient {
         let bytes = response.bytes().await.map_err(GraphError::from_transport)?;
         if status.is_success() {
             SendAccepted::parse(&bytes)
+        } else {
+            Err(GraphError::from_error_body(status.as_u16(), &bytes))
+        }
+    }
+
+    /// Marks an inbound message read (Meta's `status: read`); with
+    /// `typing`, also shows the typing indicator, which Meta clears after
+    /// 25 s or with the next message.
+    pub async fn mark_read(
+        &self,
+        endpoint: &SenderEndpoint,
+        message_id: &str,
+        typing: bool,
+    ) -> Result<(), GraphError> {
+        let mut body = serde_json::json!({
+            "messaging_product": "whatsapp",
+            "status": "read",
+            "message_id": message_id,
+        });
+        if typing {
+            body["typing_indicator"] = serde_json::json!({"type": "text"});
+        }
+        let response = self
+            .http
+            .post(endpoint.url.clone())
+            .header(AUTHORIZATION, endpoint.authorization.clone())
+            .json(&body)
+            .send()
+            .await
+            .map_err(GraphError::from_transport)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(GraphError::from_transport)?;
+        if status.is_success() {
+            Ok(())
         } else {
             Err(GraphError::from_error_body(status.as_u16(), &bytes))
         }

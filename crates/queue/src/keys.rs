@@ -24,6 +24,7 @@
 //! | `gw:{pnid}:rate` | string | the rate the sender's owner keeps now (after a 130429, the throughput tier), for admission control; expires 15 s after the owner last published it |
 //! | `gw:{pnid}:recipients` | sorted set | recipients messaged in the last two minutes, by last send (Redis time, ms), for the pair limit across owners |
 //! | `gw:{pnid}:window:<recipient>` | string | the recipient's last inbound message (Unix ms); expires when their 24-hour window closes |
+//! | `gw:{pnid}:reads` | list | read receipts (JSON) waiting for the sender's owner; at most 1,000, 1 hour after the last |
 //! | `gw:{pnid}:inbound:<wamid>` | string | an inbound message already handled, so Meta's duplicates are not forwarded twice; 7 days |
 //! | `gw:{notify}:outbox`, `:retry`, `:dead` | stream, sorted set, stream | status events and inbound messages for the services: to deliver, to try again, given up on (see `gateway-notify`) |
 //! | `gw:{client:<name>}:quota:day:<day>` | string | the client's messages on that UTC day (days since 1970), for its `per_day` quota |
@@ -33,6 +34,7 @@
 //! | `gw:{portfolio:<id>}:limit` | string | the portfolio's messaging limit as Meta last reported it (unique users per 24 h; absent: unknown or unlimited) |
 //! | `gw:{waba:<id>}:templates` | hash | the WABA's template registry: `<name>\|<language>` → compact JSON (`{"category":"MARKETING","status":"APPROVED","parameters":{"header":1,"body":2,"buttons":[1,null]}}`), `#synced_ms` (the last complete sync from Meta, Unix ms; absent: never synced, nothing is refused at `/send`) and `#version` (changes with every write, so that readers reload only then); written by workers, read by the api; see the `templates` module |
 //! | `gw:{waba:<id>}:templates:sync` | string | the worker syncing the WABA's registry from Meta; expires after the sync interval, so one worker syncs each WABA per interval |
+//! | `gw:{waba:<id>}:lease`, `:sendlog` | string | for a WABA with a rate of its own (`[[wabas]]`): the worker that owns all its numbers, and the sends of its shared window left at a handover; as a sender's `lease` and `sendlog` |
 //! | `gw:workers` | sorted set | live workers by last heartbeat (Unix ms); not per sender |
 //! | `gw:worker:<id>` | string | a worker is alive, and its leases valid, while this key exists; renewed with each heartbeat, never recreated |
 //! | `gw:worker:{<range tag>}:<id>` | string | the same on a Redis Cluster, one per range of 64 hash slots the worker holds senders in (see the `liveness` module) |
@@ -130,6 +132,13 @@ pub fn worker_in(worker_id: &str, tag: &str) -> String {
     format!("gw:worker:{{{tag}}}:{worker_id}")
 }
 
+/// The id a limited WABA's lease (and its shared window's send log) is
+/// kept under, beside the senders' (`lease`, `send_log`): its numbers are
+/// owned together under it.
+pub fn waba_lease_id(waba_id: &str) -> String {
+    format!("waba:{waba_id}")
+}
+
 pub fn lease(phone_number_id: &str) -> String {
     format!("gw:{{{phone_number_id}}}:lease")
 }
@@ -210,6 +219,11 @@ pub fn window(phone_number_id: &str, recipient: &str) -> String {
     format!("gw:{{{phone_number_id}}}:window:{recipient}")
 }
 
+/// Read receipts waiting for the sender's owner (see `read_receipts`).
+pub fn reads(phone_number_id: &str) -> String {
+    format!("gw:{{{phone_number_id}}}:reads")
+}
+
 pub fn inbound(phone_number_id: &str, wamid: &str) -> String {
     format!("gw:{{{phone_number_id}}}:inbound:{wamid}")
 }
@@ -265,6 +279,7 @@ mod tests {
             parked_recipient(pnid, gateway_domain::Lane::Transactional, "+16505551234"),
             window(pnid, "+16505551234"),
             inbound(pnid, "wamid.HBgL"),
+            reads(pnid),
         ] {
             assert_eq!(hash_tag(&key), pnid, "{key}");
         }
@@ -275,6 +290,8 @@ mod tests {
         for key in [
             templates("102290129340398"),
             templates_sync("102290129340398"),
+            lease(&waba_lease_id("102290129340398")),
+            send_log(&waba_lease_id("102290129340398")),
         ] {
             assert_eq!(hash_tag(&key), "waba:102290129340398", "{key}");
         }

@@ -209,6 +209,12 @@ scripts! {
         ],
     }
 
+    /// Queues a read receipt for the sender's owner, up to a bound.
+    PushRead = "push_read.lua" {
+        keys: [reads_key],
+        args: [request, most, ttl_ms],
+    }
+
     /// Marks a field of a message's record once (a billed message).
     MarkOnce = "mark_once.lua" {
         keys: [record_key],

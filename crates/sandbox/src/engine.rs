@@ -33,6 +33,7 @@ use crate::ids::{Direction, Ids};
 use crate::locks::{lock, read, write};
 use crate::number::NumberState;
 use crate::random::Random;
+use crate::read_receipts::{self, ReadReceipt, ReadReceipts};
 use crate::records::{AcceptedMessage, Record, Records};
 use crate::rules::conversation::Conversations;
 use crate::stats::{Counters, Event, SandboxStats};
@@ -64,6 +65,8 @@ pub(crate) struct Engine {
     pub(crate) webhooks: Arc<Webhooks>,
     /// Open conversations, for statuses under conversation-based pricing.
     conversations: Mutex<Conversations>,
+    /// Inbound messages delivered, and the read receipts for them.
+    pub(crate) receipts: ReadReceipts,
     ids: Ids,
     pub(crate) random: Random,
 }
@@ -99,6 +102,7 @@ impl Engine {
             )),
             counters,
             conversations: Mutex::new(Conversations::default()),
+            receipts: ReadReceipts::default(),
             ids: Ids::new(&random),
             random,
         }
@@ -152,6 +156,7 @@ impl Engine {
         self.counters.reset();
         self.webhooks.clear();
         lock(&self.conversations).clear();
+        self.receipts.clear();
         for number in self.numbers.values() {
             number.reset(now);
         }
@@ -184,6 +189,9 @@ impl Engine {
         let number = self.authorize(phone_number_id, authorization, rules.tokens)?;
         let request: Value = serde_json::from_slice(&body)
             .map_err(|_| MetaError::invalid_parameter("The request body is not valid JSON"))?;
+        if read_receipts::is_receipt(&request) {
+            return self.mark_read(number, &request, &rules, now);
+        }
         let outbound = validation::parse(&request, rules.validation)?;
         let template = self.template(&outbound, rules.templates)?;
 
@@ -262,6 +270,35 @@ impl Engine {
         Ok(Accepted {
             answer: success(&outbound, wamid),
             hold,
+        })
+    }
+
+    /// A read receipt (see `read_receipts`): for an inbound message this
+    /// number received, within the number's throughput.
+    fn mark_read(
+        &self,
+        number: &NumberState,
+        request: &Value,
+        rules: &Rules,
+        now: Instant,
+    ) -> Result<Accepted, MetaError> {
+        let (message_id, typing) = read_receipts::parse(request)?;
+        if !self.receipts.received(&number.id, message_id) {
+            return Err(MetaError::invalid_parameter(
+                "message_id is not a message this number received",
+            ));
+        }
+        number.admit_call(rules, now)?;
+        self.receipts.accept(ReadReceipt {
+            at: SystemTime::now(),
+            phone_number_id: number.id.to_string(),
+            message_id: message_id.to_owned(),
+            typing,
+        });
+        self.counters.count(Event::ReadReceipt);
+        Ok(Accepted {
+            answer: read_receipts::success(),
+            hold: None,
         })
     }
 
@@ -359,6 +396,7 @@ impl Engine {
             .ids
             .wamid(user.key(), self.ids.next_sequence(), Direction::Inbound);
         self.counters.count(Event::Inbound);
+        self.receipts.delivered(phone_number_id, &wamid);
         let message = InboundMessage {
             number: Arc::clone(&number.config),
             wamid: wamid.clone(),

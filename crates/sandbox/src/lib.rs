@@ -75,6 +75,7 @@ mod ids;
 mod locks;
 mod number;
 mod random;
+mod read_receipts;
 mod records;
 mod rules;
 mod stats;
@@ -99,6 +100,7 @@ pub use config::{
 };
 pub use errors::SandboxError;
 pub use faults::Faults;
+pub use read_receipts::ReadReceipt;
 pub use records::AcceptedMessage;
 pub use stats::SandboxStats;
 /// The header that carries a webhook's signature.
@@ -162,6 +164,11 @@ impl Sandbox {
     /// Every accepted send, oldest first (up to `record_limit`).
     pub fn accepted(&self) -> Vec<AcceptedMessage> {
         self.engine.accepted(None)
+    }
+
+    /// The read receipts accepted, oldest first.
+    pub fn read_receipts(&self) -> Vec<ReadReceipt> {
+        self.engine.receipts.accepted()
     }
 
     pub fn stats(&self) -> SandboxStats {

@@ -148,6 +148,12 @@ impl NumberState {
         })
     }
 
+    /// Applies the throughput rule alone, to a call that is not a message
+    /// to a user (a read receipt).
+    pub(crate) fn admit_call(&self, rules: &Rules, now: Instant) -> Result<(), MetaError> {
+        self.take_token(rules, now)
+    }
+
     /// 131056, giving back the token the refused send took.
     fn refuse_pair(&self, rules: &Rules) -> MetaError {
         if rules.throughput {

@@ -105,12 +105,12 @@ impl Records {
     }
 }
 
-mod unix_millis {
+pub(crate) mod unix_millis {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(
+    pub(crate) fn serialize<S: Serializer>(
         at: &SystemTime,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
@@ -120,7 +120,7 @@ mod unix_millis {
         serializer.serialize_u64(millis)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<SystemTime, D::Error> {
         let millis = u64::deserialize(deserializer)?;

@@ -18,6 +18,8 @@ pub struct SandboxStats {
     pub accepted: u64,
     /// Simulated user messages.
     pub inbound: u64,
+    /// Read receipts (with or without typing) answered with success.
+    pub read_receipts: u64,
     /// Sends answered with an error, by Meta error code.
     pub rejections: BTreeMap<i64, u64>,
     /// Accepted sends that ended in a `failed` status, by Meta error code.
@@ -38,6 +40,7 @@ pub struct SandboxStats {
 pub(crate) struct Counters {
     accepted: AtomicU64,
     inbound: AtomicU64,
+    read_receipts: AtomicU64,
     rejections: Mutex<BTreeMap<i64, u64>>,
     failed_statuses: Mutex<BTreeMap<i64, u64>>,
     connections_dropped: AtomicU64,
@@ -52,6 +55,7 @@ pub(crate) struct Counters {
 pub(crate) enum Event {
     Accepted,
     Inbound,
+    ReadReceipt,
     Rejected(i64),
     FailedStatus(i64),
     ConnectionDropped,
@@ -66,6 +70,7 @@ impl Counters {
         let counter = match event {
             Event::Accepted => &self.accepted,
             Event::Inbound => &self.inbound,
+            Event::ReadReceipt => &self.read_receipts,
             Event::Rejected(code) => return *lock(&self.rejections).entry(code).or_default() += 1,
             Event::FailedStatus(code) => {
                 return *lock(&self.failed_statuses).entry(code).or_default() += 1;
@@ -84,6 +89,7 @@ impl Counters {
         SandboxStats {
             accepted: get(&self.accepted),
             inbound: get(&self.inbound),
+            read_receipts: get(&self.read_receipts),
             rejections: lock(&self.rejections).clone(),
             failed_statuses: lock(&self.failed_statuses).clone(),
             connections_dropped: get(&self.connections_dropped),
@@ -98,6 +104,7 @@ impl Counters {
         for counter in [
             &self.accepted,
             &self.inbound,
+            &self.read_receipts,
             &self.connections_dropped,
             &self.webhooks_delivered,
             &self.webhook_failed_attempts,

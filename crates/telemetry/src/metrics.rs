@@ -117,6 +117,10 @@ pub struct Families {
     pub portfolio_limit: IntGaugeVec,
     /// Messages held back by an account rule, by reason (`messaging_limit`).
     pub held: IntCounterVec,
+    /// Read receipts (with or without the typing indicator) by outcome:
+    /// `sent`, `failed` (Meta refused it or did not answer), `refused`
+    /// (the api's queue for the sender was full).
+    pub read_receipts: IntCounterVec,
     /// Messages failed without a call because the recipient is suppressed,
     /// by Meta's code (131050, 131049, 131026).
     pub suppressed: IntCounterVec,
@@ -435,6 +439,11 @@ impl Metrics {
                 "gateway_portfolio_messaging_limit",
                 "The portfolio's messaging limit applied (unique users per 24 h; 0 none known).",
                 &["portfolio"],
+            ),
+            read_receipts: counter(
+                "gateway_read_receipts_total",
+                "Read receipts (POST /messages/read) by outcome: sent, failed, refused (too many waiting).",
+                &["sender", "outcome"],
             ),
             suppressed: counter(
                 "gateway_messages_suppressed_total",

@@ -38,17 +38,22 @@ use tracing::Instrument;
 use crate::attempt::{Slot, attempt, record};
 use crate::depth::SenderGauges;
 use crate::lease::Lease;
+use crate::read_receipts::{ReadDone, mark_read};
 use crate::sender_health::quality_name;
 use crate::sender_io::{Done, SenderIo, Step, instant_at};
 use crate::sender_state::{
     Completion, Decision, HeldMessage, Limits, Next, SenderState, holds_bulk,
 };
+use crate::waba_rate::WabaShare;
 use crate::{Worker, unix_ms};
 
 /// After a failed Redis step, the next one waits this long, doubling up to
 /// [`STEP_RETRY_MAX`].
 const STEP_RETRY_MIN: Duration = Duration::from_millis(50);
 const STEP_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Read receipts taken from Redis per step, and held in memory at most.
+const READS_PER_STEP: usize = 64;
 
 /// The previous owner's sends count as this much later than it recorded
 /// them. Its last calls leave from a process that is stopping and this
@@ -67,6 +72,8 @@ struct Plan {
     summary: bool,
     /// Move due scheduled messages into the streams.
     promote: bool,
+    /// Take the read receipts the api queued (at start, and when told).
+    reads: bool,
     next_promote: Option<Instant>,
     /// Redis will wake the sender on new entries.
     armed: bool,
@@ -83,16 +90,24 @@ struct Plan {
     retry_pause: Duration,
 }
 
+/// What a sender's dispatcher starts with when this worker takes it.
+pub(crate) struct Takeover {
+    /// The sends of the last window the previous owner left, how long ago
+    /// each was; `None` if it died.
+    pub handed_over: Option<Vec<Duration>>,
+    /// Its place in its WABA's shared rate, if the WABA has one.
+    pub waba: Option<WabaShare>,
+}
+
 /// Runs until `stop` is cancelled or the lease is lost (`owner` = the name
-/// the lease must show; `handed_over` = the sends of the last window the
-/// previous owner left, how long ago each was, or `None` if it died);
-/// returns this owner's, for the next.
+/// the lease must show); returns this owner's sends of the last window,
+/// for the next.
 pub(crate) async fn dispatch_sender(
     worker: Arc<Worker>,
     sender: Arc<SenderSettings>,
     owner: String,
     lease: Lease,
-    handed_over: Option<Vec<Duration>>,
+    takeover: Takeover,
     gauges: SenderGauges,
     stop: CancellationToken,
 ) -> Vec<Duration> {
@@ -113,19 +128,21 @@ pub(crate) async fn dispatch_sender(
     let recent = recent_recipients(&worker, &sender, now).await;
     // Without a send log the previous owner did not hand the sender over:
     // it died, maybe in the middle of calls.
+    let Takeover { handed_over, waba } = takeover;
     let crashed = handed_over.is_none();
-    let handed_over = handed_over.unwrap_or_default();
-    let sends = handed_over
-        .iter()
-        .filter_map(|ago| now.checked_sub(*ago))
-        .map(|at| at + HANDOVER_MARGIN);
+    let sends = handed_over_sends(now, &handed_over.unwrap_or_default());
     let mut state = SenderState::new(limits, now, sends, recent);
+    if let Some(share) = waba {
+        state.share_waba_rate(share);
+    }
     let io = SenderIo::new(worker.clone(), sender.clone());
     let (wake, scheduled, control) = (io.wake.clone(), io.scheduled.clone(), io.control.clone());
+    let reads_queued = io.reads.clone();
     let mut io = Some(io);
     let mut running: Option<Running> = None;
     let mut plan = Plan::new();
     let mut sends: JoinSet<Completion> = JoinSet::new();
+    let mut receipts: JoinSet<ReadDone> = JoinSet::new();
     let (departures, mut departed) = tokio::sync::mpsc::unbounded_channel();
     let mut permit: Option<OwnedSemaphorePermit> = None;
     let mut waiting_for_permit = false;
@@ -173,7 +190,13 @@ pub(crate) async fn dispatch_sender(
                 lease: &lease,
                 departures: &departures,
             };
-            wake_at = calls.start(&mut state, &mut sends, &mut permit, &mut waiting_for_permit);
+            wake_at = calls.start(
+                &mut state,
+                &mut sends,
+                &mut receipts,
+                &mut permit,
+                &mut waiting_for_permit,
+            );
         }
         // A permit is only held to start a send right away.
         if !waiting_for_permit {
@@ -242,6 +265,13 @@ pub(crate) async fn dispatch_sender(
                 }
                 Err(error) => tracing::error!(%error, sender = %name, "a send task failed"),
             },
+            Some(done) = receipts.join_next(), if !receipts.is_empty() => {
+                let (answered_in, throttled) = match done {
+                    Ok(done) => (done.answered_in, done.throttled),
+                    Err(_) => (None, false),
+                };
+                state.read_completed(answered_in, throttled, Instant::now());
+            }
             (returned, result) = async {
                 match running.as_mut() {
                     Some(step) => step.await,
@@ -280,6 +310,7 @@ pub(crate) async fn dispatch_sender(
             }
             _ = scheduled.notified() => plan.promote = true,
             _ = control.notified() => plan.control = true,
+            _ = reads_queued.notified() => plan.reads = true,
             Ok(()) = tier.changed() => tier_changed = true,
             Ok(()) = quality.changed() => quality_changed = true,
             _ = &mut timer, if due.is_some() => {}
@@ -295,7 +326,8 @@ pub(crate) async fn dispatch_sender(
     }
 
     // Sends already started finish and are recorded; what was read but not
-    // started stays pending in Redis for whoever owns the sender next.
+    // started stays pending in Redis for whoever owns the sender next
+    // (read receipts taken but not sent are lost: see `read_receipts`).
     drop(running);
     worker.sender_health.forget_stored(&name);
     let grace = worker.settings.worker.shutdown_grace;
@@ -305,9 +337,11 @@ pub(crate) async fn dispatch_sender(
                 state.completed(completion, Instant::now());
             }
         }
+        while receipts.join_next().await.is_some() {}
     })
     .await;
     sends.abort_all();
+    receipts.abort_all();
     // The next owner counts from when the last sends really left.
     apply_departures(&mut departed, &mut state);
     let now = Instant::now();
@@ -325,6 +359,7 @@ impl Plan {
             control: true,
             summary: true,
             promote: true,
+            reads: true,
             next_promote: None,
             armed: false,
             woken: false,
@@ -372,13 +407,15 @@ impl Plan {
         self.retry_pause = (self.retry_pause * 2).min(STEP_RETRY_MAX);
         // Whatever was being read may have been missed.
         self.control = true;
+        self.reads = true;
         self.armed = false;
         self.woken = true;
     }
 }
 
 /// The Redis step the sender needs next, most urgent first: who holds the
-/// lease and whether the sender is paused; parks (they free memory, and
+/// lease and whether the sender is paused; read receipts the api queued
+/// (they go before any message); parks (they free memory, and
 /// must precede any read of the same recipients); what is parked; entries
 /// to take over (before any new one, to keep each recipient's order);
 /// scheduled messages now due; parked messages now due; new entries;
@@ -395,6 +432,11 @@ fn next_step(
     plan.retry_at = None;
     if std::mem::take(&mut plan.control) {
         return Some(Step::Control);
+    }
+    // Bounded in memory: more are taken once these went.
+    if plan.reads && state.reads_waiting() < READS_PER_STEP {
+        plan.reads = false;
+        return Some(Step::Reads(READS_PER_STEP));
     }
     if state.has_parks() {
         return Some(Step::Park(state.take_parks()));
@@ -523,6 +565,10 @@ fn apply(
                 plan.reread = [true, true];
             }
         }
+        Done::Reads { reads, more } => {
+            plan.reads |= more;
+            state.add_reads(reads);
+        }
         Done::Armed(messages) => {
             plan.arming_done();
             for message in messages.into_iter().flatten() {
@@ -582,6 +628,7 @@ impl Calls<'_> {
         &self,
         state: &mut SenderState,
         sends: &mut JoinSet<Completion>,
+        receipts: &mut JoinSet<ReadDone>,
         permit: &mut Option<OwnedSemaphorePermit>,
         waiting_for_permit: &mut bool,
     ) -> Option<Instant> {
@@ -617,6 +664,20 @@ impl Calls<'_> {
                         completion
                     });
                 }
+                Decision::MarkRead(read) => {
+                    let held = permit.take();
+                    let call = mark_read(
+                        self.worker.clone(),
+                        self.sender.clone(),
+                        read,
+                        self.lease.clone(),
+                    );
+                    receipts.spawn(async move {
+                        let done = call.await;
+                        drop(held);
+                        done
+                    });
+                }
                 Decision::Expire(message, reason) => {
                     sends.spawn(expire(
                         self.worker.clone(),
@@ -636,6 +697,15 @@ impl Calls<'_> {
             }
         }
     }
+}
+
+/// When the previous owner's sends were, from how long before `now` its
+/// release said they were (with [`HANDOVER_MARGIN`]).
+pub(crate) fn handed_over_sends(now: Instant, ago: &[Duration]) -> Vec<Instant> {
+    ago.iter()
+        .filter_map(|ago| now.checked_sub(*ago))
+        .map(|at| at + HANDOVER_MARGIN)
+        .collect()
 }
 
 /// Moves the sends whose calls left late to when they left (see `Slot`).

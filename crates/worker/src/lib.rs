@@ -26,11 +26,13 @@ mod messaging_limit;
 mod notifications;
 mod ops_routes;
 mod ownership;
+mod read_receipts;
 mod sender_health;
 mod sender_io;
 mod sender_state;
 mod suppressions;
 mod templates;
+mod waba_rate;
 mod webhook_events;
 
 pub use ops_routes::ops_router;
@@ -115,7 +117,7 @@ impl Worker {
         metrics
             .calls_in_flight_limit
             .set(i64::try_from(settings.worker.max_in_flight).unwrap_or(i64::MAX));
-        // Suppressed messages and holds are counted from 0, so that an
+        // Suppressed messages, read receipts and holds are counted from 0, so that an
         // alert's increase() sees the first.
         for sender in &settings.senders {
             costs::register(&metrics, &sender.name);
@@ -123,6 +125,11 @@ impl Worker {
                 metrics
                     .suppressed
                     .with_label_values(&[sender.name.as_str(), &code.to_string()]);
+            }
+            for outcome in ["sent", "failed"] {
+                metrics
+                    .read_receipts
+                    .with_label_values(&[sender.name.as_str(), outcome]);
             }
         }
         for sender in settings

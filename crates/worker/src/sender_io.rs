@@ -1,6 +1,7 @@
 //! The Redis side of one sender's dispatcher: each step the state machine
 //! asks for (take over, read, park, unpark, promote scheduled messages,
-//! arm the wake-ups, read the lease and pause flag) as one async call. A
+//! arm the wake-ups, read the lease and pause flag, take the read
+//! receipts the api queued) as one async call. A
 //! sender runs one step at a time, so a step's result is applied before
 //! the next one is sent: a read never races a park of the same recipient.
 //!
@@ -16,8 +17,8 @@ use std::time::{Duration, Instant};
 use gateway_config::SenderSettings;
 use gateway_domain::Lane;
 use gateway_queue::{
-    Claim, Consumer, Delivery, PARKED_CONSUMER, ParkedSummary, Progress, QueueError, UnparkLimits,
-    keys,
+    Claim, Consumer, Delivery, PARKED_CONSUMER, ParkedSummary, Progress, QueueError, ReadRequest,
+    UnparkLimits, keys,
 };
 use redis::streams::StreamId;
 use tokio::sync::Notify;
@@ -55,6 +56,9 @@ pub(crate) enum Step {
     /// Be woken when the scheduled set changes, then move its due messages
     /// into the streams.
     Promote,
+    /// Be woken when the api queues a read receipt, then take up to this
+    /// many of those waiting.
+    Reads(usize),
     /// Be woken by new entries in either stream; then,
     /// in the same round trip, read up to `reads[lane]` new entries of each
     /// stream given one (so that nothing added before the arming is missed).
@@ -91,6 +95,11 @@ pub(crate) enum Done {
     },
     /// Armed; what the reads that followed found, by lane.
     Armed([Vec<HeldMessage>; 2]),
+    /// Read receipts to send, and whether more may be waiting.
+    Reads {
+        reads: Vec<ReadRequest>,
+        more: bool,
+    },
 }
 
 /// One sender's Redis handles, lent to one step at a time.
@@ -104,6 +113,8 @@ pub(crate) struct SenderIo {
     pub scheduled: Arc<Notify>,
     /// The lease, the pause flag or the quality rating changed.
     pub control: Arc<Notify>,
+    /// The api queued a read receipt.
+    pub reads: Arc<Notify>,
 }
 
 impl SenderIo {
@@ -126,6 +137,7 @@ impl SenderIo {
             wake: Arc::new(Notify::new()),
             scheduled: Arc::new(Notify::new()),
             control: Arc::new(Notify::new()),
+            reads: Arc::new(Notify::new()),
         }
     }
 
@@ -276,6 +288,15 @@ impl SenderIo {
                     .promote_scheduled(&pnid, unix_ms(), PROMOTE_BATCH)
                     .await?;
                 Ok(Done::Promoted { moved, next_due_ms })
+            }
+            Step::Reads(most) => {
+                self.worker
+                    .watcher
+                    .arm(&[keys::reads(&pnid)], &self.reads)
+                    .await?;
+                let reads = queue.take_reads(&pnid, most).await?;
+                let more = reads.len() >= most;
+                Ok(Done::Reads { reads, more })
             }
             Step::Arm { reads, held } => {
                 let keys = [keys::queue(&pnid), keys::bulk(&pnid)];

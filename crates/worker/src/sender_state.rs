@@ -8,7 +8,8 @@
 //! Guarantees, each tested here in virtual time:
 //! - no window of [`RATE_WINDOW`] holds more sends than the sender's
 //!   current rate (lowered for a while after a 130429), across owners (the
-//!   window is seeded with the previous owner's sends);
+//!   window is seeded with the previous owner's sends), nor more than its
+//!   WABA's rate over all the WABA's numbers, when it has one;
 //! - no recipient gets more than the pair limit allows, and a recipient's
 //!   messages go in the order they were accepted;
 //! - a message that cannot go within `park_after` leaves memory (it is
@@ -17,20 +18,23 @@
 //! - calls in flight stay under rate × answer time (with headroom), and
 //!   under one while the sender probes a Meta that has not answered yet;
 //! - what the worker holds per priority stays under its read-ahead;
+//! - a read receipt goes before any message, in the sender's rate but
+//!   with no pair pacing, so it never waits behind the backlog;
 //! - while the bulk lane is held (Meta rates the number RED, see
 //!   [`holds_bulk`]), no bulk message is sent, read, taken over, unparked
 //!   or expired, and transactional ones go on as before; once it is let
 //!   go, bulk resumes where it stopped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use gateway_domain::Lane;
 use gateway_domain::rules::concurrency::{AnswerTime, calls_in_flight, read_ahead};
 use gateway_domain::rules::{AdaptiveRate, PairLimiter, SendWindow};
-use gateway_queue::{Delivery, ParkedSummary, Progress, UnparkLimits};
+use gateway_queue::{Delivery, ParkedSummary, Progress, ReadRequest, UnparkLimits};
 
 use crate::lanes::{EntryOrder, Lanes};
+use crate::waba_rate::WabaShare;
 
 /// The window the sender's rate is kept in: one second, plus a margin for
 /// the jitter between a send leaving here and arriving at Meta, so that
@@ -109,6 +113,8 @@ pub(crate) enum Decision {
     /// A message is ready and the send window free: ask again with a
     /// permit for a call in flight.
     NeedPermit,
+    /// Send this read receipt (its send-window slot is taken).
+    MarkRead(ReadRequest),
     /// Nothing to send before then (`None`: until something happens).
     Wait(Option<Instant>),
 }
@@ -181,6 +187,11 @@ pub(crate) struct SenderState {
     parks: Vec<ParkRequest>,
     parked: [Parked; 2],
     tally: Tally,
+    /// The WABA's rate this sender shares with its WABA's other numbers.
+    waba: Option<WabaShare>,
+    /// Read receipts to send, before any message: they count towards the
+    /// rate, and skip the window rule and the pair pacing, as at Meta.
+    reads: VecDeque<ReadRequest>,
 }
 
 impl SenderState {
@@ -217,8 +228,15 @@ impl SenderState {
             parks: Vec::new(),
             parked: [Parked::default(); 2],
             tally: Tally::default(),
+            waba: None,
+            reads: VecDeque::new(),
             limits,
         }
+    }
+
+    /// The sender's sends count towards its WABA's rate too.
+    pub fn share_waba_rate(&mut self, share: WabaShare) {
+        self.waba = Some(share);
     }
 
     /// A message read, taken over or unparked comes into memory, or joins
@@ -282,21 +300,31 @@ impl SenderState {
                 return Decision::Wait(None);
             }
             let bulk_held = self.bulk_held;
-            let Some(lane) = Lane::STREAMS
-                .into_iter()
-                .filter(|lane| !(bulk_held && *lane == Lane::Bulk))
-                .find(|lane| self.lanes[lane.stream_index()].has_ready(now))
-            else {
-                let next_wake = Lane::STREAMS
-                    .into_iter()
-                    .filter(|lane| !self.is_held(*lane))
-                    .filter_map(|lane| self.lanes[lane.stream_index()].next_wake())
-                    .min();
-                return Decision::Wait(next_wake);
+            // `None`: a read receipt goes first.
+            let lane = match self.reads.is_empty() {
+                false => None,
+                true => {
+                    let Some(lane) = Lane::STREAMS
+                        .into_iter()
+                        .filter(|lane| !(bulk_held && *lane == Lane::Bulk))
+                        .find(|lane| self.lanes[lane.stream_index()].has_ready(now))
+                    else {
+                        let next_wake = Lane::STREAMS
+                            .into_iter()
+                            .filter(|lane| !self.is_held(*lane))
+                            .filter_map(|lane| self.lanes[lane.stream_index()].next_wake())
+                            .min();
+                        return Decision::Wait(next_wake);
+                    };
+                    Some(lane)
+                }
             };
             let spacing = RATE_WINDOW.mul_f64(MIN_SPACING_FRACTION / f64::from(limit.max(1)));
             let paced_at = self.last_send.map_or(now, |t| t + spacing);
-            let window_at = self.window.next_allowed(now).max(paced_at);
+            let mut window_at = self.window.next_allowed(now).max(paced_at);
+            if let Some(waba) = &self.waba {
+                window_at = waba.next_allowed(now, window_at);
+            }
             if window_at > now {
                 self.tally.window_waits += 1;
                 return Decision::Wait(Some(window_at));
@@ -304,6 +332,22 @@ impl SenderState {
             if !permit {
                 return Decision::NeedPermit;
             }
+            let Some(lane) = lane else {
+                if self
+                    .waba
+                    .as_ref()
+                    .is_some_and(|w| w.try_acquire(now).is_err())
+                    || self.window.try_acquire(now).is_err()
+                {
+                    return Decision::Wait(Some(now + Duration::from_millis(1)));
+                }
+                let Some(read) = self.reads.pop_front() else {
+                    continue;
+                };
+                self.last_send = Some(now);
+                self.in_flight += 1;
+                return Decision::MarkRead(read);
+            };
             let lanes = &mut self.lanes[lane.stream_index()];
             let Some(recipient) = lanes.next_ready(now) else {
                 continue;
@@ -333,7 +377,13 @@ impl SenderState {
             let Some(message) = lanes.take(&recipient) else {
                 continue;
             };
-            if self.window.try_acquire(now).is_err()
+            // The WABA's first: the one the sender's other numbers can
+            // take in the meantime.
+            if self
+                .waba
+                .as_ref()
+                .is_some_and(|w| w.try_acquire(now).is_err())
+                || self.window.try_acquire(now).is_err()
                 || self.pairs.try_acquire(&recipient, now).is_err()
             {
                 // Cannot happen right after the checks above; keep the order anyway.
@@ -397,6 +447,32 @@ impl SenderState {
                 let order = message.order();
                 self.lanes[lane.stream_index()].put_back(&recipient, message, now, order);
             }
+        }
+    }
+
+    /// Read receipts waiting to be sent.
+    pub fn reads_waiting(&self) -> usize {
+        self.reads.len()
+    }
+
+    /// Read receipts the api queued for this sender.
+    pub fn add_reads(&mut self, reads: impl IntoIterator<Item = ReadRequest>) {
+        self.reads.extend(reads);
+    }
+
+    /// A read receipt's call ended: answered after `answered_in` (None:
+    /// no answer), `throttled` by a 130429.
+    pub fn read_completed(&mut self, answered_in: Option<Duration>, throttled: bool, now: Instant) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        match answered_in {
+            Some(took) => {
+                self.answer.observe(took);
+                self.probing = false;
+            }
+            None => self.probing = true,
+        }
+        if throttled {
+            self.rate.on_throttled(now);
         }
     }
 
@@ -610,7 +686,8 @@ impl SenderState {
 
     /// The rate the sender keeps now (lowered after a 130429).
     pub fn effective_rate(&mut self, now: Instant) -> u32 {
-        self.rate.current(now)
+        let waba = self.waba.as_ref().map_or(u32::MAX, WabaShare::limit);
+        self.rate.current(now).min(waba)
     }
 
     /// The send whose slot was taken at `taken_at` left only at `left`: the
@@ -618,6 +695,9 @@ impl SenderState {
     /// ones after it at Meta).
     pub fn departed(&mut self, taken_at: Instant, left: Instant) {
         self.window.delay(taken_at, left);
+        if let Some(waba) = &self.waba {
+            waba.delay(taken_at, left);
+        }
     }
 
     /// The fastest of Meta's recent answers to this sender's calls.
@@ -809,6 +889,10 @@ mod tests {
                         answers.push((left + answer, message));
                     }
                     Decision::Expire(message, _) => answers.push((now, message)),
+                    Decision::MarkRead(read) => {
+                        sends.push((now, format!("read:{}", read.message_id), 0));
+                        state.read_completed(Some(answer), false, now);
+                    }
                     Decision::NeedPermit => unreachable!("a permit is always given"),
                     Decision::Wait(at) => break at,
                 }
@@ -864,6 +948,48 @@ mod tests {
             })
             .max()
             .unwrap_or(0)
+    }
+
+    #[test]
+    fn read_receipts_go_before_the_backlog_within_the_rate() {
+        let t0 = Instant::now();
+        let mut state = SenderState::new(limits(10), t0, [], []);
+        for i in 0..100 {
+            state.accept(message(i + 1, &format!("+1555{i:07}"), t0), t0);
+        }
+        // Half a second into the drain, two receipts come in.
+        let mut sends = drive(&mut state, t0, t0 + SECOND / 2, 5 * MS, |_, _| Next::Done);
+        let asked = t0 + SECOND / 2;
+        state.add_reads((0..2).map(|n| ReadRequest {
+            message_id: format!("wamid.{n}"),
+            typing: n == 0,
+            at_ms: T0_MS,
+        }));
+        sends.extend(drive(&mut state, asked, t0 + 5 * SECOND, 5 * MS, |_, _| {
+            Next::Done
+        }));
+        let reads: Vec<&(Instant, String, u64)> = sends
+            .iter()
+            .filter(|(_, r, _)| r.starts_with("read:"))
+            .collect();
+        assert_eq!(reads.len(), 2, "both went");
+        for (at, _, _) in &reads {
+            let first_message_after = sends
+                .iter()
+                .filter(|(t, r, _)| *t >= asked && !r.starts_with("read:"))
+                .map(|(t, _, _)| *t)
+                .min()
+                .expect("messages after");
+            assert!(*at <= first_message_after, "before any queued message");
+            assert!(
+                at.duration_since(asked) <= SECOND,
+                "within the rate's next slots"
+            );
+        }
+        assert!(
+            most_in_a_window(&sends, SECOND) <= 10,
+            "receipts count towards the rate"
+        );
     }
 
     #[test]

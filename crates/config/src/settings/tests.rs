@@ -436,6 +436,27 @@ fn plain_http_subscribers_need_https_off_and_bad_callback_hosts_are_named() {
 }
 
 #[test]
+fn a_waba_rate_caps_a_waba_that_has_numbers_here() {
+    let text = format!("{MINIMAL}[[wabas]]\nid = \"102290129340398\"\nrate_per_second = 70\n");
+    let settings = load(&text, &env(), Role::Worker).expect("valid");
+    let cap = settings.waba_cap(&settings.senders[0]).expect("capped");
+    assert_eq!(cap.rate_per_second, 70);
+
+    let unknown = text.replace("\nid = \"102290129340398\"", "\nid = \"1\"");
+    assert_eq!(
+        error_key(load(&unknown, &env(), Role::Worker)),
+        "wabas[0].id"
+    );
+    let zero = text.replace("= 70", "= 0");
+    assert_eq!(
+        error_key(load(&zero, &env(), Role::Worker)),
+        "wabas[0].rate_per_second"
+    );
+    let twice = format!("{text}[[wabas]]\nid = \"102290129340398\"\nrate_per_second = 5\n");
+    assert_eq!(error_key(load(&twice, &env(), Role::Worker)), "wabas[1].id");
+}
+
+#[test]
 fn portfolios_name_their_wabas_and_hold_at_a_share_of_the_limit() {
     let text = format!(
         "{MINIMAL}[portfolios]\n\"777\" = {{ wabas = [\"102290129340398\"], limit_override = 2000, hold_at = 0.9 }}\n"
