@@ -1,6 +1,6 @@
 //! A WABA's own rate (`[[wabas]] rate_per_second`): its numbers' sends,
 //! summed, never exceed it in any second, measured where Meta would (the
-//! sandbox), while workers join and hand the WABA over; the numbers share
+//! sandbox), while three workers join and hand the WABA over; the numbers share
 //! it fairly; and they are owned together, by one worker.
 
 use std::time::Duration;
@@ -47,11 +47,12 @@ async fn a_wabas_numbers_share_its_rate_fairly_and_never_exceed_it_across_worker
         .await;
     let total = ids.len();
 
-    // One worker starts; a second joins (the WABA may move to it); the
-    // first stops (it moves, if it had not, with its window's sends).
+    // One worker starts; two more join (the WABA may move to one of them);
+    // the first stops (the WABA moves, if it had not, with its window's
+    // sends). Three workers drain it.
     let mut first = gateway.spawn_worker(BINARY);
     wait_until_sent(&gateway, total / 5, Duration::from_secs(30)).await;
-    let second: WorkerProcess = gateway.spawn_worker(BINARY);
+    let others: Vec<WorkerProcess> = (0..2).map(|_| gateway.spawn_worker(BINARY)).collect();
     wait_until_sent(&gateway, total / 2, Duration::from_secs(30)).await;
     let owners = gateway.lease_owners(NUMBERS).await;
     assert!(
@@ -60,7 +61,7 @@ async fn a_wabas_numbers_share_its_rate_fairly_and_never_exceed_it_across_worker
     );
     assert!(first.terminate(Duration::from_secs(20)), "a clean stop");
     wait_until_sent(&gateway, total, Duration::from_secs(60)).await;
-    drop(second);
+    drop(others);
 
     let accepted = gateway.sandbox.accepted();
     let counts = send_counts(&accepted);
