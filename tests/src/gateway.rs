@@ -472,6 +472,11 @@ pub struct WorkerProcess {
 }
 
 impl WorkerProcess {
+    /// The process id, while it runs (for `/proc/<pid>/status`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     /// SIGSTOP: the process is frozen (no heartbeat, no answer read) until
     /// [`resume`](Self::resume).
     pub fn suspend(&self) {

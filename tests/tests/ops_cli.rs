@@ -294,10 +294,24 @@ fn check_config_names_every_missing_variable_and_passes_with_them() {
         assert!(out.contains(variable), "{variable}: {out}");
     }
 
-    // The api needs only the client keys.
+    // The api needs the client keys and the senders' tokens (for media),
+    // not the subscribers' secrets.
     let (ok, out) = check_config(
         &dir,
         &[("OPS_KEY_BILLING", "client-key-value")],
+        &["--role", "api"],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("OPS_TOKEN_ALPHA is not set (needed by the api)"),
+        "{out}"
+    );
+    let (ok, out) = check_config(
+        &dir,
+        &[
+            ("OPS_KEY_BILLING", "client-key-value"),
+            ("OPS_TOKEN_ALPHA", "token-value-alpha"),
+        ],
         &["--role", "api"],
     );
     assert!(ok, "{out}");

@@ -5,7 +5,9 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header::RETRY_AFTER};
 use axum::response::{IntoResponse, Response};
 use gateway_domain::FieldError;
+use gateway_domain::media_limits::MediaRefusal;
 use gateway_domain::rules::admission::Refusal;
+use gateway_graph::GraphError;
 use gateway_queue::QuotaExceeded;
 use serde_json::json;
 
@@ -55,6 +57,20 @@ pub enum ApiError {
     /// draining them).
     #[error("too many read receipts wait for sender {sender}; retry later")]
     ReadsWaiting { sender: String },
+    /// A file the Cloud API would not take: its type (422) or its size
+    /// for that type (413).
+    #[error("{0}")]
+    MediaRefused(#[from] MediaRefusal),
+    /// The body is not multipart/form-data, or it broke off.
+    #[error("{0}")]
+    MalformedMultipart(String),
+    /// Meta does not have the media, or no longer.
+    #[error("Meta has no such media for this sender (never, or no longer)")]
+    MediaNotFound,
+    /// Meta refused a media call, or did not answer it. Meta's message
+    /// and code only: never a token or a download URL.
+    #[error("the Graph API failed the media call: {0}")]
+    Graph(GraphError),
     /// Over one of the client's quotas.
     #[error("{}", quota_message(*quota, *retry_after))]
     QuotaExceeded {
@@ -114,6 +130,14 @@ impl ApiError {
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::MediaRefused(MediaRefusal::Unsupported { .. }) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Self::MediaRefused(MediaRefusal::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MalformedMultipart(_) => StatusCode::BAD_REQUEST,
+            Self::MediaNotFound => StatusCode::NOT_FOUND,
+            Self::Graph(GraphError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Graph(_) => StatusCode::BAD_GATEWAY,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::IdempotencyConflict { .. } => StatusCode::CONFLICT,
@@ -135,6 +159,11 @@ impl ApiError {
             Self::Forbidden { .. } => "forbidden",
             Self::MalformedJson(_) => "malformed_json",
             Self::Invalid(e) => e.code,
+            Self::MediaRefused(MediaRefusal::Unsupported { .. }) => "unsupported_media_type",
+            Self::MediaRefused(MediaRefusal::TooLarge { .. }) => "media_too_large",
+            Self::MalformedMultipart(_) => "malformed_multipart",
+            Self::MediaNotFound => "media_not_found",
+            Self::Graph(_) => "graph_error",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::NotFound => "not_found",
             Self::IdempotencyConflict { .. } => "idempotency_conflict",
@@ -159,6 +188,7 @@ impl ApiError {
                 ..
             } => Some("expires_at"),
             Self::InvalidSignature => Some("X-Hub-Signature-256"),
+            Self::MediaRefused(_) => Some("file"),
             _ => None,
         }
     }

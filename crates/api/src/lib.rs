@@ -1,7 +1,8 @@
 //! The HTTP API internal services call: `POST /send`, `POST /send/batch`,
 //! `GET /messages/{id}` (or `?wamid=`), `GET /dead-letters`,
 //! `POST /dead-letters/replay`, `GET /suppressions`, `DELETE
-//! /suppressions/{recipient}`, `GET /windows/{recipient}`; Meta's `GET|POST /webhook`; plus
+//! /suppressions/{recipient}`, `GET /windows/{recipient}`, `POST /media`,
+//! `GET /media/{media_id}`; Meta's `GET|POST /webhook`; plus
 //! `/healthz`, `/readyz` and `/metrics`; and `GET /openapi.json`, the
 //! OpenAPI 3.1 document of all of them, generated from [`openapi`] (also as
 //! [`openapi_json`], without a server; a copy is checked in at the repo root
@@ -18,6 +19,7 @@ mod auth;
 mod dead_letters;
 mod error;
 mod health;
+mod media;
 mod messages;
 pub mod openapi;
 mod read_receipts;
@@ -66,6 +68,16 @@ pub fn router(state: AppState) -> Router {
             Router::new()
                 .route(paths::WEBHOOK, get(webhook::verify).post(webhook::receive))
                 .layer(DefaultBodyLimit::max(state.settings.webhook.max_body_bytes)),
+        )
+        // The largest file Meta takes, streamed (never held whole).
+        .merge(
+            Router::new()
+                .route(paths::MEDIA, post(media::upload))
+                .route(paths::MEDIA_FILE, get(media::download))
+                .layer(DefaultBodyLimit::max(
+                    gateway_domain::media_limits::MEDIA_MAX_BYTES as usize
+                        + media::MULTIPART_OVERHEAD,
+                )),
         )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -122,6 +134,8 @@ pub mod paths {
     pub const SUPPRESSIONS: &str = "/suppressions";
     pub const SUPPRESSION: &str = "/suppressions/{recipient}";
     pub const WINDOW: &str = "/windows/{recipient}";
+    pub const MEDIA: &str = "/media";
+    pub const MEDIA_FILE: &str = "/media/{media_id}";
     pub const WEBHOOK: &str = "/webhook";
     pub const HEALTHZ: &str = "/healthz";
     pub const READYZ: &str = "/readyz";
@@ -133,7 +147,7 @@ pub mod paths {
 /// so a scan for unknown paths cannot grow the label space (`/metrics`
 /// itself is not counted). Each must be described in the OpenAPI document;
 /// a test checks it.
-pub const ROUTES: [&str; 15] = [
+pub const ROUTES: [&str; 17] = [
     paths::SEND,
     paths::SEND_BATCH,
     paths::MESSAGES,
@@ -145,6 +159,8 @@ pub const ROUTES: [&str; 15] = [
     paths::SUPPRESSIONS,
     paths::SUPPRESSION,
     paths::WINDOW,
+    paths::MEDIA,
+    paths::MEDIA_FILE,
     paths::HEALTHZ,
     paths::READYZ,
     paths::METRICS,

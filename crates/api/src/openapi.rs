@@ -62,6 +62,8 @@ pub(crate) async fn serve() -> impl IntoResponse {
         operations::list_suppressions,
         operations::clear_suppression,
         operations::show_window,
+        operations::upload_media,
+        operations::download_media,
         operations::webhook_verify,
         operations::webhook_receive,
         operations::healthz,
@@ -95,6 +97,8 @@ pub(crate) async fn serve() -> impl IntoResponse {
         schemas::Window,
         crate::read_receipts::ReadBody,
         schemas::ReadQueued,
+        schemas::MediaForm,
+        schemas::MediaUploaded,
         schemas::Health,
         schemas::Readiness,
     )),
@@ -105,6 +109,7 @@ pub(crate) async fn serve() -> impl IntoResponse {
         (name = "dead-letters", description = "Messages that failed for good"),
         (name = "suppressions", description = "Recipients a sender will not message now"),
         (name = "windows", description = "Users' 24-hour windows"),
+        (name = "media", description = "Media files to and from Meta"),
         (name = "webhook", description = "Meta's webhooks"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )
@@ -392,6 +397,63 @@ mod operations {
         security(("client_key" = []))
     )]
     fn show_window() {}
+
+    /// Upload a media file
+    ///
+    /// `multipart/form-data` with `from` (a sender the client may send
+    /// from), then `file` with its `Content-Type`, in that order. Meta's
+    /// types and limits are checked before and while the file streams to
+    /// Meta (it is never held whole): image jpeg/png 5 MB; audio aac, amr,
+    /// mpeg, mp4, ogg 16 MB; video mp4/3gpp 16 MB; documents (text, pdf,
+    /// Office) 100 MB; sticker webp 500 KB (a MB is 1,048,576 bytes). The
+    /// id works in `/send` (`{"type": "image", "image": {"id": ...}}`)
+    /// until `expires_at`, 30 days, after which `/send` refuses it with
+    /// `422 media_expired`. `gateway_media_total` counts the outcomes.
+    #[utoipa::path(
+        post,
+        path = paths::MEDIA,
+        tag = "media",
+        request_body(content = MediaForm, content_type = "multipart/form-data"),
+        responses(
+            (status = 201, description = "Meta has the file", body = MediaUploaded),
+            (status = 400, description = "`malformed_multipart`: not multipart/form-data, or it broke off", body = ErrorBody),
+            (status = 401, description = "`unauthorized`: no or unknown client key", body = ErrorBody),
+            (status = 403, description = "`forbidden`: a sender the client may not use", body = ErrorBody),
+            (status = 413, description = "`media_too_large` (field `file`): over the limit of its type, named in the message; `payload_too_large`: the form is over 100 MB", body = ErrorBody),
+            (status = 422, description = "`unsupported_media_type` (field `file`): a type Meta does not take (the message lists those it does); `missing_field` for `from` or `file`, `empty_file`, `unknown_sender`, `unknown_field`", body = ErrorBody),
+            (status = 502, description = "`graph_error`: Meta refused the upload or did not answer", body = ErrorBody),
+            (status = 504, description = "`graph_error`: Meta did not answer in time", body = ErrorBody),
+        ),
+        security(("client_key" = []))
+    )]
+    fn upload_media() {}
+
+    /// Download a media file
+    ///
+    /// An inbound message's file (its `id` from the webhook, as forwarded
+    /// to services), streamed from Meta with its `Content-Type` and
+    /// `Content-Length`. Meta's download URL and the sender's token stay
+    /// in the gateway.
+    #[utoipa::path(
+        get,
+        path = paths::MEDIA_FILE,
+        tag = "media",
+        params(("media_id" = String, Path, description = "Meta's media id"),
+            crate::media::MediaQuery),
+        responses(
+            (status = 200, description = "The file", content_type = "application/octet-stream",
+                headers(("Content-Type" = String, description = "The file's MIME type"),
+                    ("Content-Length" = u64, description = "The file's size"))),
+            (status = 401, description = "`unauthorized`: no or unknown client key", body = ErrorBody),
+            (status = 403, description = "`forbidden`: a sender the client may not use", body = ErrorBody),
+            (status = 404, description = "`media_not_found`: Meta does not have it for this sender (never, deleted, or expired)", body = ErrorBody),
+            (status = 422, description = "A bad `media_id`, `from` missing, `unknown_sender`", body = ErrorBody),
+            (status = 502, description = "`graph_error`: Meta failed the call", body = ErrorBody),
+            (status = 504, description = "`graph_error`: Meta did not answer in time", body = ErrorBody),
+        ),
+        security(("client_key" = []))
+    )]
+    fn download_media() {}
 
     /// Meta's verification handshake
     #[utoipa::path(
@@ -825,6 +887,29 @@ mod schemas {
         pub open: bool,
         /// When it closes (RFC 3339), while open.
         pub until: Option<String>,
+    }
+
+    /// The form of `POST /media`.
+    #[derive(Serialize, ToSchema)]
+    pub struct MediaForm {
+        /// The sender (name or phone_number_id); before `file`.
+        #[schema(example = "support")]
+        pub from: String,
+        /// The file, with its `Content-Type` (e.g. `image/jpeg`).
+        #[schema(value_type = String, format = Binary)]
+        pub file: Vec<u8>,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct MediaUploaded {
+        /// Meta's media id, for `/send` (`image.id`, `document.id`, ...).
+        #[schema(example = "1037543291543636")]
+        pub id: String,
+        /// When Meta forgets it (RFC 3339), 30 days after the upload.
+        pub expires_at: String,
+        pub mime_type: String,
+        /// The file's size.
+        pub bytes: u64,
     }
 
     #[derive(Serialize, ToSchema)]

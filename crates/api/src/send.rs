@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use crate::auth::Client;
 use crate::send_request::{PreparedMessage, SendRequest};
 use crate::{ApiError, AppState};
-use crate::{admission, templates};
+use crate::{admission, media, templates};
 pub(crate) use gateway_domain::clock::unix_ms;
 
 pub(crate) async fn send_one(
@@ -24,6 +24,12 @@ pub(crate) async fn send_one(
     let mut request = SendRequest::parse(&body, &state, &client)?;
     let registries = templates::registries(&state, &[&request]).await?;
     templates::check(&state, &registries, &mut request)?;
+    if let Some(Err(expired)) = media::check_media_ids(&state, &[&request], unix_ms())
+        .await?
+        .pop()
+    {
+        return Err(expired.into());
+    }
     if let Some(Err(refusal)) = admission::admit(&state, &client, &[&request]).await?.pop() {
         return Err(refusal);
     }
@@ -104,6 +110,24 @@ pub(crate) async fn send_batch(
                 }
                 other => other,
             });
+        }
+    }
+    // Media ids this gateway uploaded, against their expiry (one read).
+    let named: Vec<&SendRequest> = parsed
+        .iter()
+        .filter_map(|item| item.as_ref().ok().map(|(request, _)| request))
+        .collect();
+    let mut media_verdicts = media::check_media_ids(&state, &named, unix_ms())
+        .await?
+        .into_iter();
+    drop(named);
+    for (index, item) in parsed.iter_mut().enumerate() {
+        if item.is_ok()
+            && let Some(Err(expired)) = media_verdicts.next()
+        {
+            *item = Err(ApiError::Invalid(
+                expired.within(&format!("messages[{index}]")),
+            ));
         }
     }
     let valid: Vec<&SendRequest> = parsed

@@ -1,11 +1,13 @@
 //! What every request handler shares: the settings, the senders by name and
-//! by phone_number_id, the client keys, the queue and the metrics.
+//! by phone_number_id, the client keys, the queue, the Graph API client
+//! (for media) and the metrics.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_config::{SenderSettings, Settings};
+use gateway_graph::{GraphClient, GraphError};
 use gateway_queue::{Queue, TEMPLATE_REFRESH, TemplateCache};
 use gateway_telemetry::{LogThrottle, Metrics};
 
@@ -28,6 +30,8 @@ pub struct Shared {
     pub(crate) admission: Admission,
     /// The WABAs' template registries, as `/send` checks templates.
     pub(crate) templates: TemplateCache,
+    /// Media uploads and downloads go to Meta from the api itself.
+    pub(crate) graph: GraphClient,
     /// A full webhook backlog refuses every webhook: one warning per
     /// interval says so (the counter has the number).
     pub(crate) backlog_warnings: LogThrottle,
@@ -41,6 +45,15 @@ const REFUSAL_REASONS: [&str; 4] = [
     "client_daily_quota",
 ];
 
+/// Graph API connections the api keeps open (media transfers at once).
+const GRAPH_CONNECTIONS: usize = 64;
+
+/// The `outcome` label values of `gateway_media_total`, by direction.
+const MEDIA_OUTCOMES: [(&str, &[&str]); 2] = [
+    ("upload", &["ok", "unsupported_type", "too_large", "failed"]),
+    ("download", &["ok", "not_found", "failed"]),
+];
+
 /// At most one warning about a full webhook backlog per this long.
 const BACKLOG_WARNING_EVERY: Duration = Duration::from_secs(10);
 
@@ -52,7 +65,17 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(settings: Arc<Settings>, queue: Queue, metrics: Metrics) -> Self {
+    pub fn new(
+        settings: Arc<Settings>,
+        queue: Queue,
+        metrics: Metrics,
+    ) -> Result<Self, GraphError> {
+        let graph = GraphClient::new(
+            &settings.graph.base_url,
+            &settings.graph.version,
+            settings.graph.timeout,
+            GRAPH_CONNECTIONS,
+        )?;
         let mut senders = HashMap::new();
         for sender in &settings.senders {
             senders.insert(sender.name.clone(), sender.clone());
@@ -71,6 +94,15 @@ impl AppState {
                     .with_label_values(&[sender.name.as_str(), code]);
             }
         }
+        for sender in &settings.senders {
+            for (direction, outcomes) in MEDIA_OUTCOMES {
+                for outcome in outcomes {
+                    metrics
+                        .media
+                        .with_label_values(&[sender.name.as_str(), direction, outcome]);
+                }
+            }
+        }
         for client in &settings.clients {
             for reason in REFUSAL_REASONS {
                 metrics
@@ -78,7 +110,7 @@ impl AppState {
                     .with_label_values(&[client.name.as_str(), reason]);
             }
         }
-        Self(Arc::new(Shared {
+        Ok(Self(Arc::new(Shared {
             clients: ClientKeys::new(&settings.clients),
             admission: Admission::new(&settings.senders),
             templates: TemplateCache::new(queue.clone(), TEMPLATE_REFRESH),
@@ -87,7 +119,8 @@ impl AppState {
             queue,
             metrics,
             backlog_warnings: LogThrottle::new(BACKLOG_WARNING_EVERY),
-        }))
+            graph,
+        })))
     }
 
     /// The phone_number_ids whose messages `client` may look through: its

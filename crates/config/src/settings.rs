@@ -17,8 +17,8 @@ use crate::file::{
     SubscriberSection, SuppressionsSection, WabaSection,
 };
 
-/// Which process is starting: each needs a different set of secrets, so an
-/// api pod is not handed the senders' access tokens it never uses.
+/// Which process is starting: each needs a different set of secrets (the
+/// ops commands, for one, need none of the senders' access tokens).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Api,
@@ -442,7 +442,8 @@ impl Settings {
     }
 
     fn check(file: FileConfig, env: &Environment, role: Role) -> Result<Self, ConfigError> {
-        let needs_tokens = matches!(role, Role::Worker | Role::Sandbox | Role::Dev);
+        // The api uploads and downloads media with the senders' tokens.
+        let needs_tokens = matches!(role, Role::Api | Role::Worker | Role::Sandbox | Role::Dev);
         // Workers sign callbacks with the key of the client that sent the message.
         let needs_client_keys = matches!(role, Role::Api | Role::Worker | Role::Dev);
         let needs_subscriber_secrets = matches!(role, Role::Worker | Role::Dev);

@@ -6,6 +6,7 @@
 pub mod clock;
 pub mod field_error;
 pub mod ids;
+pub mod media_limits;
 pub mod message;
 pub mod recipient;
 pub mod rules;

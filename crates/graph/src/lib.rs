@@ -6,13 +6,15 @@
 //! Routes touched: `POST {base_url}/{version}/{phone_number_id}/messages`
 //! (messages, and read receipts with the typing indicator),
 //! and the management reads in `management.rs` (`debug_token`, a number's
-//! health, a WABA's numbers, templates and subscribed apps).
+//! health, a WABA's numbers, templates and subscribed apps), and media in
+//! `media.rs` (upload, metadata, download, all streamed).
 //! Access tokens go only into the `Authorization` header, marked sensitive,
 //! and never into an error or a log line.
 
 mod connections;
 mod error;
 mod management;
+mod media;
 mod response;
 
 pub use connections::on_connected;
@@ -21,6 +23,7 @@ pub use management::{
     MANAGEMENT_SCOPE, MESSAGING_SCOPE, PhoneNumberInfo, SubscribedApp, TemplateInfo, Throughput,
     TokenError, TokenInfo, throughput_limit,
 };
+pub use media::{MEDIA_TRANSFER_TIMEOUT, MediaInfo, MediaUploaded, is_media_gone};
 pub use response::SendAccepted;
 
 use std::time::Duration;

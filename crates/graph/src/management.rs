@@ -206,7 +206,7 @@ struct AppData {
 const NUMBER_FIELDS: &str = "verified_name,code_verification_status,display_phone_number,quality_rating,platform_type,status,throughput,messaging_limit_tier,whatsapp_business_manager_messaging_limit";
 
 impl GraphClient {
-    async fn get_json<T: DeserializeOwned>(
+    pub(crate) async fn get_json<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, &str)],

@@ -26,6 +26,7 @@
 //! | `gw:{pnid}:window:<recipient>` | string | the recipient's last inbound message (Unix ms); expires when their 24-hour window closes |
 //! | `gw:{pnid}:reads` | list | read receipts (JSON) waiting for the sender's owner; at most 1,000, 1 hour after the last |
 //! | `gw:{pnid}:inbound:<wamid>` | string | an inbound message already handled, so Meta's duplicates are not forwarded twice; 7 days |
+//! | `gw:{pnid}:media:<media id>` | string | a media file the gateway uploaded for the sender (JSON: `expires_at_ms`, `mime_type`, `bytes`), so that `/send` refuses the id once Meta's 30 days are over; kept 30 days past that (see the `media` module) |
 //! | `gw:{notify}:outbox`, `:retry`, `:dead` | stream, sorted set, stream | status events and inbound messages for the services: to deliver, to try again, given up on (see `gateway-notify`) |
 //! | `gw:{client:<name>}:quota:day:<day>` | string | the client's messages on that UTC day (days since 1970), for its `per_day` quota |
 //! | `gw:{client:<name>}:quota:second`, `:quota:seq` | sorted set, string | the client's messages of the last second (Redis time, ms), numbered by the counter, for its `rate_per_second` quota |
@@ -228,6 +229,11 @@ pub fn inbound(phone_number_id: &str, wamid: &str) -> String {
     format!("gw:{{{phone_number_id}}}:inbound:{wamid}")
 }
 
+/// A media id the gateway uploaded for the sender (see `media`).
+pub fn media(phone_number_id: &str, media_id: &str) -> String {
+    format!("gw:{{{phone_number_id}}}:media:{media_id}")
+}
+
 /// How long a handled inbound wamid is remembered: Meta retries a webhook
 /// for up to 7 days.
 pub const INBOUND_SEEN_MS: u64 = 7 * 24 * 3600 * 1000;
@@ -280,6 +286,7 @@ mod tests {
             window(pnid, "+16505551234"),
             inbound(pnid, "wamid.HBgL"),
             reads(pnid),
+            media(pnid, "1234567890"),
         ] {
             assert_eq!(hash_tag(&key), pnid, "{key}");
         }

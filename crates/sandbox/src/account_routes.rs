@@ -66,7 +66,11 @@ pub(crate) fn routes() -> Router<Arc<Engine>> {
     // needs one name per position.
     Router::new()
         .route("/{version}/debug_token", get(debug_token))
-        .route("/{version}/{phone_number_id}", get(phone_number))
+        // The same position names a media id (`media_routes`).
+        .route(
+            "/{version}/{phone_number_id}",
+            get(phone_number).delete(crate::media_routes::delete),
+        )
         .route(
             "/{version}/{phone_number_id}/phone_numbers",
             get(phone_numbers),
@@ -182,6 +186,8 @@ async fn debug_token(
 #[derive(Deserialize)]
 struct FieldsQuery {
     fields: Option<String>,
+    /// On a media id: the number that must own it.
+    phone_number_id: Option<String>,
 }
 
 fn number_node(config: &NumberConfig, health: &NumberHealth) -> Map<String, Value> {
@@ -221,6 +227,9 @@ async fn phone_number(
     headers: HeaderMap,
     Query(query): Query<FieldsQuery>,
 ) -> Response {
+    if engine.media.contains(&id) {
+        return crate::media_routes::info(&engine, &id, query.phone_number_id.as_deref(), &headers);
+    }
     let token = match read_token(&engine, &headers) {
         Ok(token) => token,
         Err(error) => return reject(&engine, &error),

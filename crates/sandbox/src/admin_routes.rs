@@ -122,7 +122,9 @@ pub(crate) fn refusal(refused: &SandboxError) -> Response {
         SandboxError::UnknownNumber(_)
         | SandboxError::UnknownToken
         | SandboxError::UnknownTemplate { .. } => StatusCode::NOT_FOUND,
-        SandboxError::InvalidUser(_) | SandboxError::InvalidText => StatusCode::BAD_REQUEST,
+        SandboxError::InvalidUser(_)
+        | SandboxError::InvalidText
+        | SandboxError::InvalidMedia(_) => StatusCode::BAD_REQUEST,
     };
     error(status, &refused.to_string())
 }

@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::faults::Faults;
+use crate::media::MediaConfig;
 
 /// Meta's default throughput per business number.
 pub const DEFAULT_RATE_PER_SECOND: u32 = 80;
@@ -28,6 +29,8 @@ pub struct SandboxConfig {
     /// How many accepted sends `Sandbox::accepted` keeps (oldest dropped
     /// first), which bounds the sandbox's memory under load.
     pub record_limit: usize,
+    /// Download links and the memory media may take.
+    pub media: MediaConfig,
 }
 
 impl Default for SandboxConfig {
@@ -44,6 +47,7 @@ impl Default for SandboxConfig {
             statuses: StatusConfig::default(),
             faults: Faults::default(),
             record_limit: 1_000_000,
+            media: MediaConfig::default(),
         }
     }
 }

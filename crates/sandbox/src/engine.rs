@@ -31,6 +31,7 @@ use crate::errors::{MetaError, SandboxError};
 use crate::faults::{self, ActiveFaults, Faults};
 use crate::ids::{Direction, Ids};
 use crate::locks::{lock, read, write};
+use crate::media::{self, MediaStore, StoredMedia};
 use crate::number::NumberState;
 use crate::random::Random;
 use crate::read_receipts::{self, ReadReceipt, ReadReceipts};
@@ -40,7 +41,7 @@ use crate::stats::{Counters, Event, SandboxStats};
 use crate::templates::TemplateRegistry;
 use crate::user_id::UserId;
 use crate::validation::{self, Outbound};
-use crate::webhooks::payload::{InboundMessage, Pricing, SentMessage};
+use crate::webhooks::payload::{InboundMedia, InboundMessage, Pricing, SentMessage};
 use crate::webhooks::{Hold, Webhooks};
 
 /// Longest simulated user message, as for text sends.
@@ -67,6 +68,8 @@ pub(crate) struct Engine {
     conversations: Mutex<Conversations>,
     /// Inbound messages delivered, and the read receipts for them.
     pub(crate) receipts: ReadReceipts,
+    /// Uploaded files and those users sent.
+    pub(crate) media: MediaStore,
     ids: Ids,
     pub(crate) random: Random,
 }
@@ -103,6 +106,7 @@ impl Engine {
             counters,
             conversations: Mutex::new(Conversations::default()),
             receipts: ReadReceipts::default(),
+            media: MediaStore::new(config.media),
             ids: Ids::new(&random),
             random,
         }
@@ -157,6 +161,7 @@ impl Engine {
         self.webhooks.clear();
         lock(&self.conversations).clear();
         self.receipts.clear();
+        self.media.reset();
         for number in self.numbers.values() {
             number.reset(now);
         }
@@ -383,11 +388,67 @@ impl Engine {
         text: &str,
         at: SystemTime,
     ) -> Result<String, SandboxError> {
-        let number = self.number(phone_number_id)?;
-        let user = parse_user(from)?;
         if !(1..=INBOUND_TEXT_MAX).contains(&text.chars().count()) {
             return Err(SandboxError::InvalidText);
         }
+        self.deliver(phone_number_id, from, text, None, at)
+    }
+
+    /// A simulated user message carrying a file (`image` for jpeg or png,
+    /// `sticker` for webp, `audio`, `video` or `document` by its type),
+    /// with an optional caption: the file is stored as media the number
+    /// may download, and the webhook carries its `id`, `mime_type` and
+    /// `sha256`. Returns the wamid and the media id.
+    pub(crate) fn receive_media(
+        &self,
+        phone_number_id: &str,
+        from: &str,
+        mime_type: &str,
+        content: Bytes,
+        caption: &str,
+    ) -> Result<(String, String), SandboxError> {
+        let (kind, max) = media::limit(mime_type).ok_or_else(|| {
+            SandboxError::InvalidMedia(format!("{mime_type} is not a WhatsApp media type"))
+        })?;
+        if content.is_empty() || content.len() as u64 > max {
+            return Err(SandboxError::InvalidMedia(format!(
+                "a {mime_type} file must be 1 to {max} bytes"
+            )));
+        }
+        if caption.chars().count() > INBOUND_TEXT_MAX {
+            return Err(SandboxError::InvalidText);
+        }
+        self.number(phone_number_id)?;
+        parse_user(from)?;
+        let stored = self
+            .media
+            .store(phone_number_id, mime_type, content, &self.random);
+        let media = InboundMedia {
+            kind,
+            id: stored.id.clone(),
+            mime_type: stored.mime_type,
+            sha256: stored.sha256,
+        };
+        let wamid = self.deliver(
+            phone_number_id,
+            from,
+            caption,
+            Some(media),
+            SystemTime::now(),
+        )?;
+        Ok((wamid, stored.id))
+    }
+
+    fn deliver(
+        &self,
+        phone_number_id: &str,
+        from: &str,
+        text: &str,
+        media: Option<InboundMedia>,
+        at: SystemTime,
+    ) -> Result<String, SandboxError> {
+        let number = self.number(phone_number_id)?;
+        let user = parse_user(from)?;
         let now = Instant::now();
         let wall = SystemTime::now();
         let age = wall.duration_since(at).unwrap_or(Duration::ZERO);
@@ -402,10 +463,51 @@ impl Engine {
             wamid: wamid.clone(),
             user,
             text: text.to_owned(),
+            media,
             at: at.min(wall),
         };
         self.webhooks.inbound(message, now);
         Ok(wamid)
+    }
+
+    /// The number a media upload is for, after its token: 190 for a token
+    /// nobody has (or one that no longer works), 100 for an unknown number
+    /// or one the token is not for.
+    pub(crate) fn authorize_media_upload(
+        &self,
+        phone_number_id: &str,
+        authorization: Option<&str>,
+    ) -> Result<&NumberState, MetaError> {
+        self.authorize(phone_number_id, authorization, self.rules().tokens)
+    }
+
+    /// A stored file the caller may read or delete: with the token of the
+    /// number that owns it, and that number if `phone_number_id` names
+    /// one. Anything else is Meta's "does not exist" (100), as Meta does
+    /// not tell missing objects from hidden ones.
+    pub(crate) fn owned_media(
+        &self,
+        media_id: &str,
+        phone_number_id: Option<&str>,
+        authorization: Option<&str>,
+    ) -> Result<StoredMedia, MetaError> {
+        let check = self.rules().tokens;
+        let token = authorization.and_then(bearer);
+        if check && !token.is_some_and(|token| self.tokens.contains(token)) {
+            return Err(MetaError::invalid_token());
+        }
+        let media = self
+            .media
+            .get(media_id)
+            .ok_or_else(|| MetaError::unknown_read(media_id))?;
+        if phone_number_id.is_some_and(|id| id != media.phone_number_id) {
+            return Err(MetaError::unknown_read(media_id));
+        }
+        let owner = self.numbers.get(&media.phone_number_id);
+        if check && owner.map(|n| n.config.access_token.as_str()) != token {
+            return Err(MetaError::unknown_read(media_id));
+        }
+        Ok(media)
     }
 
     /// Closes a user's window behind the business's back, until the user

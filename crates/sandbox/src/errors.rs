@@ -91,6 +91,11 @@ impl MetaError {
         Self::new(StatusCode::BAD_REQUEST, 131_008, details)
     }
 
+    /// 131053: the uploaded file cannot be taken (too large for its type).
+    pub(crate) fn media_upload(details: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, 131_053, details)
+    }
+
     /// 131009: a value is outside Meta's limits for it.
     pub(crate) fn invalid_value(details: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, 131_009, details)
@@ -244,6 +249,7 @@ fn title(code: i64) -> &'static str {
         130_429 => "Rate limit hit",
         131_008 => "Required parameter is missing",
         131_009 => "Parameter value is not valid",
+        131_053 => "Media upload error",
         131_026 => "Message undeliverable",
         131_047 => "Re-engagement message",
         131_049 => "This message was not delivered to maintain healthy ecosystem engagement.",
@@ -269,6 +275,8 @@ pub enum SandboxError {
     InvalidUser(String),
     #[error("the text must be 1 to 4096 characters")]
     InvalidText,
+    #[error("invalid media: {0}")]
+    InvalidMedia(String),
     #[error("no configured number has this access token")]
     UnknownToken,
     #[error("no template {name:?} in language {language:?} is registered")]

@@ -26,6 +26,12 @@
 //! `phone_number_quality_update`, `message_template_status_update` and
 //! `template_category_update` webhooks Meta sends for such changes.
 //!
+//! Media as Meta keeps it (`media`, `media_routes`): uploads checked
+//! against Meta's types and limits per type, metadata with a download URL
+//! that needs the owner's token and expires, deletion; a user can send a
+//! file (`Sandbox::inbound_media`), whose webhook carries its `id`,
+//! `mime_type` and `sha256`.
+//!
 //! For window tests, a user message can be dated in the past
 //! (`Sandbox::inbound_at`) and a window closed behind the gateway's back
 //! (`Sandbox::close_window`). The user directory can be replaced while the
@@ -73,6 +79,8 @@ mod faults;
 mod graph_routes;
 mod ids;
 mod locks;
+mod media;
+mod media_routes;
 mod number;
 mod random;
 mod read_receipts;
@@ -100,6 +108,7 @@ pub use config::{
 };
 pub use errors::SandboxError;
 pub use faults::Faults;
+pub use media::{MediaConfig, MediaFile};
 pub use read_receipts::ReadReceipt;
 pub use records::AcceptedMessage;
 pub use stats::SandboxStats;
@@ -129,6 +138,7 @@ impl Sandbox {
     pub fn router(&self) -> axum::Router {
         graph_routes::routes()
             .merge(account_routes::routes())
+            .merge(media_routes::routes())
             .merge(admin_routes::routes())
             .with_state(Arc::clone(&self.engine))
     }
@@ -244,6 +254,44 @@ impl Sandbox {
         at: SystemTime,
     ) -> Result<String, SandboxError> {
         self.engine.receive(phone_number_id, from, text, at)
+    }
+
+    /// A simulated user message carrying a file of `mime_type` (`image`
+    /// for jpeg or png, `sticker` for webp, else `audio`, `video` or
+    /// `document`), with a caption (empty: none): as [`inbound`](Self::inbound),
+    /// and the file is stored as media the number may download, its
+    /// webhook carrying `id`, `mime_type` and `sha256`. Returns the wamid
+    /// and the media id.
+    pub fn inbound_media(
+        &self,
+        phone_number_id: &str,
+        from: &str,
+        mime_type: &str,
+        content: impl Into<bytes::Bytes>,
+        caption: &str,
+    ) -> Result<(String, String), SandboxError> {
+        self.engine
+            .receive_media(phone_number_id, from, mime_type, content.into(), caption)
+    }
+
+    /// A stored media file (uploaded or sent by a user), if it is there.
+    pub fn media(&self, media_id: &str) -> Option<MediaFile> {
+        self.engine
+            .media
+            .get(media_id)
+            .as_ref()
+            .map(MediaFile::from)
+    }
+
+    /// Forgets a media file, as Meta does after 30 days or a `DELETE`;
+    /// false when there was none.
+    pub fn delete_media(&self, media_id: &str) -> bool {
+        self.engine.media.delete(media_id)
+    }
+
+    /// Replaces how long download URLs work and how much media is kept.
+    pub fn set_media(&self, config: MediaConfig) {
+        self.engine.media.set_config(config);
     }
 
     /// Closes a user's window (`user` as for `inbound`) behind the business's

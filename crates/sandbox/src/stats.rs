@@ -20,6 +20,10 @@ pub struct SandboxStats {
     pub inbound: u64,
     /// Read receipts (with or without typing) answered with success.
     pub read_receipts: u64,
+    /// Media files uploaded and stored (`POST /{version}/{number}/media`).
+    pub media_uploads: u64,
+    /// Media files downloaded through their short-lived URL.
+    pub media_downloads: u64,
     /// Sends answered with an error, by Meta error code.
     pub rejections: BTreeMap<i64, u64>,
     /// Accepted sends that ended in a `failed` status, by Meta error code.
@@ -41,6 +45,8 @@ pub(crate) struct Counters {
     accepted: AtomicU64,
     inbound: AtomicU64,
     read_receipts: AtomicU64,
+    media_uploads: AtomicU64,
+    media_downloads: AtomicU64,
     rejections: Mutex<BTreeMap<i64, u64>>,
     failed_statuses: Mutex<BTreeMap<i64, u64>>,
     connections_dropped: AtomicU64,
@@ -56,6 +62,8 @@ pub(crate) enum Event {
     Accepted,
     Inbound,
     ReadReceipt,
+    MediaUploaded,
+    MediaDownloaded,
     Rejected(i64),
     FailedStatus(i64),
     ConnectionDropped,
@@ -71,6 +79,8 @@ impl Counters {
             Event::Accepted => &self.accepted,
             Event::Inbound => &self.inbound,
             Event::ReadReceipt => &self.read_receipts,
+            Event::MediaUploaded => &self.media_uploads,
+            Event::MediaDownloaded => &self.media_downloads,
             Event::Rejected(code) => return *lock(&self.rejections).entry(code).or_default() += 1,
             Event::FailedStatus(code) => {
                 return *lock(&self.failed_statuses).entry(code).or_default() += 1;
@@ -90,6 +100,8 @@ impl Counters {
             accepted: get(&self.accepted),
             inbound: get(&self.inbound),
             read_receipts: get(&self.read_receipts),
+            media_uploads: get(&self.media_uploads),
+            media_downloads: get(&self.media_downloads),
             rejections: lock(&self.rejections).clone(),
             failed_statuses: lock(&self.failed_statuses).clone(),
             connections_dropped: get(&self.connections_dropped),
@@ -105,6 +117,8 @@ impl Counters {
             &self.accepted,
             &self.inbound,
             &self.read_receipts,
+            &self.media_uploads,
+            &self.media_downloads,
             &self.connections_dropped,
             &self.webhooks_delivered,
             &self.webhook_failed_attempts,

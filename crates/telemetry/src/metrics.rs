@@ -121,6 +121,11 @@ pub struct Families {
     /// `sent`, `failed` (Meta refused it or did not answer), `refused`
     /// (the api's queue for the sender was full).
     pub read_receipts: IntCounterVec,
+    /// Media files moved through the api, by sender, `direction` (`upload`:
+    /// `POST /media`; `download`: `GET /media/{id}`) and outcome (`ok`,
+    /// `unsupported_type`, `too_large`, `not_found`, `failed`: Meta refused
+    /// or did not answer, or the transfer broke off).
+    pub media: IntCounterVec,
     /// Messages failed without a call because the recipient is suppressed,
     /// by Meta's code (131050, 131049, 131026).
     pub suppressed: IntCounterVec,
@@ -444,6 +449,11 @@ impl Metrics {
                 "gateway_read_receipts_total",
                 "Read receipts (POST /messages/read) by outcome: sent, failed, refused (too many waiting).",
                 &["sender", "outcome"],
+            ),
+            media: counter(
+                "gateway_media_total",
+                "Media files moved through the api, by sender, direction (upload, download) and outcome (ok, unsupported_type, too_large, not_found, failed).",
+                &["sender", "direction", "outcome"],
             ),
             suppressed: counter(
                 "gateway_messages_suppressed_total",

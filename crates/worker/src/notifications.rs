@@ -121,8 +121,25 @@ fn client_signer(name: &str) -> String {
     format!("client:{name}")
 }
 
+/// The api's path that streams an inbound message's file (`GET
+/// /media/{id}?from=`), for media messages (`image`, `audio`, `video`,
+/// `document`, `sticker` with an `id`).
+fn media_url(sender: &SenderSettings, message: &InboundMessage) -> Option<String> {
+    if !matches!(
+        message.kind.as_str(),
+        "image" | "audio" | "video" | "document" | "sticker"
+    ) {
+        return None;
+    }
+    let id = message.raw.get(&message.kind)?.get("id")?.as_str()?;
+    // Meta's ids are digits; anything else would not make a safe path.
+    id.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        .then(|| format!("/media/{id}?from={}", sender.phone_number_id))
+}
+
 fn inbound_body(sender: &SenderSettings, message: &InboundMessage) -> String {
-    json!({
+    let mut body = json!({
         "type": "inbound",
         "sender": sender.name,
         "phone_number_id": sender.phone_number_id,
@@ -131,8 +148,11 @@ fn inbound_body(sender: &SenderSettings, message: &InboundMessage) -> String {
         "from_user_id": message.from_user_id.as_ref().map(|r| r.key()),
         "timestamp_ms": message.timestamp_ms,
         "message": message.raw,
-    })
-    .to_string()
+    });
+    if let Some(url) = media_url(sender, message) {
+        body["media_url"] = url.into();
+    }
+    body.to_string()
 }
 
 fn status_body(sender: &SenderSettings, view: &StatusView, update: &StatusUpdate) -> String {
@@ -246,5 +266,25 @@ mod tests {
         assert_eq!(body["from_user_id"], "US.13491208655302741918");
         assert_eq!(body["message"]["text"]["body"], "hi");
         assert_eq!(body["sender"], "support");
+        assert!(body.get("media_url").is_none());
+    }
+
+    #[test]
+    fn an_inbound_image_says_where_the_api_serves_it() {
+        let message = InboundMessage {
+            phone_number_id: "106540352242922".into(),
+            wamid: "wamid.IN".into(),
+            from: Recipient::parse_phone("16505551234").ok(),
+            from_user_id: None,
+            timestamp_ms: 1_700_000_000_000,
+            kind: "image".into(),
+            raw: json!({"type": "image", "image": {"id": "1037543291543636", "mime_type": "image/jpeg", "sha256": "ab"}}),
+        };
+        let body: Value = serde_json::from_str(&inbound_body(&sender(), &message)).expect("json");
+        assert_eq!(
+            body["media_url"],
+            "/media/1037543291543636?from=106540352242922"
+        );
+        assert_eq!(body["message"]["image"]["id"], "1037543291543636");
     }
 }

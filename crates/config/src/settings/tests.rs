@@ -177,7 +177,12 @@ fn duplicate_senders_are_rejected() {
 #[test]
 fn each_role_needs_only_its_secrets() {
     let only_key = Environment::from_pairs([("GATEWAY_KEY_BILLING", "key-1")]);
-    assert!(load(MINIMAL, &only_key, Role::Api).is_ok());
+    // The api moves media with the senders' tokens.
+    assert_eq!(
+        error_key(load(MINIMAL, &only_key, Role::Api)),
+        "senders[0].access_token_env"
+    );
+    assert!(load(MINIMAL, &env(), Role::Api).is_ok());
     assert_eq!(
         error_key(load(MINIMAL, &only_key, Role::Worker)),
         "senders[0].access_token_env"

@@ -127,6 +127,19 @@ impl OutboundMessage {
         self.kind
     }
 
+    /// The uploaded media `id` a media message names (`image.id`, ...),
+    /// if it names one rather than a `link`.
+    pub fn media_id(&self) -> Option<&str> {
+        match self.kind {
+            MessageKind::Image
+            | MessageKind::Document
+            | MessageKind::Audio
+            | MessageKind::Video
+            | MessageKind::Sticker => self.object.get("id").and_then(Value::as_str),
+            _ => None,
+        }
+    }
+
     /// Templates are the only messages allowed outside the 24-hour window.
     pub fn is_template(&self) -> bool {
         self.kind == MessageKind::Template

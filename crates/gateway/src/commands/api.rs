@@ -51,7 +51,7 @@ pub async fn serve(
         ),
         None => tracing::info!(listen = %listener.local_addr()?, "api listening"),
     }
-    let state = AppState::new(settings, queue, metrics);
+    let state = AppState::new(settings, queue, metrics)?;
     let metrics_server = {
         let (state, shutdown) = (state.clone(), shutdown.clone());
         async move {

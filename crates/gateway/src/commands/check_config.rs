@@ -135,20 +135,20 @@ fn missing_secrets(settings: &Settings, env: &Environment, role: CheckRole) -> V
     let worker = roles.contains(&Role::Worker);
     // (key, variable, the processes that need it), in the file's order.
     let mut wanted: Vec<(String, String, Vec<&str>)> = Vec::new();
-    if worker {
-        for (i, s) in settings.senders.iter().enumerate() {
-            wanted.push((
-                format!("senders[{i}].access_token_env"),
-                s.access_token_env.clone(),
-                vec!["worker"],
-            ));
-        }
-    }
-    // The api checks client keys; a worker signs callbacks with them.
+    // Both roles need the same secrets but the subscribers': the api
+    // checks client keys and moves media with the senders' tokens; a
+    // worker sends with the tokens and signs callbacks with the keys.
     let client_users: Vec<&str> = [(api, "api"), (worker, "worker")]
         .into_iter()
         .filter_map(|(needed, by)| needed.then_some(by))
         .collect();
+    for (i, s) in settings.senders.iter().enumerate() {
+        wanted.push((
+            format!("senders[{i}].access_token_env"),
+            s.access_token_env.clone(),
+            client_users.clone(),
+        ));
+    }
     for (i, c) in settings.clients.iter().enumerate() {
         wanted.push((
             format!("clients[{i}].key_env"),

@@ -107,8 +107,22 @@ pub(crate) struct InboundMessage {
     pub(crate) number: Arc<NumberConfig>,
     pub(crate) wamid: String,
     pub(crate) user: UserId,
+    /// The text, or a media message's caption (empty: none).
     pub(crate) text: String,
+    /// A media message's file, as Meta describes it.
+    pub(crate) media: Option<InboundMedia>,
     pub(crate) at: SystemTime,
+}
+
+/// The file of an inbound media message: the webhook carries its `id`,
+/// `mime_type` and `sha256` under the message's type (`image`, ...).
+#[derive(Clone, Debug)]
+pub(crate) struct InboundMedia {
+    /// `image`, `audio`, `video`, `document` or `sticker`.
+    pub(crate) kind: &'static str,
+    pub(crate) id: String,
+    pub(crate) mime_type: String,
+    pub(crate) sha256: String,
 }
 
 /// The name a simulated user shows in `contacts[].profile`.
@@ -200,12 +214,31 @@ pub(crate) fn statuses(number: &NumberConfig, events: &[StatusEvent]) -> Value {
 
 pub(crate) fn inbound(message: &InboundMessage) -> Value {
     let mut contact = json!({"profile": {"name": PROFILE_NAME}});
-    let mut text = json!({
-        "id": message.wamid,
-        "timestamp": unix_seconds(message.at),
-        "type": "text",
-        "text": {"body": message.text},
-    });
+    let mut text = match &message.media {
+        None => json!({
+            "id": message.wamid,
+            "timestamp": unix_seconds(message.at),
+            "type": "text",
+            "text": {"body": message.text},
+        }),
+        Some(media) => {
+            let mut object = json!({
+                "id": media.id,
+                "mime_type": media.mime_type,
+                "sha256": media.sha256,
+            });
+            if !message.text.is_empty() {
+                object["caption"] = json!(message.text);
+            }
+            let mut inbound = json!({
+                "id": message.wamid,
+                "timestamp": unix_seconds(message.at),
+                "type": media.kind,
+            });
+            inbound[media.kind] = object;
+            inbound
+        }
+    };
     match &message.user {
         UserId::Phone(digits) => {
             contact["wa_id"] = json!(digits);
@@ -399,6 +432,7 @@ mod tests {
             wamid: "wamid.B".into(),
             user: UserId::Phone("16505551234".into()),
             text: "hello".into(),
+            media: None,
             at: at(),
         };
         let value = &inbound(&inbound_message)["entry"][0]["changes"][0]["value"];
@@ -416,6 +450,29 @@ mod tests {
         assert_eq!(value["contacts"][0]["user_id"], "US.1349");
         assert_eq!(value["messages"][0]["from_user_id"], "US.1349");
         assert!(value["messages"][0].get("from").is_none());
+    }
+
+    #[test]
+    fn an_inbound_image_carries_its_id_type_and_hash() {
+        let message = InboundMessage {
+            number: number(),
+            wamid: "wamid.C".into(),
+            user: UserId::Phone("16505551234".into()),
+            text: "look".into(),
+            media: Some(InboundMedia {
+                kind: "image",
+                id: "1037543291543636".into(),
+                mime_type: "image/jpeg".into(),
+                sha256: "ab12".into(),
+            }),
+            at: at(),
+        };
+        let value = &inbound(&message)["entry"][0]["changes"][0]["value"];
+        assert_eq!(
+            value["messages"][0],
+            json!({"from": "16505551234", "id": "wamid.C", "timestamp": "1749416383", "type": "image",
+                   "image": {"id": "1037543291543636", "mime_type": "image/jpeg", "sha256": "ab12", "caption": "look"}})
+        );
     }
 
     #[test]

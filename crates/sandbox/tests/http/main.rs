@@ -7,4 +7,5 @@ mod faults;
 mod graph_api;
 mod held_answers;
 mod helpers;
+mod media;
 mod webhooks;
