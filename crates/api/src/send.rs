@@ -28,7 +28,7 @@ pub(crate) async fn send_one(
         .await?
         .pop()
     {
-        return Err(expired.into());
+        return Err(expired);
     }
     if let Some(Err(refusal)) = admission::admit(&state, &client, &[&request]).await?.pop() {
         return Err(refusal);
@@ -72,7 +72,7 @@ pub(crate) async fn send_batch(
 
     // Parse every item first; only the valid ones that may go now go to
     // Redis, in one pipeline.
-    let mut parsed: Vec<Result<(SendRequest, PreparedMessage), ApiError>> = items
+    let mut parsed: Vec<BatchItem> = items
         .iter()
         .enumerate()
         .map(|(index, item)| {
@@ -83,64 +83,26 @@ pub(crate) async fn send_batch(
                     "each message must be an object",
                 ))
             })?;
-            let request = SendRequest::parse(object, &state, &client).map_err(|e| match e {
-                ApiError::Invalid(field) => {
-                    ApiError::Invalid(field.within(&format!("messages[{index}]")))
-                }
-                other => other,
-            })?;
+            let request =
+                SendRequest::parse(object, &state, &client).map_err(|e| within_item(index, e))?;
             let prepared = request.prepare();
             Ok((request, prepared))
         })
         .collect();
     // Templates against their WABAs' registries (one read per WABA).
-    let named: Vec<&SendRequest> = parsed
-        .iter()
-        .filter_map(|item| item.as_ref().ok().map(|(request, _)| request))
-        .collect();
-    let registries = templates::registries(&state, &named).await?;
-    drop(named);
+    let registries = templates::registries(&state, &still_valid(&parsed)).await?;
     for (index, item) in parsed.iter_mut().enumerate() {
         if let Ok((request, _)) = item
             && let Err(refusal) = templates::check(&state, &registries, request)
         {
-            *item = Err(match refusal {
-                ApiError::Invalid(field) => {
-                    ApiError::Invalid(field.within(&format!("messages[{index}]")))
-                }
-                other => other,
-            });
+            *item = Err(within_item(index, refusal));
         }
     }
     // Media ids this gateway uploaded, against their expiry (one read).
-    let named: Vec<&SendRequest> = parsed
-        .iter()
-        .filter_map(|item| item.as_ref().ok().map(|(request, _)| request))
-        .collect();
-    let mut media_verdicts = media::check_media_ids(&state, &named, unix_ms())
-        .await?
-        .into_iter();
-    drop(named);
-    for (index, item) in parsed.iter_mut().enumerate() {
-        if item.is_ok()
-            && let Some(Err(expired)) = media_verdicts.next()
-        {
-            *item = Err(ApiError::Invalid(
-                expired.within(&format!("messages[{index}]")),
-            ));
-        }
-    }
-    let valid: Vec<&SendRequest> = parsed
-        .iter()
-        .filter_map(|item| item.as_ref().ok().map(|(request, _)| request))
-        .collect();
-    let mut verdicts = admission::admit(&state, &client, &valid).await?.into_iter();
-    drop(valid);
-    for item in parsed.iter_mut().filter(|item| item.is_ok()) {
-        if let Some(Err(refusal)) = verdicts.next() {
-            *item = Err(refusal);
-        }
-    }
+    let verdicts = media::check_media_ids(&state, &still_valid(&parsed), unix_ms()).await?;
+    refuse(&mut parsed, verdicts);
+    let verdicts = admission::admit(&state, &client, &still_valid(&parsed)).await?;
+    refuse(&mut parsed, verdicts);
     let to_store: Vec<NewMessage<'_>> = parsed
         .iter()
         .filter_map(|item| item.as_ref().ok())
@@ -178,6 +140,38 @@ pub(crate) async fn send_batch(
         })
         .collect();
     Ok(Json(json!({ "results": results })))
+}
+
+/// One item of a batch: ready to store, or why not.
+type BatchItem = Result<(SendRequest, PreparedMessage), ApiError>;
+
+/// The requests of the items still ready, in order.
+fn still_valid(parsed: &[BatchItem]) -> Vec<&SendRequest> {
+    parsed
+        .iter()
+        .filter_map(|item| item.as_ref().ok().map(|(request, _)| request))
+        .collect()
+}
+
+/// Refuses the items still ready whose verdict (one per such item, in
+/// order, as a check of [`still_valid`] answers) is a refusal.
+fn refuse(parsed: &mut [BatchItem], verdicts: Vec<Result<(), ApiError>>) {
+    let mut verdicts = verdicts.into_iter();
+    for (index, item) in parsed.iter_mut().enumerate() {
+        if item.is_ok()
+            && let Some(Err(refusal)) = verdicts.next()
+        {
+            *item = Err(within_item(index, refusal));
+        }
+    }
+}
+
+/// A field error of item `index` names its field within the batch.
+fn within_item(index: usize, error: ApiError) -> ApiError {
+    match error {
+        ApiError::Invalid(field) => ApiError::Invalid(field.within(&format!("messages[{index}]"))),
+        other => other,
+    }
 }
 
 fn new_message<'a>(

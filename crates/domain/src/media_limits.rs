@@ -19,6 +19,8 @@
 
 use std::time::Duration;
 
+use crate::MessageKind;
+
 /// One megabyte, as these limits count it.
 pub const MB: u64 = 1024 * 1024;
 /// One kilobyte, as these limits count it.
@@ -27,47 +29,30 @@ pub const KB: u64 = 1024;
 /// How long Meta keeps an uploaded media id usable: 30 days.
 pub const MEDIA_ID_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// The message type a media file can be sent as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MediaKind {
-    Image,
-    Audio,
-    Video,
-    Document,
-    Sticker,
-}
+/// The longest media id taken (Meta's are about 16 digits).
+pub const MEDIA_ID_MAX: usize = 128;
 
-impl MediaKind {
-    /// The message `type` (and the object's name) in a send.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Image => "image",
-            Self::Audio => "audio",
-            Self::Video => "video",
-            Self::Document => "document",
-            Self::Sticker => "sticker",
-        }
-    }
-
-    /// The message types whose object may name an uploaded media `id`.
-    pub const ALL: [Self; 5] = [
-        Self::Image,
-        Self::Audio,
-        Self::Video,
-        Self::Document,
-        Self::Sticker,
-    ];
+/// Whether `id` has the shape of a media id as Meta writes them: 1 to
+/// [`MEDIA_ID_MAX`] letters, digits, `_`, `-` or `.` (so it is also safe in
+/// a URL path).
+pub fn is_media_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MEDIA_ID_MAX
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 /// One MIME type Meta takes, its kind and its size limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MediaRule {
     pub mime_type: &'static str,
-    pub kind: MediaKind,
+    /// The message type a file of it is sent as.
+    pub kind: MessageKind,
     pub max_bytes: u64,
 }
 
-const fn rule(mime_type: &'static str, kind: MediaKind, max_bytes: u64) -> MediaRule {
+const fn rule(mime_type: &'static str, kind: MessageKind, max_bytes: u64) -> MediaRule {
     MediaRule {
         mime_type,
         kind,
@@ -77,40 +62,40 @@ const fn rule(mime_type: &'static str, kind: MediaKind, max_bytes: u64) -> Media
 
 /// Every MIME type Meta takes, as its documentation lists them.
 pub const MEDIA_RULES: [MediaRule; 18] = [
-    rule("image/jpeg", MediaKind::Image, 5 * MB),
-    rule("image/png", MediaKind::Image, 5 * MB),
-    rule("audio/aac", MediaKind::Audio, 16 * MB),
-    rule("audio/amr", MediaKind::Audio, 16 * MB),
-    rule("audio/mpeg", MediaKind::Audio, 16 * MB),
-    rule("audio/mp4", MediaKind::Audio, 16 * MB),
-    rule("audio/ogg", MediaKind::Audio, 16 * MB),
-    rule("video/mp4", MediaKind::Video, 16 * MB),
-    rule("video/3gpp", MediaKind::Video, 16 * MB),
-    rule("text/plain", MediaKind::Document, 100 * MB),
-    rule("application/pdf", MediaKind::Document, 100 * MB),
-    rule("application/msword", MediaKind::Document, 100 * MB),
+    rule("image/jpeg", MessageKind::Image, 5 * MB),
+    rule("image/png", MessageKind::Image, 5 * MB),
+    rule("audio/aac", MessageKind::Audio, 16 * MB),
+    rule("audio/amr", MessageKind::Audio, 16 * MB),
+    rule("audio/mpeg", MessageKind::Audio, 16 * MB),
+    rule("audio/mp4", MessageKind::Audio, 16 * MB),
+    rule("audio/ogg", MessageKind::Audio, 16 * MB),
+    rule("video/mp4", MessageKind::Video, 16 * MB),
+    rule("video/3gpp", MessageKind::Video, 16 * MB),
+    rule("text/plain", MessageKind::Document, 100 * MB),
+    rule("application/pdf", MessageKind::Document, 100 * MB),
+    rule("application/msword", MessageKind::Document, 100 * MB),
     rule(
         "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        MediaKind::Document,
+        MessageKind::Document,
         100 * MB,
     ),
-    rule("application/vnd.ms-excel", MediaKind::Document, 100 * MB),
+    rule("application/vnd.ms-excel", MessageKind::Document, 100 * MB),
     rule(
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        MediaKind::Document,
+        MessageKind::Document,
         100 * MB,
     ),
     rule(
         "application/vnd.ms-powerpoint",
-        MediaKind::Document,
+        MessageKind::Document,
         100 * MB,
     ),
     rule(
         "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-        MediaKind::Document,
+        MessageKind::Document,
         100 * MB,
     ),
-    rule("image/webp", MediaKind::Sticker, 500 * KB),
+    rule("image/webp", MessageKind::Sticker, 500 * KB),
 ];
 
 /// Common spellings of listed types, and the type Meta is told instead.
@@ -203,18 +188,18 @@ mod tests {
     #[test]
     fn every_type_meta_lists_has_its_kind_and_limit() {
         let table = [
-            ("image/jpeg", MediaKind::Image, 5 * MB),
-            ("image/png", MediaKind::Image, 5 * MB),
-            ("audio/aac", MediaKind::Audio, 16 * MB),
-            ("audio/amr", MediaKind::Audio, 16 * MB),
-            ("audio/mpeg", MediaKind::Audio, 16 * MB),
-            ("audio/mp4", MediaKind::Audio, 16 * MB),
-            ("audio/ogg", MediaKind::Audio, 16 * MB),
-            ("video/mp4", MediaKind::Video, 16 * MB),
-            ("video/3gpp", MediaKind::Video, 16 * MB),
-            ("application/pdf", MediaKind::Document, 100 * MB),
-            ("text/plain", MediaKind::Document, 100 * MB),
-            ("image/webp", MediaKind::Sticker, 500 * KB),
+            ("image/jpeg", MessageKind::Image, 5 * MB),
+            ("image/png", MessageKind::Image, 5 * MB),
+            ("audio/aac", MessageKind::Audio, 16 * MB),
+            ("audio/amr", MessageKind::Audio, 16 * MB),
+            ("audio/mpeg", MessageKind::Audio, 16 * MB),
+            ("audio/mp4", MessageKind::Audio, 16 * MB),
+            ("audio/ogg", MessageKind::Audio, 16 * MB),
+            ("video/mp4", MessageKind::Video, 16 * MB),
+            ("video/3gpp", MessageKind::Video, 16 * MB),
+            ("application/pdf", MessageKind::Document, 100 * MB),
+            ("text/plain", MessageKind::Document, 100 * MB),
+            ("image/webp", MessageKind::Sticker, 500 * KB),
         ];
         for (mime, kind, max) in table {
             let rule = media_rule(mime).expect(mime);
@@ -230,7 +215,7 @@ mod tests {
         );
         assert_eq!(
             media_rule(" IMAGE/JPEG ").map(|r| r.kind),
-            Ok(MediaKind::Image)
+            Ok(MessageKind::Image)
         );
     }
 
@@ -277,6 +262,21 @@ mod tests {
         assert!(media_id_usable(1_000, 999));
         assert!(!media_id_usable(1_000, 1_000));
         assert!(!media_id_usable(1_000, 5_000));
+    }
+
+    #[test]
+    fn media_ids_are_plain_tokens() {
+        assert!(is_media_id("1037543291543636"));
+        assert!(is_media_id("a_b-c.d"));
+        for bad in ["", "a/b", "a?b", "a b", &"1".repeat(MEDIA_ID_MAX + 1)] {
+            assert!(!is_media_id(bad), "{bad:?}");
+        }
+        assert!(is_media_id(&"1".repeat(MEDIA_ID_MAX)));
+    }
+
+    #[test]
+    fn every_kind_of_the_table_is_a_media_message() {
+        assert!(MEDIA_RULES.iter().all(|r| r.kind.is_media()));
     }
 
     #[test]

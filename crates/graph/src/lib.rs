@@ -98,12 +98,10 @@ impl GraphClient {
         let url = format!("{}/{phone_number_id}/messages", self.versioned_base);
         let url = reqwest::Url::parse(&url)
             .map_err(|e| GraphError::Config(format!("bad send URL {url}: {e}")))?;
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
-            .map_err(|_| {
-                GraphError::Config("the access token is not a valid header value".into())
-            })?;
-        authorization.set_sensitive(true);
-        Ok(SenderEndpoint { url, authorization })
+        Ok(SenderEndpoint {
+            url,
+            authorization: bearer(token)?,
+        })
     }
 
     /// POSTs a message. `body` is the complete Graph API request body (JSON).
@@ -162,6 +160,37 @@ impl GraphClient {
         } else {
             Err(GraphError::from_error_body(status.as_u16(), &bytes))
         }
+    }
+}
+
+/// The `Authorization` header of a token, marked sensitive so that no
+/// debug output of a request shows it.
+pub(crate) fn bearer(token: &SecretString) -> Result<HeaderValue, GraphError> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+        .map_err(|_| GraphError::Config("the access token is not a valid header value".into()))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// The body of a successful answer, or Meta's error ([`meta_error`]).
+pub(crate) async fn success_body(response: reqwest::Response) -> Result<bytes::Bytes, GraphError> {
+    if !response.status().is_success() {
+        return Err(meta_error(response).await);
+    }
+    response
+        .bytes()
+        .await
+        .map_err(|e| GraphError::from_transport(e.without_url()))
+}
+
+/// What an unsuccessful answer says: Meta's error in its body, or the
+/// transport's without the URL (a query or a download URL may carry a
+/// credential).
+pub(crate) async fn meta_error(response: reqwest::Response) -> GraphError {
+    let status = response.status().as_u16();
+    match response.bytes().await {
+        Ok(bytes) => GraphError::from_error_body(status, &bytes),
+        Err(e) => GraphError::from_transport(e.without_url()),
     }
 }
 

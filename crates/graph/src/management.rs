@@ -12,7 +12,7 @@
 //! `debug_token` needs the inspected token in the query, as Meta defines
 //! it, and that URL is never put in an error or a log line.
 
-use reqwest::header::{AUTHORIZATION, HeaderValue};
+use reqwest::header::AUTHORIZATION;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -213,28 +213,16 @@ impl GraphClient {
         token: &SecretString,
     ) -> Result<T, GraphError> {
         let url = format!("{}/{path}", self.versioned_base);
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
-            .map_err(|_| {
-                GraphError::Config("the access token is not a valid header value".into())
-            })?;
-        authorization.set_sensitive(true);
         let response = self
             .http
             .get(url)
             .query(query)
-            .header(AUTHORIZATION, authorization)
+            .header(AUTHORIZATION, crate::bearer(token)?)
             .send()
             .await
             // Without the URL: debug_token's carries a token.
             .map_err(|e| GraphError::from_transport(e.without_url()))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| GraphError::from_transport(e.without_url()))?;
-        if !status.is_success() {
-            return Err(GraphError::from_error_body(status.as_u16(), &bytes));
-        }
+        let bytes = crate::success_body(response).await?;
         serde_json::from_slice(&bytes).map_err(|e| {
             GraphError::InvalidResponse(format!("{path} answered an unexpected shape: {e}"))
         })

@@ -15,11 +15,11 @@
 
 use std::time::Duration;
 
-use reqwest::header::{AUTHORIZATION, HeaderValue};
-use secrecy::{ExposeSecret, SecretString};
+use reqwest::header::AUTHORIZATION;
+use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::{GraphClient, GraphError};
+use crate::{GraphClient, GraphError, bearer, meta_error, success_body};
 
 /// The longest an upload or a download may take, start to end (a 100 MB
 /// document at about 2 Mbit/s).
@@ -57,13 +57,6 @@ fn number_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64
         Some(Size::Text(t)) => t.parse().ok(),
         None => None,
     })
-}
-
-fn bearer(token: &SecretString) -> Result<HeaderValue, GraphError> {
-    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
-        .map_err(|_| GraphError::Config("the access token is not a valid header value".into()))?;
-    value.set_sensitive(true);
-    Ok(value)
 }
 
 /// Whether Meta's answer means the media is not there (any more): Meta
@@ -107,14 +100,7 @@ impl GraphClient {
             .send()
             .await
             .map_err(|e| GraphError::from_transport(e.without_url()))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| GraphError::from_transport(e.without_url()))?;
-        if !status.is_success() {
-            return Err(GraphError::from_error_body(status.as_u16(), &bytes));
-        }
+        let bytes = success_body(response).await?;
         serde_json::from_slice(&bytes)
             .map_err(|e| GraphError::InvalidResponse(format!("media upload answered: {e}")))
     }
@@ -146,15 +132,10 @@ impl GraphClient {
             .send()
             .await
             .map_err(|e| GraphError::from_transport(e.without_url()))?;
-        let status = response.status();
-        if status.is_success() {
+        if response.status().is_success() {
             return Ok(response);
         }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| GraphError::from_transport(e.without_url()))?;
-        Err(GraphError::from_error_body(status.as_u16(), &bytes))
+        Err(meta_error(response).await)
     }
 }
 

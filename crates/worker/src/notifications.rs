@@ -8,6 +8,8 @@
 //! with a secret it already holds.
 
 use gateway_config::{SenderSettings, Settings};
+use gateway_domain::MessageKind;
+use gateway_domain::media_limits::is_media_id;
 use gateway_domain::webhook::{InboundMessage, StatusUpdate};
 use gateway_notify::{Notification, NotifyError, Outbox, SecretString, Signers};
 use gateway_queue::StatusView;
@@ -125,17 +127,12 @@ fn client_signer(name: &str) -> String {
 /// /media/{id}?from=`), for media messages (`image`, `audio`, `video`,
 /// `document`, `sticker` with an `id`).
 fn media_url(sender: &SenderSettings, message: &InboundMessage) -> Option<String> {
-    if !matches!(
-        message.kind.as_str(),
-        "image" | "audio" | "video" | "document" | "sticker"
-    ) {
+    if !MessageKind::parse(&message.kind).is_some_and(MessageKind::is_media) {
         return None;
     }
     let id = message.raw.get(&message.kind)?.get("id")?.as_str()?;
-    // Meta's ids are digits; anything else would not make a safe path.
-    id.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-        .then(|| format!("/media/{id}?from={}", sender.phone_number_id))
+    // Anything but Meta's shape of id would not make a safe path.
+    is_media_id(id).then(|| format!("/media/{id}?from={}", sender.phone_number_id))
 }
 
 fn inbound_body(sender: &SenderSettings, message: &InboundMessage) -> String {

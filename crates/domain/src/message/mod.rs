@@ -52,6 +52,14 @@ impl MessageKind {
         Self::Reaction,
     ];
 
+    /// A media message: its object names a file by uploaded `id` or `link`.
+    pub fn is_media(self) -> bool {
+        matches!(
+            self,
+            Self::Image | Self::Document | Self::Audio | Self::Video | Self::Sticker
+        )
+    }
+
     /// The Cloud API's name: the value of `type`, and the key of the object.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -130,13 +138,10 @@ impl OutboundMessage {
     /// The uploaded media `id` a media message names (`image.id`, ...),
     /// if it names one rather than a `link`.
     pub fn media_id(&self) -> Option<&str> {
-        match self.kind {
-            MessageKind::Image
-            | MessageKind::Document
-            | MessageKind::Audio
-            | MessageKind::Video
-            | MessageKind::Sticker => self.object.get("id").and_then(Value::as_str),
-            _ => None,
+        if self.kind.is_media() {
+            self.object.get("id").and_then(Value::as_str)
+        } else {
+            None
         }
     }
 
