@@ -306,6 +306,11 @@ impl TestGateway {
         (status, body)
     }
 
+    /// `DELETE path` with an optional client key.
+    pub async fn delete(&self, path: &str, key: Option<&str>) -> (u16, Value) {
+        delete_from(&self.http, &self.api_url, path, key).await
+    }
+
     /// `GET path?query` as the client allowed every sender.
     pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> (u16, Value) {
         get_from(&self.http, &self.api_url, path, query).await
@@ -528,6 +533,24 @@ impl Drop for WorkerProcess {
 /// status and the body (`null` when it is not JSON).
 pub async fn message_from(http: &reqwest::Client, api_url: &str, id: &str) -> (u16, Value) {
     get_from(http, api_url, &format!("/messages/{id}"), &[]).await
+}
+
+/// `DELETE {api_url}{path}` with an optional client key (for tasks that
+/// hold only the client and the URL): the status and the body (`null` when
+/// it is not JSON).
+pub async fn delete_from(
+    http: &reqwest::Client,
+    api_url: &str,
+    path: &str,
+    key: Option<&str>,
+) -> (u16, Value) {
+    let mut request = http.delete(format!("{api_url}{path}"));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.expect("api answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// `GET {api_url}{path}?query` as the client allowed every sender: the

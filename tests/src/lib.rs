@@ -17,7 +17,7 @@ pub use backlog::template_backlog;
 pub use clock::rfc3339_in;
 pub use gateway::{
     APP_SECRET, GatewayOptions, KEY_ALL, KEY_ONE, TestGateway, VERIFY_TOKEN, WABA, WorkerProcess,
-    message_from, phone_number_id,
+    delete_from, message_from, phone_number_id,
 };
 pub use rates::{RateReport, rate_reports, send_counts};
 pub use receiver::SignedReceiver;

@@ -71,6 +71,12 @@ pub enum ApiError {
     /// and code only: never a token or a download URL.
     #[error("the Graph API failed the media call: {0}")]
     Graph(GraphError),
+    /// A cancel came too late: the message is being sent, or was.
+    #[error("message {id} is {} and can no longer be cancelled", status.as_str())]
+    NotCancellable {
+        id: String,
+        status: gateway_domain::MessageStatus,
+    },
     /// Over one of the client's quotas.
     #[error("{}", quota_message(*quota, *retry_after))]
     QuotaExceeded {
@@ -140,7 +146,7 @@ impl ApiError {
             Self::Graph(_) => StatusCode::BAD_GATEWAY,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::IdempotencyConflict { .. } => StatusCode::CONFLICT,
+            Self::IdempotencyConflict { .. } | Self::NotCancellable { .. } => StatusCode::CONFLICT,
             Self::InvalidSignature => StatusCode::UNAUTHORIZED,
             Self::Unavailable
             | Self::WebhookNotConfigured
@@ -167,6 +173,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::NotFound => "not_found",
             Self::IdempotencyConflict { .. } => "idempotency_conflict",
+            Self::NotCancellable { .. } => "not_cancellable",
             Self::InvalidSignature => "invalid_signature",
             Self::WebhookNotConfigured => "webhook_not_configured",
             Self::Unavailable => "unavailable",
@@ -203,6 +210,10 @@ impl ApiError {
         if let Some(map) = error.as_object_mut() {
             if let Some(field) = self.field() {
                 map.insert("field".into(), field.into());
+            }
+            // The state the message stays in, for the caller to act on.
+            if let Self::NotCancellable { status, .. } = self {
+                map.insert("status".into(), status.as_str().into());
             }
             // A batch item has no header of its own.
             if let Some(seconds) = self.retry_after_seconds() {

@@ -1,5 +1,6 @@
 //! The HTTP API internal services call: `POST /send`, `POST /send/batch`,
-//! `GET /messages/{id}` (or `?wamid=`), `GET /dead-letters`,
+//! `GET /messages/{id}` (or `?wamid=`), `DELETE /messages/{id}`, `POST
+//! /messages/cancel`, `GET /dead-letters`,
 //! `POST /dead-letters/replay`, `GET /suppressions`, `DELETE
 //! /suppressions/{recipient}`, `GET /windows/{recipient}`, `POST /media`,
 //! `GET /media/{media_id}`; Meta's `GET|POST /webhook`; plus
@@ -16,6 +17,7 @@
 
 mod admission;
 mod auth;
+mod cancel;
 mod dead_letters;
 mod error;
 mod health;
@@ -52,7 +54,11 @@ pub fn router(state: AppState) -> Router {
         .route(paths::SEND, post(send::send_one))
         .route(paths::SEND_BATCH, post(send::send_batch))
         .route(paths::MESSAGES, get(messages::find))
-        .route(paths::MESSAGE, get(messages::show))
+        .route(
+            paths::MESSAGE,
+            get(messages::show).delete(cancel::cancel_one),
+        )
+        .route(paths::MESSAGES_CANCEL, post(cancel::cancel_matching))
         .route(paths::MESSAGES_READ, post(read_receipts::mark_read))
         .route(paths::DEAD_LETTERS, get(dead_letters::list))
         .route(paths::DEAD_LETTERS_REPLAY, post(dead_letters::replay))
@@ -129,6 +135,7 @@ pub mod paths {
     pub const MESSAGES: &str = "/messages";
     pub const MESSAGE: &str = "/messages/{id}";
     pub const MESSAGES_READ: &str = "/messages/read";
+    pub const MESSAGES_CANCEL: &str = "/messages/cancel";
     pub const DEAD_LETTERS: &str = "/dead-letters";
     pub const DEAD_LETTERS_REPLAY: &str = "/dead-letters/replay";
     pub const SUPPRESSIONS: &str = "/suppressions";
@@ -147,12 +154,13 @@ pub mod paths {
 /// so a scan for unknown paths cannot grow the label space (`/metrics`
 /// itself is not counted). Each must be described in the OpenAPI document;
 /// a test checks it.
-pub const ROUTES: [&str; 17] = [
+pub const ROUTES: [&str; 18] = [
     paths::SEND,
     paths::SEND_BATCH,
     paths::MESSAGES,
     paths::MESSAGE,
     paths::MESSAGES_READ,
+    paths::MESSAGES_CANCEL,
     paths::WEBHOOK,
     paths::DEAD_LETTERS,
     paths::DEAD_LETTERS_REPLAY,

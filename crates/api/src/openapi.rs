@@ -56,6 +56,8 @@ pub(crate) async fn serve() -> impl IntoResponse {
         operations::send_batch,
         operations::find_message,
         operations::show_message,
+        operations::cancel_message,
+        operations::cancel_messages,
         operations::mark_read,
         operations::list_dead_letters,
         operations::replay_dead_letters,
@@ -97,6 +99,9 @@ pub(crate) async fn serve() -> impl IntoResponse {
         schemas::Window,
         crate::read_receipts::ReadBody,
         schemas::ReadQueued,
+        schemas::MessageCancelled,
+        crate::cancel::CancelBody,
+        schemas::CancelCount,
         schemas::MediaForm,
         schemas::MediaUploaded,
         schemas::Health,
@@ -253,6 +258,58 @@ mod operations {
         security(("client_key" = []))
     )]
     fn show_message() {}
+
+    /// Cancel a message not sent yet
+    ///
+    /// A message that is queued, scheduled, held or waiting for its next
+    /// attempt ends `cancelled` and is never sent; its status event
+    /// (`"status": "cancelled"`) goes to its `callback_url` and the status
+    /// subscribers. A message being sent, or past that, stays as it is: 409
+    /// with its state in `error.status`. A cancel racing a worker's send
+    /// ends exactly one way. Cancelling twice answers 200 both times.
+    #[utoipa::path(
+        delete,
+        path = paths::MESSAGE,
+        tag = "messages",
+        params(("id" = String, Path, description = "The id `/send` answered")),
+        responses(
+            (status = 200, description = "Cancelled (now or before)", body = MessageCancelled),
+            (status = 401, description = "`unauthorized`: no or unknown client key", body = ErrorBody),
+            (status = 404, description = "`not_found`: unknown, or another client's (the same answer)", body = ErrorBody),
+            (status = 409, description = "`not_cancellable`: being sent or past it; `error.status` says which state (`sending`, `sent`, `delivered`, `read`, `failed`, `expired`)", body = ErrorBody),
+            (status = 503, description = "`unavailable`: Redis did not answer", body = ErrorBody,
+                headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        ),
+        security(("client_key" = []))
+    )]
+    fn cancel_message() {}
+
+    /// Cancel a campaign: every waiting message whose metadata matches
+    ///
+    /// Cancels each message the client sent through the sender, accepted
+    /// before this request, that is not sent yet and whose `metadata` has
+    /// every value named here (an admin client: any client's). Messages
+    /// being sent at that moment are waited for (at most the Graph API
+    /// timeout), so nothing matching is sent after the answer. Each
+    /// cancelled message gets its status event, as with `DELETE
+    /// /messages/{id}`.
+    #[utoipa::path(
+        post,
+        path = paths::MESSAGES_CANCEL,
+        tag = "messages",
+        request_body(content = crate::cancel::CancelBody, content_type = "application/json"),
+        responses(
+            (status = 200, description = "How many were cancelled, and how many were sent first", body = CancelCount),
+            (status = 400, description = "`malformed_json`: not JSON, or not of this shape", body = ErrorBody),
+            (status = 401, description = "`unauthorized`: no or unknown client key", body = ErrorBody),
+            (status = 403, description = "`forbidden`: a sender the client may not use", body = ErrorBody),
+            (status = 422, description = "`metadata` missing, empty, over 16 values or not scalars; `unknown_sender`, or `from` missing", body = ErrorBody),
+            (status = 503, description = "`unavailable`: Redis did not answer", body = ErrorBody,
+                headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        ),
+        security(("client_key" = []))
+    )]
+    fn cancel_messages() {}
 
     /// The client's dead letters
     ///
@@ -573,6 +630,10 @@ mod schemas {
         #[serde(skip_serializing_if = "Option::is_none")]
         #[schema(nullable = false, example = 6)]
         pub retry_after: Option<u64>,
+        /// For `not_cancellable`: the state the message stays in.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false, example = "sent")]
+        pub status: Option<String>,
     }
 
     /// `transactional` goes first; a sender sends `bulk` only when no
@@ -910,6 +971,24 @@ mod schemas {
         pub mime_type: String,
         /// The file's size.
         pub bytes: u64,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct MessageCancelled {
+        #[schema(example = "106540352242922-1764000000000-0")]
+        pub id: String,
+        /// Always `cancelled`.
+        #[schema(example = "cancelled")]
+        pub status: String,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct CancelCount {
+        /// Messages cancelled by this request.
+        pub cancelled: u64,
+        /// Matching messages Meta had accepted before the cancel reached
+        /// them (or, rarely, still being sent when it stopped waiting).
+        pub sent_meanwhile: u64,
     }
 
     #[derive(Serialize, ToSchema)]

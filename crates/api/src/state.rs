@@ -1,6 +1,6 @@
 //! What every request handler shares: the settings, the senders by name and
 //! by phone_number_id, the client keys, the queue, the Graph API client
-//! (for media) and the metrics.
+//! (for media), the notifier (for cancelled messages) and the metrics.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use gateway_config::{SenderSettings, Settings};
 use gateway_graph::{GraphClient, GraphError};
+use gateway_notify::{Notifier, Outbox};
 use gateway_queue::{Queue, TEMPLATE_REFRESH, TemplateCache};
 use gateway_telemetry::{LogThrottle, Metrics};
 
@@ -32,6 +33,8 @@ pub struct Shared {
     pub(crate) templates: TemplateCache,
     /// Media uploads and downloads go to Meta from the api itself.
     pub(crate) graph: GraphClient,
+    /// A cancelled message's status event comes from the api.
+    pub(crate) notifier: Notifier,
     /// A full webhook backlog refuses every webhook: one warning per
     /// interval says so (the counter has the number).
     pub(crate) backlog_warnings: LogThrottle,
@@ -53,6 +56,9 @@ const MEDIA_OUTCOMES: [(&str, &[&str]); 2] = [
     ("upload", &["ok", "unsupported_type", "too_large", "failed"]),
     ("download", &["ok", "not_found", "failed"]),
 ];
+
+/// The `by` label values of `gateway_messages_cancelled_total`.
+pub(crate) const CANCELLED_BY: [&str; 2] = ["request", "bulk"];
 
 /// At most one warning about a full webhook backlog per this long.
 const BACKLOG_WARNING_EVERY: Duration = Duration::from_secs(10);
@@ -103,6 +109,13 @@ impl AppState {
                 }
             }
         }
+        for sender in &settings.senders {
+            for by in CANCELLED_BY {
+                metrics
+                    .cancelled
+                    .with_label_values(&[sender.name.as_str(), by]);
+            }
+        }
         for client in &settings.clients {
             for reason in REFUSAL_REASONS {
                 metrics
@@ -110,7 +123,12 @@ impl AppState {
                     .with_label_values(&[client.name.as_str(), reason]);
             }
         }
+        let notifier = Notifier::new(
+            Outbox::new(queue.connection()).capped(settings.notify.max_backlog),
+            &settings,
+        );
         Ok(Self(Arc::new(Shared {
+            notifier,
             clients: ClientKeys::new(&settings.clients),
             admission: Admission::new(&settings.senders),
             templates: TemplateCache::new(queue.clone(), TEMPLATE_REFRESH),

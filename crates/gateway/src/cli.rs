@@ -130,6 +130,17 @@ enum MessageAction {
         #[arg(long)]
         json: bool,
     },
+    /// Cancel a message not sent yet (queued, scheduled, held, retrying).
+    ///
+    /// Its status event goes to its callback and the status subscribers.
+    /// Exits 1, naming the state, when it is being sent or past that.
+    Cancel {
+        /// The message id `/send` answered.
+        id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -359,6 +370,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             commands::message::show(&cli.config, lookup, json).await
         }
+        Command::Message {
+            action: MessageAction::Cancel { id, json },
+        } => commands::message::cancel(&cli.config, &id, json).await,
         Command::Doctor {
             sender,
             api_url,

@@ -2,7 +2,9 @@
 //! (configured subscribers and per-message `callback_url`s), signed, retried
 //! with backoff, then dead-lettered.
 //!
-//! A caller [`Outbox::push`]es a [`Notification`] (stored in Redis before it
+//! [`Notifier`] decides who hears of an event (an inbound message, a status,
+//! a cancel) and what its body says. It [`Outbox::push`]es a
+//! [`Notification`] (stored in Redis before it
 //! returns); [`run`] delivers it: POST of the body with
 //! [`TIMESTAMP_HEADER`] and [`SIGNATURE_HEADER`], 2xx = done, anything else
 //! retried at growing delays up to [`DeliveryPolicy::max_attempts`], then
@@ -25,12 +27,14 @@
 
 mod delivery;
 mod metrics;
+mod notifier;
 pub mod outbox;
 mod signature;
 mod transport;
 
 pub use delivery::{Deliveries, DeliveryPolicy, Signers, run};
 pub use metrics::NotifyMetrics;
+pub use notifier::{Notifier, signers};
 pub use outbox::{DeadNotification, Outbox, OutboxDepth, Replay};
 pub use signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify};
 pub use transport::{CallbackRules, Transport};

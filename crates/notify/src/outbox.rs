@@ -189,6 +189,16 @@ impl Outbox {
         }
     }
 
+    /// At most `max_backlog` notifications wait; drops are logged, not
+    /// counted (for a process that does not export the notify metrics: the
+    /// api, the CLI).
+    pub fn capped(self, max_backlog: u64) -> Self {
+        Self {
+            max_backlog,
+            ..self
+        }
+    }
+
     /// Queues a notification for delivery (one script call). Once this
     /// returns `Ok`, Redis holds it, unless `max_backlog` notifications
     /// were waiting already: then it is dropped, counted and logged, and

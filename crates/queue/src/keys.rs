@@ -9,6 +9,7 @@
 //! | `gw:{pnid}:bulk` | stream | bulk messages, sent when no transactional message waits |
 //! | `gw:{pnid}:scheduled` | sorted set | messages held until their `send_after` (score, Unix ms), as JSON |
 //! | `gw:{pnid}:msg:<id>` | hash | a message's record: status, wamid, attempts, error, history; expires after `redis.record_ttl_seconds` |
+//! | `gw:{pnid}:fate:<id>` | string | decides between a worker's send and a client's cancel: `sending` while an attempt is under way, `cancelled` once cancelled (then as long as the record); see the `cancel` module |
 //! | `gw:{pnid}:wamid:<wamid>` | string | the message id a wamid belongs to, for status webhooks |
 //! | `gw:{pnid}:idem:<client>:<key>` | string | `<message id> <payload fingerprint>` for 24 h |
 //! | `gw:{pnid}:repeat:<request>` | string | on a cluster, the message id one enqueue request stored, so that the driver's resend of it stores nothing more; 10 minutes |
@@ -77,6 +78,12 @@ pub fn scheduled(phone_number_id: &str) -> String {
 
 pub fn record(phone_number_id: &str, message_id: &str) -> String {
     format!("gw:{{{phone_number_id}}}:msg:{message_id}")
+}
+
+/// A message's fate (with an empty id: the prefix `promote_scheduled.lua`
+/// builds these keys from).
+pub fn fate(phone_number_id: &str, message_id: &str) -> String {
+    format!("gw:{{{phone_number_id}}}:fate:{message_id}")
 }
 
 pub fn wamid(phone_number_id: &str, wamid: &str) -> String {

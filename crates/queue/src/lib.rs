@@ -10,6 +10,7 @@
 //! queue only in the same step that records the message's outcome.
 
 mod billing;
+mod cancel;
 mod client_quota;
 mod connection;
 pub mod consumer;
@@ -37,6 +38,7 @@ mod watch;
 mod webhook_events;
 mod window;
 
+pub use cancel::{CancelFilter, CancelOutcome, Cancelled, SendClaim};
 pub use client_quota::{QuotaExceeded, QuotaGrant, QuotaLimits, QuotaScope};
 pub use connection::{RedisConnection, connect};
 pub use consumer::{Claim, Consumer};
@@ -235,6 +237,8 @@ impl Queue {
                     (fields::ATTEMPTS, "0".to_owned()),
                     ("next_attempt_ms", due.to_string()),
                     (fields::METADATA, m.metadata.unwrap_or("").to_owned()),
+                    // Its status events have somewhere to go before it is sent (a cancel).
+                    (fields::CALLBACK, m.callback_url.unwrap_or("").to_owned()),
                     ("history", format!("[{event}]")),
                 ];
                 (member, record)
@@ -297,6 +301,7 @@ impl Queue {
             bulk_key: keys::bulk(phone_number_id).into(),
             now_ms: now_ms.into(),
             most: limit.into(),
+            fate_prefix: keys::fate(phone_number_id, "").into(),
         }
         .invocation()
         .invoke_async(&mut self.conn.clone())

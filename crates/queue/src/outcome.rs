@@ -61,6 +61,7 @@ impl Queue {
                 record_key: record_key().into(),
                 wamid_key: keys::wamid(phone_number_id, wamid).into(),
                 recent_key: keys::recent_recipients(phone_number_id).into(),
+                fate_key: keys::fate(phone_number_id, id).into(),
                 group: keys::CONSUMER_GROUP.into(),
                 entry_id: (&delivery.entry_id).into(),
                 message_id: id.into(),
@@ -155,6 +156,7 @@ impl Queue {
         scripts::RecordProgress {
             record_key: keys::record(phone_number_id, id).into(),
             stream_key: keys::stream(phone_number_id, delivery.lane).into(),
+            fate_key: keys::fate(phone_number_id, id).into(),
             status: step.status.as_str().into(),
             now_ms: now_ms.into(),
             attempts: progress.attempts.into(),
@@ -186,6 +188,7 @@ impl Queue {
             stream_key: keys::stream(phone_number_id, delivery.lane).into(),
             record_key: keys::record(phone_number_id, delivery.message_id.as_str()).into(),
             dead_key: keys::dead_letters(phone_number_id).into(),
+            fate_key: keys::fate(phone_number_id, delivery.message_id.as_str()).into(),
             group: keys::CONSUMER_GROUP.into(),
             entry_id: (&delivery.entry_id).into(),
             message_id: delivery.message_id.as_str().into(),

@@ -156,12 +156,12 @@ scripts! {
     /// Moves due scheduled messages into their streams.
     PromoteScheduled = "promote_scheduled.lua" {
         keys: [scheduled_key, transactional_key, bulk_key],
-        args: [now_ms, most],
+        args: [now_ms, most, fate_prefix],
     }
 
     /// Meta accepted a message; the record's field/value pairs follow.
     RecordSent = "record_sent.lua" {
-        keys: [stream_key, record_key, wamid_key, recent_key],
+        keys: [stream_key, record_key, wamid_key, recent_key, fate_key],
         args: [
             group, entry_id, message_id, wamid, now_ms, attempts, record_ttl_ms,
             event, queued_event, fallback_used, recipient, recent_ms,
@@ -171,7 +171,7 @@ scripts! {
     /// A message ended unsent; the entry's and then the record's
     /// field/value pairs follow.
     RecordFinal = "record_final.lua" {
-        keys: [stream_key, record_key, dead_key],
+        keys: [stream_key, record_key, dead_key, fate_key],
         args: [
             group, entry_id, message_id, code, title, now_ms, attempts, event,
             queued_event, record_ttl_ms, dead_max_len, reason, final_status,
@@ -181,7 +181,7 @@ scripts! {
 
     /// An attempt failed and another is due; the record's field/value pairs follow.
     RecordProgress = "record_progress.lua" {
-        keys: [record_key, stream_key],
+        keys: [record_key, stream_key, fate_key],
         args: [
             status, now_ms, attempts, next_attempt_ms, code, title, fallback_used,
             record_ttl_ms, event, queued_event, group, entry_id,
@@ -266,6 +266,22 @@ scripts! {
     PortfolioAdmit = "portfolio_admit.lua" {
         keys: [users_key, limit_key],
         args: [recipient, now_ms, window_ms, limit_override, hold_at],
+    }
+
+    /// A worker claims a message it is about to send, unless it was
+    /// cancelled, and reads the recipient's window.
+    ClaimSend = "claim_send.lua" {
+        keys: [fate_key, stream_key, window_key],
+        args: [group, entry_id, sending_ttl_ms],
+    }
+
+    /// A client cancels a message, unless it is being or was sent.
+    Cancel = "cancel.lua" {
+        keys: [fate_key, record_key, stream_key],
+        args: [
+            group, entry_id, now_ms, event, queued_event, record_ttl_ms, accepted_ms,
+            lane_code, client_field, recipient_field, callback_field, metadata_field,
+        ],
     }
 
     /// Takes parked messages that are due back into the worker.

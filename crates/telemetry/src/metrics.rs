@@ -126,6 +126,10 @@ pub struct Families {
     /// `unsupported_type`, `too_large`, `not_found`, `failed`: Meta refused
     /// or did not answer, or the transfer broke off).
     pub media: IntCounterVec,
+    /// Messages cancelled by their client, by how: `request` (`DELETE
+    /// /messages/{id}`, `gateway message cancel`) or `bulk` (`POST
+    /// /messages/cancel`).
+    pub cancelled: IntCounterVec,
     /// Messages failed without a call because the recipient is suppressed,
     /// by Meta's code (131050, 131049, 131026).
     pub suppressed: IntCounterVec,
@@ -454,6 +458,11 @@ impl Metrics {
                 "gateway_media_total",
                 "Media files moved through the api, by sender, direction (upload, download) and outcome (ok, unsupported_type, too_large, not_found, failed).",
                 &["sender", "direction", "outcome"],
+            ),
+            cancelled: counter(
+                "gateway_messages_cancelled_total",
+                "Messages cancelled before they were sent, by sender and how (request: one by id; bulk: by metadata filter).",
+                &["sender", "by"],
             ),
             suppressed: counter(
                 "gateway_messages_suppressed_total",

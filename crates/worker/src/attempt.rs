@@ -1,4 +1,6 @@
-//! One attempt at sending one message: the window check (a free-form
+//! One attempt at sending one message: the claim on it (a message a client
+//! cancelled is dropped here, and one claimed can no longer be cancelled;
+//! see the queue's `cancel` module), the window check (a free-form
 //! message to a recipient whose window is closed, or closes within the
 //! margin, goes as its fallback template), the Graph API call, what Meta's
 //! answer means (the domain's error classes and [`RetryPolicy::judge`]),
@@ -16,7 +18,7 @@ use gateway_domain::rules::{
 };
 use gateway_domain::templates::TemplateCategory;
 use gateway_graph::GraphError;
-use gateway_queue::Outcome;
+use gateway_queue::{Outcome, SendClaim};
 use gateway_telemetry::SenderMetrics;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -104,27 +106,39 @@ pub(crate) async fn attempt(
     slot: Slot,
 ) -> Completion {
     let delivery = &incoming.delivery;
+    // The claim reads the recipient's window in the same round trip.
+    let window_opened = match worker
+        .queue
+        .claim_send(&sender.phone_number_id, delivery, claim_ttl(&worker))
+        .await
+    {
+        Ok(SendClaim::Claimed { window_opened_ms }) => window_opened_ms,
+        Ok(SendClaim::Cancelled) => {
+            tracing::debug!(message_id = %delivery.message_id, "cancelled by its client; dropped");
+            return Completion {
+                message: incoming,
+                next: Next::Done,
+                answered_in: None,
+            };
+        }
+        Err(error) => {
+            // Without knowing the window, neither body is safe to send.
+            tracing::warn!(%error, "could not claim the message; retrying");
+            worker.metrics.redis_failed("claim");
+            return try_again_soon(incoming);
+        }
+    };
     let now_ms = unix_ms();
     let age = Duration::from_millis(u64::try_from(now_ms - delivery.due_ms()).unwrap_or(0));
-    if !incoming.progress.fallback_used && delivery.kind != MessageKind::Template {
-        match worker
-            .queue
-            .window_opened_at(&sender.phone_number_id, delivery.recipient.key())
-            .await
-        {
-            Ok(opened) => {
-                let margin = millis(worker.settings.worker.window_margin);
-                if !window::allows_free_form(opened, now_ms, margin) {
-                    incoming.progress.fallback_used = true;
-                }
-            }
-            Err(error) => {
-                // Without knowing the window, neither body is safe to send.
-                tracing::warn!(%error, "could not read the recipient's window; retrying");
-                worker.metrics.redis_failed("window");
-                return try_again_soon(incoming);
-            }
-        }
+    if !incoming.progress.fallback_used
+        && delivery.kind != MessageKind::Template
+        && !window::allows_free_form(
+            window_opened,
+            now_ms,
+            millis(worker.settings.worker.window_margin),
+        )
+    {
+        incoming.progress.fallback_used = true;
     }
     let (body, sent_as) = match body_to_send(&worker, &sender, &incoming).await {
         Ok(to_send) => to_send,
@@ -615,6 +629,12 @@ fn code_and_title(error: &GraphError) -> (i64, String) {
 /// idempotent, and one finished by another worker meanwhile is left as it
 /// is): giving up sooner would send it again.
 const RECORD_PATIENCE: Duration = Duration::from_secs(300);
+
+/// How long a claim keeps a cancel away if its worker dies before the
+/// outcome is recorded: the call, then the recording's patience.
+fn claim_ttl(worker: &Worker) -> Duration {
+    worker.settings.graph.timeout + RECORD_PATIENCE
+}
 
 /// Records an outcome, retrying while Redis is away: the entry stays
 /// pending until this succeeds. `None` when recorded (or when another

@@ -23,7 +23,6 @@ mod dispatcher;
 mod lanes;
 mod lease;
 mod messaging_limit;
-mod notifications;
 mod ops_routes;
 mod ownership;
 mod read_receipts;
@@ -44,12 +43,12 @@ use gateway_config::Settings;
 pub(crate) use gateway_domain::clock::unix_ms;
 use gateway_domain::rules::RetryPolicy;
 use gateway_graph::{GraphClient, SenderEndpoint};
-use gateway_notify::{CallbackRules, Deliveries, DeliveryPolicy, NotifyMetrics, Outbox, Transport};
+use gateway_notify::{
+    CallbackRules, Deliveries, DeliveryPolicy, Notifier, NotifyMetrics, Outbox, Transport,
+};
 use gateway_queue::{KeyWatcher, Queue};
 use gateway_telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
-
-use notifications::Notifier;
 
 /// What every task of a worker shares.
 pub struct Worker {
@@ -195,7 +194,7 @@ impl Worker {
             Deliveries {
                 outbox,
                 http,
-                signers: notifications::signers(&worker.settings),
+                signers: gateway_notify::signers(&worker.settings),
                 policy,
                 consumer: worker.consumer.clone(),
                 metrics: notify_metrics,

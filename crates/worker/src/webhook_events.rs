@@ -38,8 +38,8 @@ use gateway_queue::{
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::notifications::Notifier;
 use crate::{Worker, unix_ms};
+use gateway_notify::Notifier;
 
 /// Events read per round.
 const BATCH: usize = 64;

@@ -1,11 +1,14 @@
 //! `gateway message show ID` (or `--wamid W`): a message's status, wamid,
 //! attempts, error and history, as `GET /messages/{id}` answers it but for
-//! any sender and without a client key.
+//! any sender and without a client key. `gateway message cancel ID`: as
+//! `DELETE /messages/{id}`, for any sender.
 
 use anyhow::{Context, bail};
 use gateway_config::Role;
 use gateway_domain::MessageId;
-use gateway_queue::MessageRecord;
+use gateway_domain::clock::unix_ms;
+use gateway_notify::{Notifier, Outbox};
+use gateway_queue::{CancelOutcome, MessageRecord};
 use serde_json::{Value, json};
 
 use super::{load_settings, ops_queue, redis_context, rfc3339};
@@ -20,9 +23,7 @@ pub async fn show(config: &str, lookup: Lookup<'_>, json: bool) -> anyhow::Resul
     let settings = load_settings(config, Role::Ops)?;
     let queue = ops_queue(&settings).await?;
     let id = match lookup {
-        Lookup::Id(id) => MessageId::parse(id).with_context(|| {
-            format!("{id:?} is not a message id (they look like 106540352242922-1764000000000-0)")
-        })?,
+        Lookup::Id(id) => parse_id(id)?,
         Lookup::Wamid(wamid) => {
             let senders: Vec<String> = settings
                 .senders
@@ -55,6 +56,52 @@ pub async fn show(config: &str, lookup: Lookup<'_>, json: bool) -> anyhow::Resul
         print_human(&record, &view);
     }
     Ok(())
+}
+
+/// Cancels a message not sent yet, with its status event; fails (exit 1)
+/// for one being sent or past it, naming its state.
+pub async fn cancel(config: &str, id: &str, json: bool) -> anyhow::Result<()> {
+    let settings = load_settings(config, Role::Ops)?;
+    let queue = ops_queue(&settings).await?;
+    let id = parse_id(id)?;
+    let now_ms = unix_ms();
+    match queue
+        .cancel(&id, now_ms)
+        .await
+        .with_context(|| redis_context(&settings))?
+    {
+        CancelOutcome::Cancelled(cancelled) => {
+            let sender = settings
+                .senders
+                .iter()
+                .find(|s| s.phone_number_id == id.phone_number_id());
+            if let Some(sender) = sender {
+                let outbox = Outbox::new(queue.connection()).capped(settings.notify.max_backlog);
+                Notifier::new(outbox, &settings)
+                    .cancelled(sender, &cancelled, now_ms)
+                    .await
+                    .context("cancelled, but its status event could not be queued")?;
+            }
+        }
+        CancelOutcome::Already => {}
+        CancelOutcome::NotCancellable(status) => bail!(
+            "message {id} is {} and can no longer be cancelled",
+            status.as_str()
+        ),
+        CancelOutcome::Missing => bail!("no message has id {id} (unknown, or its record expired)"),
+    }
+    if json {
+        println!("{}", json!({ "id": id.as_str(), "status": "cancelled" }));
+    } else {
+        println!("message {id} cancelled");
+    }
+    Ok(())
+}
+
+fn parse_id(id: &str) -> anyhow::Result<MessageId> {
+    MessageId::parse(id).with_context(|| {
+        format!("{id:?} is not a message id (they look like 106540352242922-1764000000000-0)")
+    })
 }
 
 /// The same shape as `GET /messages/{id}`.

@@ -1,12 +1,14 @@
 -- Moves scheduled messages whose time has come into their stream, under
 -- their own ids, `most` at a time. Malformed members are dropped rather
--- than retried forever.
+-- than retried forever, and cancelled ones (their fate key, under
+-- `fate_prefix`, says so; see cancel.lua) are dropped.
 -- Returns {how many were due, when the next one is due (ms) or -1}.
 local due = redis.call('ZRANGEBYSCORE', scheduled_key, '-inf', now_ms, 'LIMIT', 0, most)
 for _, member in ipairs(due) do
   local ok, message = pcall(cjson.decode, member)
   if ok and type(message) == 'table' and type(message.id) == 'string'
-      and type(message.fields) == 'table' then
+      and type(message.fields) == 'table'
+      and redis.call('GET', fate_prefix .. message.id) ~= 'cancelled' then
     local stream = transactional_key
     if message.lane == 'b' then
       stream = bulk_key

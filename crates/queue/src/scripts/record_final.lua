@@ -4,12 +4,18 @@
 -- `entry_pair_args` arguments of the stream entry's field/value pairs
 -- (copied to the dead letter, for replay), then the record's static
 -- field/value pairs. `final_status` 'failed' is dead-lettered, 'expired' is not.
+-- A message a client cancelled before it expired keeps its cancelled
+-- record; otherwise the claim on it (claim_send.lua) ends with it.
 -- Returns 1, or 0 and changes nothing when the entry was acknowledged
 -- already (see record_sent.lua).
 if redis.call('XACK', stream_key, group, entry_id) == 0 then
   return 0
 end
 redis.call('XDEL', stream_key, entry_id)
+if redis.call('GET', fate_key) == 'cancelled' then
+  return 1
+end
+redis.call('DEL', fate_key)
 local entry_end = MORE - 1 + tonumber(entry_pair_args)
 if final_status == 'failed' then
   redis.call('XADD', dead_key, 'MAXLEN', '~', dead_max_len, '*', 'id', message_id,

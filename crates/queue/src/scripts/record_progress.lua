@@ -8,6 +8,8 @@
 if #redis.call('XPENDING', stream_key, group, entry_id, entry_id, 1) == 0 then
   return 0
 end
+-- The attempt is over: until the next one claims it, it may be cancelled.
+redis.call('DEL', fate_key)
 local history = history_with(redis.call('HGET', record_key, 'history'), event, queued_event)
 redis.call('HSET', record_key, 'status', status, 'updated_ms', now_ms, 'attempts', attempts,
   'next_attempt_ms', next_attempt_ms, 'error_code', code, 'error_title', title,

@@ -2,6 +2,7 @@
 -- index the wamid, and take the entry off the queue, in one step so a crash
 -- leaves either all or nothing. The record's static field/value pairs
 -- (sender, client, recipient, ...) follow the named arguments.
+-- The claim on the message (claim_send.lua) ends with it.
 -- Returns 1, or 0 and changes nothing when the entry was acknowledged
 -- already: another worker finished the message after this one lost the
 -- sender, and its record stands.
@@ -9,6 +10,7 @@ if redis.call('XACK', stream_key, group, entry_id) == 0 then
   return 0
 end
 redis.call('XDEL', stream_key, entry_id)
+redis.call('DEL', fate_key)
 redis.call('SET', wamid_key, message_id, 'PX', record_ttl_ms)
 -- So that the sender's next owner knows whom it must not message again yet;
 -- stamped with Redis's clock, which the next owner reads them against.

@@ -5,18 +5,22 @@
 //!
 //! Bodies are signed with the subscriber's secret, or for a callback with
 //! the key of the client that sent the message, so a service checks them
-//! with a secret it already holds.
+//! with a secret it already holds. Workers speak for what Meta reports; the
+//! api and the CLI for a message a client cancelled.
 
 use gateway_config::{SenderSettings, Settings};
 use gateway_domain::MessageKind;
 use gateway_domain::media_limits::is_media_id;
 use gateway_domain::webhook::{InboundMessage, StatusUpdate};
-use gateway_notify::{Notification, NotifyError, Outbox, SecretString, Signers};
-use gateway_queue::StatusView;
+use gateway_queue::{Cancelled, StatusView};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
-pub(crate) struct Notifier {
+use crate::{Notification, NotifyError, Outbox, SecretString, Signers};
+
+/// Decides who hears of an event and what its body says, and pushes it to
+/// the [`Outbox`].
+pub struct Notifier {
     outbox: Outbox,
     subscribers: Vec<Subscriber>,
 }
@@ -29,7 +33,7 @@ struct Subscriber {
 }
 
 impl Notifier {
-    pub(crate) fn new(outbox: Outbox, settings: &Settings) -> Self {
+    pub fn new(outbox: Outbox, settings: &Settings) -> Self {
         let subscribers = settings
             .subscribers
             .iter()
@@ -47,12 +51,12 @@ impl Notifier {
     }
 
     /// Whether any subscriber takes inbound messages.
-    pub(crate) fn forwards_inbound(&self) -> bool {
+    pub fn forwards_inbound(&self) -> bool {
         self.subscribers.iter().any(|s| s.messages)
     }
 
     /// Forwards an inbound message to the subscribers of `messages`.
-    pub(crate) async fn inbound(
+    pub async fn inbound(
         &self,
         sender: &SenderSettings,
         message: &InboundMessage,
@@ -67,7 +71,7 @@ impl Notifier {
 
     /// Forwards a status to the subscribers of `statuses` and to the
     /// message's callback URL.
-    pub(crate) async fn status(
+    pub async fn status(
         &self,
         sender: &SenderSettings,
         view: &StatusView,
@@ -80,6 +84,26 @@ impl Notifier {
         }
         if let Some(url) = &view.callback_url {
             self.push(url, &client_signer(&view.client), &body).await?;
+        }
+        Ok(())
+    }
+
+    /// Tells the subscribers of `statuses` and the message's callback URL
+    /// that a client cancelled it.
+    pub async fn cancelled(
+        &self,
+        sender: &SenderSettings,
+        message: &Cancelled,
+        at_ms: i64,
+    ) -> Result<(), NotifyError> {
+        let body = cancelled_body(sender, message, at_ms);
+        for subscriber in self.subscribers.iter().filter(|s| s.statuses) {
+            self.push(&subscriber.url, &subscriber.signer, &body)
+                .await?;
+        }
+        if let Some(url) = &message.callback_url {
+            self.push(url, &client_signer(&message.client), &body)
+                .await?;
         }
         Ok(())
     }
@@ -148,6 +172,28 @@ fn inbound_body(sender: &SenderSettings, message: &InboundMessage) -> String {
     });
     if let Some(url) = media_url(sender, message) {
         body["media_url"] = url.into();
+    }
+    body.to_string()
+}
+
+/// A status event for a message that was never sent: no wamid.
+fn cancelled_body(sender: &SenderSettings, message: &Cancelled, at_ms: i64) -> String {
+    let mut body = json!({
+        "type": "status",
+        "message_id": message.id.as_str(),
+        "sender": sender.name,
+        "phone_number_id": sender.phone_number_id,
+        "to": message.recipient,
+        "status": "cancelled",
+        "timestamp_ms": at_ms,
+        "fallback_used": false,
+    });
+    if let Some(metadata) = message
+        .metadata
+        .as_deref()
+        .and_then(|m| serde_json::from_str::<Value>(m).ok())
+    {
+        body["metadata"] = metadata;
     }
     body.to_string()
 }
