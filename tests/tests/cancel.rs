@@ -11,10 +11,10 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use gateway_sandbox::Faults;
+use gateway_sandbox::{Faults, WebhookTarget};
 use gateway_tests::{
-    GatewayOptions, KEY_ALL, KEY_ONE, SignedReceiver, TestGateway, delete_from, phone_number_id,
-    rfc3339_in, send_counts, wait_until, wait_until_every,
+    APP_SECRET, GatewayOptions, KEY_ALL, KEY_ONE, SignedReceiver, TestGateway, delete_from,
+    phone_number_id, rfc3339_in, send_counts, wait_until, wait_until_every,
 };
 use serde_json::{Value, json};
 
@@ -191,6 +191,18 @@ async fn a_cancel_before_the_send_wins_and_one_after_it_is_refused() {
     let queued = queue(&gateway, &hooked("+16505550003", "queued")).await;
     let by_cli = queue(&gateway, &hooked("+16505550004", "cli")).await;
     let goes = queue(&gateway, &template("+16505550005")).await;
+    // A template the sandbox does not know (132001, a permanent failure),
+    // queued before a worker has read the template registry (after, /send
+    // refuses it itself).
+    let mut broken = template("+16505550006");
+    broken["template"]["name"] = "no_such_template".into();
+    let broken = queue(&gateway, &broken).await;
+    let bulk_lane = queue(
+        &gateway,
+        &with(template("+16505550007"), json!({"priority": "bulk"})),
+    )
+    .await;
+    assert!(bulk_lane.contains("-b"), "{bulk_lane}");
 
     // Another client's message answers exactly like an unknown one, and
     // stays as it was.
@@ -214,7 +226,7 @@ async fn a_cancel_before_the_send_wins_and_one_after_it_is_refused() {
     assert_eq!(status_of(&gateway, &queued).await, "queued");
 
     // The cancel wins over a send not begun; cancelling again answers the same.
-    for id in [&scheduled, &queued] {
+    for id in [&scheduled, &queued, &bulk_lane] {
         for _ in 0..2 {
             let (code, answer) = cancel(&gateway, id, KEY_ALL).await;
             assert_eq!(code, 200, "{answer}");
@@ -243,7 +255,7 @@ async fn a_cancel_before_the_send_wins_and_one_after_it_is_refused() {
         .wait_for_status(&later, "sent", Duration::from_secs(20))
         .await;
     wait_for_empty_queue(&gateway, Duration::from_secs(15)).await;
-    let cancelled = [&scheduled, &queued, &by_cli];
+    let cancelled = [&scheduled, &queued, &by_cli, &bulk_lane];
     for id in cancelled {
         assert_eq!(times_sent(&gateway, id), 0, "cancelled {id} was sent");
         let (_, record) = gateway.message(id).await;
@@ -303,10 +315,16 @@ async fn a_cancel_before_the_send_wins_and_one_after_it_is_refused() {
     assert!(!ok, "{out}");
     assert!(out.contains("no message has id"), "{out}");
     assert_eq!(times_sent(&gateway, &goes), 1);
+    let failed_record = gateway
+        .wait_for_status(&broken, "failed", Duration::from_secs(15))
+        .await;
+    let (code, answer) = cancel(&gateway, &broken, KEY_ALL).await;
+    assert_not_cancellable(code, &answer, "failed");
+    assert_eq!(gateway.message(&broken).await.1, failed_record);
 
-    // The api counted its own two cancels (the command's ran in its own process).
+    // The api counted its own three cancels (the command's ran in its own process).
     let metrics = scrape(&gateway).await;
-    assert_eq!(cancelled_total(&metrics, "request"), 2.0, "{metrics}");
+    assert_eq!(cancelled_total(&metrics, "request"), 3.0, "{metrics}");
     assert_eq!(cancelled_total(&metrics, "bulk"), 0.0);
 }
 
@@ -402,6 +420,15 @@ async fn a_retrying_message_is_cancelled_and_one_being_sent_is_not() {
         ),
     )
     .await;
+    let spring_bulk = queue(
+        &gateway,
+        &with(
+            template("+16505550015"),
+            json!({"send_after": rfc3339_in(Duration::from_secs(3_600)),
+                   "metadata": {"campaign": "spring", "wave": 2}, "priority": "bulk"}),
+        ),
+    )
+    .await;
     let too_many: serde_json::Map<String, Value> =
         (0..17).map(|i| (format!("k{i}"), json!(i))).collect();
     for (body, field) in [
@@ -446,18 +473,33 @@ async fn a_retrying_message_is_cancelled_and_one_being_sent_is_not() {
         (code, &answer),
         (200, &json!({"cancelled": 0, "sent_meanwhile": 0}))
     );
-    // The good filter takes a scheduled message too.
+    // The good filter takes scheduled messages too, in either lane.
     let (code, answer) = cancel_matching(&gateway, KEY_ALL, &filter).await;
     assert_eq!(
         (code, &answer),
-        (200, &json!({"cancelled": 1, "sent_meanwhile": 0}))
+        (200, &json!({"cancelled": 2, "sent_meanwhile": 0}))
     );
-    let (_, record) = gateway.message(&spring).await;
-    assert_cancelled(&record);
+    for id in [&spring, &spring_bulk] {
+        let (_, record) = gateway.message(id).await;
+        assert_cancelled(&record);
+    }
+
+    // Past sent: once Meta's statuses say read, the refusal names that.
+    gateway.sandbox.set_webhook(Some(WebhookTarget::new(
+        format!("{}/webhook", gateway.api_url),
+        APP_SECRET,
+    )));
+    let read = queue(&gateway, &template("+16505550014")).await;
+    let read_record = gateway
+        .wait_for_status(&read, "read", Duration::from_secs(20))
+        .await;
+    let (code, answer) = cancel(&gateway, &read, KEY_ALL).await;
+    assert_not_cancellable(code, &answer, "read");
+    assert_eq!(gateway.message(&read).await.1, read_record);
 
     let metrics = scrape(&gateway).await;
     assert_eq!(cancelled_total(&metrics, "request"), 1.0, "{metrics}");
-    assert_eq!(cancelled_total(&metrics, "bulk"), 1.0, "{metrics}");
+    assert_eq!(cancelled_total(&metrics, "bulk"), 2.0, "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -484,9 +526,11 @@ async fn a_held_message_is_cancelled_and_never_sent() {
     assert_cancelled(&record);
     assert!(history(&record).contains(&"held".to_owned()), "{record}");
 
-    // The window moves on: the next message goes, the cancelled one never.
+    // The window moves on (3 s, plus the longest call the gateway allows
+    // for: about 8.5 s after the first send): the next message goes, the
+    // cancelled one never.
     gateway
-        .wait_for_status(&next, "sent", Duration::from_secs(20))
+        .wait_for_status(&next, "sent", Duration::from_secs(30))
         .await;
     wait_for_empty_queue(&gateway, Duration::from_secs(10)).await;
     assert_eq!(times_sent(&gateway, &held), 0);
@@ -496,12 +540,12 @@ async fn a_held_message_is_cancelled_and_never_sent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancels_racing_the_worker_end_in_exactly_one_of_cancelled_or_sent() {
     const MESSAGES: usize = 200;
-    // 50 a second: the worker sends a message a second's worth at a time,
-    // while the cancels sweep the queue at about 67 a second from its
-    // start. The first sends beat their cancels, the cancels overtake the
-    // worker before its second burst, and the two cross again at each
-    // burst after: both outcomes, and at each crossing races within a few
-    // milliseconds.
+    // At 50 a second the worker takes about 4 s to drain the queue; each
+    // message's cancel comes at a scattered time within its first 3 s (a
+    // fixed permutation of 15 ms steps). Early messages are mostly picked
+    // up before their cancel and late ones mostly not, and in between the
+    // two interleave: cancels land just before, during and just after the
+    // worker's claim, on messages read ahead into its memory and not yet.
     let mut gateway = TestGateway::start(GatewayOptions {
         start_worker: false,
         rate_per_second: 50,
@@ -520,7 +564,8 @@ async fn cancels_racing_the_worker_end_in_exactly_one_of_cancelled_or_sent() {
         .map(|(i, id)| {
             let (http, api_url, id) = (gateway.http.clone(), gateway.api_url.clone(), id.clone());
             tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(15 * i as u64)).await;
+                let step = (i * 73) % MESSAGES; // 73 is prime to 200: each step once
+                tokio::time::sleep(Duration::from_millis(15 * step as u64)).await;
                 delete_from(&http, &api_url, &format!("/messages/{id}"), Some(KEY_ALL)).await
             })
         })
@@ -576,6 +621,18 @@ async fn cancels_racing_the_worker_end_in_exactly_one_of_cancelled_or_sent() {
         cancelled as f64,
         "{metrics}"
     );
+    // In queue order: c cancelled, s refused as sent, w refused while sending.
+    let outcomes: String = answers
+        .iter()
+        .map(
+            |(code, answer)| match (code, answer["error"]["status"].as_str()) {
+                (200, _) => 'c',
+                (_, Some("sending")) => 'w',
+                _ => 's',
+            },
+        )
+        .collect();
+    eprintln!("race: {cancelled} cancelled, {sent} sent: {outcomes}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -587,19 +644,20 @@ async fn a_bulk_cancel_stops_a_campaign_mid_drain() {
         ..Default::default()
     })
     .await;
-    // A spring campaign with an autumn message after every tenth.
+    // A spring campaign with an autumn message after every tenth, both at
+    // bulk priority, as campaigns go.
     let mut messages = Vec::new();
     let mut is_spring = Vec::new();
     for i in 0..SPRING {
         messages.push(with(
             template(&format!("+1650888{i:04}")),
-            json!({"metadata": {"campaign": "spring", "n": i}}),
+            json!({"metadata": {"campaign": "spring", "n": i}, "priority": "bulk"}),
         ));
         is_spring.push(true);
         if i % 10 == 9 {
             messages.push(with(
                 template(&format!("+1650999{i:04}")),
-                json!({"metadata": {"campaign": "autumn"}}),
+                json!({"metadata": {"campaign": "autumn"}, "priority": "bulk"}),
             ));
             is_spring.push(false);
         }
@@ -628,7 +686,8 @@ async fn a_bulk_cancel_stops_a_campaign_mid_drain() {
     let (code, answer) = cancel(&gateway, &spring[0], KEY_ONE).await;
     assert_eq!(code, 404, "{answer}");
     assert_eq!(status_of(&gateway, &spring[0]).await, "queued");
-    // Its own spring messages, queued behind, are not the first client's to cancel.
+    // Its own spring messages (transactional, so they go first) are not the
+    // first client's to cancel.
     let theirs: Vec<Value> = (0..20)
         .map(|i| {
             with(
@@ -659,6 +718,13 @@ async fn a_bulk_cancel_stops_a_campaign_mid_drain() {
             .filter(|id| spring_set.contains(id.as_str()))
             .count()
     };
+    // Meta answers each send 300 ms after it arrives (the sandbox counts it
+    // on arrival): at the cancel some sends are still under way, and the
+    // cancel must wait for them.
+    gateway.sandbox.set_faults(Faults {
+        latency_ms: 300,
+        ..Faults::default()
+    });
     gateway.start_worker().await;
     wait_until_every(
         "the campaign to be under way",
@@ -676,6 +742,8 @@ async fn a_bulk_cancel_stops_a_campaign_mid_drain() {
     let cancelled = answer["cancelled"].as_u64().expect("cancelled") as usize;
     let sent_meanwhile = answer["sent_meanwhile"].as_u64().expect("sent_meanwhile") as usize;
     assert!(before < SPRING / 2, "the campaign was mid-drain: {before}");
+    // The sends that had reached Meta but not its answer were waited for.
+    assert!(sent_meanwhile > 0, "{answer}");
     // Accepted after the cancel's answer: not stopped by it.
     let late = queue(
         &gateway,

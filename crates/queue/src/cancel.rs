@@ -114,6 +114,22 @@ impl Queue {
         })
     }
 
+    /// Gives back a claim whose attempt ended before its call with no
+    /// outcome recorded, so that the message may be cancelled again.
+    pub async fn release_claim(
+        &self,
+        phone_number_id: &str,
+        id: &MessageId,
+    ) -> Result<(), QueueError> {
+        let _: i64 = scripts::ReleaseClaim {
+            fate_key: keys::fate(phone_number_id, id.as_str()).into(),
+        }
+        .invocation()
+        .invoke_async(&mut self.conn.clone())
+        .await?;
+        Ok(())
+    }
+
     /// Cancels a message unless it is being sent or was sent.
     pub async fn cancel(&self, id: &MessageId, now_ms: i64) -> Result<CancelOutcome, QueueError> {
         let reply: Vec<String> = self

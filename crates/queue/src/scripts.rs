@@ -275,6 +275,12 @@ scripts! {
         args: [group, entry_id, sending_ttl_ms],
     }
 
+    /// A worker gives back its claim on a message it did not send.
+    ReleaseClaim = "release_claim.lua" {
+        keys: [fate_key],
+        args: [],
+    }
+
     /// A client cancels a message, unless it is being or was sent.
     Cancel = "cancel.lua" {
         keys: [fate_key, record_key, stream_key],

@@ -209,6 +209,7 @@ pub(crate) async fn attempt(
         Err(error) => {
             tracing::warn!(%error, "could not read the recipient's suppressions; retrying");
             worker.metrics.redis_failed("suppressions");
+            release_claim(&worker, &sender, &incoming).await;
             return try_again_soon(incoming);
         }
     }
@@ -234,11 +235,13 @@ pub(crate) async fn attempt(
         Err(error) => {
             tracing::warn!(%error, "could not count the conversation against the messaging limit; retrying");
             worker.metrics.redis_failed("messaging_limit");
+            release_claim(&worker, &sender, &incoming).await;
             return try_again_soon(incoming);
         }
     }
     let Some(endpoint) = worker.endpoints.get(&sender.phone_number_id) else {
         tracing::error!(sender = %sender.name, "no usable access token; pausing the sender");
+        release_claim(&worker, &sender, &incoming).await;
         return Completion {
             message: incoming,
             next: Next::Pause,
@@ -249,6 +252,7 @@ pub(crate) async fn attempt(
     // lease still outlasts it (else another worker could take the sender
     // and send the message again while this call runs).
     if !lease.covers(worker.settings.worker.longest_call) {
+        release_claim(&worker, &sender, &incoming).await;
         return Completion {
             message: incoming,
             next: Next::Retry {
@@ -629,6 +633,21 @@ fn code_and_title(error: &GraphError) -> (i64, String) {
 /// idempotent, and one finished by another worker meanwhile is left as it
 /// is): giving up sooner would send it again.
 const RECORD_PATIENCE: Duration = Duration::from_secs(300);
+
+/// Gives the claim back when the attempt ends before its call with no
+/// outcome to record (a Redis read failed, the sender pauses, the lease
+/// runs short): until the next attempt the message may be cancelled. If
+/// this fails, the claim lapses after [`claim_ttl`].
+async fn release_claim(worker: &Worker, sender: &SenderSettings, incoming: &HeldMessage) {
+    if let Err(error) = worker
+        .queue
+        .release_claim(&sender.phone_number_id, &incoming.delivery.message_id)
+        .await
+    {
+        tracing::warn!(%error, "could not give a claim back; it lapses on its own");
+        worker.metrics.redis_failed("claim");
+    }
+}
 
 /// How long a claim keeps a cancel away if its worker dies before the
 /// outcome is recorded: the call, then the recording's patience.
