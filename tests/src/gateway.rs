@@ -316,6 +316,18 @@ impl TestGateway {
         get_from(&self.http, &self.api_url, path, query).await
     }
 
+    /// The api's `/metrics` page.
+    pub async fn api_metrics(&self) -> String {
+        let response = self
+            .http
+            .get(format!("{}/metrics", self.api_url))
+            .send()
+            .await
+            .expect("the api answers /metrics");
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("text")
+    }
+
     /// `GET /messages/{id}` as the client allowed every sender.
     pub async fn message(&self, id: &str) -> (u16, Value) {
         message_from(&self.http, &self.api_url, id).await

@@ -15,18 +15,6 @@ fn template(to: &str) -> Value {
         "template": {"name": "hello_world", "language": {"code": "en_US"}}})
 }
 
-async fn scrape(gateway: &TestGateway) -> String {
-    gateway
-        .http
-        .get(format!("{}/metrics", gateway.api_url))
-        .send()
-        .await
-        .expect("the api answers /metrics")
-        .text()
-        .await
-        .expect("text")
-}
-
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .filter(|line| !line.starts_with('#'))
@@ -66,7 +54,7 @@ async fn wait_for_repeats(gateway: &TestGateway, count: f64) {
         &format!("{count} repeated statuses"),
         Duration::from_secs(30),
         || async {
-            let text = scrape(gateway).await;
+            let text = gateway.api_metrics().await;
             sample(&text, r#"gateway_webhook_events_total{kind="duplicate"}"#)
                 .is_some_and(|seen| seen >= count)
                 .then_some(())
@@ -125,7 +113,7 @@ async fn billable_messages_and_conversations_count_once_per_message_by_category(
     }
     // Five messages, each with sent, delivered and read twice.
     wait_for_repeats(&gateway, 15.0).await;
-    let text = scrape(&gateway).await;
+    let text = gateway.api_metrics().await;
     assert_eq!(
         by_category(&text, "gateway_billable_messages_total"),
         [("utility".to_owned(), 3.0)],
@@ -165,7 +153,7 @@ async fn billable_messages_and_conversations_count_once_per_message_by_category(
     }
     // Three more messages, each with sent and read twice.
     wait_for_repeats(&gateway, 21.0).await;
-    let text = scrape(&gateway).await;
+    let text = gateway.api_metrics().await;
     assert_eq!(
         by_category(&text, "gateway_billable_messages_total"),
         [("utility".to_owned(), 6.0)],

@@ -106,17 +106,6 @@ fn assert_not_cancellable(code: u16, answer: &Value, state: &str) {
     );
 }
 
-async fn scrape(gateway: &TestGateway) -> String {
-    let response = gateway
-        .http
-        .get(format!("{}/metrics", gateway.api_url))
-        .send()
-        .await
-        .expect("the api answers /metrics");
-    assert_eq!(response.status(), 200);
-    response.text().await.expect("text")
-}
-
 /// `gateway_messages_cancelled_total{by, sender="s0"}`, 0 when absent.
 fn cancelled_total(metrics: &str, by: &str) -> f64 {
     let by = format!("by=\"{by}\"");
@@ -323,7 +312,7 @@ async fn a_cancel_before_the_send_wins_and_one_after_it_is_refused() {
     assert_eq!(gateway.message(&broken).await.1, failed_record);
 
     // The api counted its own three cancels (the command's ran in its own process).
-    let metrics = scrape(&gateway).await;
+    let metrics = gateway.api_metrics().await;
     assert_eq!(cancelled_total(&metrics, "request"), 3.0, "{metrics}");
     assert_eq!(cancelled_total(&metrics, "bulk"), 0.0);
 }
@@ -497,7 +486,7 @@ async fn a_retrying_message_is_cancelled_and_one_being_sent_is_not() {
     assert_not_cancellable(code, &answer, "read");
     assert_eq!(gateway.message(&read).await.1, read_record);
 
-    let metrics = scrape(&gateway).await;
+    let metrics = gateway.api_metrics().await;
     assert_eq!(cancelled_total(&metrics, "request"), 1.0, "{metrics}");
     assert_eq!(cancelled_total(&metrics, "bulk"), 2.0, "{metrics}");
 }
@@ -615,7 +604,7 @@ async fn cancels_racing_the_worker_end_in_exactly_one_of_cancelled_or_sent() {
         cancelled > 0 && sent > 0,
         "{cancelled} cancelled, {sent} sent"
     );
-    let metrics = scrape(&gateway).await;
+    let metrics = gateway.api_metrics().await;
     assert_eq!(
         cancelled_total(&metrics, "request"),
         cancelled as f64,
@@ -804,7 +793,7 @@ async fn a_bulk_cancel_stops_a_campaign_mid_drain() {
     for id in others.iter().chain(&theirs) {
         assert_eq!(counts.get(id), Some(&1), "{id}");
     }
-    let metrics = scrape(&gateway).await;
+    let metrics = gateway.api_metrics().await;
     assert_eq!(
         cancelled_total(&metrics, "bulk"),
         cancelled as f64,

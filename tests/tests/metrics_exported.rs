@@ -17,17 +17,6 @@ fn template(from: &str, to: &str, name: &str) -> Value {
         "template": {"name": name, "language": {"code": "en_US"}}})
 }
 
-async fn scrape(gateway: &TestGateway) -> String {
-    let response = gateway
-        .http
-        .get(format!("{}/metrics", gateway.api_url))
-        .send()
-        .await
-        .expect("the api answers /metrics");
-    assert_eq!(response.status(), 200);
-    response.text().await.expect("text")
-}
-
 /// The value of the first sample whose line starts with `series`
 /// (`name{labels}` as the text format writes it).
 fn sample(text: &str, series: &str) -> Option<f64> {
@@ -41,7 +30,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 async fn wait_for_sample(gateway: &TestGateway, what: &str, check: impl Fn(&str) -> bool) {
     wait_until(what, Duration::from_secs(30), || async {
-        check(&scrape(gateway).await).then_some(())
+        check(&gateway.api_metrics().await).then_some(())
     })
     .await;
 }
@@ -161,7 +150,7 @@ async fn every_family_is_exported_after_a_short_run() {
         .await;
     assert_eq!(status, 503);
 
-    let text = scrape(&gateway).await;
+    let text = gateway.api_metrics().await;
     let exported: HashSet<&str> = text
         .lines()
         .filter_map(|line| line.strip_prefix("# TYPE "))
@@ -295,7 +284,7 @@ async fn per_sender_gauges_leave_with_the_sender() {
     let give_up = tokio::time::Instant::now() + Duration::from_secs(10);
     let (owners, kept) = loop {
         let owners = gateway.lease_owners(SENDERS).await;
-        let text = scrape(&gateway).await;
+        let text = gateway.api_metrics().await;
         let (problems, kept) = exported_against_owners(&owners, &text, &here);
         if problems.is_empty() {
             break (owners, kept);

@@ -56,18 +56,6 @@ fn set_quality(gateway: &TestGateway, rating: QualityRating) {
         .expect("the sandbox knows the number");
 }
 
-async fn scrape(gateway: &TestGateway) -> String {
-    gateway
-        .http
-        .get(format!("{}/metrics", gateway.api_url))
-        .send()
-        .await
-        .expect("the api answers /metrics")
-        .text()
-        .await
-        .expect("text")
-}
-
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .filter(|line| !line.starts_with('#'))
@@ -84,7 +72,7 @@ async fn wait_for_gauges(gateway: &TestGateway, held: f64, quality: &[f64]) {
         &format!("bulk held {held}, quality in {quality:?}"),
         Duration::from_secs(20),
         || async {
-            let text = scrape(gateway).await;
+            let text = gateway.api_metrics().await;
             let rating = sample(&text, r#"gateway_sender_quality_rating{sender="s0"}"#);
             (sample(&text, r#"gateway_sender_bulk_held{sender="s0"}"#) == Some(held)
                 && rating.is_some_and(|r| quality.contains(&r)))

@@ -78,14 +78,8 @@ impl Notifier {
         update: &StatusUpdate,
     ) -> Result<(), NotifyError> {
         let body = status_body(sender, view, update);
-        for subscriber in self.subscribers.iter().filter(|s| s.statuses) {
-            self.push(&subscriber.url, &subscriber.signer, &body)
-                .await?;
-        }
-        if let Some(url) = &view.callback_url {
-            self.push(url, &client_signer(&view.client), &body).await?;
-        }
-        Ok(())
+        self.push_status(&body, view.callback_url.as_deref(), &view.client)
+            .await
     }
 
     /// Tells the subscribers of `statuses` and the message's callback URL
@@ -97,13 +91,23 @@ impl Notifier {
         at_ms: i64,
     ) -> Result<(), NotifyError> {
         let body = cancelled_body(sender, message, at_ms);
+        self.push_status(&body, message.callback_url.as_deref(), &message.client)
+            .await
+    }
+
+    /// A status event to the subscribers of `statuses` and to the
+    /// message's callback URL, signed with its client's key.
+    async fn push_status(
+        &self,
+        body: &str,
+        callback_url: Option<&str>,
+        client: &str,
+    ) -> Result<(), NotifyError> {
         for subscriber in self.subscribers.iter().filter(|s| s.statuses) {
-            self.push(&subscriber.url, &subscriber.signer, &body)
-                .await?;
+            self.push(&subscriber.url, &subscriber.signer, body).await?;
         }
-        if let Some(url) = &message.callback_url {
-            self.push(url, &client_signer(&message.client), &body)
-                .await?;
+        if let Some(url) = callback_url {
+            self.push(url, &client_signer(client), body).await?;
         }
         Ok(())
     }
