@@ -249,22 +249,29 @@ pub(crate) async fn dispatch_sender(
 
         tokio::select! {
             _ = &mut cancelled => break,
-            Some(done) = sends.join_next(), if !sends.is_empty() => match done {
-                Ok(completion) => {
-                    match completion.next {
-                        Next::Abandon => {
-                            plan.uncertain[completion.message.delivery.lane.stream_index()] = true;
+            Some(done) = sends.join_next(), if !sends.is_empty() => {
+                // Every send that finished by now, in one turn: a turn of
+                // this loop costs more than a completion.
+                let mut done = Some(done);
+                while let Some(finished) = done.take().or_else(|| sends.try_join_next()) {
+                    match finished {
+                        Ok(completion) => {
+                            match completion.next {
+                                Next::Abandon => {
+                                    plan.uncertain[completion.message.delivery.lane.stream_index()] = true;
+                                }
+                                // Read the pause back at once (and whether it
+                                // was recorded at all).
+                                Next::Pause => plan.control = true,
+                                _ => {}
+                            }
+                            state.completed(completion, Instant::now());
                         }
-                        // Read the pause back at once (and whether it was
-                        // recorded at all).
-                        Next::Pause => plan.control = true,
-                        _ => {}
+                        Err(error) => tracing::error!(%error, sender = %name, "a send task failed"),
                     }
-                    state.completed(completion, Instant::now());
-                    gauges.touch();
                 }
-                Err(error) => tracing::error!(%error, sender = %name, "a send task failed"),
-            },
+                gauges.touch();
+            }
             Some(done) = receipts.join_next(), if !receipts.is_empty() => {
                 let (answered_in, throttled) = match done {
                     Ok(done) => (done.answered_in, done.throttled),
@@ -642,7 +649,9 @@ impl Calls<'_> {
                         message_id = %message.delivery.message_id,
                         sender = %self.sender.name,
                     );
-                    let call = attempt(
+                    // Boxed where it is made: the attempt's state is
+                    // large, and the span and the task would each copy it.
+                    let call = Box::pin(attempt(
                         self.worker.clone(),
                         self.sender.clone(),
                         self.metrics.clone(),
@@ -653,7 +662,7 @@ impl Calls<'_> {
                             departures: self.departures.clone(),
                             fastest_answer: state.fastest_answer(),
                         },
-                    )
+                    ))
                     .instrument(span);
                     let calls = self.worker.metrics.calls_in_flight.clone();
                     calls.inc();

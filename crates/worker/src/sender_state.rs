@@ -61,8 +61,10 @@ const PAIR_MARGIN_FRACTION: f64 = 0.02;
 /// attempt if nobody resumes it sooner.
 const PAUSE_RECHECK: Duration = Duration::from_secs(30);
 
-/// How often recipients whose pair limit has recovered are forgotten.
-const PAIR_STATE_GC: Duration = Duration::from_secs(10);
+/// How often recipients whose pair limit has recovered are forgotten:
+/// often enough that what is remembered stays near one pair interval's
+/// recipients (a pass over them costs microseconds).
+const PAIR_STATE_GC: Duration = Duration::from_secs(1);
 
 /// A message the worker holds: read, taken over or unparked, and not
 /// finished.
