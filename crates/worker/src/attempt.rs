@@ -123,9 +123,10 @@ pub(crate) async fn attempt(
         }
         Err(error) => {
             // Without knowing the window, neither body is safe to send.
+            // Redis may have run the claim and lost only the answer.
             tracing::warn!(%error, "could not claim the message; retrying");
             worker.metrics.redis_failed("claim");
-            return try_again_soon(incoming);
+            return give_back(&worker, &sender, incoming, retry_soon()).await;
         }
     };
     let now_ms = unix_ms();
@@ -209,8 +210,7 @@ pub(crate) async fn attempt(
         Err(error) => {
             tracing::warn!(%error, "could not read the recipient's suppressions; retrying");
             worker.metrics.redis_failed("suppressions");
-            release_claim(&worker, &sender, &incoming).await;
-            return try_again_soon(incoming);
+            return give_back(&worker, &sender, incoming, retry_soon()).await;
         }
     }
     match messaging_limit::hold_until(&worker, &sender, &incoming, now_ms).await {
@@ -224,44 +224,25 @@ pub(crate) async fn attempt(
             let wait = Duration::from_millis(u64::try_from(until_ms - now_ms).unwrap_or(0));
             return Completion {
                 message: incoming,
-                next: next.unwrap_or(Next::Retry {
-                    at: Instant::now() + wait,
-                    sender_wait: false,
-                    throttled: false,
-                }),
+                next: next.unwrap_or(retry_at(Instant::now() + wait)),
                 answered_in: None,
             };
         }
         Err(error) => {
             tracing::warn!(%error, "could not count the conversation against the messaging limit; retrying");
             worker.metrics.redis_failed("messaging_limit");
-            release_claim(&worker, &sender, &incoming).await;
-            return try_again_soon(incoming);
+            return give_back(&worker, &sender, incoming, retry_soon()).await;
         }
     }
     let Some(endpoint) = worker.endpoints.get(&sender.phone_number_id) else {
         tracing::error!(sender = %sender.name, "no usable access token; pausing the sender");
-        release_claim(&worker, &sender, &incoming).await;
-        return Completion {
-            message: incoming,
-            next: Next::Pause,
-            answered_in: None,
-        };
+        return give_back(&worker, &sender, incoming, Next::Pause).await;
     };
     // The window read may have taken long: the call starts only if the
     // lease still outlasts it (else another worker could take the sender
     // and send the message again while this call runs).
     if !lease.covers(worker.settings.worker.longest_call) {
-        release_claim(&worker, &sender, &incoming).await;
-        return Completion {
-            message: incoming,
-            next: Next::Retry {
-                at: Instant::now(),
-                sender_wait: false,
-                throttled: false,
-            },
-            answered_in: None,
-        };
+        return give_back(&worker, &sender, incoming, retry_at(Instant::now())).await;
     }
 
     let started = Instant::now();
@@ -425,11 +406,7 @@ pub(crate) async fn attempt(
                     title: &title,
                     next_attempt_ms: now_ms,
                 },
-                Next::Retry {
-                    at: now,
-                    sender_wait: false,
-                    throttled: false,
-                },
+                retry_at(now),
             )
         }
         Verdict::Fail { reason } => {
@@ -480,23 +457,23 @@ pub(crate) async fn attempt(
     }
 }
 
-/// How soon to try again when the window could not be read.
-const WINDOW_READ_RETRY: Duration = Duration::from_secs(1);
+/// How soon to try again when a Redis read before the call failed.
+const READ_FAILED_RETRY: Duration = Duration::from_secs(1);
 
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2)
 }
 
 /// A Redis read the send needs failed: the message is tried again soon.
-fn try_again_soon(message: HeldMessage) -> Completion {
-    Completion {
-        message,
-        next: Next::Retry {
-            at: Instant::now() + WINDOW_READ_RETRY,
-            sender_wait: false,
-            throttled: false,
-        },
-        answered_in: None,
+fn retry_soon() -> Next {
+    retry_at(Instant::now() + READ_FAILED_RETRY)
+}
+
+fn retry_at(at: Instant) -> Next {
+    Next::Retry {
+        at,
+        sender_wait: false,
+        throttled: false,
     }
 }
 
@@ -634,18 +611,28 @@ fn code_and_title(error: &GraphError) -> (i64, String) {
 /// is): giving up sooner would send it again.
 const RECORD_PATIENCE: Duration = Duration::from_secs(300);
 
-/// Gives the claim back when the attempt ends before its call with no
-/// outcome to record (a Redis read failed, the sender pauses, the lease
-/// runs short): until the next attempt the message may be cancelled. If
-/// this fails, the claim lapses after [`claim_ttl`].
-async fn release_claim(worker: &Worker, sender: &SenderSettings, incoming: &HeldMessage) {
+/// Ends an attempt before its call with no outcome to record (a Redis
+/// read failed, the sender pauses, the lease runs short): the claim is
+/// given back, so that until the next attempt the message may be
+/// cancelled. If that fails too, the claim lapses after [`claim_ttl`].
+async fn give_back(
+    worker: &Worker,
+    sender: &SenderSettings,
+    message: HeldMessage,
+    next: Next,
+) -> Completion {
     if let Err(error) = worker
         .queue
-        .release_claim(&sender.phone_number_id, &incoming.delivery.message_id)
+        .release_claim(&sender.phone_number_id, &message.delivery.message_id)
         .await
     {
         tracing::warn!(%error, "could not give a claim back; it lapses on its own");
         worker.metrics.redis_failed("claim");
+    }
+    Completion {
+        message,
+        next,
+        answered_in: None,
     }
 }
 

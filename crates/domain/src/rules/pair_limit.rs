@@ -45,7 +45,11 @@ impl PairLimiter {
 
     /// When a message to `recipient` may go: `now` if it may now.
     pub fn next_allowed(&self, recipient: &str, now: Instant) -> Instant {
-        match self.tat.get(&key(recipient)) {
+        self.allowed_at(key(recipient), now)
+    }
+
+    fn allowed_at(&self, key: u64, now: Instant) -> Instant {
+        match self.tat.get(&key) {
             Some(tat) => tat
                 .checked_sub(self.tolerance)
                 .map_or(now, |allowed| allowed.max(now)),
@@ -56,11 +60,12 @@ impl PairLimiter {
     /// Records a message to `recipient` at `now` if one may go, else
     /// `Err(when one may)`.
     pub fn try_acquire(&mut self, recipient: &str, now: Instant) -> Result<(), Instant> {
-        let allowed = self.next_allowed(recipient, now);
+        let key = key(recipient);
+        let allowed = self.allowed_at(key, now);
         if allowed > now {
             return Err(allowed);
         }
-        let tat = self.tat.entry(key(recipient)).or_insert(now);
+        let tat = self.tat.entry(key).or_insert(now);
         *tat = (*tat).max(now) + self.interval;
         Ok(())
     }
