@@ -24,7 +24,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::lease::Lease;
 use crate::messaging_limit;
-use crate::sender_state::{Completion, HeldMessage, Next};
+use crate::sender_state::{Call, Completion, HeldMessage, Next};
 use crate::suppressions;
 use crate::templates;
 use crate::{Worker, unix_ms};
@@ -118,7 +118,7 @@ pub(crate) async fn attempt(
             return Completion {
                 message: incoming,
                 next: Next::Done,
-                answered_in: None,
+                call: Call::NotMade,
             };
         }
         Err(error) => {
@@ -171,7 +171,7 @@ pub(crate) async fn attempt(
             return Completion {
                 message: incoming,
                 next: next.unwrap_or(Next::Done),
-                answered_in: None,
+                call: Call::NotMade,
             };
         }
     };
@@ -204,7 +204,7 @@ pub(crate) async fn attempt(
             return Completion {
                 message: incoming,
                 next: next.unwrap_or(Next::Done),
-                answered_in: None,
+                call: Call::NotMade,
             };
         }
         Err(error) => {
@@ -225,7 +225,7 @@ pub(crate) async fn attempt(
             return Completion {
                 message: incoming,
                 next: next.unwrap_or(retry_at(Instant::now() + wait)),
-                answered_in: None,
+                call: Call::NotMade,
             };
         }
         Err(error) => {
@@ -261,11 +261,11 @@ pub(crate) async fn attempt(
     }
     // Meta answered (an error in its shape or an HTTP status), as opposed
     // to a timeout or a dropped connection.
-    let answered_in = match &result {
-        Ok(_) | Err(GraphError::Meta { .. } | GraphError::Http { .. }) => Some(took),
-        Err(_) => None,
+    let call = match &result {
+        Ok(_) | Err(GraphError::Meta { .. } | GraphError::Http { .. }) => Call::Answered(took),
+        Err(_) => Call::Unanswered,
     };
-    if answered_in.is_some() {
+    if let Call::Answered(_) = call {
         departure.answered(Instant::now());
     }
 
@@ -295,7 +295,7 @@ pub(crate) async fn attempt(
             return Completion {
                 message: incoming,
                 next: next.unwrap_or(Next::Done),
-                answered_in,
+                call,
             };
         }
         Err(error) => error,
@@ -453,7 +453,7 @@ pub(crate) async fn attempt(
     Completion {
         message: incoming,
         next: recorded.unwrap_or(next),
-        answered_in,
+        call,
     }
 }
 
@@ -632,7 +632,7 @@ async fn give_back(
     Completion {
         message,
         next,
-        answered_in: None,
+        call: Call::NotMade,
     }
 }
 

@@ -42,7 +42,7 @@ use crate::read_receipts::{ReadDone, mark_read};
 use crate::sender_health::quality_name;
 use crate::sender_io::{Done, SenderIo, Step, instant_at};
 use crate::sender_state::{
-    Completion, Decision, HeldMessage, Limits, Next, SenderState, holds_bulk,
+    Call, Completion, Decision, HeldMessage, Limits, Next, SenderState, holds_bulk,
 };
 use crate::waba_rate::WabaShare;
 use crate::{Worker, unix_ms};
@@ -765,7 +765,7 @@ async fn expire(
     Completion {
         message,
         next: next.unwrap_or(Next::Done),
-        answered_in: None,
+        call: Call::NotMade,
     }
 }
 

@@ -385,6 +385,7 @@ impl SenderIo {
                     progress: delivery.prior,
                     delivery,
                     not_before: now,
+                    pair_slot: None,
                 })
                 .collect());
         }
@@ -407,6 +408,7 @@ impl SenderIo {
                     },
                     delivery,
                     not_before: now + Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0)),
+                    pair_slot: None,
                 }
             })
             .collect())

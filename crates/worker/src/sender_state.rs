@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use gateway_domain::Lane;
 use gateway_domain::rules::concurrency::{AnswerTime, calls_in_flight, read_ahead};
-use gateway_domain::rules::{AdaptiveRate, PairLimiter, SendWindow};
+use gateway_domain::rules::{AdaptiveRate, PairLimiter, PairSlot, SendWindow};
 use gateway_queue::{Delivery, ParkedSummary, Progress, ReadRequest, UnparkLimits};
 
 use crate::lanes::{EntryOrder, Lanes};
@@ -73,6 +73,8 @@ pub(crate) struct HeldMessage {
     pub progress: Progress,
     /// Not before this (a retry's due time).
     pub not_before: Instant,
+    /// Its place in its recipient's pair limit while it is being sent.
+    pub pair_slot: Option<PairSlot>,
 }
 
 impl HeldMessage {
@@ -102,8 +104,21 @@ pub(crate) enum Next {
 pub(crate) struct Completion {
     pub message: HeldMessage,
     pub next: Next,
-    /// How long Meta took to answer, if it did (an error answer included).
-    pub answered_in: Option<Duration>,
+    pub call: Call,
+}
+
+/// Whether an attempt called Meta, and what came back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Call {
+    /// The attempt ended before its call (cancelled, held, suppressed, a
+    /// Redis read failed...): Meta saw nothing of it, so the recipient's
+    /// pair slot is given back.
+    NotMade,
+    /// The call got no answer (a timeout, a dropped connection): it may
+    /// have reached Meta.
+    Unanswered,
+    /// Meta answered after this long (an error answer included).
+    Answered(Duration),
 }
 
 /// What to do now.
@@ -381,18 +396,24 @@ impl SenderState {
             };
             // The WABA's first: the one the sender's other numbers can
             // take in the meantime.
-            if self
+            let taken = if self
                 .waba
                 .as_ref()
                 .is_some_and(|w| w.try_acquire(now).is_err())
                 || self.window.try_acquire(now).is_err()
-                || self.pairs.try_acquire(&recipient, now).is_err()
             {
+                None
+            } else {
+                self.pairs.try_acquire(&recipient, now).ok()
+            };
+            let Some(pair_slot) = taken else {
                 // Cannot happen right after the checks above; keep the order anyway.
                 let (not_before, order) = (message.not_before, message.order());
                 self.lanes[lane.stream_index()].put_back(&recipient, message, not_before, order);
                 return Decision::Wait(Some(now + Duration::from_millis(1)));
-            }
+            };
+            let mut message = message;
+            message.pair_slot = Some(pair_slot);
             self.last_send = Some(now);
             self.in_flight += 1;
             return Decision::Send(message);
@@ -403,13 +424,22 @@ impl SenderState {
     pub fn completed(&mut self, completion: Completion, now: Instant) {
         self.in_flight = self.in_flight.saturating_sub(1);
         let Completion {
-            message,
+            mut message,
             next,
-            answered_in,
+            call,
         } = completion;
-        if let Some(took) = answered_in {
-            self.answer.observe(took);
-            self.probing = false;
+        let pair_slot = message.pair_slot.take();
+        match call {
+            Call::Answered(took) => {
+                self.answer.observe(took);
+                self.probing = false;
+            }
+            Call::NotMade => {
+                if let Some(slot) = pair_slot {
+                    self.pairs.give_back(slot);
+                }
+            }
+            Call::Unanswered => {}
         }
         let lane = message.delivery.lane;
         let recipient = message.delivery.recipient.key().to_owned();
@@ -426,7 +456,7 @@ impl SenderState {
                 if throttled {
                     self.rate.on_throttled(now);
                 }
-                if answered_in.is_none() {
+                if call == Call::Unanswered {
                     // No answer at all (timeout, dropped connection): probe
                     // again before opening more calls to a Meta that may hang.
                     self.probing = true;
@@ -815,6 +845,7 @@ mod tests {
             delivery: Delivery::from_entry("1000000000", lane, entry).expect("a gateway entry"),
             progress: Progress::default(),
             not_before: now,
+            pair_slot: None,
         }
     }
 
@@ -866,7 +897,7 @@ mod tests {
                     Completion {
                         message,
                         next,
-                        answered_in: Some(answer),
+                        call: Call::Answered(answer),
                     },
                     now,
                 );
@@ -1073,7 +1104,7 @@ mod tests {
                     sender_wait: false,
                     throttled: false,
                 },
-                answered_in: Some(10 * MS),
+                call: Call::Answered(10 * MS),
             },
             t0,
         );
@@ -1103,7 +1134,7 @@ mod tests {
                     sender_wait: false,
                     throttled: false,
                 },
-                answered_in: None,
+                call: Call::Unanswered,
             },
             t0,
         );
@@ -1116,6 +1147,51 @@ mod tests {
                 format!("{}-3", T0_MS - 1_000),
                 format!("{}-4", T0_MS - 1_000)
             ]
+        );
+    }
+
+    #[test]
+    fn an_attempt_that_ended_before_its_call_gives_the_pair_slot_back() {
+        let t0 = Instant::now();
+        let mut state = SenderState::new(limits(70), t0, [], []);
+        let retry_soon = |at| Next::Retry {
+            at,
+            sender_wait: false,
+            throttled: false,
+        };
+        state.accept(message(1, "A", t0), t0);
+        let Decision::Send(held) = state.next(t0, T0_MS, true) else {
+            panic!("a send");
+        };
+        // Held before its call (the messaging limit, a Redis read that
+        // failed): Meta never saw it, so it may go again at once.
+        let soon = t0 + 20 * MS;
+        state.completed(
+            Completion {
+                message: held,
+                next: retry_soon(soon),
+                call: Call::NotMade,
+            },
+            t0 + MS,
+        );
+        let Decision::Send(sent) = state.next(soon, T0_MS + 20, true) else {
+            panic!("not held up by its own slot");
+        };
+        // This time the call went out: the recipient waits the interval.
+        state.completed(
+            Completion {
+                message: sent,
+                next: retry_soon(soon + MS),
+                call: Call::Unanswered,
+            },
+            soon,
+        );
+        assert!(
+            !matches!(
+                state.next(soon + 2 * MS, T0_MS + 22, true),
+                Decision::Send(_)
+            ),
+            "the recipient waits its interval"
         );
     }
 
@@ -1139,7 +1215,7 @@ mod tests {
             Completion {
                 message: first,
                 next: Next::Done,
-                answered_in: Some(Duration::from_millis(1_500)),
+                call: Call::Answered(Duration::from_millis(1_500)),
             },
             t0 + Duration::from_millis(1_500),
         );
@@ -1157,7 +1233,7 @@ mod tests {
                     sender_wait: false,
                     throttled: false,
                 },
-                answered_in: None,
+                call: Call::Unanswered,
             },
             t0 + 2 * SECOND,
         );
@@ -1203,7 +1279,7 @@ mod tests {
             Completion {
                 message: expired,
                 next: Next::Done,
-                answered_in: None,
+                call: Call::NotMade,
             },
             t0,
         );

@@ -24,7 +24,7 @@ pub mod window;
 
 pub use adaptive_rate::AdaptiveRate;
 pub use error_class::{ErrorClass, TransportFailure, classify_code, classify_transport};
-pub use pair_limit::PairLimiter;
+pub use pair_limit::{PairLimiter, PairSlot};
 pub use retry::{Failure, RetryDecision, RetryPolicy, Verdict};
 pub use send_window::SendWindow;
 pub use shared_rate::{MemberId, SharedRate};

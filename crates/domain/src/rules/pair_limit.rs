@@ -27,6 +27,15 @@ pub struct PairLimiter {
     tat: HashMap<u64, Instant>,
 }
 
+/// One message's place in its recipient's limit, as taken: enough to give
+/// it back exactly (see [`PairLimiter::give_back`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PairSlot {
+    key: u64,
+    before: Option<Instant>,
+    after: Instant,
+}
+
 fn key(recipient: &str) -> u64 {
     let mut hasher = DefaultHasher::new();
     recipient.hash(&mut hasher);
@@ -59,15 +68,30 @@ impl PairLimiter {
 
     /// Records a message to `recipient` at `now` if one may go, else
     /// `Err(when one may)`.
-    pub fn try_acquire(&mut self, recipient: &str, now: Instant) -> Result<(), Instant> {
+    pub fn try_acquire(&mut self, recipient: &str, now: Instant) -> Result<PairSlot, Instant> {
         let key = key(recipient);
         let allowed = self.allowed_at(key, now);
         if allowed > now {
             return Err(allowed);
         }
-        let tat = self.tat.entry(key).or_insert(now);
-        *tat = (*tat).max(now) + self.interval;
-        Ok(())
+        let before = self.tat.get(&key).copied();
+        let after = before.map_or(now, |tat| tat.max(now)) + self.interval;
+        self.tat.insert(key, after);
+        Ok(PairSlot { key, before, after })
+    }
+
+    /// Gives back a slot whose message did not reach Meta after all (the
+    /// attempt ended before its call): the recipient's limit is as if it
+    /// had never been taken. If the recipient was messaged (or seeded)
+    /// since, the slot stays taken: stricter than the truth, never looser.
+    pub fn give_back(&mut self, slot: PairSlot) {
+        if self.tat.get(&slot.key) != Some(&slot.after) {
+            return;
+        }
+        match slot.before {
+            Some(before) => self.tat.insert(slot.key, before),
+            None => self.tat.remove(&slot.key),
+        };
     }
 
     /// Counts `recipient` as messaged at `at` (a previous owner did), so a
@@ -118,18 +142,17 @@ mod tests {
     fn one_message_per_interval_when_the_burst_is_one() {
         let t0 = Instant::now();
         let mut pairs = PairLimiter::new(SIX, 1);
-        assert_eq!(pairs.try_acquire("a", t0), Ok(()));
+        assert!(pairs.try_acquire("a", t0).is_ok());
         assert_eq!(pairs.try_acquire("a", t0), Err(t0 + SIX));
-        assert_eq!(
-            pairs.try_acquire("b", t0),
-            Ok(()),
+        assert!(
+            pairs.try_acquire("b", t0).is_ok(),
             "another recipient is not held up"
         );
         assert_eq!(
             pairs.try_acquire("a", t0 + SIX - Duration::from_millis(1)),
             Err(t0 + SIX)
         );
-        assert_eq!(pairs.try_acquire("a", t0 + SIX), Ok(()));
+        assert!(pairs.try_acquire("a", t0 + SIX).is_ok());
         assert_eq!(pairs.next_allowed("a", t0 + SIX), t0 + 2 * SIX);
     }
 
@@ -139,10 +162,10 @@ mod tests {
         let mut pairs = PairLimiter::new(SIX, 3);
         assert_eq!(pairs.burst(), 3);
         for _ in 0..3 {
-            assert_eq!(pairs.try_acquire("a", t0), Ok(()));
+            assert!(pairs.try_acquire("a", t0).is_ok());
         }
         assert_eq!(pairs.try_acquire("a", t0), Err(t0 + SIX));
-        assert_eq!(pairs.try_acquire("a", t0 + SIX), Ok(()));
+        assert!(pairs.try_acquire("a", t0 + SIX).is_ok());
         assert!(pairs.try_acquire("a", t0 + SIX).is_err());
     }
 
@@ -155,6 +178,30 @@ mod tests {
         pairs.try_acquire("b", t0).expect("b");
         pairs.forget_recovered(t0 + SIX);
         assert!(pairs.is_empty());
-        assert_eq!(pairs.try_acquire("a", t0 + SIX), Ok(()));
+        assert!(pairs.try_acquire("a", t0 + SIX).is_ok());
+    }
+
+    #[test]
+    fn a_slot_given_back_is_as_if_never_taken_unless_taken_again_since() {
+        let t0 = Instant::now();
+        let mut pairs = PairLimiter::new(SIX, 1);
+        let first = pairs.try_acquire("a", t0).expect("first");
+        pairs.give_back(first);
+        assert_eq!(pairs.next_allowed("a", t0), t0, "free again at once");
+        assert!(pairs.is_empty());
+
+        // A recipient messaged before: back to that message's limit.
+        pairs.try_acquire("a", t0).expect("sent");
+        let held = pairs
+            .try_acquire("a", t0 + SIX)
+            .expect("held before its call");
+        pairs.give_back(held);
+        assert_eq!(pairs.next_allowed("a", t0 + SIX), t0 + SIX);
+
+        // Taken again after the slot (or seeded): the later one stands.
+        let late = pairs.try_acquire("a", t0 + SIX).expect("late");
+        pairs.seed("a", t0 + 2 * SIX);
+        pairs.give_back(late);
+        assert_eq!(pairs.next_allowed("a", t0 + SIX), t0 + 3 * SIX);
     }
 }
