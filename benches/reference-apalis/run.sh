@@ -10,7 +10,11 @@
 # REFERENCE_WORKER_ARGS: extra flags for `reference-worker work`, e.g.
 #   "--lock-tasks" or "--concurrency 128" (see --help).
 # Prints one line:
-#   REFERENCE drained=N seconds=S per_second=R cpu_ms_per_message=C peak_rss_mib=M
+#   REFERENCE drained=N seconds=S per_second=R sent_seconds=T sent_per_second=Q
+#             cpu_ms_per_message=C peak_rss_mib=M
+# seconds/per_second: from the worker's start until every job is acknowledged;
+# sent_seconds/sent_per_second: until the sandbox accepted the last send
+# (polled every 0.1 s), which is how the gateway's drain is timed.
 set -euo pipefail
 
 if [ $# -ne 5 ]; then
@@ -92,9 +96,10 @@ if [ "$dead_count" -ne 0 ] || [ "$accepted_delta" -lt "$done_count" ]; then
     echo "reference: warning: $dead_count dead jobs, sandbox accepted $accepted_delta" >&2
 fi
 
-awk -v n="$done_count" -v s="$start" -v e="$end" -v ticks="$((utime + stime))" \
-    -v hz="$(getconf CLK_TCK)" -v hwm="$hwm_kib" 'BEGIN {
+awk -v n="$done_count" -v s="$start" -v e="$end" -v sent="${sent_at:-$end}" \
+    -v ticks="$((utime + stime))" -v hz="$(getconf CLK_TCK)" -v hwm="$hwm_kib" 'BEGIN {
     secs = e - s
-    printf "REFERENCE drained=%d seconds=%.2f per_second=%.0f cpu_ms_per_message=%.4f peak_rss_mib=%.1f\n",
-        n, secs, n / secs, ticks * 1000 / hz / n, hwm / 1024
+    sent_secs = sent - s
+    printf "REFERENCE drained=%d seconds=%.2f per_second=%.0f sent_seconds=%.2f sent_per_second=%.0f cpu_ms_per_message=%.4f peak_rss_mib=%.1f\n",
+        n, secs, n / secs, sent_secs, n / sent_secs, ticks * 1000 / hz / n, hwm / 1024
 }'

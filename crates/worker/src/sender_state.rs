@@ -11,7 +11,8 @@
 //!   window is seeded with the previous owner's sends), nor more than its
 //!   WABA's rate over all the WABA's numbers, when it has one;
 //! - no recipient gets more than the pair limit allows, and a recipient's
-//!   messages go in the order they were accepted;
+//!   messages go in the order they were accepted; an attempt that ended
+//!   before its call gives its pair slot back (Meta saw nothing of it);
 //! - a message that cannot go within `park_after` leaves memory (it is
 //!   parked, with its due time, behind which the recipient's later messages
 //!   wait too), so it never holds up another recipient;
