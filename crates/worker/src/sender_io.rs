@@ -385,7 +385,7 @@ impl SenderIo {
                     progress: delivery.prior,
                     delivery,
                     not_before: now,
-                    pair_slot: None,
+                    taken: None,
                 })
                 .collect());
         }
@@ -408,7 +408,7 @@ impl SenderIo {
                     },
                     delivery,
                     not_before: now + Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0)),
-                    pair_slot: None,
+                    taken: None,
                 }
             })
             .collect())

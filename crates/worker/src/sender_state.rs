@@ -11,8 +11,9 @@
 //!   window is seeded with the previous owner's sends), nor more than its
 //!   WABA's rate over all the WABA's numbers, when it has one;
 //! - no recipient gets more than the pair limit allows, and a recipient's
-//!   messages go in the order they were accepted; an attempt that ended
-//!   before its call gives its pair slot back (Meta saw nothing of it);
+//!   messages go in the order they were accepted;
+//! - an attempt that ended before its call gives back its places in the
+//!   send window and the pair limit: Meta saw nothing of it;
 //! - a message that cannot go within `park_after` leaves memory (it is
 //!   parked, with its due time, behind which the recipient's later messages
 //!   wait too), so it never holds up another recipient;
@@ -74,8 +75,17 @@ pub(crate) struct HeldMessage {
     pub progress: Progress,
     /// Not before this (a retry's due time).
     pub not_before: Instant,
-    /// Its place in its recipient's pair limit while it is being sent.
-    pub pair_slot: Option<PairSlot>,
+    /// What its send took while it is being sent.
+    pub taken: Option<Taken>,
+}
+
+/// The places a send took when the dispatcher let it go: in the send
+/// window (and the WABA's) at `at`, and in its recipient's pair limit.
+/// Given back if the attempt ends before its call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Taken {
+    at: Instant,
+    pair: PairSlot,
 }
 
 impl HeldMessage {
@@ -112,8 +122,8 @@ pub(crate) struct Completion {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Call {
     /// The attempt ended before its call (cancelled, held, suppressed, a
-    /// Redis read failed...): Meta saw nothing of it, so the recipient's
-    /// pair slot is given back.
+    /// Redis read failed...): Meta saw nothing of it, so its places in the
+    /// send window and the recipient's pair limit are given back.
     NotMade,
     /// The call got no answer (a timeout, a dropped connection): it may
     /// have reached Meta.
@@ -407,14 +417,14 @@ impl SenderState {
             } else {
                 self.pairs.try_acquire(&recipient, now).ok()
             };
-            let Some(pair_slot) = taken else {
+            let Some(pair) = taken else {
                 // Cannot happen right after the checks above; keep the order anyway.
                 let (not_before, order) = (message.not_before, message.order());
                 self.lanes[lane.stream_index()].put_back(&recipient, message, not_before, order);
                 return Decision::Wait(Some(now + Duration::from_millis(1)));
             };
             let mut message = message;
-            message.pair_slot = Some(pair_slot);
+            message.taken = Some(Taken { at: now, pair });
             self.last_send = Some(now);
             self.in_flight += 1;
             return Decision::Send(message);
@@ -429,15 +439,15 @@ impl SenderState {
             next,
             call,
         } = completion;
-        let pair_slot = message.pair_slot.take();
+        let taken = message.taken.take();
         match call {
             Call::Answered(took) => {
                 self.answer.observe(took);
                 self.probing = false;
             }
             Call::NotMade => {
-                if let Some(slot) = pair_slot {
-                    self.pairs.give_back(slot);
+                if let Some(taken) = taken {
+                    self.give_back(taken);
                 }
             }
             Call::Unanswered => {}
@@ -723,6 +733,15 @@ impl SenderState {
         self.rate.current(now).min(waba)
     }
 
+    /// Gives back what a send took whose attempt ended before its call.
+    fn give_back(&mut self, taken: Taken) {
+        self.window.give_back(taken.at);
+        if let Some(waba) = &self.waba {
+            waba.give_back(taken.at);
+        }
+        self.pairs.give_back(taken.pair);
+    }
+
     /// The send whose slot was taken at `taken_at` left only at `left`: the
     /// window counts it from then (a late call must not bunch up with the
     /// ones after it at Meta).
@@ -846,7 +865,7 @@ mod tests {
             delivery: Delivery::from_entry("1000000000", lane, entry).expect("a gateway entry"),
             progress: Progress::default(),
             not_before: now,
-            pair_slot: None,
+            taken: None,
         }
     }
 
@@ -1152,7 +1171,7 @@ mod tests {
     }
 
     #[test]
-    fn an_attempt_that_ended_before_its_call_gives_the_pair_slot_back() {
+    fn an_attempt_that_ended_before_its_call_gives_its_pair_slot_back() {
         let t0 = Instant::now();
         let mut state = SenderState::new(limits(70), t0, [], []);
         let retry_soon = |at| Next::Retry {
@@ -1193,6 +1212,52 @@ mod tests {
                 Decision::Send(_)
             ),
             "the recipient waits its interval"
+        );
+    }
+
+    #[test]
+    fn an_attempt_that_ended_before_its_call_gives_its_window_place_back() {
+        let t0 = Instant::now();
+        let mut state = SenderState::new(limits(2), t0, [], []);
+        for (seq, recipient) in ["X", "A", "B"].into_iter().enumerate() {
+            state.accept(message(seq as u64, recipient, t0), t0);
+        }
+        let send_at = |state: &mut SenderState, at: Instant| match state.next(
+            at,
+            T0_MS + i64::try_from(at.duration_since(t0).as_millis()).unwrap_or(0),
+            true,
+        ) {
+            Decision::Send(message) => Some(message),
+            _ => None,
+        };
+        let x = send_at(&mut state, t0).expect("X goes");
+        state.completed(
+            Completion {
+                message: x,
+                next: Next::Done,
+                call: Call::Answered(10 * MS),
+            },
+            t0 + 10 * MS,
+        );
+        // Two sends a second: A fills the window until X is RATE_WINDOW old.
+        let a_at = t0 + 500 * MS;
+        let a = send_at(&mut state, a_at).expect("A goes");
+        state.completed(
+            Completion {
+                message: a,
+                next: Next::Retry {
+                    at: t0 + 10 * SECOND,
+                    sender_wait: false,
+                    throttled: false,
+                },
+                call: Call::NotMade,
+            },
+            a_at + MS,
+        );
+        // A never reached Meta: B may have its place before X leaves the window.
+        assert!(
+            send_at(&mut state, t0 + 950 * MS).is_some(),
+            "B goes in A's place"
         );
     }
 

@@ -70,6 +70,11 @@ impl WabaShare {
     pub fn delay(&self, recorded: Instant, left: Instant) {
         self.rate.lock().delay(recorded, left);
     }
+
+    /// The send recorded at `recorded` never reached Meta.
+    pub fn give_back(&self, recorded: Instant) {
+        self.rate.lock().give_back(self.member, recorded);
+    }
 }
 
 impl Drop for WabaShare {

@@ -114,6 +114,15 @@ impl SendWindow {
         self.forget_expired();
     }
 
+    /// The send recorded at `recorded` never reached Meta (its attempt
+    /// ended before the call): the window is as if it had not been taken.
+    /// Unknown or already forgotten sends are ignored.
+    pub fn give_back(&mut self, recorded: Instant) {
+        if let Ok(index) = self.sends.binary_search(&recorded) {
+            self.sends.remove(index);
+        }
+    }
+
     /// The recorded send times, oldest first (for handing over).
     pub fn recent(&self) -> impl Iterator<Item = Instant> + '_ {
         self.sends.iter().copied()
@@ -203,6 +212,21 @@ mod tests {
         window.delay(start + ms(5), start + ms(900));
         window.delay(start + ms(400), start + ms(100));
         assert_eq!(window.next_allowed(start + ms(20)), start + ms(1_300));
+    }
+
+    #[test]
+    fn a_send_given_back_frees_its_place() {
+        let start = Instant::now();
+        let mut window = SendWindow::new(2, SECOND);
+        assert!(window.try_acquire(start).is_ok());
+        assert!(window.try_acquire(start + ms(10)).is_ok());
+        assert_eq!(window.next_allowed(start + ms(20)), start + SECOND);
+        window.give_back(start + ms(10));
+        assert_eq!(window.next_allowed(start + ms(20)), start + ms(20));
+        // An unknown send changes nothing.
+        assert!(window.try_acquire(start + ms(20)).is_ok());
+        window.give_back(start + ms(15));
+        assert_eq!(window.next_allowed(start + ms(30)), start + SECOND);
     }
 
     /// The most sends any half-open window `[t, t + window)` holds. Checking

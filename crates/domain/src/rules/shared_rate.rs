@@ -123,6 +123,17 @@ impl SharedRate {
         self.window.delay(recorded, left);
     }
 
+    /// `member`'s send recorded at `recorded` never reached Meta: the
+    /// slot is free again (see [`SendWindow::give_back`]).
+    pub fn give_back(&mut self, member: MemberId, recorded: Instant) {
+        self.window.give_back(recorded);
+        if let Some(m) = self.members.get_mut(member.0)
+            && let Some(index) = m.sends.iter().position(|send| *send == recorded)
+        {
+            m.sends.remove(index);
+        }
+    }
+
     /// The sends in the window, oldest first (for the next owner).
     pub fn recent(&self) -> impl Iterator<Item = Instant> + '_ {
         self.window.recent()
@@ -255,6 +266,21 @@ mod tests {
         assert_eq!(rate.try_acquire(c, t0), Err(t0 + WINDOW), "a's sends count");
         assert_eq!(rate.try_acquire(a, t0 + WINDOW), Err(t0 + WINDOW + YIELD));
         assert_eq!(rate.try_acquire(c, t0 + WINDOW), Ok(()));
+    }
+
+    #[test]
+    fn a_send_given_back_frees_its_place() {
+        let t0 = Instant::now();
+        let mut rate = SharedRate::new(2, WINDOW);
+        let (a, b) = (rate.join(), rate.join());
+        rate.try_acquire(a, t0).expect("free");
+        rate.try_acquire(a, t0).expect("free");
+        assert_eq!(rate.try_acquire(b, t0), Err(t0 + WINDOW));
+        rate.give_back(a, t0);
+        assert_eq!(rate.try_acquire(b, t0), Ok(()), "a's place went back");
+        // Unknown sends change nothing.
+        rate.give_back(a, t0 + Duration::from_millis(5));
+        assert_eq!(rate.try_acquire(a, t0), Err(t0 + WINDOW));
     }
 
     #[test]
