@@ -115,11 +115,7 @@ pub(crate) async fn attempt(
         Ok(SendClaim::Claimed { window_opened_ms }) => window_opened_ms,
         Ok(SendClaim::Cancelled) => {
             tracing::debug!(message_id = %delivery.message_id, "cancelled by its client; dropped");
-            return Completion {
-                message: incoming,
-                next: Next::Done,
-                call: Call::NotMade,
-            };
+            return Completion::without_call(incoming, Next::Done);
         }
         Err(error) => {
             // Without knowing the window, neither body is safe to send.
@@ -168,11 +164,7 @@ pub(crate) async fn attempt(
                 reason,
             };
             let next = record(&worker, &sender, &incoming, outcome).await;
-            return Completion {
-                message: incoming,
-                next: next.unwrap_or(Next::Done),
-                call: Call::NotMade,
-            };
+            return Completion::without_call(incoming, next.unwrap_or(Next::Done));
         }
     };
     match suppressions::holding_back(
@@ -201,11 +193,7 @@ pub(crate) async fn attempt(
                 reason: SUPPRESSED,
             };
             let next = record(&worker, &sender, &incoming, outcome).await;
-            return Completion {
-                message: incoming,
-                next: next.unwrap_or(Next::Done),
-                call: Call::NotMade,
-            };
+            return Completion::without_call(incoming, next.unwrap_or(Next::Done));
         }
         Err(error) => {
             tracing::warn!(%error, "could not read the recipient's suppressions; retrying");
@@ -222,11 +210,10 @@ pub(crate) async fn attempt(
             };
             let next = record(&worker, &sender, &incoming, outcome).await;
             let wait = Duration::from_millis(u64::try_from(until_ms - now_ms).unwrap_or(0));
-            return Completion {
-                message: incoming,
-                next: next.unwrap_or(retry_at(Instant::now() + wait)),
-                call: Call::NotMade,
-            };
+            return Completion::without_call(
+                incoming,
+                next.unwrap_or(retry_at(Instant::now() + wait)),
+            );
         }
         Err(error) => {
             tracing::warn!(%error, "could not count the conversation against the messaging limit; retrying");
@@ -629,11 +616,7 @@ async fn give_back(
         tracing::warn!(%error, "could not give a claim back; it lapses on its own");
         worker.metrics.redis_failed("claim");
     }
-    Completion {
-        message,
-        next,
-        call: Call::NotMade,
-    }
+    Completion::without_call(message, next)
 }
 
 /// How long a claim keeps a cancel away if its worker dies before the

@@ -42,7 +42,7 @@ use crate::read_receipts::{ReadDone, mark_read};
 use crate::sender_health::quality_name;
 use crate::sender_io::{Done, SenderIo, Step, instant_at};
 use crate::sender_state::{
-    Call, Completion, Decision, HeldMessage, Limits, Next, SenderState, holds_bulk,
+    Completion, Decision, HeldMessage, Limits, Next, SenderState, holds_bulk,
 };
 use crate::waba_rate::WabaShare;
 use crate::{Worker, unix_ms};
@@ -254,21 +254,23 @@ pub(crate) async fn dispatch_sender(
                 // this loop costs more than a completion.
                 let mut done = Some(done);
                 while let Some(finished) = done.take().or_else(|| sends.try_join_next()) {
-                    match finished {
-                        Ok(completion) => {
-                            match completion.next {
-                                Next::Abandon => {
-                                    plan.uncertain[completion.message.delivery.lane.stream_index()] = true;
-                                }
-                                // Read the pause back at once (and whether it
-                                // was recorded at all).
-                                Next::Pause => plan.control = true,
-                                _ => {}
-                            }
-                            state.completed(completion, Instant::now());
+                    let completion = match finished {
+                        Ok(completion) => completion,
+                        Err(error) => {
+                            tracing::error!(%error, sender = %name, "a send task failed");
+                            continue;
                         }
-                        Err(error) => tracing::error!(%error, sender = %name, "a send task failed"),
+                    };
+                    match completion.next {
+                        Next::Abandon => {
+                            plan.uncertain[completion.message.delivery.lane.stream_index()] = true;
+                        }
+                        // Read the pause back at once (and whether it was
+                        // recorded at all).
+                        Next::Pause => plan.control = true,
+                        _ => {}
                     }
+                    state.completed(completion, Instant::now());
                 }
                 gauges.touch();
             }
@@ -762,11 +764,7 @@ async fn expire(
         .expired
         .with_label_values(&[sender.name.as_str()])
         .inc();
-    Completion {
-        message,
-        next: next.unwrap_or(Next::Done),
-        call: Call::NotMade,
-    }
+    Completion::without_call(message, next.unwrap_or(Next::Done))
 }
 
 /// Recipients the previous owner messaged recently count as messaged then

@@ -118,6 +118,17 @@ pub(crate) struct Completion {
     pub call: Call,
 }
 
+impl Completion {
+    /// An attempt that ended before its call (see [`Call::NotMade`]).
+    pub fn without_call(message: HeldMessage, next: Next) -> Self {
+        Self {
+            message,
+            next,
+            call: Call::NotMade,
+        }
+    }
+}
+
 /// Whether an attempt called Meta, and what came back.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Call {
@@ -402,7 +413,7 @@ impl SenderState {
                 lanes.defer(&recipient, pair_at);
                 continue;
             }
-            let Some(message) = lanes.take(&recipient) else {
+            let Some(mut message) = lanes.take(&recipient) else {
                 continue;
             };
             // The WABA's first: the one the sender's other numbers can
@@ -423,7 +434,6 @@ impl SenderState {
                 self.lanes[lane.stream_index()].put_back(&recipient, message, not_before, order);
                 return Decision::Wait(Some(now + Duration::from_millis(1)));
             };
-            let mut message = message;
             message.taken = Some(Taken { at: now, pair });
             self.last_send = Some(now);
             self.in_flight += 1;
@@ -439,6 +449,8 @@ impl SenderState {
             next,
             call,
         } = completion;
+        // Taken at every completion: if this message expires later, that
+        // must not give back a send of it that did reach Meta.
         let taken = message.taken.take();
         match call {
             Call::Answered(took) => {
@@ -1186,14 +1198,7 @@ mod tests {
         // Held before its call (the messaging limit, a Redis read that
         // failed): Meta never saw it, so it may go again at once.
         let soon = t0 + 20 * MS;
-        state.completed(
-            Completion {
-                message: held,
-                next: retry_soon(soon),
-                call: Call::NotMade,
-            },
-            t0 + MS,
-        );
+        state.completed(Completion::without_call(held, retry_soon(soon)), t0 + MS);
         let Decision::Send(sent) = state.next(soon, T0_MS + 20, true) else {
             panic!("not held up by its own slot");
         };
@@ -1242,23 +1247,81 @@ mod tests {
         // Two sends a second: A fills the window until X is RATE_WINDOW old.
         let a_at = t0 + 500 * MS;
         let a = send_at(&mut state, a_at).expect("A goes");
-        state.completed(
-            Completion {
-                message: a,
-                next: Next::Retry {
-                    at: t0 + 10 * SECOND,
-                    sender_wait: false,
-                    throttled: false,
-                },
-                call: Call::NotMade,
-            },
-            a_at + MS,
-        );
+        let later = Next::Retry {
+            at: t0 + 10 * SECOND,
+            sender_wait: false,
+            throttled: false,
+        };
+        state.completed(Completion::without_call(a, later), a_at + MS);
         // A never reached Meta: B may have its place before X leaves the window.
         assert!(
             send_at(&mut state, t0 + 950 * MS).is_some(),
             "B goes in A's place"
         );
+    }
+
+    #[test]
+    fn a_message_that_expires_after_a_call_keeps_that_call_s_window_place() {
+        let t0 = Instant::now();
+        let mut state = SenderState::new(limits(2), t0, [], []);
+        let ms_at =
+            |at: Instant| T0_MS + i64::try_from(at.duration_since(t0).as_millis()).unwrap_or(0);
+        let mut a = message(1, "A", t0);
+        a.delivery.expires_at_ms = Some(T0_MS + 505);
+        state.accept(message(0, "X", t0), t0);
+        state.accept(a, t0);
+        let Decision::Send(x) = state.next(t0, ms_at(t0), true) else {
+            panic!("X goes");
+        };
+        let answered = Completion {
+            message: x,
+            next: Next::Done,
+            call: Call::Answered(10 * MS),
+        };
+        state.completed(answered, t0 + 10 * MS);
+        // A's call goes out and gets no answer; A expires before its retry.
+        let a_at = t0 + 500 * MS;
+        let Decision::Send(a) = state.next(a_at, ms_at(a_at), true) else {
+            panic!("A goes");
+        };
+        let unanswered = Completion {
+            message: a,
+            next: Next::Retry {
+                at: a_at + 10 * MS,
+                sender_wait: false,
+                throttled: false,
+            },
+            call: Call::Unanswered,
+        };
+        state.completed(unanswered, a_at + MS);
+        let x_gone = t0 + RATE_WINDOW;
+        let Decision::Expire(expired, _) = state.next(x_gone, ms_at(x_gone), true) else {
+            panic!("A expires");
+        };
+        state.completed(Completion::without_call(expired, Next::Done), x_gone);
+        state.accept(message(2, "B", x_gone), x_gone);
+        state.accept(message(3, "C", x_gone), x_gone);
+        let Decision::Send(b) = state.next(x_gone, ms_at(x_gone), true) else {
+            panic!("B goes");
+        };
+        let answered = Completion {
+            message: b,
+            next: Next::Done,
+            call: Call::Answered(10 * MS),
+        };
+        state.completed(answered, x_gone + 10 * MS);
+        // A's call may have reached Meta: with B's it fills the window until
+        // it is RATE_WINDOW old.
+        let spaced = x_gone + 420 * MS;
+        assert!(
+            !matches!(state.next(spaced, ms_at(spaced), true), Decision::Send(_)),
+            "C waits for A's place"
+        );
+        let a_gone = a_at + RATE_WINDOW;
+        assert!(matches!(
+            state.next(a_gone, ms_at(a_gone), true),
+            Decision::Send(_)
+        ));
     }
 
     #[test]
@@ -1341,14 +1404,7 @@ mod tests {
             panic!("expired");
         };
         assert_eq!(reason, "expires_at");
-        state.completed(
-            Completion {
-                message: expired,
-                next: Next::Done,
-                call: Call::NotMade,
-            },
-            t0,
-        );
+        state.completed(Completion::without_call(expired, Next::Done), t0);
         assert!(
             matches!(state.next(t0, T0_MS, true), Decision::Send(_)),
             "the next message to A is not held back by the pair limit"
