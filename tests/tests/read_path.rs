@@ -341,3 +341,109 @@ async fn entries_read_under_the_workers_name_without_its_knowing_are_still_sent(
         assert_eq!(counts.get(id), Some(&1), "{id} was sent once");
     }
 }
+
+/// A sender that is draining reads its stream in batches: its own
+/// acknowledgements of what it sent must not wake it into a read (and an
+/// arming) per message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_sender_reads_in_batches() {
+    const SENDERS: usize = 10;
+    const EACH: usize = 350; // 5 s at 70/s
+    // Idle first, so each sender is armed when its backlog comes.
+    let gateway = idle_gateway(SENDERS).await;
+    let ids = gateway.send_all(&template_backlog(SENDERS, EACH)).await;
+    let accepted_at_least = |count: usize| {
+        let gateway = &gateway;
+        async move {
+            wait_until_every(
+                "sends to reach the sandbox",
+                Duration::from_secs(60),
+                Duration::from_millis(20),
+                || async {
+                    let accepted = gateway.sandbox.stats().accepted;
+                    (accepted >= count as u64).then_some(accepted)
+                },
+            )
+            .await
+        }
+    };
+    // From 1 s into the drain to 4 s: past the first reads, and before
+    // any sender reads its stream to the end (from then on each of its
+    // last sends wakes it, as it must to be woken by a new message).
+    let from = accepted_at_least(ids.len() / 5).await;
+    reset_command_counts(&gateway).await;
+    let to = accepted_at_least(ids.len() * 4 / 5).await;
+    let counts = commands_run(&gateway).await;
+    let of = |name: &str| counts.get(name).copied().unwrap_or(0);
+    let messages = to - from;
+    println!(
+        "{messages} messages: {} reads, {} armings",
+        of("xreadgroup"),
+        of("type")
+    );
+    // A read takes at least half the sender's read-ahead (35 at 70/s).
+    assert!(
+        of("xreadgroup") <= messages / 16,
+        "{} reads for {messages} messages",
+        of("xreadgroup")
+    );
+    assert!(
+        of("type") <= messages / 16,
+        "{} armings for {messages} messages",
+        of("type")
+    );
+    accepted_at_least(ids.len()).await;
+}
+
+/// CPU seconds (user and system) a process has used, from `/proc`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process runs");
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("stat")
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    // The kernel's USER_HZ, 100 on every Linux this runs on.
+    ticks / 100.0
+}
+
+/// A worker cut off from Redis retries its steps with a back-off: it does
+/// not spin on a due time it cannot act on until Redis is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_cut_off_from_redis_waits_without_spinning() {
+    const SENDERS: usize = 10;
+    let mut gateway = TestGateway::start(GatewayOptions {
+        senders: SENDERS,
+        start_worker: false,
+        ..Default::default()
+    })
+    .await;
+    let worker = gateway.spawn_worker(BINARY);
+    wait_until_owned(&gateway, SENDERS).await;
+    let ids = gateway.send_all(&template_backlog(SENDERS, 20)).await;
+    wait_until_every(
+        "the first sends",
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || async { (gateway.sandbox.stats().accepted > 0).then_some(()) },
+    )
+    .await;
+
+    gateway.redis.stop();
+    let pid = worker.pid().expect("the worker runs");
+    // A measurement over a fixed span, not a wait for a condition: past
+    // the failures of the steps that were running, then 3 s.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = cpu_seconds(pid);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = cpu_seconds(pid) - before;
+    println!("{used:.2} s of CPU in 3 s without Redis");
+    assert!(
+        used < 0.5,
+        "the worker used {used:.2} s of CPU in 3 s without Redis"
+    );
+    assert!(ids.len() == SENDERS * 20);
+}

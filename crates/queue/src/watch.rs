@@ -23,7 +23,9 @@
 //! tracking again with its first use. A worker's own writes wake it too
 //! (a sent message's `XDEL`): `NOLOOP` would spare those wake-ups, but a
 //! key the connection changes itself would then stop being tracked
-//! without a word, so it is not used.
+//! without a word, so it is not used. Instead a caller arms a stream only
+//! when it waits for new entries (it read the stream to its end), not
+//! while it is still reading and deleting what it read.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, Weak};

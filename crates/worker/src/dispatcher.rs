@@ -40,7 +40,7 @@ use crate::depth::SenderGauges;
 use crate::lease::Lease;
 use crate::read_receipts::{ReadDone, mark_read};
 use crate::sender_health::quality_name;
-use crate::sender_io::{Done, SenderIo, Step, instant_at};
+use crate::sender_io::{ArmLane, Done, SenderIo, Step, instant_at};
 use crate::sender_state::{
     Completion, Decision, HeldMessage, Limits, Next, SenderState, holds_bulk,
 };
@@ -75,10 +75,15 @@ struct Plan {
     /// Take the read receipts the api queued (at start, and when told).
     reads: bool,
     next_promote: Option<Instant>,
-    /// Redis will wake the sender on new entries.
-    armed: bool,
-    /// The streams may have new entries since the consumers last read: arm
-    /// again and read.
+    /// The streams Redis will wake the sender for: those read to their end
+    /// since they were armed. A stream still being read is not armed, so
+    /// that the worker's own acknowledgements of its entries do not wake
+    /// the sender for nothing at every send.
+    armed: [bool; 2],
+    /// The streams the arming now out arms.
+    arming: [bool; 2],
+    /// A wake-up came while an arming was out: it may be for an entry
+    /// added after that arming's read.
     woken: bool,
     /// Lanes to read once more: an arming could not read them, or a
     /// promotion just added entries.
@@ -220,27 +225,26 @@ pub(crate) async fn dispatch_sender(
             }
         }
 
-        // The next time something is due: a send, a promotion, a retried
-        // step, parked messages (taken back a little early, to be ready),
-        // a consumer's reconciliation.
-        let due = [
-            wake_at,
-            plan.next_promote,
-            plan.retry_at,
-            state
+        // The next time something is due: a send, and, unless a Redis step
+        // is running (its end wakes the loop), the next step: a promotion,
+        // parked messages (taken back a little early, to be ready), a
+        // consumer's reconciliation, none before a failed step's retry.
+        let next_step_at = io.as_ref().and_then(|io| {
+            let consumers = [Lane::Transactional, Lane::Bulk]
+                .into_iter()
+                .filter(|lane| state.room(*lane) > 0)
+                .filter_map(|lane| io.consumer(lane).next_due());
+            let parked = state
                 .next_parked_due()
-                .map(|due| due.checked_sub(settings.park_after).unwrap_or(due)),
-            io.as_ref().and_then(|io| {
-                [Lane::Transactional, Lane::Bulk]
-                    .into_iter()
-                    .filter(|lane| !state.is_held(*lane))
-                    .filter_map(|lane| io.consumer(lane).next_due())
-                    .min()
-            }),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+                .map(|due| due.checked_sub(settings.park_after).unwrap_or(due));
+            let at = consumers.chain(parked).chain(plan.next_promote).min();
+            match (at, plan.retry_at) {
+                (Some(at), Some(retry)) => Some(at.max(retry)),
+                (at, None) => at,
+                (None, retry) => retry,
+            }
+        });
+        let due = wake_at.into_iter().chain(next_step_at).min();
         if let Some(due) = due
             && timer.deadline() != due.into()
         {
@@ -370,7 +374,8 @@ impl Plan {
             promote: true,
             reads: true,
             next_promote: None,
-            armed: false,
+            armed: [false; 2],
+            arming: [false; 2],
             woken: false,
             reread: [false; 2],
             uncertain: [false; 2],
@@ -379,23 +384,40 @@ impl Plan {
         }
     }
 
-    /// Redis reported a change to the sender's streams.
+    /// Redis reported a change to one of the armed streams (which one it
+    /// does not say): each is read again, and armed again once read to its
+    /// end.
     fn woke(&mut self) {
         self.woken = true;
-        self.armed = false;
+        for lane in Lane::STREAMS {
+            let index = lane.stream_index();
+            if std::mem::take(&mut self.armed[index]) {
+                self.reread[index] = true;
+            }
+        }
     }
 
-    /// An arming is about to go out: it reads what the wake-ups so far
-    /// were about.
-    fn arming(&mut self) {
+    /// An arming of `lanes` is about to go out.
+    fn arming(&mut self, lanes: [bool; 2]) {
         self.woken = false;
+        self.arming = lanes;
     }
 
     /// The arming came back. A wake-up that came while it ran may be for
     /// an entry added after its read, and Redis reports a key only once:
-    /// then the sender is not armed, and arms (and reads) again.
+    /// then its streams are not armed, and are read and armed again.
     fn arming_done(&mut self) {
-        self.armed = !self.woken;
+        let arming = std::mem::take(&mut self.arming);
+        for lane in Lane::STREAMS {
+            let index = lane.stream_index();
+            if arming[index] {
+                if self.woken {
+                    self.reread[index] = true;
+                } else {
+                    self.armed[index] = true;
+                }
+            }
+        }
     }
 
     /// Carries what happened while the sender's Redis handles were lent to
@@ -417,7 +439,7 @@ impl Plan {
         // Whatever was being read may have been missed.
         self.control = true;
         self.reads = true;
-        self.armed = false;
+        self.armed = [false; 2];
         self.woken = true;
     }
 }
@@ -485,29 +507,31 @@ fn next_step(
             });
         }
     }
-    // A held lane is not read until it is let go: it must not keep the
-    // sender from arming.
-    let caught_up = lanes
-        .iter()
-        .filter(|lane| !state.is_held(**lane))
-        .all(|lane| io.consumer(*lane).caught_up());
-    if !plan.armed && (caught_up || plan.woken) {
-        // Arm and read in one round trip: an entry added since the last
-        // read is read now, and a later one wakes the sender. A routed
-        // lane (some recipients parked) reads through its script, after.
-        plan.arming();
-        let reads = lanes.map(|lane| {
-            (!state.routes_reads(lane) && state.room(lane) > 0).then(|| state.read_size(lane))
+    // A stream read to its end is armed once it wants waking, and read
+    // once more in the same round trip: an entry added since the last read
+    // is read now, and a later one wakes the sender. A routed stream (some
+    // recipients parked) reads through its script, after.
+    let arm = lanes.map(|lane| {
+        state.wants_waking(lane)
+            && io.consumer(lane).caught_up()
+            && !plan.armed[lane.stream_index()]
+    });
+    if arm.contains(&true) {
+        plan.arming(arm);
+        let step = lanes.map(|lane| {
+            arm[lane.stream_index()].then(|| {
+                let read = (!state.routes_reads(lane) && state.room(lane) > 0)
+                    .then(|| state.read_size(lane));
+                if read.is_none() {
+                    plan.reread[lane.stream_index()] = true;
+                }
+                ArmLane {
+                    read,
+                    held: state.held_in(lane),
+                }
+            })
         });
-        for (lane, read) in lanes.iter().zip(reads) {
-            if read.is_none() {
-                plan.reread[lane.stream_index()] = true;
-            }
-        }
-        return Some(Step::Arm {
-            reads,
-            held: lanes.map(|lane| state.held_in(lane)),
-        });
+        return Some(Step::Arm(step));
     }
     None
 }
@@ -796,20 +820,39 @@ async fn recent_recipients(
 mod tests {
     use super::*;
 
+    const BOTH: [bool; 2] = [true, true];
+
     #[test]
     fn a_wake_up_while_arming_arms_again() {
         let mut plan = Plan::new();
-        plan.arming();
+        plan.arming(BOTH);
         plan.arming_done();
-        assert!(plan.armed, "nothing happened meanwhile: armed");
+        assert_eq!(plan.armed, BOTH, "nothing happened meanwhile: armed");
 
         plan.woke();
-        plan.arming();
+        plan.arming(BOTH);
         plan.woke();
         plan.arming_done();
-        assert!(
-            !plan.armed && plan.woken,
+        assert_eq!(
+            (plan.armed, plan.reread),
+            ([false, false], BOTH),
             "woken while arming: the wake-up may be for an entry the arming did not read"
+        );
+    }
+
+    #[test]
+    fn a_wake_up_rereads_only_the_armed_streams() {
+        let mut plan = Plan::new();
+        let bulk_only = [false, true];
+        plan.arming(bulk_only);
+        plan.arming_done();
+        assert_eq!(plan.armed, bulk_only);
+
+        plan.woke();
+        assert_eq!(plan.armed, [false, false]);
+        assert_eq!(
+            plan.reread, bulk_only,
+            "a stream still being read was not armed: the wake-up is not about it"
         );
     }
 }

@@ -59,15 +59,22 @@ pub(crate) enum Step {
     /// Be woken when the api queues a read receipt, then take up to this
     /// many of those waiting.
     Reads(usize),
-    /// Be woken by new entries in either stream; then,
-    /// in the same round trip, read up to `reads[lane]` new entries of each
-    /// stream given one (so that nothing added before the arming is missed).
-    /// Each stream's pending count is checked against the `held` messages
-    /// first: a sender about to wait must not leave a lost read behind.
-    Arm {
-        reads: [Option<usize>; 2],
-        held: [usize; 2],
-    },
+    /// Be woken by new entries in the streams given one (those read to
+    /// their end); then, in the same round trip, read up to `read` new
+    /// entries of each such stream given a count (so that nothing added
+    /// before the arming is missed). Each armed stream's pending count is
+    /// checked against its `held` messages first: a sender about to wait
+    /// must not leave a lost read behind.
+    Arm([Option<ArmLane>; 2]),
+}
+
+/// What arming one stream asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ArmLane {
+    /// New entries to read after the arming (`None`: none now).
+    pub read: Option<usize>,
+    /// Messages of the stream the sender holds.
+    pub held: usize,
 }
 
 /// What a step came to.
@@ -155,7 +162,10 @@ impl SenderIo {
             Step::Claim { lane, .. } | Step::Read { lane, .. } | Step::Unpark { lane, .. } => {
                 vec![*lane]
             }
-            Step::Arm { .. } => Lane::STREAMS.to_vec(),
+            Step::Arm(lanes) => Lane::STREAMS
+                .into_iter()
+                .filter(|lane| lanes[lane.stream_index()].is_some())
+                .collect(),
             Step::Park(requests) => requests.iter().map(|r| r.lane).collect(),
             _ => Vec::new(),
         };
@@ -298,28 +308,35 @@ impl SenderIo {
                 let more = reads.len() >= most;
                 Ok(Done::Reads { reads, more })
             }
-            Step::Arm { reads, held } => {
-                let keys = [keys::queue(&pnid), keys::bulk(&pnid)];
+            Step::Arm(lanes) => {
+                let mut streams = Vec::new();
                 let mut commands = Vec::new();
-                for (lane, count) in Lane::STREAMS.into_iter().zip(reads) {
+                for lane in Lane::STREAMS {
+                    let Some(arm) = lanes[lane.stream_index()] else {
+                        continue;
+                    };
+                    streams.push(keys::stream(&pnid, lane));
                     let consumer = self.consumer_mut(lane);
                     consumer.ensure_group().await?;
                     commands.push(consumer.pending_command());
-                    if let Some(count) = count {
+                    if let Some(count) = arm.read {
                         commands.push(consumer.read_command(count));
                     }
                 }
                 let mut replies = self
                     .worker
                     .watcher
-                    .arm_then(&keys, &self.wake, commands)
+                    .arm_then(&streams, &self.wake, commands)
                     .await?
                     .into_iter();
                 let mut messages = [Vec::new(), Vec::new()];
-                for ((lane, count), held) in Lane::STREAMS.into_iter().zip(reads).zip(held) {
+                for lane in Lane::STREAMS {
+                    let Some(arm) = lanes[lane.stream_index()] else {
+                        continue;
+                    };
                     let pending = replies.next().unwrap_or(redis::Value::Nil);
-                    self.consumer_mut(lane).check_pending(&pending, held);
-                    let Some(count) = count else { continue };
+                    self.consumer_mut(lane).check_pending(&pending, arm.held);
+                    let Some(count) = arm.read else { continue };
                     let reply = replies.next().unwrap_or(redis::Value::Nil);
                     let entries = self.consumer_mut(lane).read_reply(reply, count)?;
                     messages[lane.stream_index()] =

@@ -628,12 +628,13 @@ impl SenderState {
         })
     }
 
-    /// When parked messages of either priority next come due (a held
-    /// lane's never do).
+    /// When parked messages of either priority next come due, of a lane
+    /// with room to take them back (a held lane has none): a full lane is
+    /// looked at again when one of its messages finishes.
     pub fn next_parked_due(&self) -> Option<Instant> {
         Lane::STREAMS
             .into_iter()
-            .filter(|lane| !self.is_held(*lane))
+            .filter(|lane| self.room(*lane) > 0)
             .filter_map(|lane| self.parked[lane.stream_index()].next_due)
             .min()
     }
@@ -665,6 +666,16 @@ impl SenderState {
         room > 0
             && (room >= self.limits.batch_size.max(1).div_ceil(2)
                 || self.held_count[lane.stream_index()] == 0)
+    }
+
+    /// Whether `lane`, read to its end, should be woken by new entries:
+    /// only while it holds less than half a batch and is not held. One that
+    /// holds more reads again once its sends have made room (a new entry
+    /// would wait behind those anyway), and meanwhile each of its own sends
+    /// (its entry's deletion) would wake it for nothing.
+    pub fn wants_waking(&self, lane: Lane) -> bool {
+        !self.is_held(lane)
+            && self.held_count[lane.stream_index()] < self.limits.batch_size.max(1).div_ceil(2)
     }
 
     /// How many messages of `lane` are held (read and not finished).
@@ -1436,6 +1447,35 @@ mod tests {
         };
         assert_eq!(name(&first.delivery.recipient), "first");
         assert_eq!(state.in_flight(), 1);
+    }
+
+    #[test]
+    fn a_lane_wants_waking_only_while_it_holds_less_than_half_a_batch() {
+        let t0 = Instant::now();
+        let mut state = SenderState::new(limits(1_000), t0, [], []);
+        let half_batch = limits(1_000).batch_size.div_ceil(2);
+        assert!(state.wants_waking(Lane::Transactional), "holds nothing");
+        for seq in 0..half_batch {
+            state.accept(message(seq as u64, &format!("+1555{seq:07}"), t0), t0);
+        }
+        assert!(
+            !state.wants_waking(Lane::Transactional),
+            "holds half a batch: it reads again when its sends make room"
+        );
+        let Decision::Send(sent) = state.next(t0, T0_MS, true) else {
+            panic!("a send");
+        };
+        state.completed(
+            Completion {
+                message: sent,
+                next: Next::Done,
+                call: Call::Answered(MS),
+            },
+            t0,
+        );
+        assert!(state.wants_waking(Lane::Transactional));
+        state.set_bulk_held(true);
+        assert!(!state.wants_waking(Lane::Bulk), "a held lane is not read");
     }
 
     #[test]
