@@ -1,8 +1,10 @@
 //! How a worker reads: woken by Redis instead of polling (a message to an
 //! idle sender goes at once, and idle senders cost nothing), calls in
 //! flight sized to Meta's answer time (a slow Meta still gets the full
-//! rate), and a read whose reply was lost recovered without a handover,
-//! also when the worker never learnt that it was.
+//! rate), a read whose reply was lost recovered without a handover,
+//! also when the worker never learnt that it was, a draining sender
+//! reading in batches (not woken by its own sends), and a worker cut off
+//! from Redis waiting without spinning.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -423,7 +425,7 @@ async fn a_worker_cut_off_from_redis_waits_without_spinning() {
     .await;
     let worker = gateway.spawn_worker(BINARY);
     wait_until_owned(&gateway, SENDERS).await;
-    let ids = gateway.send_all(&template_backlog(SENDERS, 20)).await;
+    gateway.send_all(&template_backlog(SENDERS, 20)).await;
     wait_until_every(
         "the first sends",
         Duration::from_secs(20),
@@ -445,5 +447,4 @@ async fn a_worker_cut_off_from_redis_waits_without_spinning() {
         used < 0.5,
         "the worker used {used:.2} s of CPU in 3 s without Redis"
     );
-    assert!(ids.len() == SENDERS * 20);
 }
