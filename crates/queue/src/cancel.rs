@@ -85,12 +85,14 @@ const SWEEP_PAGE: usize = 500;
 impl Queue {
     /// Claims a message the caller is about to send (see [`SendClaim`]);
     /// `sending_ttl` bounds the claim if the caller dies before recording
-    /// the attempt's outcome.
+    /// the attempt's outcome. The recipient's window is read only if
+    /// `read_window` (a free-form body depends on it; a template does not).
     pub async fn claim_send(
         &self,
         phone_number_id: &str,
         delivery: &Delivery,
         sending_ttl: Duration,
+        read_window: bool,
     ) -> Result<SendClaim, QueueError> {
         let (claimed, window): (i64, Option<String>) = scripts::ClaimSend {
             fate_key: keys::fate(phone_number_id, delivery.message_id.as_str()).into(),
@@ -101,6 +103,7 @@ impl Queue {
             sending_ttl_ms: u64::try_from(sending_ttl.as_millis())
                 .unwrap_or(u64::MAX)
                 .into(),
+            read_window: read_window.into(),
         }
         .invocation()
         .invoke_async(&mut self.conn.clone())

@@ -272,7 +272,7 @@ scripts! {
     /// cancelled, and reads the recipient's window.
     ClaimSend = "claim_send.lua" {
         keys: [fate_key, stream_key, window_key],
-        args: [group, entry_id, sending_ttl_ms],
+        args: [group, entry_id, sending_ttl_ms, read_window],
     }
 
     /// A worker gives back its claim on a message it did not send.

@@ -106,10 +106,17 @@ pub(crate) async fn attempt(
     slot: Slot,
 ) -> Completion {
     let delivery = &incoming.delivery;
-    // The claim reads the recipient's window in the same round trip.
+    // A free-form body depends on the recipient's window: the claim reads
+    // it in the same round trip.
+    let free_form = !incoming.progress.fallback_used && delivery.kind != MessageKind::Template;
     let window_opened = match worker
         .queue
-        .claim_send(&sender.phone_number_id, delivery, claim_ttl(&worker))
+        .claim_send(
+            &sender.phone_number_id,
+            delivery,
+            claim_ttl(&worker),
+            free_form,
+        )
         .await
     {
         Ok(SendClaim::Claimed { window_opened_ms }) => window_opened_ms,
@@ -127,8 +134,7 @@ pub(crate) async fn attempt(
     };
     let now_ms = unix_ms();
     let age = Duration::from_millis(u64::try_from(now_ms - delivery.due_ms()).unwrap_or(0));
-    if !incoming.progress.fallback_used
-        && delivery.kind != MessageKind::Template
+    if free_form
         && !window::allows_free_form(
             window_opened,
             now_ms,
