@@ -80,11 +80,9 @@ struct Plan {
     /// that the worker's own acknowledgements of its entries do not wake
     /// the sender for nothing at every send.
     armed: [bool; 2],
-    /// The streams the arming now out arms.
+    /// The streams the arming now out arms, until a wake-up comes while it
+    /// is out (it may be for an entry added after the arming's read).
     arming: [bool; 2],
-    /// A wake-up came while an arming was out: it may be for an entry
-    /// added after that arming's read.
-    woken: bool,
     /// Lanes to read once more: an arming could not read them, or a
     /// promotion just added entries.
     reread: [bool; 2],
@@ -237,12 +235,12 @@ pub(crate) async fn dispatch_sender(
             let parked = state
                 .next_parked_due()
                 .map(|due| due.checked_sub(settings.park_after).unwrap_or(due));
-            let at = consumers.chain(parked).chain(plan.next_promote).min();
-            match (at, plan.retry_at) {
-                (Some(at), Some(retry)) => Some(at.max(retry)),
-                (at, None) => at,
-                (None, retry) => retry,
-            }
+            // Not before the retry (`None` orders first).
+            consumers
+                .chain(parked)
+                .chain(plan.next_promote)
+                .min()
+                .max(plan.retry_at)
         });
         let due = wake_at.into_iter().chain(next_step_at).min();
         if let Some(due) = due
@@ -376,7 +374,6 @@ impl Plan {
             next_promote: None,
             armed: [false; 2],
             arming: [false; 2],
-            woken: false,
             reread: [false; 2],
             uncertain: [false; 2],
             retry_at: None,
@@ -384,39 +381,29 @@ impl Plan {
         }
     }
 
-    /// Redis reported a change to one of the armed streams (which one it
-    /// does not say): each is read again, and armed again once read to its
-    /// end.
+    /// Redis reported a change to one of the armed streams, or to one
+    /// being armed (which one it does not say): each is read again, and
+    /// armed again once read to its end.
     fn woke(&mut self) {
-        self.woken = true;
-        for lane in Lane::STREAMS {
-            let index = lane.stream_index();
-            if std::mem::take(&mut self.armed[index]) {
-                self.reread[index] = true;
-            }
+        for index in 0..2 {
+            let armed = std::mem::take(&mut self.armed[index]);
+            let arming = std::mem::take(&mut self.arming[index]);
+            self.reread[index] |= armed || arming;
         }
     }
 
     /// An arming of `lanes` is about to go out.
     fn arming(&mut self, lanes: [bool; 2]) {
-        self.woken = false;
         self.arming = lanes;
     }
 
-    /// The arming came back. A wake-up that came while it ran may be for
-    /// an entry added after its read, and Redis reports a key only once:
-    /// then its streams are not armed, and are read and armed again.
+    /// The arming came back: its streams are armed, unless a wake-up came
+    /// meanwhile (Redis reports a key only once, and it may be for an
+    /// entry added after the arming's read).
     fn arming_done(&mut self) {
         let arming = std::mem::take(&mut self.arming);
-        for lane in Lane::STREAMS {
-            let index = lane.stream_index();
-            if arming[index] {
-                if self.woken {
-                    self.reread[index] = true;
-                } else {
-                    self.armed[index] = true;
-                }
-            }
+        for (armed, arming) in self.armed.iter_mut().zip(arming) {
+            *armed |= arming;
         }
     }
 
@@ -440,7 +427,7 @@ impl Plan {
         self.control = true;
         self.reads = true;
         self.armed = [false; 2];
-        self.woken = true;
+        self.arming = [false; 2];
     }
 }
 
@@ -450,7 +437,7 @@ impl Plan {
 /// must precede any read of the same recipients); what is parked; entries
 /// to take over (before any new one, to keep each recipient's order);
 /// scheduled messages now due; parked messages now due; new entries;
-/// finally, arming the wake-up once both streams are read to the end.
+/// finally, arming the wake-up of each stream read to its end.
 fn next_step(
     state: &mut SenderState,
     io: &SenderIo,

@@ -68,6 +68,13 @@ pub(crate) enum Step {
     Arm([Option<ArmLane>; 2]),
 }
 
+/// The streams an arming is about, with what it asks of each.
+fn armed_lanes(lanes: [Option<ArmLane>; 2]) -> impl Iterator<Item = (Lane, ArmLane)> {
+    Lane::STREAMS
+        .into_iter()
+        .filter_map(move |lane| lanes[lane.stream_index()].map(|arm| (lane, arm)))
+}
+
 /// What arming one stream asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ArmLane {
@@ -162,10 +169,7 @@ impl SenderIo {
             Step::Claim { lane, .. } | Step::Read { lane, .. } | Step::Unpark { lane, .. } => {
                 vec![*lane]
             }
-            Step::Arm(lanes) => Lane::STREAMS
-                .into_iter()
-                .filter(|lane| lanes[lane.stream_index()].is_some())
-                .collect(),
+            Step::Arm(lanes) => armed_lanes(*lanes).map(|(lane, _)| lane).collect(),
             Step::Park(requests) => requests.iter().map(|r| r.lane).collect(),
             _ => Vec::new(),
         };
@@ -311,10 +315,7 @@ impl SenderIo {
             Step::Arm(lanes) => {
                 let mut streams = Vec::new();
                 let mut commands = Vec::new();
-                for lane in Lane::STREAMS {
-                    let Some(arm) = lanes[lane.stream_index()] else {
-                        continue;
-                    };
+                for (lane, arm) in armed_lanes(lanes) {
                     streams.push(keys::stream(&pnid, lane));
                     let consumer = self.consumer_mut(lane);
                     consumer.ensure_group().await?;
@@ -330,10 +331,7 @@ impl SenderIo {
                     .await?
                     .into_iter();
                 let mut messages = [Vec::new(), Vec::new()];
-                for lane in Lane::STREAMS {
-                    let Some(arm) = lanes[lane.stream_index()] else {
-                        continue;
-                    };
+                for (lane, arm) in armed_lanes(lanes) {
                     let pending = replies.next().unwrap_or(redis::Value::Nil);
                     self.consumer_mut(lane).check_pending(&pending, arm.held);
                     let Some(count) = arm.read else { continue };

@@ -896,6 +896,15 @@ mod tests {
         T0_MS + i64::try_from(now.duration_since(t0).as_millis()).expect("ms")
     }
 
+    /// A send Meta accepted after `took`.
+    fn accepted_after(message: HeldMessage, took: Duration) -> Completion {
+        Completion {
+            message,
+            next: Next::Done,
+            call: Call::Answered(took),
+        }
+    }
+
     /// Runs the state machine in virtual time: every send is answered
     /// `answer` later with `outcome(message)`; returns the sends in order
     /// (virtual time, recipient, entry seq) until `until` or nothing is left.
@@ -1238,23 +1247,13 @@ mod tests {
         for (seq, recipient) in ["X", "A", "B"].into_iter().enumerate() {
             state.accept(message(seq as u64, recipient, t0), t0);
         }
-        let send_at = |state: &mut SenderState, at: Instant| match state.next(
-            at,
-            T0_MS + i64::try_from(at.duration_since(t0).as_millis()).unwrap_or(0),
-            true,
-        ) {
+        let send_at = |state: &mut SenderState, at: Instant| match state.next(at, ms(at, t0), true)
+        {
             Decision::Send(message) => Some(message),
             _ => None,
         };
         let x = send_at(&mut state, t0).expect("X goes");
-        state.completed(
-            Completion {
-                message: x,
-                next: Next::Done,
-                call: Call::Answered(10 * MS),
-            },
-            t0 + 10 * MS,
-        );
+        state.completed(accepted_after(x, 10 * MS), t0 + 10 * MS);
         // Two sends a second: A fills the window until X is RATE_WINDOW old.
         let a_at = t0 + 500 * MS;
         let a = send_at(&mut state, a_at).expect("A goes");
@@ -1275,24 +1274,17 @@ mod tests {
     fn a_message_that_expires_after_a_call_keeps_that_call_s_window_place() {
         let t0 = Instant::now();
         let mut state = SenderState::new(limits(2), t0, [], []);
-        let ms_at =
-            |at: Instant| T0_MS + i64::try_from(at.duration_since(t0).as_millis()).unwrap_or(0);
         let mut a = message(1, "A", t0);
         a.delivery.expires_at_ms = Some(T0_MS + 505);
         state.accept(message(0, "X", t0), t0);
         state.accept(a, t0);
-        let Decision::Send(x) = state.next(t0, ms_at(t0), true) else {
+        let Decision::Send(x) = state.next(t0, ms(t0, t0), true) else {
             panic!("X goes");
         };
-        let answered = Completion {
-            message: x,
-            next: Next::Done,
-            call: Call::Answered(10 * MS),
-        };
-        state.completed(answered, t0 + 10 * MS);
+        state.completed(accepted_after(x, 10 * MS), t0 + 10 * MS);
         // A's call goes out and gets no answer; A expires before its retry.
         let a_at = t0 + 500 * MS;
-        let Decision::Send(a) = state.next(a_at, ms_at(a_at), true) else {
+        let Decision::Send(a) = state.next(a_at, ms(a_at, t0), true) else {
             panic!("A goes");
         };
         let unanswered = Completion {
@@ -1306,31 +1298,26 @@ mod tests {
         };
         state.completed(unanswered, a_at + MS);
         let x_gone = t0 + RATE_WINDOW;
-        let Decision::Expire(expired, _) = state.next(x_gone, ms_at(x_gone), true) else {
+        let Decision::Expire(expired, _) = state.next(x_gone, ms(x_gone, t0), true) else {
             panic!("A expires");
         };
         state.completed(Completion::without_call(expired, Next::Done), x_gone);
         state.accept(message(2, "B", x_gone), x_gone);
         state.accept(message(3, "C", x_gone), x_gone);
-        let Decision::Send(b) = state.next(x_gone, ms_at(x_gone), true) else {
+        let Decision::Send(b) = state.next(x_gone, ms(x_gone, t0), true) else {
             panic!("B goes");
         };
-        let answered = Completion {
-            message: b,
-            next: Next::Done,
-            call: Call::Answered(10 * MS),
-        };
-        state.completed(answered, x_gone + 10 * MS);
+        state.completed(accepted_after(b, 10 * MS), x_gone + 10 * MS);
         // A's call may have reached Meta: with B's it fills the window until
         // it is RATE_WINDOW old.
         let spaced = x_gone + 420 * MS;
         assert!(
-            !matches!(state.next(spaced, ms_at(spaced), true), Decision::Send(_)),
+            !matches!(state.next(spaced, ms(spaced, t0), true), Decision::Send(_)),
             "C waits for A's place"
         );
         let a_gone = a_at + RATE_WINDOW;
         assert!(matches!(
-            state.next(a_gone, ms_at(a_gone), true),
+            state.next(a_gone, ms(a_gone, t0), true),
             Decision::Send(_)
         ));
     }
@@ -1351,14 +1338,8 @@ mod tests {
             state.next(t0 + SECOND, T0_MS + 1_000, true),
             Decision::Wait(None)
         ));
-        state.completed(
-            Completion {
-                message: first,
-                next: Next::Done,
-                call: Call::Answered(Duration::from_millis(1_500)),
-            },
-            t0 + Duration::from_millis(1_500),
-        );
+        let slow = Duration::from_millis(1_500);
+        state.completed(accepted_after(first, slow), t0 + slow);
         assert!(state.in_flight_cap() >= 105, "{}", state.in_flight_cap());
         // A call that got no answer at all: probe again.
         let message = match state.next(t0 + 2 * SECOND, T0_MS + 2_000, true) {
@@ -1465,14 +1446,7 @@ mod tests {
         let Decision::Send(sent) = state.next(t0, T0_MS, true) else {
             panic!("a send");
         };
-        state.completed(
-            Completion {
-                message: sent,
-                next: Next::Done,
-                call: Call::Answered(MS),
-            },
-            t0,
-        );
+        state.completed(accepted_after(sent, MS), t0);
         assert!(state.wants_waking(Lane::Transactional));
         state.set_bulk_held(true);
         assert!(!state.wants_waking(Lane::Bulk), "a held lane is not read");
