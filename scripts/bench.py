@@ -7,7 +7,7 @@ private redis-server; every process started here is stopped by its PID.
    POST /webhook (wrk), 64 connections
 2. draining: one worker against the sandbox with its limits off, next to the
    apalis reference worker (benches/reference-apalis) on the same sandbox,
-   in two alternating rounds, the fastest run of each compared
+   in three alternating rounds, the fastest run of each compared
 3. memory: one worker with 100,000 messages queued across 100 senders
 4. rate fidelity: 10 senders at 70/s with Meta's limits on, 1 and 3 workers
 5. pick-up: 20 messages a second, each to a random one of 200 idle senders,
@@ -46,7 +46,7 @@ CONNECTIONS = 64
 SEND_SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 DRAIN_MESSAGES = 100_000
 DRAIN_SENDERS = 50
-DRAIN_ROUNDS = 2
+DRAIN_ROUNDS = 3
 MEMORY_SENDERS = 100
 FIDELITY_SENDERS = 10
 FIDELITY_RATE = 70

@@ -158,7 +158,7 @@ impl Queue {
             .arg(scripts::Cancel::source())
             .ignore();
         for id in ids {
-            pipe.invoke_script(&self.cancel_invocation(id, now_ms));
+            pipe.add_command(self.cancel_invocation(id, now_ms).command());
         }
         let replies: Vec<Vec<String>> = pipe.query_async(&mut self.conn.clone()).await?;
         ids.iter()
@@ -167,7 +167,7 @@ impl Queue {
             .collect()
     }
 
-    fn cancel_invocation(&self, id: &MessageId, now_ms: i64) -> redis::ScriptInvocation<'static> {
+    fn cancel_invocation(&self, id: &MessageId, now_ms: i64) -> scripts::ScriptCall {
         let pnid = id.phone_number_id();
         let accepted_ms = id.accepted_at_ms();
         scripts::Cancel {

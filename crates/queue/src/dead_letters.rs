@@ -147,7 +147,7 @@ impl Queue {
             for (field, value) in &letter.entry {
                 invocation.arg(field).arg(value);
             }
-            pipe.invoke_script(&invocation);
+            pipe.add_command(invocation.command());
         }
         let results: Vec<i64> = match pipe.query_async(&mut self.conn.clone()).await {
             Ok(results) => results,

@@ -171,7 +171,7 @@ impl Queue {
                     scripted.push(false);
                 }
                 Some(invocation) => {
-                    pipe.invoke_script(&invocation);
+                    pipe.add_command(invocation.command());
                     scripted.push(true);
                 }
             }
@@ -205,7 +205,7 @@ impl Queue {
         &self,
         m: &NewMessage<'_>,
         now_ms: i64,
-    ) -> Result<Option<redis::ScriptInvocation<'static>>, QueueError> {
+    ) -> Result<Option<scripts::ScriptCall>, QueueError> {
         let due = m.send_after_ms.filter(|due| *due > now_ms);
         // A cluster connection resends a command whose connection dropped
         // (it cannot know whether the command ran): a plain XADD would then
@@ -407,11 +407,42 @@ fn scheduled_id(phone_number_id: &str, now_ms: i64) -> Result<MessageId, QueueEr
         .ok_or_else(|| QueueError::Protocol(format!("phone_number_id {phone_number_id:?}")))
 }
 
-/// One entry of a record's history, as JSON.
+/// One entry of a record's history, as JSON. Written into one buffer: the
+/// record scripts take two of these per message.
 pub(crate) fn history_event(status: &str, at_ms: i64, extra: Option<(&str, &str)>) -> String {
-    let mut event = serde_json::json!({ "status": status, "at_ms": at_ms });
-    if let (Some((key, value)), Some(map)) = (extra, event.as_object_mut()) {
-        map.insert(key.to_owned(), value.into());
+    use serde::ser::{SerializeMap, Serializer};
+    let mut json = Vec::with_capacity(96);
+    let mut serializer = serde_json::Serializer::new(&mut json);
+    // Writing strings and a number into a Vec cannot fail.
+    let written = serializer.serialize_map(None).and_then(|mut event| {
+        event.serialize_entry("status", status)?;
+        event.serialize_entry("at_ms", &at_ms)?;
+        if let Some((key, value)) = extra {
+            event.serialize_entry(key, value)?;
+        }
+        event.end()
+    });
+    match written {
+        Ok(()) => String::from_utf8(json).unwrap_or_default(),
+        Err(_) => String::new(),
     }
-    event.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_history_event_is_one_json_object() {
+        let sent: serde_json::Value =
+            serde_json::from_str(&history_event("sent", 17, Some(("wamid", "wamid.\"x\""))))
+                .expect("json");
+        assert_eq!(
+            sent,
+            serde_json::json!({"status": "sent", "at_ms": 17, "wamid": "wamid.\"x\""})
+        );
+        let queued: serde_json::Value =
+            serde_json::from_str(&history_event("queued", 5, None)).expect("json");
+        assert_eq!(queued, serde_json::json!({"status": "queued", "at_ms": 5}));
+    }
 }

@@ -151,7 +151,7 @@ impl Queue {
         step: Step<'_>,
         event: serde_json::Value,
         now_ms: i64,
-    ) -> redis::ScriptInvocation<'static> {
+    ) -> scripts::ScriptCall {
         let id = delivery.message_id.as_str();
         scripts::RecordProgress {
             record_key: keys::record(phone_number_id, id).into(),
@@ -182,7 +182,7 @@ impl Queue {
         progress: Progress,
         end: Final<'_>,
         now_ms: i64,
-    ) -> redis::ScriptInvocation<'static> {
+    ) -> scripts::ScriptCall {
         let entry_fields = delivery.entry_fields();
         let mut invocation = scripts::RecordFinal {
             stream_key: keys::stream(phone_number_id, delivery.lane).into(),

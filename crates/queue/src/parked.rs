@@ -158,7 +158,7 @@ impl Queue {
         consumer: &str,
         count: usize,
         mode: &str,
-    ) -> redis::ScriptInvocation<'static> {
+    ) -> scripts::ScriptCall {
         scripts::Route {
             stream_key: keys::stream(phone_number_id, lane).into(),
             parked_key: keys::parked(phone_number_id, lane).into(),

@@ -241,46 +241,46 @@ impl Delivery {
         .collect()
     }
 
-    /// The fields a message's record is created with. The bodies are kept
-    /// until Meta reports the message delivered, so that an asynchronous
-    /// failure can be retried (see `status_events`). Borrowed: they are
-    /// written with every outcome.
-    pub(crate) fn record_fields(&self) -> [(&'static str, Cow<'_, str>); 14] {
-        fn text(value: &Option<String>) -> Cow<'_, str> {
-            Cow::Borrowed(value.as_deref().unwrap_or(""))
+    /// The fields a message's record is created with. Each is written with
+    /// every outcome and kept for days, so an optional one the message
+    /// lacks is left out (readers take a missing field as empty). The
+    /// bodies are kept until Meta reports the message delivered, so that an
+    /// asynchronous failure can be retried (see `status_events`).
+    pub(crate) fn record_fields(&self) -> impl Iterator<Item = (&'static str, Cow<'_, str>)> {
+        fn borrowed<'a>(
+            name: &'static str,
+            value: Option<&'a str>,
+        ) -> Option<(&'static str, Cow<'a, str>)> {
+            value.map(|v| (name, Cow::Borrowed(v)))
         }
+        let accepted_ms = self.message_id.accepted_at_ms();
+        let due_ms = self.due_ms();
         [
-            (fields::SENDER, Cow::Borrowed(self.sender.as_str())),
-            (fields::CLIENT, Cow::Borrowed(self.client.as_str())),
-            (fields::RECIPIENT, Cow::Borrowed(self.recipient.key())),
-            (fields::KIND, Cow::Borrowed(self.kind.as_str())),
-            (fields::LANE, Cow::Borrowed(self.lane.code())),
-            (
-                "created_ms",
-                Cow::Owned(self.message_id.accepted_at_ms().to_string()),
-            ),
-            (fields::DUE, Cow::Owned(self.due_ms().to_string())),
-            (fields::METADATA, text(&self.metadata)),
-            (fields::CALLBACK, text(&self.callback_url)),
-            (fields::BODY, Cow::Borrowed(self.body.as_str())),
-            (fields::FALLBACK, text(&self.fallback)),
-            (
+            borrowed(fields::SENDER, Some(self.sender.as_str())),
+            borrowed(fields::CLIENT, Some(self.client.as_str())),
+            borrowed(fields::RECIPIENT, Some(self.recipient.key())),
+            borrowed(fields::KIND, Some(self.kind.as_str())),
+            borrowed(fields::LANE, Some(self.lane.code())),
+            Some(("created_ms", Cow::Owned(accepted_ms.to_string()))),
+            // Readers take a missing due time as the acceptance.
+            (due_ms != accepted_ms).then(|| (fields::DUE, Cow::Owned(due_ms.to_string()))),
+            borrowed(fields::METADATA, self.metadata.as_deref()),
+            borrowed(fields::CALLBACK, self.callback_url.as_deref()),
+            borrowed(fields::BODY, Some(self.body.as_str())),
+            borrowed(fields::FALLBACK, self.fallback.as_deref()),
+            borrowed(
                 fields::TEMPLATE_CATEGORY,
-                Cow::Borrowed(self.template_category.map_or("", TemplateCategory::as_str)),
+                self.template_category.map(TemplateCategory::as_str),
             ),
-            (
+            borrowed(
                 fields::FALLBACK_CATEGORY,
-                Cow::Borrowed(self.fallback_category.map_or("", TemplateCategory::as_str)),
+                self.fallback_category.map(TemplateCategory::as_str),
             ),
-            (
-                fields::EXPIRES,
-                Cow::Owned(
-                    self.expires_at_ms
-                        .map(|e| e.to_string())
-                        .unwrap_or_default(),
-                ),
-            ),
+            self.expires_at_ms
+                .map(|e| (fields::EXPIRES, Cow::Owned(e.to_string()))),
         ]
+        .into_iter()
+        .flatten()
     }
 }
 
@@ -346,5 +346,52 @@ mod tests {
             Some("1700000000000-0")
         );
         assert!(read("+16505551234", "fax").is_err());
+    }
+
+    /// A record is written with every outcome and kept for days: an
+    /// optional field the message lacks is left out (readers take it as
+    /// empty), and so is a due time that is the acceptance.
+    #[test]
+    fn a_record_holds_only_the_fields_the_message_has() {
+        let entry = |extra: &[(&str, &str)]| {
+            let text = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+            let base = [
+                ("snd", "s0"),
+                ("cli", "billing"),
+                ("rcpt", "+16505551234"),
+                ("kind", "template"),
+                ("body", "{}"),
+            ];
+            StreamId {
+                id: "1700000000000-0".into(),
+                map: base
+                    .iter()
+                    .chain(extra)
+                    .map(|(k, v)| ((*k).to_owned(), text(v)))
+                    .collect(),
+                ..StreamId::default()
+            }
+        };
+        let names = |extra: &[(&str, &str)]| -> Vec<&'static str> {
+            let delivery =
+                Delivery::from_entry("1", Lane::Transactional, entry(extra)).expect("a message");
+            delivery.record_fields().map(|(name, _)| name).collect()
+        };
+        assert_eq!(
+            names(&[]),
+            ["snd", "cli", "rcpt", "kind", "lane", "created_ms", "body"]
+        );
+        let full = names(&[
+            ("meta", "{}"),
+            ("cb", "https://example.com/cb"),
+            ("fb", "{}"),
+            ("exp", "1700000060000"),
+            ("tc", "UTILITY"),
+            ("ftc", "UTILITY"),
+            ("due_ms", "1700000030000"),
+        ]);
+        for name in ["meta", "cb", "fb", "exp", "tc", "ftc", "due_ms"] {
+            assert!(full.contains(&name), "{name} missing from {full:?}");
+        }
     }
 }
