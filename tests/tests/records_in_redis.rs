@@ -1,7 +1,10 @@
 //! A record comes from the worker that holds the message: a stale owner's
 //! late record (its lease lost, the message finished by the next owner)
 //! changes nothing. Records and entries an older gateway wrote, under the
-//! field names of before, are still read.
+//! field names of before, are still read. A recorded send stays among the
+//! sender's recent recipients as long as the pair limit counts it.
+
+use std::time::Duration;
 
 use gateway_domain::webhook::{MetaError, MetaStatus};
 use gateway_domain::{Lane, MessageId};
@@ -334,4 +337,91 @@ async fn a_scheduled_bulk_message_failed_after_sending_is_queued_again_as_bulk()
         .await
         .expect("XLEN");
     assert_eq!(bulk_length, 1, "back in the bulk stream");
+}
+
+/// Queues one template message to `recipient` and records it sent, as the
+/// worker holding it would.
+async fn send_to(queue: &Queue, recipient: &str) {
+    let _: String = redis::cmd("XADD")
+        .arg(gateway_queue::keys::queue(PNID))
+        .arg("*")
+        .arg(&[
+            "snd", "s0", "cli", "billing", "rcpt", recipient, "kind", "template", "body", "{}",
+        ])
+        .query_async(&mut queue.connection())
+        .await
+        .expect("XADD");
+    let delivery = read_by(queue, "owner").await;
+    let progress = Progress {
+        attempts: 1,
+        fallback_used: false,
+    };
+    let wamid = format!("wamid.{recipient}");
+    assert!(
+        queue
+            .record(
+                PNID,
+                &delivery,
+                progress,
+                Outcome::Sent { wamid: &wamid },
+                1_000
+            )
+            .await
+            .expect("recorded")
+    );
+}
+
+/// A pair window longer than the two minutes kept by default (20 sends of
+/// a burst at 6 s each, and more) keeps its sends for the next owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_is_remembered_for_the_next_owner_as_long_as_its_pair_window() {
+    let redis = RedisServer::start();
+    let five_minutes = Duration::from_secs(300);
+    let long_window = redis.queue().remembering_recipients_for(five_minutes);
+    let mut conn = long_window.connection();
+    let (seconds, _): (i64, i64) = redis::cmd("TIME")
+        .query_async(&mut conn)
+        .await
+        .expect("TIME");
+    // Sent to 200 s ago by the previous owner: the long window still counts it.
+    let _: i64 = redis::cmd("ZADD")
+        .arg(gateway_queue::keys::recent_recipients(PNID))
+        .arg((seconds - 200) * 1_000)
+        .arg("+15550000001")
+        .query_async(&mut conn)
+        .await
+        .expect("ZADD");
+
+    send_to(&long_window, "+15550000002").await;
+    let mut recent = long_window
+        .recent_recipients(PNID, five_minutes)
+        .await
+        .expect("recent recipients");
+    recent.sort();
+    let names: Vec<&str> = recent.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(names, ["+15550000001", "+15550000002"]);
+    assert!(
+        recent[0].1 >= Duration::from_secs(199),
+        "the old send is 200 s old: {recent:?}"
+    );
+    let just_now = long_window
+        .recent_recipients(PNID, Duration::from_secs(6))
+        .await
+        .expect("recent recipients");
+    assert_eq!(
+        just_now.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(),
+        ["+15550000002"],
+        "a 6 s window reads only the send just made"
+    );
+
+    // With the default (two minutes), the next send lets the old one go.
+    send_to(&redis.queue(), "+15550000003").await;
+    let recent = long_window
+        .recent_recipients(PNID, five_minutes)
+        .await
+        .expect("recent recipients");
+    assert!(
+        recent.iter().all(|(r, _)| r != "+15550000001"),
+        "kept two minutes: {recent:?}"
+    );
 }

@@ -38,6 +38,7 @@ pub fn connect(
     Ok(Queue {
         conn,
         record_ttl_ms: u64::try_from(record_ttl.as_millis()).unwrap_or(u64::MAX),
+        recent_recipients_ms: crate::keys::RECENT_RECIPIENTS_MS,
     })
 }
 

@@ -107,9 +107,19 @@ pub fn recent_recipients(phone_number_id: &str) -> String {
     format!("gw:{{{phone_number_id}}}:recipients")
 }
 
-/// How long a recipient stays in `recent_recipients`: longer than any
-/// sensible pair interval times burst.
+/// How long a recipient stays in `recent_recipients` at least: `gateway
+/// stats` counts the last minute's, and a pair window of up to 20 sends at
+/// 6 s fits.
 pub const RECENT_RECIPIENTS_MS: u64 = 120_000;
+
+/// How long a recipient stays in `recent_recipients` when the pair limit
+/// looks back over `pair_window`: a new owner must find every send the
+/// window still counts.
+pub fn recent_recipients_kept_ms(pair_window: std::time::Duration) -> u64 {
+    u64::try_from(pair_window.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(RECENT_RECIPIENTS_MS)
+}
 
 /// The index of a sender's parked recipients for one priority.
 pub fn parked(phone_number_id: &str, lane: gateway_domain::Lane) -> String {
@@ -263,6 +273,13 @@ pub const NOTIFY_DEAD: &str = "gw:{notify}:dead";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recent_recipients_are_kept_two_minutes_or_the_pair_window_if_longer() {
+        let six_seconds = std::time::Duration::from_secs(6);
+        assert_eq!(recent_recipients_kept_ms(six_seconds), 120_000);
+        assert_eq!(recent_recipients_kept_ms(six_seconds * 45), 270_000);
+    }
 
     /// Redis Cluster hashes only what is inside the first `{...}`.
     fn hash_tag(key: &str) -> &str {

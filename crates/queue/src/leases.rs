@@ -125,21 +125,26 @@ impl Queue {
         phone_number_id: &str,
         within: Duration,
     ) -> Result<Vec<(String, Duration)>, QueueError> {
-        let ((seconds, micros), recent): ((i64, i64), Vec<(String, i64)>) = redis::pipe()
-            .cmd("TIME")
-            .cmd("ZRANGE")
-            .arg(keys::recent_recipients(phone_number_id))
-            .arg(0)
-            .arg(-1)
-            .arg("WITHSCORES")
+        let (seconds, micros): (i64, i64) = redis::cmd("TIME")
             .query_async(&mut self.conn.clone())
             .await?;
         let now_ms = seconds * 1_000 + micros / 1_000;
+        let within_ms = i64::try_from(within.as_millis()).unwrap_or(i64::MAX);
+        // Only those inside the window: the set keeps longer (see
+        // `keys::RECENT_RECIPIENTS_MS`), which at a high rate is many more.
+        let recent: Vec<(String, i64)> = redis::cmd("ZRANGE")
+            .arg(keys::recent_recipients(phone_number_id))
+            .arg(now_ms.saturating_sub(within_ms))
+            .arg("+inf")
+            .arg("BYSCORE")
+            .arg("WITHSCORES")
+            .query_async(&mut self.conn.clone())
+            .await?;
         Ok(recent
             .into_iter()
-            .filter_map(|(recipient, at_ms)| {
+            .map(|(recipient, at_ms)| {
                 let ago = Duration::from_millis(u64::try_from(now_ms - at_ms).unwrap_or(0));
-                (ago <= within).then_some((recipient, ago))
+                (recipient, ago)
             })
             .collect())
     }

@@ -123,9 +123,20 @@ pub enum EnqueueOutcome {
 pub struct Queue {
     conn: RedisConnection,
     record_ttl_ms: u64,
+    /// See [`Queue::remembering_recipients_for`].
+    recent_recipients_ms: u64,
 }
 
 impl Queue {
+    /// Keeps each recipient a send went to in the sender's recent
+    /// recipients for `pair_window` (at least [`keys::RECENT_RECIPIENTS_MS`]),
+    /// so that a new owner of the sender finds every send its pair limit
+    /// still counts.
+    pub fn remembering_recipients_for(mut self, pair_window: std::time::Duration) -> Self {
+        self.recent_recipients_ms = keys::recent_recipients_kept_ms(pair_window);
+        self
+    }
+
     /// Stores one message in one round trip: a plain XADD, or a script
     /// when an idempotency key, a `send_after` or a cluster needs more.
     pub async fn enqueue(

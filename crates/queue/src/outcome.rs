@@ -73,7 +73,7 @@ impl Queue {
                 queued_event: queued_event.into(),
                 fallback_used: progress.fallback_used.into(),
                 recipient: delivery.recipient.key().into(),
-                recent_ms: keys::RECENT_RECIPIENTS_MS.into(),
+                recent_ms: self.recent_recipients_ms.into(),
             }
             .invocation(),
             Outcome::Failed {

@@ -52,7 +52,8 @@ pub fn queue(settings: &Settings) -> anyhow::Result<Queue> {
         redis.connect_timeout,
         redis.response_timeout,
         redis.record_ttl,
-    )?)
+    )?
+    .remembering_recipients_for(settings.worker.pair_window()))
 }
 
 /// The Redis connection for an ops command, checked: a command fails at
