@@ -13,6 +13,25 @@ use gateway_tests::RedisServer;
 
 const PNID: &str = "1000000000";
 
+/// A message's first attempt.
+const FIRST_ATTEMPT: Progress = Progress {
+    attempts: 1,
+    fallback_used: false,
+};
+
+/// Queues one template message to `recipient`, as the api would.
+async fn queue_template_to(queue: &Queue, recipient: &str) {
+    let _: String = redis::cmd("XADD")
+        .arg(gateway_queue::keys::queue(PNID))
+        .arg("*")
+        .arg(&[
+            "snd", "s0", "cli", "billing", "rcpt", recipient, "kind", "template", "body", "{}",
+        ])
+        .query_async(&mut queue.connection())
+        .await
+        .expect("XADD");
+}
+
 /// The message as `consumer` reads it: new, or taken over from the
 /// consumer that read it before.
 async fn read_by(queue: &Queue, consumer: &str) -> Delivery {
@@ -36,38 +55,16 @@ async fn a_stale_owners_late_record_changes_nothing() {
     let redis = RedisServer::start();
     let queue = redis.queue();
     let mut conn = queue.connection();
-    let stream = gateway_queue::keys::queue(PNID);
-    let _: String = redis::cmd("XADD")
-        .arg(&stream)
-        .arg("*")
-        .arg(&[
-            "snd",
-            "s0",
-            "cli",
-            "billing",
-            "rcpt",
-            "+16505551234",
-            "kind",
-            "template",
-            "body",
-            "{}",
-        ])
-        .query_async(&mut conn)
-        .await
-        .expect("XADD");
+    queue_template_to(&queue, "+16505551234").await;
 
     let stale = read_by(&queue, "old-owner").await;
     // The next owner takes the message over, sends and records it.
     let current = read_by(&queue, "new-owner").await;
     assert_eq!(current.entry_id, stale.entry_id);
-    let progress = Progress {
-        attempts: 1,
-        fallback_used: false,
-    };
     let sent = |wamid| Outcome::Sent { wamid };
     assert!(
         queue
-            .record(PNID, &current, progress, sent("wamid.NEW"), 1_000)
+            .record(PNID, &current, FIRST_ATTEMPT, sent("wamid.NEW"), 1_000)
             .await
             .expect("recorded")
     );
@@ -88,7 +85,7 @@ async fn a_stale_owners_late_record_changes_nothing() {
     ] {
         assert!(
             !queue
-                .record(PNID, &stale, progress, outcome, 2_000)
+                .record(PNID, &stale, FIRST_ATTEMPT, outcome, 2_000)
                 .await
                 .expect("answered"),
             "{outcome:?}"
@@ -276,16 +273,12 @@ async fn a_scheduled_bulk_message_failed_after_sending_is_queued_again_as_bulk()
     let delivery = Delivery::from_entry(PNID, Lane::Bulk, entries.into_iter().next().expect("one"))
         .expect("a message");
     assert_eq!(delivery.message_id, queued);
-    let progress = Progress {
-        attempts: 1,
-        fallback_used: false,
-    };
     assert!(
         queue
             .record(
                 PNID,
                 &delivery,
-                progress,
+                FIRST_ATTEMPT,
                 Outcome::Sent { wamid: "wamid.A" },
                 due_ms
             )
@@ -342,27 +335,15 @@ async fn a_scheduled_bulk_message_failed_after_sending_is_queued_again_as_bulk()
 /// Queues one template message to `recipient` and records it sent, as the
 /// worker holding it would.
 async fn send_to(queue: &Queue, recipient: &str) {
-    let _: String = redis::cmd("XADD")
-        .arg(gateway_queue::keys::queue(PNID))
-        .arg("*")
-        .arg(&[
-            "snd", "s0", "cli", "billing", "rcpt", recipient, "kind", "template", "body", "{}",
-        ])
-        .query_async(&mut queue.connection())
-        .await
-        .expect("XADD");
+    queue_template_to(queue, recipient).await;
     let delivery = read_by(queue, "owner").await;
-    let progress = Progress {
-        attempts: 1,
-        fallback_used: false,
-    };
     let wamid = format!("wamid.{recipient}");
     assert!(
         queue
             .record(
                 PNID,
                 &delivery,
-                progress,
+                FIRST_ATTEMPT,
                 Outcome::Sent { wamid: &wamid },
                 1_000
             )
