@@ -1,4 +1,6 @@
-//! A record comes from the worker that holds the message: a stale owner's
+//! A worker claims a message before it sends it: a fresh one, a cancelled
+//! one and one an attempt that died left marked each end as they must. A
+//! record comes from the worker that holds the message: a stale owner's
 //! late record (its lease lost, the message finished by the next owner)
 //! changes nothing. Records and entries an older gateway wrote, under the
 //! field names of before, are still read. A recorded send stays among the
@@ -8,7 +10,10 @@ use std::time::Duration;
 
 use gateway_domain::webhook::{MetaError, MetaStatus};
 use gateway_domain::{Lane, MessageId};
-use gateway_queue::{Claim, DeadLetterFilter, Delivery, Outcome, Progress, Queue, StatusChange};
+use gateway_queue::{
+    CancelOutcome, Claim, DeadLetterFilter, Delivery, Outcome, Progress, Queue, SendClaim,
+    StatusChange,
+};
 use gateway_tests::RedisServer;
 
 const PNID: &str = "1000000000";
@@ -48,6 +53,118 @@ async fn read_by(queue: &Queue, consumer: &str) -> Delivery {
         entries = reader.next(10, &held).await.expect("read");
     }
     Delivery::from_entry(PNID, Lane::Transactional, entries.remove(0)).expect("a message")
+}
+
+/// A claim takes a message nobody touched, and reads the recipient's window
+/// when asked; a message its client cancelled leaves its stream unsent; a
+/// mark left by an attempt that died is taken over with a fresh time to
+/// live, so that it outlasts this attempt's call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_takes_a_fresh_message_drops_a_cancelled_one_and_renews_an_old_mark() {
+    let redis = RedisServer::start();
+    let queue = redis.queue();
+    let mut conn = queue.connection();
+    let ttl = Duration::from_secs(60);
+    let fate_of =
+        |delivery: &Delivery| gateway_queue::keys::fate(PNID, delivery.message_id.as_str());
+    let mark = async |conn: &mut gateway_queue::RedisConnection, key: &str| {
+        let value: Option<String> = redis::cmd("GET")
+            .arg(key)
+            .query_async(conn)
+            .await
+            .expect("GET");
+        let ttl_ms: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(conn)
+            .await
+            .expect("PTTL");
+        (value, ttl_ms)
+    };
+
+    queue_template_to(&queue, "+16505551234").await;
+    let fresh = read_by(&queue, "worker").await;
+    let _: () = redis::cmd("SET")
+        .arg(gateway_queue::keys::window(PNID, fresh.recipient.key()))
+        .arg("1700000000000")
+        .query_async(&mut conn)
+        .await
+        .expect("SET");
+    let claim = queue
+        .claim_send(PNID, &fresh, ttl, true)
+        .await
+        .expect("claim");
+    assert_eq!(
+        claim,
+        SendClaim::Claimed {
+            window_opened_ms: Some(1_700_000_000_000)
+        }
+    );
+    let (value, ttl_ms) = mark(&mut conn, &fate_of(&fresh)).await;
+    assert_eq!(value.as_deref(), Some("sending"));
+    assert!(
+        ttl_ms > 55_000,
+        "the mark lasts the claim's time to live: {ttl_ms} ms"
+    );
+    assert!(
+        matches!(
+            queue.cancel(&fresh.message_id, 2_000).await,
+            Ok(CancelOutcome::NotCancellable(_))
+        ),
+        "a claimed message is not cancelled"
+    );
+
+    // An attempt that died left its mark, about to run out.
+    let _: () = redis::cmd("SET")
+        .arg(fate_of(&fresh))
+        .arg("sending")
+        .arg("PX")
+        .arg(200)
+        .query_async(&mut conn)
+        .await
+        .expect("SET");
+    let claim = queue
+        .claim_send(PNID, &fresh, ttl, false)
+        .await
+        .expect("claim");
+    assert_eq!(
+        claim,
+        SendClaim::Claimed {
+            window_opened_ms: None
+        }
+    );
+    let (value, ttl_ms) = mark(&mut conn, &fate_of(&fresh)).await;
+    assert_eq!(value.as_deref(), Some("sending"));
+    assert!(ttl_ms > 55_000, "the old mark is renewed: {ttl_ms} ms left");
+    let sent = Outcome::Sent { wamid: "wamid.A" };
+    assert!(
+        queue
+            .record(PNID, &fresh, FIRST_ATTEMPT, sent, 2_500)
+            .await
+            .expect("recorded")
+    );
+
+    // A message read ahead and cancelled before its claim.
+    queue_template_to(&queue, "+16505551235").await;
+    let cancelled = read_by(&queue, "worker").await;
+    assert!(matches!(
+        queue.cancel(&cancelled.message_id, 3_000).await,
+        Ok(CancelOutcome::Cancelled(_))
+    ));
+    let claim = queue
+        .claim_send(PNID, &cancelled, ttl, false)
+        .await
+        .expect("claim");
+    assert_eq!(claim, SendClaim::Cancelled);
+    let (value, _) = mark(&mut conn, &fate_of(&cancelled)).await;
+    assert_eq!(value.as_deref(), Some("cancelled"), "the cancel stands");
+    let entries: Vec<redis::Value> = redis::cmd("XRANGE")
+        .arg(gateway_queue::keys::queue(PNID))
+        .arg(&cancelled.entry_id)
+        .arg(&cancelled.entry_id)
+        .query_async(&mut conn)
+        .await
+        .expect("XRANGE");
+    assert!(entries.is_empty(), "the cancelled message left its stream");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

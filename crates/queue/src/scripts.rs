@@ -341,8 +341,8 @@ scripts! {
         args: [recipient, now_ms, window_ms, limit_override, hold_at],
     }
 
-    /// A worker claims a message it is about to send, unless it was
-    /// cancelled, and reads the recipient's window.
+    /// A worker claims a message it is about to send whose fate key is set
+    /// (cancelled, or an old mark), and reads the recipient's window.
     ClaimSend = "claim_send.lua" {
         keys: [fate_key, stream_key, window_key],
         args: [group, entry_id, sending_ttl_ms, read_window],

@@ -1,5 +1,5 @@
 -- A client cancels a message. Its fate key decides against a worker's
--- claim (claim_send.lua): a message being sent, or past sending, is not
+-- claim (Queue::claim_send): a message being sent, or past sending, is not
 -- cancelled. A message no worker has read yet leaves its stream now; one a
 -- worker holds (read ahead, parked, waiting for its next attempt or held)
 -- leaves when the worker claims it, and a scheduled one when it is due

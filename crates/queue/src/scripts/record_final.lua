@@ -5,7 +5,7 @@
 -- (copied to the dead letter, for replay), then the record's static
 -- field/value pairs. `final_status` 'failed' is dead-lettered, 'expired' is not.
 -- A message a client cancelled before it expired keeps its cancelled
--- record; otherwise the claim on it (claim_send.lua) ends with it.
+-- record; otherwise the claim on it (Queue::claim_send) ends with it.
 -- Returns 1, or 0 and changes nothing when the entry was acknowledged
 -- already (see record_sent.lua).
 if redis.call('XACK', stream_key, group, entry_id) == 0 then

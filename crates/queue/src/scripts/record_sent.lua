@@ -2,7 +2,7 @@
 -- index the wamid, and take the entry off the queue, in one step so a crash
 -- leaves either all or nothing. The record's static field/value pairs
 -- (sender, client, recipient, ...) follow the named arguments.
--- The claim on the message (claim_send.lua) ends with it.
+-- The claim on the message (Queue::claim_send) ends with it.
 -- Returns 1, or 0 and changes nothing when the entry was acknowledged
 -- already: another worker finished the message after this one lost the
 -- sender, and its record stands.
