@@ -4,7 +4,8 @@ writes BENCHMARKS.md. Everything runs on loopback, on free ports, with a
 private redis-server; every process started here is stopped by its PID.
 
 1. accepting: raw XADD (redis-benchmark) next to POST /send and a signed
-   POST /webhook (wrk), 64 connections
+   POST /webhook (wrk), 64 connections, in three rounds of the three back
+   to back, the round with the median /send ratio reported
 2. draining: one worker against the sandbox with its limits off, next to the
    apalis reference worker (benches/reference-apalis) on the same sandbox,
    in three alternating rounds, the fastest run of each compared
@@ -47,6 +48,7 @@ SEND_SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 DRAIN_MESSAGES = 100_000
 DRAIN_SENDERS = 50
 DRAIN_ROUNDS = 3
+ACCEPT_ROUNDS = 3
 MEMORY_SENDERS = 100
 FIDELITY_SENDERS = 10
 FIDELITY_RATE = 70
@@ -347,11 +349,7 @@ def main():
         return worker_config(workdir, ports, phase, phase_senders)
 
     if wanted("send"):
-        accept_phase(redis, api, api_url, workdir, results)
-    # The /send backlog is for one sender at 70/s, and the webhooks are about
-    # messages that do not exist: not something to drain here.
-    clean(redis, senders)
-    redis.cli("del", "gw:events")
+        accept_phase(redis, api, api_url, workdir, results, senders)
 
     # Alternating rounds, the fastest of each compared: one round could
     # catch either worker in a slow moment of the machine.
@@ -386,31 +384,15 @@ def main():
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-def accept_phase(redis, api, api_url, workdir, results):
-    """Raw XADD (redis-benchmark) next to POST /send and a signed POST /webhook (wrk)."""
-    print(f"== raw XADD (redis-benchmark, {CONNECTIONS} connections)")
-    csv = subprocess.run(
-        ["redis-benchmark", "-p", str(redis.port), "-c", str(CONNECTIONS), "-n", "400000", "--csv",
-         "XADD", "bench:raw", "*", "snd", "bench", "rcpt", "+16505551234", "kind", "template",
-         "body", '{"messaging_product":"whatsapp","type":"template"}'],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    xadd = float(re.findall(r'"([0-9.]+)"', csv.strip().splitlines()[-1])[0])
-    redis.cli("del", "bench:raw")
-    print(f"   {xadd:.0f} XADD/s")
-
-    print(f"== POST /send (wrk, {CONNECTIONS} connections, {SEND_SECONDS} s)")
+def accept_phase(redis, api, api_url, workdir, results, senders):
+    """Raw XADD (redis-benchmark) next to POST /send and a signed POST /webhook (wrk), in rounds of the three
+    back to back: each round's ratios compare runs a few seconds apart, and the round with the median /send
+    ratio is reported (one round could catch either side in a slow moment of the machine)."""
     # Bulk: ten seconds of accepts at full speed stay within the sender's
     # admission cap (max_queue_seconds × rate), so every answer is a 202 and
     # the figure is the cost of storing, not of refusing.
-    body = json.dumps({**template("bench", "+16505551234"), "priority": "bulk",
+    send = json.dumps({**template("bench", "+16505551234"), "priority": "bulk",
                        "metadata": {"campaign": "bench"}})
-    results["send"] = dict(xadd=xadd, **wrk(api, f"{api_url}/send", workdir, body,
-                                             {"Authorization": f"Bearer {KEY}"}))
-    send = results["send"]
-    print(f"   {send['rate']:.0f} /send/s ({send['rate'] / xadd:.2f} of XADD), non-2xx {send['non2xx']}")
-
-    print(f"== POST /webhook, signed (wrk, {CONNECTIONS} connections, {SEND_SECONDS} s)")
     # A status webhook as Meta sends it, for a sender this gateway serves.
     status = {"id": "wamid.HBgLMTY1MDU1NTEyMzQVAgARGBI1QjM0RjFCMzFCNUQ0NDE2OTcA", "status": "delivered",
               "timestamp": "1767225600", "recipient_id": "16505551234",
@@ -422,10 +404,30 @@ def accept_phase(redis, api, api_url, workdir, results):
                                                      "phone_number_id": "100000000001"},
                                         "statuses": [status]}}]}]}, separators=(",", ":"))
     signature = "sha256=" + hmac.new(APP_SECRET.encode(), hook.encode(), hashlib.sha256).hexdigest()
-    results["webhook"] = wrk(api, f"{api_url}/webhook", workdir, hook, {"X-Hub-Signature-256": signature})
-    hook_result = results["webhook"]
-    print(f"   {hook_result['rate']:.0f} /webhook/s ({hook_result['rate'] / xadd:.2f} of XADD), "
-          f"non-2xx {hook_result['non2xx']}")
+    for _ in range(ACCEPT_ROUNDS):
+        print(f"== raw XADD (redis-benchmark, {CONNECTIONS} connections)")
+        csv = subprocess.run(
+            ["redis-benchmark", "-p", str(redis.port), "-c", str(CONNECTIONS), "-n", "400000", "--csv",
+             "XADD", "bench:raw", "*", "snd", "bench", "rcpt", "+16505551234", "kind", "template",
+             "body", '{"messaging_product":"whatsapp","type":"template"}'],
+            capture_output=True, text=True, check=True,
+        ).stdout
+        xadd = float(re.findall(r'"([0-9.]+)"', csv.strip().splitlines()[-1])[0])
+        redis.cli("del", "bench:raw")
+        print(f"   {xadd:.0f} XADD/s")
+
+        print(f"== POST /send (wrk, {CONNECTIONS} connections, {SEND_SECONDS} s)")
+        sent = wrk(api, f"{api_url}/send", workdir, send, {"Authorization": f"Bearer {KEY}"})
+        print(f"   {sent['rate']:.0f} /send/s ({sent['rate'] / xadd:.2f} of XADD), non-2xx {sent['non2xx']}")
+
+        print(f"== POST /webhook, signed (wrk, {CONNECTIONS} connections, {SEND_SECONDS} s)")
+        hooked = wrk(api, f"{api_url}/webhook", workdir, hook, {"X-Hub-Signature-256": signature})
+        print(f"   {hooked['rate']:.0f} /webhook/s ({hooked['rate'] / xadd:.2f} of XADD), non-2xx {hooked['non2xx']}")
+        results.setdefault("accept_rounds", []).append(dict(xadd=xadd, send=sent, webhook=hooked))
+        # The /send backlog is for one sender at 70/s, and the webhooks are
+        # about messages that do not exist: not something to drain here.
+        clean(redis, senders)
+        redis.cli("del", "gw:events")
 
 
 def wrk(api, url, workdir, body, headers):
@@ -740,7 +742,13 @@ def write_report(r):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]
-    s, w, d = r["send"], r["webhook"], r["drain"]
+    rounds = sorted(r["accept_rounds"], key=lambda a: a["send"]["rate"] / a["xadd"])
+    median = rounds[len(rounds) // 2]
+    s, w, d, xadd = median["send"], median["webhook"], r["drain"], median["xadd"]
+
+    def by_round(name):
+        return ", ".join(f"{a[name]['rate'] / a['xadd']:.2f}" for a in r["accept_rounds"])
+
     ref = r.get("reference")
     lines = [
         "# Benchmarks",
@@ -754,18 +762,21 @@ def write_report(r):
         "",
         run_by("send"),
         "",
+        f"{ACCEPT_ROUNDS} rounds, each running the three back to back, so that a ratio compares runs seconds apart; shown "
+        "is the round whose `/send` ratio is the median, with every round's ratios listed.",
+        "",
         "| what | command | result |",
         "| --- | --- | --- |",
-        f"| raw XADD on the bench Redis | `redis-benchmark -c {CONNECTIONS} -n 400000 XADD bench:raw * …` | {s['xadd']:.0f} per second |",
+        f"| raw XADD on the bench Redis | `redis-benchmark -c {CONNECTIONS} -n 400000 XADD bench:raw * …` | {xadd:.0f} per second |",
         f"| `POST /send` (auth, validation, one XADD) | `wrk -t1 -c{CONNECTIONS} -d{SEND_SECONDS}s -s post.lua /send` | "
         f"{s['rate']:.0f} per second, p50 {s['p50']:.2f} ms, p99 {s['p99']:.2f} ms, non-2xx {s['non2xx']}, "
         f"{s['cpu_us']:.0f} µs of api CPU each |",
-        f"| ratio | | **{s['rate'] / s['xadd']:.2f}** of raw XADD (goal ≥ 0.5) |",
+        f"| ratio | | **{s['rate'] / xadd:.2f}** of raw XADD (goal ≥ 0.5; rounds: {by_round('send')}) |",
         f"| `POST /webhook`: one-status Meta webhook (signature check over the raw body, parse, one XADD) | "
         f"`wrk -t1 -c{CONNECTIONS} -d{SEND_SECONDS}s -s post.lua /webhook` | "
         f"{w['rate']:.0f} per second, p50 {w['p50']:.2f} ms, p99 {w['p99']:.2f} ms, non-2xx {w['non2xx']}, "
         f"{w['cpu_us']:.0f} µs of api CPU each |",
-        f"| ratio | | **{w['rate'] / s['xadd']:.2f}** of raw XADD |",
+        f"| ratio | | **{w['rate'] / xadd:.2f}** of raw XADD (rounds: {by_round('webhook')}) |",
         "",
         "## Draining: one worker against the sandbox with its limits off",
         "",
