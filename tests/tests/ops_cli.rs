@@ -485,7 +485,13 @@ async fn senders_pause_stops_only_that_sender_until_resumed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dlq_replay_queues_exactly_the_named_dead_letter() {
-    let gateway = TestGateway::start(GatewayOptions::default()).await;
+    let mut gateway = TestGateway::start(GatewayOptions {
+        start_worker: false,
+        ..Default::default()
+    })
+    .await;
+    // Queued before a worker has read the template registry (after, /send
+    // refuses an unknown template itself).
     let ids = gateway
         .send_all(&[
             template("s0", "+16505550041", "no_such_template"),
@@ -493,6 +499,7 @@ async fn dlq_replay_queues_exactly_the_named_dead_letter() {
             template("s0", "+16505550043", "no_such_template"),
         ])
         .await;
+    gateway.start_worker().await;
     for id in &ids {
         gateway
             .wait_for_status(id, "failed", Duration::from_secs(30))
