@@ -55,6 +55,43 @@ async fn read_by(queue: &Queue, consumer: &str) -> Delivery {
     Delivery::from_entry(PNID, Lane::Transactional, entries.remove(0)).expect("a message")
 }
 
+/// The fate key of `delivery` (`sending`, `cancelled` or none) and the
+/// milliseconds it has left.
+async fn fate_mark(queue: &Queue, delivery: &Delivery) -> (Option<String>, i64) {
+    let key = gateway_queue::keys::fate(PNID, delivery.message_id.as_str());
+    let mut conn = queue.connection();
+    let value: Option<String> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .expect("GET");
+    let ttl_ms: i64 = redis::cmd("PTTL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .expect("PTTL");
+    (value, ttl_ms)
+}
+
+/// Claims `delivery` for a minute: the claim must take it and leave it
+/// marked `sending` for that minute. Returns the window the claim read.
+async fn claim_for_a_minute(queue: &Queue, delivery: &Delivery, read_window: bool) -> Option<i64> {
+    let claim = queue
+        .claim_send(PNID, delivery, Duration::from_secs(60), read_window)
+        .await
+        .expect("claim");
+    let SendClaim::Claimed { window_opened_ms } = claim else {
+        panic!("not claimed: {claim:?}");
+    };
+    let (value, ttl_ms) = fate_mark(queue, delivery).await;
+    assert_eq!(value.as_deref(), Some("sending"));
+    assert!(
+        ttl_ms > 55_000,
+        "the mark lasts the claim's time to live: {ttl_ms} ms left"
+    );
+    window_opened_ms
+}
+
 /// A claim takes a message nobody touched, and reads the recipient's window
 /// when asked; a message its client cancelled leaves its stream unsent; a
 /// mark left by an attempt that died is taken over with a fresh time to
@@ -64,22 +101,6 @@ async fn a_claim_takes_a_fresh_message_drops_a_cancelled_one_and_renews_an_old_m
     let redis = RedisServer::start();
     let queue = redis.queue();
     let mut conn = queue.connection();
-    let ttl = Duration::from_secs(60);
-    let fate_of =
-        |delivery: &Delivery| gateway_queue::keys::fate(PNID, delivery.message_id.as_str());
-    let mark = async |conn: &mut gateway_queue::RedisConnection, key: &str| {
-        let value: Option<String> = redis::cmd("GET")
-            .arg(key)
-            .query_async(conn)
-            .await
-            .expect("GET");
-        let ttl_ms: i64 = redis::cmd("PTTL")
-            .arg(key)
-            .query_async(conn)
-            .await
-            .expect("PTTL");
-        (value, ttl_ms)
-    };
 
     queue_template_to(&queue, "+16505551234").await;
     let fresh = read_by(&queue, "worker").await;
@@ -89,21 +110,9 @@ async fn a_claim_takes_a_fresh_message_drops_a_cancelled_one_and_renews_an_old_m
         .query_async(&mut conn)
         .await
         .expect("SET");
-    let claim = queue
-        .claim_send(PNID, &fresh, ttl, true)
-        .await
-        .expect("claim");
     assert_eq!(
-        claim,
-        SendClaim::Claimed {
-            window_opened_ms: Some(1_700_000_000_000)
-        }
-    );
-    let (value, ttl_ms) = mark(&mut conn, &fate_of(&fresh)).await;
-    assert_eq!(value.as_deref(), Some("sending"));
-    assert!(
-        ttl_ms > 55_000,
-        "the mark lasts the claim's time to live: {ttl_ms} ms"
+        claim_for_a_minute(&queue, &fresh, true).await,
+        Some(1_700_000_000_000)
     );
     assert!(
         matches!(
@@ -113,28 +122,17 @@ async fn a_claim_takes_a_fresh_message_drops_a_cancelled_one_and_renews_an_old_m
         "a claimed message is not cancelled"
     );
 
-    // An attempt that died left its mark, about to run out.
+    // An attempt that died left its mark, about to run out: the claim
+    // renews it.
     let _: () = redis::cmd("SET")
-        .arg(fate_of(&fresh))
+        .arg(gateway_queue::keys::fate(PNID, fresh.message_id.as_str()))
         .arg("sending")
         .arg("PX")
         .arg(200)
         .query_async(&mut conn)
         .await
         .expect("SET");
-    let claim = queue
-        .claim_send(PNID, &fresh, ttl, false)
-        .await
-        .expect("claim");
-    assert_eq!(
-        claim,
-        SendClaim::Claimed {
-            window_opened_ms: None
-        }
-    );
-    let (value, ttl_ms) = mark(&mut conn, &fate_of(&fresh)).await;
-    assert_eq!(value.as_deref(), Some("sending"));
-    assert!(ttl_ms > 55_000, "the old mark is renewed: {ttl_ms} ms left");
+    assert_eq!(claim_for_a_minute(&queue, &fresh, false).await, None);
     let sent = Outcome::Sent { wamid: "wamid.A" };
     assert!(
         queue
@@ -151,11 +149,11 @@ async fn a_claim_takes_a_fresh_message_drops_a_cancelled_one_and_renews_an_old_m
         Ok(CancelOutcome::Cancelled(_))
     ));
     let claim = queue
-        .claim_send(PNID, &cancelled, ttl, false)
+        .claim_send(PNID, &cancelled, Duration::from_secs(60), false)
         .await
         .expect("claim");
     assert_eq!(claim, SendClaim::Cancelled);
-    let (value, _) = mark(&mut conn, &fate_of(&cancelled)).await;
+    let (value, _) = fate_mark(&queue, &cancelled).await;
     assert_eq!(value.as_deref(), Some("cancelled"), "the cancel stands");
     let entries: Vec<redis::Value> = redis::cmd("XRANGE")
         .arg(gateway_queue::keys::queue(PNID))

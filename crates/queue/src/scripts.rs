@@ -342,10 +342,10 @@ scripts! {
     }
 
     /// A worker claims a message it is about to send whose fate key is set
-    /// (cancelled, or an old mark), and reads the recipient's window.
+    /// (cancelled, or an old mark).
     ClaimSend = "claim_send.lua" {
-        keys: [fate_key, stream_key, window_key],
-        args: [group, entry_id, sending_ttl_ms, read_window],
+        keys: [fate_key, stream_key],
+        args: [group, entry_id, sending_ttl_ms],
     }
 
     /// A worker gives back its claim on a message it did not send.

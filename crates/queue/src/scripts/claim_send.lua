@@ -7,17 +7,11 @@
 -- afresh until the attempt's outcome is recorded (record_sent,
 -- record_final, record_progress delete the mark), so a cancel meanwhile
 -- answers 409. `sending_ttl_ms` bounds the mark after a crash.
--- Returns {0, false} when the message was cancelled, or {1, the
--- recipient's window (see keys.rs), false when closed or not asked for}:
--- a free-form attempt needs it next (`read_window` '1'); a template goes
--- whatever the window.
+-- Returns 0 when the message was cancelled, 1 when it is claimed.
 if redis.call('GET', fate_key) == 'cancelled' then
   redis.call('XACK', stream_key, group, entry_id)
   redis.call('XDEL', stream_key, entry_id)
-  return {0, false}
+  return 0
 end
 redis.call('SET', fate_key, 'sending', 'PX', sending_ttl_ms)
-if read_window == '1' then
-  return {1, redis.call('GET', window_key)}
-end
-return {1, false}
+return 1
